@@ -1,0 +1,1 @@
+"""DistilHuBERT-style layer-wise distillation of speech SSL models, driven by `accelerate` (planned)."""

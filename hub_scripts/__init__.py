@@ -1,0 +1,1 @@
+"""Model cards and Hugging Face Hub publishing of SpEAT results (planned)."""

@@ -1,0 +1,1 @@
+"""The Gradio Space that browses SpEAT results (planned)."""

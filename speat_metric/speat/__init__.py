@@ -1,0 +1,1 @@
+"""The `evaluate` measurement module; evaluate loads `speat.py` from this folder."""
