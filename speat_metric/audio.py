@@ -1,0 +1,311 @@
+"""Audio in: decode WAV, FLAC or MP3 to a mono float32 waveform at the rate the models expect.
+
+`load_audio` is the only way stimuli enter the pipeline. It decodes with soundfile (libsndfile, which reads MP3
+since 1.1), down-mixes to mono by averaging the channels, resamples with soxr and returns float32 samples in
+[-1, 1]. A file that cannot be decoded completely raises `AudioDecodeError` naming the file: libsndfile quietly
+decodes what is left of a truncated WAV or MP3, so the containers are checked first (a WAV ``data`` chunk longer
+than the bytes present, an MP3 whose last frame is cut short or with fewer frames than its Xing/Info header
+declares, a FLAC with fewer samples than its STREAMINFO declares).
+
+Trimming leading and trailing silence is available but off by default: neither SpEAT study trimmed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SAMPLING_RATE = 16_000
+"""The rate every model adapter takes (`speat_metric.adapters.base.SAMPLING_RATE`)."""
+
+_FIX_HINT = "re-download or re-export the file (WAV, FLAC or MP3)"
+
+
+class AudioDecodeError(ValueError):
+    """An audio file or buffer is empty, corrupt or truncated; the message names it and says what was wrong."""
+
+
+def load_audio(
+    source: str | os.PathLike | bytes,
+    *,
+    sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    trim_silence: bool = False,
+    top_db: float = 40.0,
+    name: str | None = None,
+) -> np.ndarray:
+    """Decode an audio file or its bytes to a mono float32 waveform at `sampling_rate`.
+
+    Args:
+        source: path of a WAV, FLAC or MP3 file (any format libsndfile reads), or the file's bytes.
+        sampling_rate: rate of the returned waveform in Hz; the file is resampled with soxr ("HQ", anti-aliased)
+            when its rate differs.
+        trim_silence: cut leading and trailing frames quieter than `top_db` below the loudest frame (see
+            `trim_silent_edges`). Off by default because the SpEAT studies did not trim.
+        top_db: threshold of the trimming in dB below the loudest frame; used only with `trim_silence`.
+        name: what to call the audio in error messages when `source` is bytes, e.g. the stimulus id.
+
+    Returns:
+        A 1-D float32 array in [-1, 1]. Samples beyond full scale (possible in float WAVs) are clipped, with a
+        warning in the log.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        AudioDecodeError: the file is empty, not audio, corrupt, truncated, has no samples or non-finite samples.
+        ValueError: `sampling_rate` is not a positive integer.
+
+    Example:
+        >>> import io, soundfile
+        >>> stereo = np.stack([np.full(441, 0.5), np.full(441, -0.25)], axis=1)
+        >>> buffer = io.BytesIO(); soundfile.write(buffer, stereo, 44_100, format="WAV", subtype="FLOAT")
+        >>> waveform = load_audio(buffer.getvalue(), name="example")
+        >>> waveform.dtype, waveform.shape, round(float(waveform[80]), 3)
+        (dtype('float32'), (160,), 0.125)
+    """
+    _check_rate(sampling_rate, "sampling_rate")
+    label, data = _read_source(source, name)
+    if not data:
+        raise AudioDecodeError(f"{label}: the file is empty (0 bytes); {_FIX_HINT}")
+    samples, file_rate = _decode(data, label)
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    waveform = resample(mono, file_rate, sampling_rate)
+    peak = float(np.max(np.abs(waveform)))
+    if peak > 1.0:
+        logger.warning("%s: samples reach %.3f, beyond full scale; clipping to [-1, 1]", label, peak)
+        waveform = np.clip(waveform, -1.0, 1.0)
+    if trim_silence:
+        waveform = trim_silent_edges(waveform, sampling_rate=sampling_rate, top_db=top_db)
+    return waveform
+
+
+def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample a waveform with soxr's high-quality, anti-aliased polyphase filter.
+
+    Args:
+        waveform: samples along axis 0: shape (samples,) or (samples, channels).
+        orig_rate: rate of `waveform` in Hz.
+        target_rate: rate wanted in Hz.
+
+    Returns:
+        float32 array of round(samples * target_rate / orig_rate) samples (the input, as float32, when the rates
+        are equal).
+
+    Raises:
+        ValueError: a rate is not a positive integer, or `waveform` is not 1-D or 2-D.
+
+    Example:
+        >>> resample(np.zeros(44_100, dtype=np.float32), 44_100, 16_000).shape
+        (16000,)
+    """
+    _check_rate(orig_rate, "orig_rate")
+    _check_rate(target_rate, "target_rate")
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim not in (1, 2):
+        raise ValueError(
+            f"waveform must have shape (samples,) or (samples, channels), got shape {waveform.shape}"
+        )
+    if orig_rate == target_rate:
+        return waveform
+    return np.asarray(soxr.resample(waveform, orig_rate, target_rate, quality="HQ"), dtype=np.float32)
+
+
+def trim_silent_edges(
+    waveform: np.ndarray,
+    *,
+    sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    top_db: float = 40.0,
+    frame_ms: float = 25.0,
+    hop_ms: float = 10.0,
+) -> np.ndarray:
+    """Cut leading and trailing silence: frames whose RMS is more than `top_db` below the loudest frame's.
+
+    The waveform is cut into frames of `frame_ms` every `hop_ms` (the last one zero-padded); the result runs from
+    the start of the first frame above the threshold to the end of the last one, so at most one frame of
+    silence is kept at each edge and nothing between the first and last loud frames is removed. The threshold
+    is relative, so the result does not depend on the recording level.
+
+    Args:
+        waveform: mono samples, shape (samples,).
+        sampling_rate: rate of `waveform` in Hz (sets the frame sizes).
+        top_db: how far below the loudest frame, in dB, a frame counts as silence; must be positive.
+        frame_ms: frame length in milliseconds.
+        hop_ms: step between frames in milliseconds.
+
+    Returns:
+        A view of `waveform` without its silent edges; `waveform` itself when it is all digital silence (a
+        warning is logged) or has nothing to trim.
+
+    Raises:
+        ValueError: `waveform` is not 1-D, or a parameter is not positive.
+
+    Example:
+        >>> tone = np.sin(np.arange(8_000) / 5.0)
+        >>> padded = np.concatenate([np.zeros(16_000), tone, np.zeros(4_000)])
+        >>> trim_silent_edges(padded).shape  # 8,000 tone samples plus less than a frame at each edge
+        (8560,)
+    """
+    waveform = np.asarray(waveform)
+    if waveform.ndim != 1:
+        raise ValueError(f"trim_silent_edges takes mono samples of shape (samples,), got shape {waveform.shape}")
+    _check_rate(sampling_rate, "sampling_rate")
+    for value, label in ((top_db, "top_db"), (frame_ms, "frame_ms"), (hop_ms, "hop_ms")):
+        if not value > 0:
+            raise ValueError(f"{label} must be positive, got {value!r}")
+    frame = max(1, round(sampling_rate * frame_ms / 1000))
+    hop = max(1, round(sampling_rate * hop_ms / 1000))
+    if len(waveform) == 0:
+        return waveform
+    num_frames = 1 + max(0, -(-(len(waveform) - frame) // hop))
+    padded = np.zeros((num_frames - 1) * hop + frame, dtype=np.float64)
+    padded[: len(waveform)] = waveform
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop]
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    if rms.max() == 0.0:
+        logger.warning("trim_silent_edges: the waveform is digital silence; nothing trimmed")
+        return waveform
+    loud = np.flatnonzero(rms > rms.max() * 10.0 ** (-top_db / 20.0))
+    start = loud[0] * hop
+    end = min(len(waveform), loud[-1] * hop + frame)
+    return waveform[start:end]
+
+
+def _check_rate(rate: int, label: str) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise ValueError(f"{label} must be a positive integer number of samples per second, got {rate!r}")
+
+
+def _read_source(source: str | os.PathLike | bytes, name: str | None) -> tuple[str, bytes]:
+    """The label used in messages and the raw bytes of `source`."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return (name if name is not None else "<audio bytes>"), bytes(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a path or bytes, got {type(source).__name__}")
+    path = Path(source)
+    label = str(path) if name is None else f"{name} ({path})"
+    if not path.is_file():
+        raise FileNotFoundError(f"{label}: no such audio file; check the path or download the stimuli first")
+    return label, path.read_bytes()
+
+
+def _decode(data: bytes, label: str) -> tuple[np.ndarray, int]:
+    """Decode `data` to (samples, channels) float32 and its rate, refusing anything incomplete."""
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as audio:
+            container, declared_frames, rate = audio.format, audio.frames, audio.samplerate
+            samples = audio.read(dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        reason = _libsndfile_reason(error)
+        raise AudioDecodeError(f"{label}: libsndfile cannot decode it ({reason}); {_FIX_HINT}") from error
+    problem = None
+    if container == "WAV":
+        problem = _wav_truncation(data)
+    elif container == "MP3":
+        problem = _mp3_truncation(data)
+    # libsndfile's frame count is exact for WAV (though fitted to the bytes present) and FLAC, an estimate for MP3.
+    if problem is None and container != "MP3" and len(samples) < declared_frames:
+        problem = f"its header declares {declared_frames} frames but only {len(samples)} could be decoded"
+    if problem is not None:
+        raise AudioDecodeError(f"{label}: the file is truncated: {problem}; {_FIX_HINT}")
+    if len(samples) == 0:
+        raise AudioDecodeError(f"{label}: the file contains no audio samples; {_FIX_HINT}")
+    if not np.all(np.isfinite(samples)):
+        raise AudioDecodeError(f"{label}: the file contains NaN or infinite samples; {_FIX_HINT}")
+    return samples, rate
+
+
+def _libsndfile_reason(error: Exception) -> str:
+    # libsndfile messages quote the BytesIO object's repr, which means nothing to a reader.
+    text = str(error)
+    if text.startswith("Error opening") and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text.strip().rstrip(".")
+
+
+def _wav_truncation(data: bytes) -> str | None:
+    """Why a RIFF/WAVE file is truncated (its ``data`` chunk is longer than the bytes after it), or None."""
+    if data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None
+    byteorder = "little" if data[:4] == b"RIFF" else "big"
+    position = 12
+    while position + 8 <= len(data):
+        chunk_id = data[position : position + 4]
+        size = int.from_bytes(data[position + 4 : position + 8], byteorder)
+        if chunk_id == b"data":
+            present = len(data) - position - 8
+            # Streaming writers leave the size 0 or 0xFFFFFFFF when they cannot seek back to fill it in.
+            if size not in (0, 0xFFFFFFFF) and present < size:
+                return f"its data chunk declares {size} bytes of samples but only {present} are present"
+            return None
+        position += 8 + size + (size & 1)
+    return None
+
+
+# MPEG audio frame headers (ISO 11172-3 / 13818-3): bit rates in kbit/s by (MPEG-1?, layer), index 1..14.
+_MPEG_BITRATES = {
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44_100, 48_000, 32_000), 2: (22_050, 24_000, 16_000), 0: (11_025, 12_000, 8_000)}
+
+
+def _mpeg_frame(data: bytes, position: int) -> tuple[int, int] | None:
+    """(frame length in bytes, offset of a Xing/Info tag in it) of the MPEG audio frame at `position`, or None."""
+    if position + 4 > len(data):
+        return None
+    header = int.from_bytes(data[position : position + 4], "big")
+    version, layer_bits = (header >> 19) & 3, (header >> 17) & 3
+    bitrate_index, rate_index = (header >> 12) & 15, (header >> 10) & 3
+    if header >> 21 != 0x7FF or version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None  # no sync, a reserved value, or free-format bit rate (whose frame length is not in the header)
+    mpeg1, layer, padding = version == 3, 4 - layer_bits, (header >> 9) & 1
+    bitrate = _MPEG_BITRATES[(mpeg1, layer)][bitrate_index - 1] * 1000
+    rate = _MPEG_RATES[version][rate_index]
+    if layer == 1:
+        length = (12 * bitrate // rate + padding) * 4
+    else:
+        length = (144 if mpeg1 or layer == 2 else 72) * bitrate // rate + padding
+    mono = (header >> 6) & 3 == 3
+    side_info = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    return length, 4 + side_info
+
+
+def _mp3_truncation(data: bytes) -> str | None:
+    """Why an MP3 is truncated (last frame cut short, or fewer frames than its Xing/Info tag says), or None."""
+    position = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        # ID3v2 size is "syncsafe": 7 bits per byte; a footer (flag 0x10) adds 10 more bytes.
+        size = 0
+        for byte in data[6:10]:
+            size = (size << 7) | (byte & 0x7F)
+        position = 10 + size + (10 if data[5] & 0x10 else 0)
+    first = _mpeg_frame(data, position)
+    if first is None:
+        return None  # not a plain frame sequence we can follow; libsndfile's own checks stand
+    declared_frames = None
+    tag = position + first[1]
+    if data[tag : tag + 4] in (b"Xing", b"Info") and int.from_bytes(data[tag + 4 : tag + 8], "big") & 1:
+        declared_frames = int.from_bytes(data[tag + 8 : tag + 12], "big")
+    frames = 0
+    while (frame := _mpeg_frame(data, position)) is not None:
+        if position + frame[0] > len(data):
+            return (
+                f"its last MPEG frame (at byte {position}) needs {frame[0]} bytes but the file ends "
+                f"{len(data) - position} bytes after its start"
+            )
+        position += frame[0]
+        frames += 1
+    # Encoders disagree on whether the tag frame counts itself, hence the one-frame slack.
+    if declared_frames is not None and frames + 1 < declared_frames:
+        return f"its Xing/Info header declares {declared_frames} MPEG frames but only {frames} are present"
+    return None

@@ -1,0 +1,526 @@
+"""Local HTTP servers for the tests: real sockets on 127.0.0.1, started and stopped by the tests themselves.
+
+Nothing is mocked at the Python level: the code under test makes real HTTP requests, which these servers answer.
+
+- `StaticFileServer`: serves bytes at paths (GET, HEAD, single-range Range requests), records every request, and
+  injects faults: answer a status N times (`fail`), drop the connection after K bytes of a body N times
+  (`drop_connection`), ignore Range headers (`ignore_range`). `add_zenodo_record` makes it answer like Zenodo's
+  REST API (``/api/records/<id>`` listing files with md5 checksums and ``.../content`` links).
+- `HubServer`: a small Hugging Face Hub-compatible server for model and dataset repositories, enough for
+  ``huggingface_hub``'s ``repo_info``/``dataset_info``/``model_info``, ``list_repo_tree``, ``hf_hub_download``,
+  ``snapshot_download``, ``create_repo``, ``upload_file``/``create_commit`` (regular, non-LFS uploads) and README
+  metadata validation (``ModelCard.push_to_hub``). Repositories live in memory as commits of path -> bytes;
+  branches point at commits. Point clients at it with ``endpoint=server.url`` or ``HF_ENDPOINT``.
+
+Both servers share the request log and the fault injection of `RecordingServer`.
+
+Example:
+    with StaticFileServer() as server:
+        server.add_file("/soundtracks/english1.mp3", data)
+        server.drop_connection("/soundtracks/english1.mp3", after_bytes=100)
+        ...  # download from f"{server.url}/soundtracks"
+        assert server.count("GET", "/soundtracks/english1.mp3") == 2
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request a server received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+@dataclass
+class _Fault:
+    kind: str  # "status" or "drop"
+    times: int
+    status: int = 500
+    after_bytes: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    owner: RecordingServer  # set on the subclass made per server
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        self.owner._dispatch(self, "GET")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.owner._dispatch(self, "HEAD")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.owner._dispatch(self, "POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self.owner._dispatch(self, "PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self.owner._dispatch(self, "DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (keep the tests' output clean)
+        pass
+
+
+class RecordingServer:
+    """Base of the test servers: a threaded HTTP server on 127.0.0.1 with a request log and fault injection.
+
+    Subclasses implement `route(request, handler)`, which answers with `respond`.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._faults: dict[str, list[_Fault]] = {}
+        self._ignore_range: set[str] = set()
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+    def start(self) -> RecordingServer:
+        handler = type("Handler", (_Handler,), {"owner": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(timeout=5)
+            self._httpd = None
+
+    def __enter__(self) -> RecordingServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
+        if self._httpd is None:
+            raise RuntimeError("the server is not running; use it as a context manager or call start()")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # request log -----------------------------------------------------------------------------------------------
+    def count(self, method: str | None = None, path: str | None = None, *, prefix: str | None = None) -> int:
+        """Number of requests received, optionally only those with this method, exact path or path prefix."""
+        with self._lock:
+            return sum(
+                (method is None or r.method == method) and (path is None or r.path == path)
+                and (prefix is None or r.path.startswith(prefix))
+                for r in self.requests
+            )
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # faults ----------------------------------------------------------------------------------------------------
+    def fail(self, path: str, status: int = 500, *, times: int = 1, headers: Mapping[str, str] | None = None
+             ) -> None:
+        """Answer the next `times` requests for `path` with `status` (and an empty body)."""
+        with self._lock:
+            self._faults.setdefault(path, []).append(_Fault("status", times, status=status,
+                                                            headers=dict(headers or {})))
+
+    def drop_connection(self, path: str, *, after_bytes: int, times: int = 1) -> None:
+        """For the next `times` GETs of `path`, announce the full length, send `after_bytes` bytes and hang up."""
+        with self._lock:
+            self._faults.setdefault(path, []).append(_Fault("drop", times, after_bytes=after_bytes))
+
+    def ignore_range(self, path: str) -> None:
+        """Always answer GETs of `path` with the whole file (200), as servers without Range support do."""
+        with self._lock:
+            self._ignore_range.add(path)
+
+    def _take_fault(self, path: str, kinds: Iterable[str]) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults.get(path, []):
+                if fault.kind in kinds and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    # answering -------------------------------------------------------------------------------------------------
+    def _dispatch(self, handler: _Handler, method: str) -> None:
+        parts = urlsplit(handler.path)
+        path = unquote(parts.path)
+        headers = {key.lower(): value for key, value in handler.headers.items()}
+        request = RecordedRequest(method, path, parse_qs(parts.query), headers)
+        with self._lock:
+            self.requests.append(request)
+        handler._body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        handler._method = method
+        handler._path = path
+        fault = self._take_fault(path, ("status",))
+        if fault is not None:
+            self.respond(handler, fault.status, b"", headers=fault.headers)
+            return
+        try:
+            self.route(request, handler)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def route(self, request: RecordedRequest, handler: _Handler) -> None:
+        raise NotImplementedError
+
+    def respond(self, handler: _Handler, status: int, body: bytes = b"", *, headers: Mapping[str, str] | None = None,
+                content_type: str = "application/octet-stream") -> None:
+        """Send a response; bodies of GETs are cut short when a `drop_connection` fault is pending for the path."""
+        handler.send_response(status)
+        all_headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}
+        for key, value in all_headers.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        if handler._method == "HEAD" or not body:
+            return
+        fault = self._take_fault(handler._path, ("drop",)) if handler._method == "GET" else None
+        if fault is None:
+            handler.wfile.write(body)
+            return
+        handler.wfile.write(body[: fault.after_bytes])
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
+    def respond_json(self, handler: _Handler, data: Any, status: int = 200, *,
+                     headers: Mapping[str, str] | None = None) -> None:
+        self.respond(handler, status, json.dumps(data).encode(), headers=headers, content_type="application/json")
+
+    def respond_file(self, handler: _Handler, content: bytes, *, headers: Mapping[str, str] | None = None,
+                     content_type: str = "application/octet-stream") -> None:
+        """Answer with a file, honouring a single ``Range: bytes=start-[end]`` unless ranges are ignored."""
+        headers = {"Accept-Ranges": "bytes", **(headers or {})}
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range", "").strip())
+        if match is None or handler._path in self._ignore_range:
+            self.respond(handler, 200, content, headers=headers, content_type=content_type)
+            return
+        start = int(match.group(1))
+        end = min(int(match.group(2)) if match.group(2) else len(content) - 1, len(content) - 1)
+        if start >= len(content) or start > end:
+            self.respond(handler, 416, b"", headers={**headers, "Content-Range": f"bytes */{len(content)}"})
+            return
+        self.respond(handler, 206, content[start:end + 1], content_type=content_type,
+                     headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(content)}"})
+
+
+class StaticFileServer(RecordingServer):
+    """Serves fixed files at fixed paths; everything else is 404."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, tuple[bytes, str]] = {}
+
+    def add_file(self, path: str, content: bytes, content_type: str = "application/octet-stream") -> str:
+        """Serve `content` at `path` (e.g. ``/soundtracks/english1.mp3``); returns its full URL."""
+        with self._lock:
+            self.files[path] = (content, content_type)
+        return f"{self.url}{quote(path)}"
+
+    def add_json(self, path: str, data: Any) -> str:
+        return self.add_file(path, json.dumps(data).encode(), "application/json")
+
+    def route(self, request: RecordedRequest, handler: _Handler) -> None:
+        if request.method not in ("GET", "HEAD"):
+            self.respond(handler, 405)
+            return
+        with self._lock:
+            found = self.files.get(request.path)
+        if found is None:
+            self.respond(handler, 404, b"<html><body>Not Found</body></html>", content_type="text/html")
+            return
+        self.respond_file(handler, found[0], content_type=found[1])
+
+
+def add_zenodo_record(server: StaticFileServer, record_id: str, files: Mapping[str, bytes]) -> dict[str, Any]:
+    """Make `server` answer like Zenodo's REST API for a record holding `files` (key -> content).
+
+    Serves ``/api/records/<id>`` (files with key, size, ``md5:`` checksum and a ``links.self`` ending in
+    ``/content``) and each file at that link. Returns the record JSON.
+    """
+    entries = []
+    for key, content in files.items():
+        link_path = f"/api/records/{record_id}/files/{key}/content"
+        entries.append({"id": hashlib.md5(key.encode()).hexdigest(), "key": key, "size": len(content),
+                        "checksum": f"md5:{hashlib.md5(content).hexdigest()}",
+                        "links": {"self": f"{server.url}{quote(link_path)}"}})
+        server.add_file(link_path, content, "application/octet-stream")
+    record = {"id": int(record_id), "metadata": {"title": f"test record {record_id}"}, "files": entries}
+    server.add_json(f"/api/records/{record_id}", record)
+    return record
+
+
+def git_blob_sha1(content: bytes) -> str:
+    """The git object id of a blob, as the Hub reports it for regular (non-LFS) files."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+@dataclass
+class _Repo:
+    repo_type: str
+    repo_id: str
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, revision: str) -> str | None:
+        if revision in self.branches:
+            return self.branches[revision]
+        if revision in self.tags:
+            return self.tags[revision]
+        return revision if revision in self.commits else None
+
+
+_REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+
+class HubServer(RecordingServer):
+    """A small Hugging Face Hub-compatible server, in memory (see the module docstring for what it supports).
+
+    Test-side helpers: `create_repo`, `commit` (add/replace/delete files on a branch), `tag`, `files` (read a
+    revision back) and `commit_messages`.
+    """
+
+    def __init__(self, *, user: str = "speat-tester") -> None:
+        super().__init__()
+        self.user = user
+        self.repos: dict[tuple[str, str], _Repo] = {}
+        self._counter = itertools.count()
+        self._messages: dict[str, str] = {}
+
+    # test-side helpers -----------------------------------------------------------------------------------------
+    def create_repo(self, repo_id: str, *, repo_type: str = "model") -> None:
+        """Create a repository with an initial commit holding ``.gitattributes`` (as the Hub does)."""
+        with self._lock:
+            if (repo_type, repo_id) in self.repos:
+                raise ValueError(f"{repo_type} repo {repo_id} exists")
+            self.repos[(repo_type, repo_id)] = _Repo(repo_type, repo_id)
+        self.commit(repo_id, {".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n"},
+                    repo_type=repo_type, message="initial commit")
+
+    def commit(self, repo_id: str, files: Mapping[str, bytes], *, repo_type: str = "model", branch: str = "main",
+               delete: Iterable[str] = (), message: str = "update") -> str:
+        """Commit `files` (path -> content) and deletions to `branch` (created from main if new); return the sha."""
+        with self._lock:
+            repo = self.repos.get((repo_type, repo_id))
+            if repo is None:
+                raise KeyError(f"no {repo_type} repo {repo_id}")
+            parent = repo.branches.get(branch) or repo.branches.get("main")
+            tree = dict(repo.commits.get(parent, {})) if parent else {}
+            for path in delete:
+                tree = {p: c for p, c in tree.items() if p != path and not p.startswith(path.rstrip("/") + "/")}
+            tree.update(files)
+            sha = hashlib.sha1(f"{repo_type}/{repo_id}:{parent}:{next(self._counter)}:{message}".encode()).hexdigest()
+            repo.commits[sha] = tree
+            repo.branches[branch] = sha
+            self._messages[sha] = message
+            return sha
+
+    def tag(self, repo_id: str, tag: str, revision: str = "main", *, repo_type: str = "model") -> None:
+        with self._lock:
+            repo = self.repos[(repo_type, repo_id)]
+            repo.tags[tag] = repo.resolve(revision)
+
+    def files(self, repo_id: str, *, repo_type: str = "model", revision: str = "main") -> dict[str, bytes]:
+        """The files of a repository at a revision."""
+        with self._lock:
+            repo = self.repos[(repo_type, repo_id)]
+            return dict(repo.commits[repo.resolve(revision)])
+
+    def commit_messages(self, repo_id: str, *, repo_type: str = "model") -> list[str]:
+        with self._lock:
+            return [self._messages[sha] for sha in self.repos[(repo_type, repo_id)].commits]
+
+    # HTTP side -------------------------------------------------------------------------------------------------
+    def _error(self, handler: _Handler, status: int, code: str, message: str, commit: str | None = None) -> None:
+        headers = {"X-Error-Code": code, "X-Error-Message": message}
+        if commit:
+            headers["X-Repo-Commit"] = commit
+        self.respond_json(handler, {"error": message}, status, headers=headers)
+
+    def _repo(self, handler: _Handler, repo_type: str, repo_id: str) -> _Repo | None:
+        with self._lock:
+            repo = self.repos.get((repo_type, repo_id))
+        if repo is None:
+            self._error(handler, 404, "RepoNotFound", "Repository not found")
+        return repo
+
+    def _commit_of(self, handler: _Handler, repo: _Repo, revision: str) -> str | None:
+        with self._lock:
+            sha = repo.resolve(revision)
+        if sha is None:
+            self._error(handler, 404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return sha
+
+    def route(self, request: RecordedRequest, handler: _Handler) -> None:
+        path, method = request.path, request.method
+        if path == "/api/whoami-v2":
+            self.respond_json(handler, {"type": "user", "name": self.user, "fullname": self.user, "orgs": [],
+                                        "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+            return
+        if path == "/api/validate-yaml" and method == "POST":
+            self.respond_json(handler, {"errors": [], "warnings": []})
+            return
+        if path == "/api/repos/create" and method == "POST":
+            self._create_repo(handler)
+            return
+        match = re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+|[^/]+)(?:/(.*))?", path)
+        if match:
+            repo = self._repo(handler, _REPO_TYPES[match.group(1)], match.group(2))
+            if repo is not None:
+                self._api(handler, request, repo, match.group(3) or "")
+            return
+        match = re.fullmatch(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+|[^/]+)/resolve/([^/]+)/(.+)", path)
+        if match and method in ("GET", "HEAD"):
+            repo = self._repo(handler, _REPO_TYPES[match.group(1)] if match.group(1) else "model", match.group(2))
+            if repo is not None:
+                self._resolve(handler, repo, match.group(3), match.group(4))
+            return
+        self.respond(handler, 404, b"Not Found", content_type="text/plain")
+
+    def _create_repo(self, handler: _Handler) -> None:
+        payload = json.loads(handler._body or b"{}")
+        repo_type = payload.get("type") or "model"
+        repo_id = f"{payload.get('organization') or self.user}/{payload['name']}"
+        url = f"{self.url}/{_URL_PREFIX[repo_type]}{repo_id}"
+        try:
+            self.create_repo(repo_id, repo_type=repo_type)
+        except ValueError:
+            self.respond_json(handler, {"error": "You already created this repo", "url": url}, 409)
+            return
+        self.respond_json(handler, {"url": url, "name": repo_id, "id": repo_id})
+
+    def _api(self, handler: _Handler, request: RecordedRequest, repo: _Repo, rest: str) -> None:
+        head, _, tail = rest.partition("/")
+        if head in ("", "revision") and request.method == "GET":
+            sha = self._commit_of(handler, repo, unquote(tail) if head else "main")
+            if sha is not None:
+                self._info(handler, repo, sha, blobs=request.query.get("blobs") == ["True"])
+        elif head == "tree" and request.method == "GET":
+            revision, _, folder = tail.partition("/")
+            sha = self._commit_of(handler, repo, unquote(revision))
+            if sha is not None:
+                recursive = request.query.get("recursive", ["False"])[0].lower() == "true"
+                self.respond_json(handler, self._tree(repo, sha, folder.strip("/"), recursive))
+        elif head == "paths-info" and request.method == "POST":
+            sha = self._commit_of(handler, repo, unquote(tail))
+            if sha is not None:
+                self._paths_info(handler, repo, sha)
+        elif head == "refs" and request.method == "GET":
+            with self._lock:
+                branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": s} for n, s in repo.branches.items()]
+                tags = [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": s} for n, s in repo.tags.items()]
+            self.respond_json(handler, {"branches": branches, "tags": tags, "converts": []})
+        elif head == "preupload" and request.method == "POST":
+            self._preupload(handler, repo, unquote(tail))
+        elif head == "commit" and request.method == "POST":
+            self._commit_endpoint(handler, repo, unquote(tail))
+        else:
+            self.respond(handler, 404, b"Not Found", content_type="text/plain")
+
+    def _info(self, handler: _Handler, repo: _Repo, sha: str, *, blobs: bool) -> None:
+        with self._lock:
+            tree = repo.commits[sha]
+        siblings = [{"rfilename": p, **({"size": len(c), "blobId": git_blob_sha1(c)} if blobs else {})}
+                    for p, c in sorted(tree.items())]
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        self.respond_json(handler, {
+            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0], "sha": sha, "private": False, "gated": False, "disabled": False,
+            "lastModified": now, "createdAt": now, "tags": [], "downloads": 0, "likes": 0, "siblings": siblings,
+        })
+
+    def _tree(self, repo: _Repo, sha: str, folder: str, recursive: bool) -> list[dict[str, Any]]:
+        with self._lock:
+            tree = dict(repo.commits[sha])
+        prefix = f"{folder}/" if folder else ""
+        entries: dict[str, dict[str, Any]] = {}
+        for path, content in sorted(tree.items()):
+            if not path.startswith(prefix):
+                continue
+            parts = path[len(prefix):].split("/")
+            depth = len(parts) if recursive else 1
+            for level in range(1, min(depth, len(parts) - 1) + 1):
+                directory = prefix + "/".join(parts[:level])
+                entries.setdefault(directory, {"type": "directory", "path": directory, "size": 0,
+                                               "oid": hashlib.sha1(directory.encode()).hexdigest()})
+            if recursive or len(parts) == 1:
+                entries[path] = {"type": "file", "path": path, "size": len(content), "oid": git_blob_sha1(content)}
+        return list(entries.values())
+
+    def _paths_info(self, handler: _Handler, repo: _Repo, sha: str) -> None:
+        content_type = handler.headers.get("Content-Type", "")
+        if "json" in content_type:
+            paths = json.loads(handler._body or b"{}").get("paths", [])
+        else:
+            paths = parse_qs(handler._body.decode()).get("paths", [])
+        with self._lock:
+            tree = repo.commits[sha]
+        found = [{"type": "file", "path": p, "size": len(tree[p]), "oid": git_blob_sha1(tree[p])}
+                 for p in paths if p in tree]
+        self.respond_json(handler, found)
+
+    def _resolve(self, handler: _Handler, repo: _Repo, revision: str, path: str) -> None:
+        sha = self._commit_of(handler, repo, unquote(revision))
+        if sha is None:
+            return
+        with self._lock:
+            content = repo.commits[sha].get(path)
+        if content is None:
+            self._error(handler, 404, "EntryNotFound", f"{path} does not exist on {revision}", commit=sha)
+            return
+        self.respond_file(handler, content, headers={"X-Repo-Commit": sha, "ETag": f'"{git_blob_sha1(content)}"'})
+
+    def _preupload(self, handler: _Handler, repo: _Repo, revision: str) -> None:
+        payload = json.loads(handler._body or b"{}")
+        with self._lock:
+            sha = repo.resolve(revision)
+            tree = repo.commits.get(sha, {}) if sha else {}
+        files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
+                  "oid": git_blob_sha1(tree[f["path"]]) if f["path"] in tree else None}
+                 for f in payload.get("files", [])]
+        self.respond_json(handler, {"files": files, "commitOid": sha})
+
+    def _commit_endpoint(self, handler: _Handler, repo: _Repo, revision: str) -> None:
+        lines = [json.loads(line) for line in handler._body.splitlines() if line.strip()]
+        message, files, deleted = "update", {}, []
+        for line in lines:
+            key, value = line["key"], line["value"]
+            if key == "header":
+                message = value.get("summary") or message
+            elif key == "file":
+                files[value["path"]] = base64.b64decode(value["content"])
+            elif key in ("deletedFile", "deletedFolder"):
+                deleted.append(value["path"])
+            else:
+                self.respond_json(handler, {"error": f"the test Hub does not support {key!r} operations (LFS)"}, 400)
+                return
+        sha = self.commit(repo.repo_id, files, repo_type=repo.repo_type, branch=revision, delete=deleted,
+                          message=message)
+        url = f"{self.url}/{_URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{sha}"
+        self.respond_json(handler, {"success": True, "commitOid": sha, "commitUrl": url, "pullRequestUrl": None})
