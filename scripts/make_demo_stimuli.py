@@ -563,7 +563,8 @@ def write_clip(path: Path, samples: np.ndarray) -> float:
     decoded, rate = soundfile.read(path, dtype="float32", always_2d=True)
     if rate != SAMPLING_RATE or decoded.shape[1] != 1 or abs(len(decoded) - len(samples)) > SAMPLING_RATE // 100:
         raise RuntimeError(f"{path} decodes to {decoded.shape[1]} channel(s) of {len(decoded)} samples at {rate} Hz; "
-                           f"expected mono, {len(samples)} samples at {SAMPLING_RATE} Hz: check libsndfile's MP3 support")
+                           f"expected mono, {len(samples)} samples at {SAMPLING_RATE} Hz: check libsndfile's MP3 "
+                           "support")
     return len(decoded) / SAMPLING_RATE
 
 

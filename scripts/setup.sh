@@ -8,4 +8,4 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/speat register
-.venv/bin/speat example
+.venv/bin/speat evaluate

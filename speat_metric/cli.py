@@ -1,5 +1,6 @@
 """The ``speat`` command line.
 
+    speat evaluate [MODEL ...]   # the bias table of speech models (default: offline baselines on the demo set)
     speat --version
     speat register     # let evaluate.load("speat") work offline from any directory
     speat example      # SpEAT through the evaluate module on the bundled (synthetic) example embeddings
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speat_metric import __version__
+from speat_metric.pooling import FRAME_POOLINGS, LAYER_POOLINGS, LayerPooling
+from speat_metric.report import FORMATS
 
 if TYPE_CHECKING:
     from speat_metric.stimuli import SpeatTestSpec
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("--permutations", type=int, default=100_000, help="permutation budget (default 100000)")
     example.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     example.set_defaults(handler=_example)
+    _add_evaluate_parser(commands)
     _add_stimuli_parser(commands)
     return parser
 
@@ -98,6 +102,135 @@ def _example(args: argparse.Namespace) -> int:
     kind = "exact" if result["exact"] else f"{result['num_permutations']:,} random partitions"
     print(f"  p = {result['p_value']:.3g} ({result['alternative']}, {kind}, seed {result['seed']})")
     return 0
+
+
+DEFAULT_MODELS = ("stft", "spectrogram", "mel_spectrogram", "mfcc", "random:melhubert-small")
+
+
+def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="SpEAT bias table of speech models (default: offline, on the synthetic demo set)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Embed the stimuli of each test with each model (mean over time per layer, then over layers), "
+        "run the SpEAT, print a table and write one JSON record per model and test to --out.\n\n"
+        "MODEL is a Hugging Face Hub id (facebook/hubert-base-ls960) or local directory of a transformers speech "
+        "encoder (wav2vec2, HuBERT, DistilHuBERT, WavLM, data2vec-audio, Whisper), a directory of such checkpoints "
+        "(one result per checkpoint, in step order), melhubert:CHECKPOINT, m2d:CHECKPOINT, a directory of those "
+        "(melhubert:DIR), random:melhubert-small|slim|base[@SEED] (a randomly initialised model, the study's step "
+        "0), or a classical feature: stft, spectrogram, mel_spectrogram, mfcc.\n\n"
+        "With no MODEL: the four classical features and a random-init MelHuBERT small, on --stimuli demo, which "
+        "runs offline. The demo stimuli are synthetic: a pipeline check, not a bias measurement.\n\n"
+        "Several processes: accelerate launch --multi_gpu --num_processes N -m speat_metric.cli evaluate ... "
+        "splits the stimuli across processes (works on CPUs too).",
+    )
+    evaluate.add_argument("models", nargs="*", metavar="MODEL", help="models to evaluate (see above)")
+    evaluate.add_argument("--tests", default="gender,age,native",
+                          help="comma-separated tests: gender, age, native, or the path of a JSON file defining a "
+                          "custom test {name, x, y, a, b: [audio paths], group_names?, pairs?} "
+                          "(default gender,age,native)")
+    evaluate.add_argument("--stimuli", default="demo",
+                          help="where the audio comes from: demo (embedded, synthetic), speat (download the study's "
+                          "stimuli into the cache), a local directory, or a Hub dataset owner/name[@revision] "
+                          "(default demo)")
+    evaluate.add_argument("--allow-missing", action="store_true",
+                          help="go on without missing stimuli (they are recorded in every result)")
+    evaluate.add_argument("--pooling", default="mean", choices=LAYER_POOLINGS,
+                          help="layers: mean over all layers (default, as in the studies), the last layer, one "
+                          "--layer, or per-layer (one result per layer)")
+    evaluate.add_argument("--layer", type=int, default=None,
+                          help="the layer for --pooling layer (0 = input embedding layer; negative counts from "
+                          "the end)")
+    evaluate.add_argument("--frame-pooling", default="mean", choices=FRAME_POOLINGS,
+                          help="pooling over a clip's frames in each layer (default mean)")
+    evaluate.add_argument("--permutations", type=int, default=1_000_000,
+                          help="permutation budget; every partition when there are fewer (default 1000000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of permutations and bootstrap (default 0)")
+    evaluate.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the models")
+    evaluate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    evaluate.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                          help="model weights and activations (default float32)")
+    evaluate.add_argument("--batch-seconds", type=float, default=60.0,
+                          help="padded audio per batch, in seconds (default 60)")
+    evaluate.add_argument("--trim-silence", action="store_true",
+                          help="trim leading and trailing silence (the studies did not)")
+    evaluate.add_argument("--mean-std", default=None,
+                          help="MelHuBERT: the authors' mean/std .npy used to normalise the filter banks")
+    evaluate.add_argument("--out", type=Path, default=Path("results"),
+                          help="directory of the JSON results, one file per model and test (default ./results)")
+    evaluate.add_argument("--format", default="table", choices=FORMATS, help="output format (default table)")
+    evaluate.add_argument("--cache-dir", type=Path, default=None,
+                          help="embedding cache (default $SPEAT_CACHE/embeddings, else $HF_HOME/speat/embeddings)")
+    evaluate.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    evaluate.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from speat_metric.adapters import checkpoint_series, load_encoder
+    from speat_metric.cache import default_cache_root
+    from speat_metric.pipeline import default_device, evaluate_tests, is_main_process
+    from speat_metric.report import format_records
+    from speat_metric.stimuli import load_speat_test
+
+    layer_pooling = LayerPooling(args.pooling, args.layer)
+    if args.permutations < 1:
+        raise ValueError(f"--permutations must be at least 1, got {args.permutations}")
+    tests = {}
+    for entry in (entry.strip() for entry in args.tests.split(",") if entry.strip()):
+        spec = _custom_test(Path(entry)) if entry.endswith(".json") else entry
+        dataset = load_speat_test(spec, source=args.stimuli, allow_missing=args.allow_missing,
+                                  progress=not args.no_progress)
+        tests[dataset.info.config_name or str(entry)] = dataset
+    if not tests:
+        raise ValueError("--tests is empty; give gender, age, native or a custom test file")
+    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_root())
+    device = args.device or default_device()
+    records = []
+    for model in args.models or DEFAULT_MODELS:
+        for model_string, checkpoint in checkpoint_series(model) or [(model, None)]:
+            encoder = load_encoder(model_string, revision=args.revision, device=device, dtype=args.dtype,
+                                   mean_std_path=args.mean_std)
+            labels = {"feature": ["classical-feature"]}.get(encoder.description.kind, [])
+            if model_string.startswith("random:"):
+                labels.append("random-init")
+            model_records = evaluate_tests(
+                encoder, tests, layer_pooling=layer_pooling, frame_pooling=args.frame_pooling, cache_dir=cache_dir,
+                batch_seconds=args.batch_seconds, trim_silence=args.trim_silence, num_permutations=args.permutations,
+                seed=args.seed, labels=labels, checkpoint=checkpoint, progress=not args.no_progress,
+            )
+            if is_main_process():
+                for record in model_records:
+                    record.save(args.out)
+            records.extend(model_records)
+    if is_main_process():
+        if args.format == "table" and any("synthetic-stimuli" in record.labels for record in records):
+            print("SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline check, NOT a bias measurement\n")
+        print(format_records(records, args.format))
+        if args.format != "json":
+            print(f"\n{len(records)} results written to {args.out}/")
+    return 0
+
+
+def _custom_test(path: Path) -> SpeatTestSpec:
+    """A custom test from a JSON file: name, x, y, a, b (lists of audio paths, relative to the file), and optionally
+    group_names and pairs."""
+    import json
+
+    from speat_metric.stimuli import SpeatTestSpec
+
+    if not path.is_file():
+        raise FileNotFoundError(f"custom test file {path} does not exist")
+    try:
+        definition = json.loads(path.read_text())
+        files = {role: [path.parent / entry for entry in definition[role]] if definition.get(role) else None
+                 for role in ("x", "y", "a", "b")}
+        return SpeatTestSpec.from_files(
+            definition["name"], **files, group_names=tuple(definition.get("group_names", ("x", "y", "a", "b"))),
+            pairs=[tuple(pair) for pair in definition.get("pairs", ())])
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"custom test file {path} must be JSON with name, x and y (lists of audio paths) and "
+                         f"optionally a, b, group_names, pairs: {error!r}") from None
 
 
 def _add_stimuli_parser(commands: argparse._SubParsersAction) -> None:

@@ -10,11 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from speat_metric.files import atomic_write_text
+
 SCHEMA_VERSION = 1
-"""Version of the JSON layout of `SpeatResult`; bumped whenever a field changes meaning or is removed."""
+"""Version of the JSON layout of the records here; bumped whenever a field changes meaning or is removed."""
 
 # Cohen's conventions, as used by Caliskan et al. (2017) and Lin et al. (2024): |d| >= 0.2 small, 0.5 medium, 0.8 large.
 _EFFECT_SIZE_THRESHOLDS = ((0.8, "large"), (0.5, "medium"), (0.2, "small"))
@@ -116,3 +120,131 @@ class SpeatResult:
     def from_json(cls, text: str) -> SpeatResult:
         """Inverse of `to_json`."""
         return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What a result was computed with; part of every result record and of every embedding-cache key.
+
+    Attributes:
+        name: model id on the Hub, local path, or feature name (e.g. ``"mfcc"``).
+        kind: adapter family: ``"transformers"``, ``"melhubert"``, ``"m2d"`` or ``"feature"``.
+        revision: Hub commit the weights came from, when known.
+        weights_sha256: SHA-256 over the weights (parameter names, shapes and values) when there is no revision,
+            e.g. a local or randomly initialised model; None for parameter-free features.
+        num_parameters: number of parameters (0 for classical features).
+        num_layers: number of hidden-state layers `encode` returns (input embedding layer included).
+        settings: every adapter option that changes the output (dtype, frame parameters, ...), JSON-ready.
+    """
+
+    name: str
+    kind: str
+    revision: str | None
+    weights_sha256: str | None
+    num_parameters: int
+    num_layers: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "revision": self.revision, "weights_sha256": self.weights_sha256,
+            "num_parameters": self.num_parameters, "num_layers": self.num_layers, "settings": dict(self.settings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelDescription:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One SpEAT of one model on one test: the record that the CLI writes and model cards, the Space and
+    compression sweeps read. A results directory holds one JSON file per record (`save`, `load_records`).
+
+    Attributes:
+        test: test name (``gender``, ``age``, ``native`` or a custom name).
+        groups: group name of each role, e.g. ``{"X": "female", "Y": "male", "A": "pleasant", "B": "unpleasant"}``.
+        model: the `ModelDescription` of the encoder (name, revision or weight hash, parameters, layers, settings).
+        speat: the statistics (`SpeatResult`).
+        pooling: ``frame_pooling`` (per layer, over frames), ``layer_pooling`` and ``layer`` (the layer tested, None
+            when layers were averaged).
+        stimuli: provenance of the stimuli (source, whether synthetic, selection versions, dropped ids).
+        environment: versions of speat, Python and the libraries that computed it.
+        created: ISO 8601 UTC timestamp.
+        labels: plain-language flags a reader must see, e.g. ``synthetic-stimuli``, ``random-init``.
+        checkpoint: for per-checkpoint curves, the checkpoint's name and training step (None otherwise).
+        schema_version: version of this record's JSON layout.
+    """
+
+    test: str
+    groups: dict[str, str]
+    model: ModelDescription
+    speat: SpeatResult
+    pooling: dict[str, Any]
+    stimuli: dict[str, Any]
+    environment: dict[str, str]
+    created: str
+    labels: tuple[str, ...] = ()
+    checkpoint: dict[str, Any] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def file_name(self) -> str:
+        """``<model>__<test>__<pooling>.json``, safe on every file system."""
+        layer = self.pooling.get("layer")
+        pooling = f"layer{layer}" if layer is not None else f"{self.pooling.get('layer_pooling', 'mean')}"
+        model = self.model.name if self.checkpoint is None else f"{self.model.name}@{self.checkpoint.get('name')}"
+        return f"{_slug(model)}__{_slug(self.test)}__{pooling}-{self.pooling.get('frame_pooling', 'mean')}.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version, "test": self.test, "groups": dict(self.groups),
+            "model": self.model.to_dict(), "speat": self.speat.to_dict(), "pooling": dict(self.pooling),
+            "stimuli": self.stimuli, "environment": dict(self.environment), "created": self.created,
+            "labels": list(self.labels), "checkpoint": self.checkpoint,
+        }
+
+    def to_json(self, **json_kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, **json_kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationRecord:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"evaluation record schema_version {data.get('schema_version')!r} is not supported by this speat "
+                f"(reads version {SCHEMA_VERSION})"
+            )
+        try:
+            return cls(
+                test=data["test"], groups=dict(data["groups"]), model=ModelDescription.from_dict(data["model"]),
+                speat=SpeatResult.from_dict(data["speat"]), pooling=dict(data["pooling"]), stimuli=data["stimuli"],
+                environment=dict(data["environment"]), created=data["created"], labels=tuple(data.get("labels", ())),
+                checkpoint=data.get("checkpoint"),
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not a speat evaluation record: {error!r}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> EvaluationRecord:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the record as ``directory/<file_name>`` atomically; returns the path."""
+        path = Path(directory) / self.file_name
+        atomic_write_text(path, self.to_json(indent=2) + "\n")
+        return path
+
+
+def load_records(directory: str | Path) -> list[EvaluationRecord]:
+    """Every evaluation record in a results directory, sorted by file name; a bad file is an error naming it."""
+    records = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            records.append(EvaluationRecord.from_json(path.read_text()))
+        except (ValueError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not a speat evaluation record: {error}") from None
+    return records
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"

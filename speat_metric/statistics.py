@@ -100,7 +100,7 @@ def speat_test(
     pair_index = None if pairs is None else _as_pairs(pairs, n_x, n_y)
     if seed is None:
         seed = secrets.randbits(32)
-    elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+    elif not _is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     seed = int(seed)
 
@@ -316,16 +316,20 @@ def _check_same_dimension(**sets: np.ndarray) -> None:
 
 
 def _check_options(num_permutations: int, alternative: str, confidence: float, n_bootstrap: int, ddof: int) -> None:
-    if isinstance(num_permutations, bool) or not isinstance(num_permutations, (int, np.integer)) or num_permutations < 1:
+    if not _is_integer(num_permutations) or num_permutations < 1:
         raise ValueError(f"num_permutations must be an integer >= 1, got {num_permutations!r}")
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {', '.join(map(repr, ALTERNATIVES))}, got {alternative!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie strictly between 0 and 1, e.g. 0.95, got {confidence!r}")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+    if not _is_integer(n_bootstrap) or n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be an integer >= 0 (0 skips the interval), got {n_bootstrap!r}")
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 1 (sample std, SpEAT) or 0 (population std, WEFE), got {ddof!r}")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _as_pairs(pairs: ArrayLike, n_x: int, n_y: int) -> np.ndarray:

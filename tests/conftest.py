@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from http_servers import HubServer, StaticFileServer
 
 

@@ -71,7 +71,8 @@ def _offline_load(cwd: Path, modules_cache: Path, home: Path) -> subprocess.Comp
     env = {**os.environ, "HF_MODULES_CACHE": str(modules_cache), "HF_EVALUATE_OFFLINE": "1",
            "HF_HUB_OFFLINE": "1", "HF_HOME": str(home)}
     code = ("import evaluate; m = evaluate.load('speat'); "
-            "r = m.compute(embeddings=[[1, 0.1], [0.9, 0.3], [0.2, 1], [0.1, 0.8], [1, 0], [0, 1], [0.5, 0.1], [0.1, 0.4]],"
+            "r = m.compute(embeddings=[[1, 0.1], [0.9, 0.3], [0.2, 1], [0.1, 0.8], [1, 0], [0, 1], [0.5, 0.1],"
+            " [0.1, 0.4]],"
             " groups=list('XXYYAABB'), seed=0); print(type(m).__name__, round(r['effect_size'], 6), r['exact'])")
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 

@@ -174,9 +174,12 @@ def embedding_sets(draw):
 
 
 def _spread(x, y, a, b):
-    s = np.concatenate([x, y]) / np.linalg.norm(np.concatenate([x, y]), axis=1, keepdims=True)
-    direction = (a / np.linalg.norm(a, axis=1, keepdims=True)).mean(0) - (b / np.linalg.norm(b, axis=1, keepdims=True)).mean(0)
-    return np.std(s @ direction) > 1e-6
+    """True when s varies enough over X u Y for d to be defined."""
+    def unit(rows):
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    direction = unit(a).mean(0) - unit(b).mean(0)
+    return np.std(unit(np.concatenate([x, y])) @ direction) > 1e-6
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,8 +7,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from http_servers import StaticFileServer, add_zenodo_record
+
 from speat_metric.cli import main
 from speat_metric.stimuli.selections import demo_available, demo_speat_test, get_speat_test
 

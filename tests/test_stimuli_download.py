@@ -9,20 +9,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from http_servers import StaticFileServer
+
 from speat_metric.stimuli import download
-from speat_metric.stimuli.errors import RemoteFileMissingError
 from speat_metric.stimuli.download import (
     DownloadError,
     Manifest,
     ManifestEntry,
-        RetryPolicy,
+    RetryPolicy,
     audio_validator,
     download_file,
     fetch_json,
     sniff_audio,
 )
+from speat_metric.stimuli.errors import RemoteFileMissingError
 
 FAST = RetryPolicy(attempts=4, backoff=0.0, timeout=5.0)
 PATH = "/soundtracks/english1.mp3"

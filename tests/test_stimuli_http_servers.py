@@ -13,10 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from http_servers import HubServer, StaticFileServer, git_blob_sha1
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError
-
-from http_servers import HubServer, StaticFileServer, git_blob_sha1
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import datasets
 import pytest
-
 from http_servers import HubServer, StaticFileServer, add_zenodo_record
+
 from speat_metric.stimuli import loaders
 from speat_metric.stimuli.download import RetryPolicy
 from speat_metric.stimuli.errors import MissingStimuliError, StimulusError

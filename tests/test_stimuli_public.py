@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from http_servers import StaticFileServer, add_zenodo_record
+
 from speat_metric.stimuli import public
 from speat_metric.stimuli.download import RetryPolicy
 from speat_metric.stimuli.errors import DownloadError, RemoteFileMissingError

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from http_servers import HubServer
+
 from speat_metric.stimuli import sources
 from speat_metric.stimuli.errors import StimulusError
 from speat_metric.stimuli.selections import saa_speakers

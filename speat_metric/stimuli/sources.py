@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from tqdm.auto import tqdm
 
 from speat_metric.stimuli.download import PARTIAL_SUFFIX, RetryPolicy
+from speat_metric.stimuli.errors import DownloadError, StimulusError
 from speat_metric.stimuli.public import (
     MESS_ZENODO_RECORDS,
     default_cache_dir,
@@ -42,7 +43,6 @@ from speat_metric.stimuli.public import (
     saa_base_url,
     zenodo_base_url,
 )
-from speat_metric.stimuli.errors import DownloadError, StimulusError
 from speat_metric.stimuli.selections import DEMO_DIR, read_csv_rows
 
 KAGGLE_METADATA = "speakers_all.csv"
@@ -350,8 +350,12 @@ class HubSource(StimulusSource):
 
     def resolve(self, refs: Sequence[StimulusRef], *, progress: bool = True) -> Resolution:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, \
-            RevisionNotFoundError
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
 
         resolution = Resolution()
         rest = _resolve_given_paths(refs, resolution)

@@ -1,0 +1,627 @@
+"""MelHuBERT adapter: a HuBERT-style transformer on log-mel filter banks, with its released checkpoint format.
+
+MelHuBERT (Lin, Lee and Tang 2023, "MelHuBERT: A simplified HuBERT on Mel spectrograms", arXiv:2211.09944) drops
+HuBERT's convolutional waveform encoder and feeds log-mel filter banks straight into the transformer. Lin et al.
+2024 ("On the social bias of speech self-supervised models") measure its SpEAT bias at the small / slim / base sizes
+(`MelHuBERTConfig.small`, `.slim`, `.base`) and at MelHuBERT-20ms. This module is our own PyTorch definition; every
+detail below was read from the authors' code (GitHub ``nervjack2/MelHuBERT``: ``model.py``, ``module.py``,
+``extract_feature.py``, ``config/config_model_*.yaml``; and ``nervjack2/Speech-SSL-Compression``:
+``s3prl_upstream/expert.py``, the s3prl wrapper the compression study used).
+
+Architecture (``model.py`` / ``module.py``):
+    1. Front end (``extract_feature.py``): waveform scaled by 2**15, Kaldi filter banks with **40** mel bins,
+       Hamming window, 25 ms frames every 10 ms (torchaudio ``compliance.kaldi.fbank`` defaults otherwise: no
+       dither, pre-emphasis 0.97, DC removal, power spectrum, log). Each of the 40 bins is normalised with the mean
+       and standard deviation of LibriSpeech (``example/libri-960-mean-std.npy`` etc., a (2, 40) array: row 0
+       mean, row 1 std). MelHuBERT-20ms then stacks frame pairs: output frame i is ``[y[2i], y[2i+1]]`` (80 dims),
+       a missing last odd frame being zeros. (So the "80-dim" input of MelHuBERT-20ms is 2 x 40 bins, not 80 bins.)
+    2. ``pre_extract_proj``: Linear(feat_emb_dim -> d_model), absent when the two are equal. Its output is
+       hidden state 0, as in the s3prl wrapper (``hidden_states = [pre_feat] + layer_hiddens``).
+    3. Padding frames are zeroed, then a convolutional relative position embedding is added: weight-normalised
+       grouped Conv1d (kernel ``conv_pos`` = 128, ``conv_pos_groups`` = 16, weight norm over dim 2), "same" padding
+       (the extra last frame of the even kernel dropped), GELU: ``x = x + pos_conv(x)``.
+    4. Post-LN models (``layer_norm_first: False``, the released default) apply ``encoder.layer_norm`` here.
+    5. ``encoder_layers`` fairseq transformer layers: separate q/k/v/out projections, key padding mask, optional
+       causal mask (``attention_type: causal``); post-LN ``x = LN(x + attn(x)); x = LN(x + fc2(act(fc1(x))))`` or
+       pre-LN. Each layer's output is one hidden state. (A pre-LN model's final ``encoder.layer_norm`` is applied
+       only to the last hidden state the authors return separately, not to the per-layer list; we follow them.)
+    6. ``final_proj``: Linear(d_model -> num_cluster), used only in pre-training; kept so that checkpoints load
+       unchanged and parameter counts match the paper.
+
+Checkpoint format (``pretrain_expert.py`` ``save_model``): ``torch.save`` of a dict with
+    - ``"model"``: the state dict, keys ``pre_extract_proj.{weight,bias}``, ``encoder.pos_conv.0.{weight_g,weight_v,
+      bias}``, ``encoder.layers.N.self_attn.{q,k,v,out}_proj.{weight,bias}``, ``encoder.layers.N.
+      {self_attn_layer_norm,fc1,fc2,final_layer_norm}.{weight,bias}``, ``encoder.layer_norm.{weight,bias}``,
+      ``final_proj.{weight,bias}``, and ``mask_emb`` when ``learnable_mask_emb`` is set (pre-training only; dropped);
+    - ``"Upstream_Config"``: ``{"melhubert": {...}}`` (``{"hubert": {...}}`` in the compression repository), the
+      model yaml: ``feat_emb_dim``, ``pos_emb_type`` ("conv"), ``pos_conv_depth`` (1), ``conv_pos``,
+      ``conv_pos_groups``, ``encoder_layers``, ``encoder_embed_dim``, ``encoder_ffn_embed_dim``,
+      ``encoder_attention_heads``, ``activation_fn``, ``layer_norm_first``, ``attention_type``, ``num_cluster``
+      (masking, dropout and loss keys are read by training only and ignored here);
+    - training state we ignore: ``"Optimizer"``, ``"Step"``, ``"Args"`` (an ``argparse.Namespace``), ``"Runner"``.
+    The frame period is implied by ``feat_emb_dim``: 40 -> 10 ms, 80 -> 20 ms (2 x 40 bins).
+    Head-, row- and weight-pruned checkpoints of the compression repository (``Pruned_heads`` / ``Pruning`` keys)
+    are not supported: `load_melhubert_checkpoint` says so.
+
+Released checkpoints (documentation only; nothing here downloads): the README of
+https://github.com/nervjack2/MelHuBERT links MelHuBERT-10ms/20ms checkpoints (LibriSpeech 360 h / 100 h) on Google
+Drive, with the normalisation statistics in its ``example/`` folder; https://github.com/nervjack2/Speech-SSL-Compression
+lists more models at http://140.112.30.56:9999/pretrained_model/ .
+
+Differences from the authors' runtime: each clip's filter banks are computed alone, so a clip's features never
+depend on the others in its batch (the authors' batched runtime is the same, up to float rounding).
+
+Example:
+    >>> import numpy as np
+    >>> config = MelHuBERTConfig(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+    ...                          encoder_attention_heads=4, conv_pos=8, conv_pos_groups=4)
+    >>> encoder = MelHuBERTEncoder.from_config(config, seed=0)
+    >>> output = encoder.encode([np.zeros(16_000, np.float32), np.zeros(8_000, np.float32)])
+    >>> len(output.hidden_states), tuple(output.hidden_states[0].shape), output.frame_mask.sum(dim=1).tolist()
+    (3, (2, 49, 32), [49, 24])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speat_metric import features
+from speat_metric.adapters.base import (
+    SAMPLING_RATE,
+    EncoderOutput,
+    ModelDescription,
+    ModelLoadError,
+    SpeechEncoder,
+    count_parameters,
+    frames_mask,
+    weights_sha256,
+)
+from speat_metric.adapters.checkpoints import check_state_dict, describe_keys, load_torch_checkpoint
+from speat_metric.adapters.layers import masked_attention
+from speat_metric.files import atomic_open
+
+logger = logging.getLogger(__name__)
+
+KALDI_WAVEFORM_SCALE = 2.0**15
+"""The authors scale [-1, 1] waveforms to 16-bit integer range before ``kaldi.fbank`` (``extract_feature.py``)."""
+
+FRAME_LENGTH_MS = 25.0
+FRAME_SHIFT_MS = 10.0
+MIN_SAMPLES = int(SAMPLING_RATE * FRAME_LENGTH_MS / 1000)
+"""Kaldi frames are not padded at the edges (snip_edges): a clip needs one full 25 ms window."""
+
+_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MelHuBERTConfig:
+    """MelHuBERT architecture and front end; field names follow the authors' model yaml where one exists.
+
+    Attributes:
+        num_mel_bins: Kaldi filter-bank bins per 10 ms frame (40 in all released models).
+        frame_period_ms: 10 (one filter-bank frame per step) or 20 (two stacked frames per step).
+        encoder_layers: transformer layers.
+        encoder_embed_dim: model width.
+        encoder_ffn_embed_dim: feed-forward width.
+        encoder_attention_heads: attention heads.
+        layer_norm_first: pre-LN when True, post-LN (the released models) when False.
+        conv_pos: kernel size of the convolutional position embedding.
+        conv_pos_groups: groups of that convolution.
+        activation_fn: ``"gelu"`` or ``"relu"``.
+        attention_type: ``"original"`` (bidirectional) or ``"causal"``.
+        num_cluster: outputs of the pre-training projection ``final_proj`` (k-means targets).
+
+    Example:
+        >>> MelHuBERTConfig.slim().feat_emb_dim, MelHuBERTConfig.slim(frame_period_ms=10).feat_emb_dim
+        (80, 40)
+    """
+
+    num_mel_bins: int = 40
+    frame_period_ms: int = 20
+    encoder_layers: int = 12
+    encoder_embed_dim: int = 768
+    encoder_ffn_embed_dim: int = 3072
+    encoder_attention_heads: int = 12
+    layer_norm_first: bool = False
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+    activation_fn: str = "gelu"
+    attention_type: str = "original"
+    num_cluster: int = 512
+
+    def __post_init__(self) -> None:
+        if self.frame_period_ms not in (10, 20):
+            raise ValueError(f"frame_period_ms must be 10 or 20 (MelHuBERT-10ms / -20ms), got {self.frame_period_ms!r}")
+        for name in ("num_mel_bins", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+                     "conv_pos", "conv_pos_groups", "num_cluster"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.encoder_layers, int) or self.encoder_layers < 1:
+            raise ValueError(f"encoder_layers must be a positive integer, got {self.encoder_layers!r}")
+        if self.encoder_embed_dim % self.encoder_attention_heads:
+            raise ValueError(f"encoder_embed_dim ({self.encoder_embed_dim}) must be divisible by "
+                             f"encoder_attention_heads ({self.encoder_attention_heads})")
+        if self.encoder_embed_dim % self.conv_pos_groups:
+            raise ValueError(f"encoder_embed_dim ({self.encoder_embed_dim}) must be divisible by conv_pos_groups "
+                             f"({self.conv_pos_groups})")
+        if self.activation_fn not in _ACTIVATIONS:
+            raise ValueError(f"activation_fn must be one of {sorted(_ACTIVATIONS)}, got {self.activation_fn!r}")
+        if self.attention_type not in ("original", "causal"):
+            raise ValueError(f"attention_type must be 'original' or 'causal', got {self.attention_type!r}")
+
+    @property
+    def frames_stacked(self) -> int:
+        """Filter-bank frames concatenated into one model input frame."""
+        return self.frame_period_ms // 10
+
+    @property
+    def feat_emb_dim(self) -> int:
+        """Model input width: mel bins times stacked frames."""
+        return self.num_mel_bins * self.frames_stacked
+
+    @classmethod
+    def small(cls, *, frame_period_ms: int = 20) -> MelHuBERTConfig:
+        """Lin et al. 2024, Table 2 "small": 3 layers, width 640, FFN 2048, 8 heads."""
+        return cls(frame_period_ms=frame_period_ms, encoder_layers=3, encoder_embed_dim=640,
+                   encoder_ffn_embed_dim=2048, encoder_attention_heads=8)
+
+    @classmethod
+    def slim(cls, *, frame_period_ms: int = 20) -> MelHuBERTConfig:
+        """Lin et al. 2024, Table 2 "slim": 12 layers, width 384, FFN 768, 8 heads."""
+        return cls(frame_period_ms=frame_period_ms, encoder_layers=12, encoder_embed_dim=384,
+                   encoder_ffn_embed_dim=768, encoder_attention_heads=8)
+
+    @classmethod
+    def base(cls, *, frame_period_ms: int = 20) -> MelHuBERTConfig:
+        """Lin et al. 2024, Table 2 "base" (the released MelHuBERT): 12 layers, width 768, FFN 3072, 12 heads."""
+        return cls(frame_period_ms=frame_period_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_upstream_config(self) -> dict[str, Any]:
+        """The ``Upstream_Config["melhubert"]`` section the authors' training code writes for this model."""
+        return {
+            "feat_emb_dim": self.feat_emb_dim, "pos_emb_type": "conv", "pos_conv_depth": 1,
+            "conv_pos": self.conv_pos, "conv_pos_groups": self.conv_pos_groups,
+            "encoder_layers": self.encoder_layers, "encoder_embed_dim": self.encoder_embed_dim,
+            "encoder_ffn_embed_dim": self.encoder_ffn_embed_dim,
+            "encoder_attention_heads": self.encoder_attention_heads, "activation_fn": self.activation_fn,
+            "layer_norm_first": self.layer_norm_first, "attention_type": self.attention_type,
+            "num_cluster": self.num_cluster,
+        }
+
+    @classmethod
+    def from_upstream_config(cls, section: Mapping[str, Any], *, num_mel_bins: int = 40) -> MelHuBERTConfig:
+        """Read the authors' ``Upstream_Config["melhubert"]`` section, with the authors' defaults for absent keys.
+
+        Raises:
+            ValueError: the section describes a variant this module does not implement.
+        """
+        if section.get("pos_emb_type", "conv") != "conv":
+            raise ValueError(f"pos_emb_type {section['pos_emb_type']!r} is not supported (only 'conv')")
+        if int(section.get("pos_conv_depth", 1)) != 1:
+            raise ValueError(f"pos_conv_depth {section['pos_conv_depth']!r} is not supported (only 1)")
+        feat_emb_dim = int(section.get("feat_emb_dim", 40))
+        if feat_emb_dim not in (num_mel_bins, 2 * num_mel_bins):
+            raise ValueError(f"feat_emb_dim {feat_emb_dim} is neither {num_mel_bins} (10 ms frames) nor "
+                             f"{2 * num_mel_bins} (20 ms, two stacked frames of {num_mel_bins} mel bins)")
+        return cls(
+            num_mel_bins=num_mel_bins, frame_period_ms=10 * feat_emb_dim // num_mel_bins,
+            encoder_layers=int(section.get("encoder_layers", 1)),
+            encoder_embed_dim=int(section.get("encoder_embed_dim", 768)),
+            encoder_ffn_embed_dim=int(section.get("encoder_ffn_embed_dim", 3072)),
+            encoder_attention_heads=int(section.get("encoder_attention_heads", 12)),
+            layer_norm_first=bool(section.get("layer_norm_first", False)),
+            conv_pos=int(section.get("conv_pos", 128)), conv_pos_groups=int(section.get("conv_pos_groups", 16)),
+            activation_fn=str(section.get("activation_fn", "gelu")),
+            attention_type=str(section.get("attention_type", "original")),
+            num_cluster=int(section.get("num_cluster", 512)),
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------------------------
+
+
+class _WeightNormConv1d(nn.Module):
+    """Grouped Conv1d with weight normalisation over dim 2, stored as the legacy ``weight_g``/``weight_v`` pair."""
+
+    def __init__(self, channels: int, kernel_size: int, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.weight_g = nn.Parameter(torch.ones(1, 1, kernel_size))
+        self.weight_v = nn.Parameter(torch.empty(channels, channels // groups, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def weight(self) -> torch.Tensor:
+        return self.weight_v * (self.weight_g / self.weight_v.norm(dim=(0, 1), keepdim=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel_size = self.weight_v.shape[-1]
+        return F.conv1d(x, self.weight(), self.bias, padding=kernel_size // 2, groups=self.groups)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, embed_dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        attended = masked_attention(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.num_heads, allowed)
+        return self.out_proj(attended)
+
+
+class _EncoderLayer(nn.Module):
+    def __init__(self, config: MelHuBERTConfig) -> None:
+        super().__init__()
+        width = config.encoder_embed_dim
+        self.layer_norm_first = config.layer_norm_first
+        self.activation = _ACTIVATIONS[config.activation_fn]
+        self.self_attn = _SelfAttention(width, config.encoder_attention_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, config.encoder_ffn_embed_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_embed_dim, width)
+        self.final_layer_norm = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.self_attn(self.self_attn_layer_norm(x), allowed)
+            return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x))))
+        x = self.self_attn_layer_norm(x + self.self_attn(x, allowed))
+        return self.final_layer_norm(x + self.fc2(self.activation(self.fc1(x))))
+
+
+class _TransformerEncoder(nn.Module):
+    def __init__(self, config: MelHuBERTConfig) -> None:
+        super().__init__()
+        # A one-element Sequential keeps the released key names "encoder.pos_conv.0.*".
+        self.pos_conv = nn.Sequential(
+            _WeightNormConv1d(config.encoder_embed_dim, config.conv_pos, config.conv_pos_groups))
+        self.layers = nn.ModuleList(_EncoderLayer(config) for _ in range(config.encoder_layers))
+        self.layer_norm = nn.LayerNorm(config.encoder_embed_dim)
+
+
+class MelHuBERTModel(nn.Module):
+    """MelHuBERT: input projection, convolutional position embedding, transformer layers (see the module docstring).
+
+    Args:
+        config: the architecture.
+
+    Example:
+        >>> model = MelHuBERTModel(MelHuBERTConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+        ...                                        encoder_attention_heads=2, conv_pos=4, conv_pos_groups=2))
+        >>> hidden = model(torch.zeros(1, 7, 80), torch.ones(1, 7, dtype=torch.bool))
+        >>> len(hidden), tuple(hidden[-1].shape)
+        (2, (1, 7, 16))
+    """
+
+    def __init__(self, config: MelHuBERTConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.encoder_embed_dim
+        self.pre_extract_proj = nn.Linear(config.feat_emb_dim, width) if config.feat_emb_dim != width else None
+        self.encoder = _TransformerEncoder(config)
+        self.final_proj = nn.Linear(width, config.num_cluster)
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """The authors' initialisation (fairseq ``init_bert_params`` on the encoder), i.e. a "step 0" model."""
+        for module in self.encoder.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.zeros_(module.bias)
+        conv = self.encoder.pos_conv[0]
+        width, kernel_size = self.config.encoder_embed_dim, self.config.conv_pos
+        nn.init.normal_(conv.weight_v, mean=0.0, std=math.sqrt(4.0 / (kernel_size * width)))
+        nn.init.zeros_(conv.bias)
+        with torch.no_grad():  # weight norm starts at g = |v|, so the effective weight equals v
+            conv.weight_g.copy_(conv.weight_v.norm(dim=(0, 1), keepdim=True))
+
+    @property
+    def num_hidden_states(self) -> int:
+        return self.config.encoder_layers + 1
+
+    def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Hidden states of a padded batch of normalised (and stacked) filter-bank frames.
+
+        Args:
+            features: (batch, frames, feat_emb_dim).
+            frame_mask: (batch, frames) bool, True on real frames, False on padding.
+
+        Returns:
+            ``encoder_layers + 1`` tensors of shape (batch, frames, encoder_embed_dim): the input projection, then
+            each transformer layer's output.
+        """
+        if features.shape[-1] != self.config.feat_emb_dim:
+            raise ValueError(f"features have {features.shape[-1]} dims per frame; this model takes "
+                             f"{self.config.feat_emb_dim} ({self.config.frame_period_ms} ms frames of "
+                             f"{self.config.num_mel_bins} mel bins)")
+        x = self.pre_extract_proj(features) if self.pre_extract_proj is not None else features
+        x = x.masked_fill(~frame_mask[..., None], 0.0)
+        hidden_states = [x]
+        # "Same" padding for an even kernel leaves one extra frame at the end, which the authors drop (SamePad).
+        position = self.encoder.pos_conv(x.transpose(1, 2))
+        if self.config.conv_pos % 2 == 0:
+            position = position[..., :-1]
+        x = x + F.gelu(position).transpose(1, 2)
+        if not self.config.layer_norm_first:
+            x = self.encoder.layer_norm(x)
+        allowed = frame_mask[:, None, :]
+        if self.config.attention_type == "causal":
+            frames = x.shape[1]
+            causal = torch.ones(frames, frames, dtype=torch.bool, device=x.device).tril()
+            allowed = allowed & causal[None]
+        for layer in self.encoder.layers:
+            x = layer(x, allowed)
+            hidden_states.append(x)
+        return hidden_states
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _legacy_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename weight-norm parametrisation keys of newer PyTorch (original0/1) to the released weight_g/weight_v."""
+    renamed = {}
+    for key, tensor in state_dict.items():
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        key = key.replace("parametrizations.weight.original1", "weight_v")
+        renamed[key] = tensor
+    return renamed
+
+
+def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
+                              trust_checkpoint: bool = False) -> MelHuBERTModel:
+    """Load a checkpoint saved by the authors' MelHuBERT training code (format in the module docstring).
+
+    Args:
+        path: the ``.ckpt`` file.
+        device: where to put the model.
+        trust_checkpoint: allow arbitrary pickled objects (only for files from a trusted source).
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        ModelLoadError: the file is missing, unreadable, not in the MelHuBERT format (the message names the missing
+            or unexpected keys), a pruned variant, or its configuration and weights disagree.
+
+    Example:
+        >>> import tempfile
+        >>> model = MelHuBERTModel(MelHuBERTConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+        ...                                        encoder_attention_heads=2, conv_pos=4, conv_pos_groups=2))
+        >>> path = Path(tempfile.mkdtemp()) / "melhubert.ckpt"
+        >>> save_melhubert_checkpoint(model, path)
+        >>> load_melhubert_checkpoint(path).config == model.config
+        True
+    """
+    states = load_torch_checkpoint(path, kind="MelHuBERT", trust_checkpoint=trust_checkpoint)
+    if not isinstance(states, Mapping) or "model" not in states or "Upstream_Config" not in states:
+        found = describe_keys([str(key) for key in states]) if isinstance(states, Mapping) else type(states).__name__
+        raise ModelLoadError(f"{str(path)!r} is not a MelHuBERT checkpoint: expected a dict with 'model' and "
+                             f"'Upstream_Config' (what MelHuBERT's training code saves), found {found}.")
+    for pruning_key in ("Pruned_heads", "Pruning"):
+        if pruning_key in states:
+            raise ModelLoadError(f"{str(path)!r} is a pruned MelHuBERT checkpoint ({pruning_key!r}), which this "
+                                 "adapter does not load; use an unpruned checkpoint.")
+    upstream = states["Upstream_Config"]
+    section = None
+    if isinstance(upstream, Mapping):
+        section = upstream.get("melhubert", upstream.get("hubert"))
+    if not isinstance(section, Mapping):
+        raise ModelLoadError(f"{str(path)!r}: 'Upstream_Config' has no 'melhubert' (or 'hubert') section with the "
+                             "model configuration.")
+    try:
+        config = MelHuBERTConfig.from_upstream_config(section)
+    except (TypeError, ValueError) as error:
+        raise ModelLoadError(f"{str(path)!r}: unsupported MelHuBERT configuration: {error}") from error
+    # The learnable mask embedding (learnable_mask_emb: True) only replaces masked frames during pre-training.
+    state_dict = {key: tensor for key, tensor in _legacy_state_dict(states["model"]).items() if key != "mask_emb"}
+    model = MelHuBERTModel(config)
+    check_state_dict(model, state_dict, kind="MelHuBERT", path=path)
+    model.load_state_dict(state_dict)
+    return model.to(device).eval()
+
+
+def save_melhubert_checkpoint(model: MelHuBERTModel, path: str | Path, *, step: int = 0) -> None:
+    """Write `model` atomically in the authors' checkpoint format, readable by their code and ours.
+
+    Args:
+        model: the model.
+        path: destination ``.ckpt`` file.
+        step: training step to record under ``"Step"``.
+    """
+    states = {
+        "model": {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()},
+        "Upstream_Config": {"melhubert": model.config.to_upstream_config()},
+        "Step": step,
+    }
+    with atomic_open(path, "wb") as file:
+        torch.save(states, file)
+
+
+def load_mean_std(path: str | Path, *, num_mel_bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Read the authors' normalisation statistics: a ``.npy`` (2, num_mel_bins) array, row 0 mean, row 1 std.
+
+    Raises:
+        ModelLoadError: missing file, wrong shape, or non-positive / non-finite values.
+    """
+    path = Path(path)
+    try:
+        stats = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read MelHuBERT mean/std file {str(path)!r} ({error}); pass the .npy from the "
+                             "MelHuBERT repository's example/ folder (e.g. libri-960-mean-std.npy).") from error
+    stats = np.asarray(stats, dtype=np.float64).reshape(2, -1) if np.size(stats) == 2 * num_mel_bins else stats
+    if np.shape(stats) != (2, num_mel_bins):
+        raise ModelLoadError(f"MelHuBERT mean/std file {str(path)!r} has shape {np.shape(stats)}; expected "
+                             f"(2, {num_mel_bins}): row 0 the mean, row 1 the standard deviation of each mel bin.")
+    mean, std = stats[0].astype(np.float32), stats[1].astype(np.float32)
+    if not (np.all(np.isfinite(stats)) and np.all(std > 0)):
+        raise ModelLoadError(f"MelHuBERT mean/std file {str(path)!r} has non-finite values or a standard deviation "
+                             "that is not positive.")
+    return mean, std
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Adapter
+# --------------------------------------------------------------------------------------------------------------
+
+
+def melhubert_features(waveform: np.ndarray, config: MelHuBERTConfig, *, mean: np.ndarray | None = None,
+                       std: np.ndarray | None = None) -> np.ndarray:
+    """The authors' front end for one clip: scaled Kaldi filter banks, normalised, frame pairs stacked for 20 ms.
+
+    Args:
+        waveform: mono 16 kHz float waveform in [-1, 1], at least 400 samples (one 25 ms window).
+        config: the model configuration (mel bins, frame period).
+        mean, std: per-bin normalisation statistics (`load_mean_std`); both None for no normalisation.
+
+    Returns:
+        (frames, config.feat_emb_dim) float32.
+    """
+    filter_banks = features.kaldi_fbank(
+        np.asarray(waveform, dtype=np.float32) * KALDI_WAVEFORM_SCALE, num_mel_bins=config.num_mel_bins,
+        sampling_rate=SAMPLING_RATE, window_type="hamming", frame_length=FRAME_LENGTH_MS, frame_shift=FRAME_SHIFT_MS)
+    if mean is not None and std is not None:
+        filter_banks = (filter_banks - mean) / std
+    if config.frames_stacked == 2:
+        if len(filter_banks) % 2:
+            filter_banks = np.concatenate([filter_banks, np.zeros((1, filter_banks.shape[1]), filter_banks.dtype)])
+        filter_banks = filter_banks.reshape(len(filter_banks) // 2, 2 * filter_banks.shape[1])
+    return np.ascontiguousarray(filter_banks, dtype=np.float32)
+
+
+class MelHuBERTEncoder(SpeechEncoder):
+    """SpEAT adapter around a `MelHuBERTModel`: filter banks per clip, padded batch, key-padding masks.
+
+    Args:
+        model: the model (moved to `device` and `dtype`, put in eval mode).
+        name: what the description calls the model (checkpoint path, or a label for a random model).
+        mean, std: per-bin filter-bank statistics (`load_mean_std`); None for none. The released models were
+            trained with LibriSpeech statistics: use them, or the features will be off-scale.
+        device: torch device for the model.
+        dtype: model and input dtype (float32 by default).
+        revision: version string of the weights, when there is one.
+
+    Raises:
+        ValueError: only one of mean/std given, or their shape does not match the model's mel bins.
+    """
+
+    supports_padding = True
+
+    def __init__(self, model: MelHuBERTModel, *, name: str, mean: np.ndarray | None = None,
+                 std: np.ndarray | None = None, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, revision: str | None = None) -> None:
+        config = model.config
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std (the authors' mean-std.npy rows), or neither")
+        if mean is not None:
+            mean, std = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+            if mean.shape != (config.num_mel_bins,) or std.shape != (config.num_mel_bins,):
+                raise ValueError(f"mean and std must each have {config.num_mel_bins} values (one per mel bin), got "
+                                 f"shapes {mean.shape} and {std.shape}")
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.mean, self.std = mean, std
+        self.dtype = dtype
+        normalisation = None
+        if mean is not None:
+            normalisation = hashlib.sha256(np.stack([mean, std]).tobytes()).hexdigest()
+        self.description = ModelDescription(
+            name=name, kind="melhubert", revision=revision, weights_sha256=weights_sha256(self.model),
+            num_parameters=count_parameters(self.model), num_layers=model.num_hidden_states,
+            settings={
+                "architecture": config.to_dict(), "dtype": str(dtype).removeprefix("torch."),
+                "front_end": {"kind": "kaldi_fbank", "num_mel_bins": config.num_mel_bins, "window": "hamming",
+                              "frame_length_ms": FRAME_LENGTH_MS, "frame_shift_ms": FRAME_SHIFT_MS,
+                              "waveform_scale": KALDI_WAVEFORM_SCALE, "frames_stacked": config.frames_stacked},
+                "normalisation_sha256": normalisation,
+            })
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, mean_std_path: str | Path | None = None,
+                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                        revision: str | None = None, trust_checkpoint: bool = False) -> MelHuBERTEncoder:
+        """An adapter for a released checkpoint, normalised with the authors' statistics file when given.
+
+        Raises:
+            ModelLoadError: see `load_melhubert_checkpoint` and `load_mean_std`.
+        """
+        model = load_melhubert_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        mean = std = None
+        if mean_std_path is not None:
+            mean, std = load_mean_std(mean_std_path, num_mel_bins=model.config.num_mel_bins)
+        else:  # a trained model was fitted to normalised inputs; a random one has no such expectation
+            logger.warning("MelHuBERT %s: no mean/std given, filter banks are not normalised (the released models "
+                           "expect LibriSpeech statistics; see load_mean_std)", path)
+        return cls(model, name=str(path), mean=mean, std=std, device=device, dtype=dtype, revision=revision)
+
+    @classmethod
+    def from_config(cls, config: MelHuBERTConfig, *, seed: int = 0, mean_std_path: str | Path | None = None,
+                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                    name: str | None = None) -> MelHuBERTEncoder:
+        """A randomly initialised model (the study's "step 0" point), reproducible from `seed`."""
+        generator_state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(seed)
+            model = MelHuBERTModel(config)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        mean = std = None
+        if mean_std_path is not None:
+            mean, std = load_mean_std(mean_std_path, num_mel_bins=config.num_mel_bins)
+        return cls(model, name=name or f"melhubert-random-seed{seed}", mean=mean, std=std, device=device, dtype=dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def features(self, waveform: np.ndarray) -> np.ndarray:
+        """This adapter's model input for one clip (see `melhubert_features`)."""
+        return melhubert_features(waveform, self.model.config, mean=self.mean, std=self.std)
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
+        """Encode mono 16 kHz waveforms of any lengths (each at least 400 samples).
+
+        Raises:
+            ValueError: an empty batch, or a clip shorter than one 25 ms window.
+        """
+        if len(waveforms) == 0:
+            raise ValueError("encode needs at least one waveform")
+        for index, waveform in enumerate(waveforms):
+            if np.ndim(waveform) != 1 or len(waveform) < MIN_SAMPLES:
+                raise ValueError(f"waveform {index} has shape {np.shape(waveform)}; MelHuBERT needs a mono clip of at "
+                                 f"least {MIN_SAMPLES} samples (one 25 ms window at 16 kHz)")
+        clip_features = [self.features(waveform) for waveform in waveforms]
+        lengths = [len(clip) for clip in clip_features]
+        batch = np.zeros((len(clip_features), max(lengths), self.model.config.feat_emb_dim), dtype=np.float32)
+        for row, clip in enumerate(clip_features):
+            batch[row, : len(clip)] = clip
+        mask = frames_mask(lengths, max(lengths)).to(self.device)
+        with torch.inference_mode():
+            hidden_states = self.model(torch.from_numpy(batch).to(device=self.device, dtype=self.dtype), mask)
+        return EncoderOutput(hidden_states=hidden_states, frame_mask=mask)

@@ -1,0 +1,73 @@
+"""From per-layer frame features to one embedding per clip.
+
+Two steps, as in SpEAT and Lin et al. (2024):
+
+1. frame pooling, per layer: the mean over a clip's valid (unpadded) frames (``"mean"``, the studies' choice) or
+   their maximum (``"max"``), giving a (layers, dim) array per clip. This is what the embedding cache stores.
+2. layer pooling: the mean over all layers, input embedding layer included (``"mean"``, the studies' default), the
+   last layer (``"last"``), one layer by index (``"layer"`` with ``layer=N``; negative counts from the end), or every
+   layer separately (``"per-layer"``, one SpEAT per layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from speat_metric.adapters.base import EncoderOutput
+
+FRAME_POOLINGS = ("mean", "max")
+LAYER_POOLINGS = ("mean", "last", "layer", "per-layer")
+
+
+def pool_frames(output: EncoderOutput, frame_pooling: str = "mean") -> np.ndarray:
+    """Pool each layer over each clip's valid frames: returns float32 (batch, layers, dim)."""
+    if frame_pooling not in FRAME_POOLINGS:
+        raise ValueError(f"frame pooling must be one of {', '.join(FRAME_POOLINGS)}, got {frame_pooling!r}")
+    mask = output.frame_mask[:, :, None]
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("a clip produced no frames; it is shorter than the model's receptive field")
+    pooled = []
+    for layer in output.hidden_states:
+        layer = layer.float()
+        if frame_pooling == "mean":
+            pooled.append((layer * mask).sum(dim=1) / mask.sum(dim=1))
+        else:
+            pooled.append(layer.masked_fill(~mask, -torch.inf).amax(dim=1))
+    return torch.stack(pooled, dim=1).numpy().astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LayerPooling:
+    """How per-layer clip embeddings become the vectors a SpEAT compares.
+
+    Attributes:
+        mode: ``"mean"``, ``"last"``, ``"layer"`` or ``"per-layer"``.
+        layer: the layer index for ``mode="layer"`` (0 = input embedding layer; negative counts from the end).
+    """
+
+    mode: str = "mean"
+    layer: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in LAYER_POOLINGS:
+            raise ValueError(f"layer pooling must be one of {', '.join(LAYER_POOLINGS)}, got {self.mode!r}")
+        if (self.mode == "layer") != (self.layer is not None):
+            raise ValueError("give a layer index exactly when the layer pooling is 'layer' (e.g. --layer 6)")
+
+    def views(self, per_layer: np.ndarray) -> list[tuple[int | None, np.ndarray]]:
+        """The (layer, embeddings) pairs to test, from an (stimuli, layers, dim) array; layer None means all pooled."""
+        num_layers = per_layer.shape[1]
+        if self.mode == "mean":
+            return [(None, per_layer.mean(axis=1))]
+        if self.mode == "last":
+            return [(num_layers - 1, per_layer[:, -1])]
+        if self.mode == "per-layer":
+            return [(index, per_layer[:, index]) for index in range(num_layers)]
+        if not -num_layers <= self.layer < num_layers:
+            raise ValueError(
+                f"layer {self.layer} does not exist: the model has {num_layers} layers (0..{num_layers - 1})")
+        index = self.layer % num_layers
+        return [(index, per_layer[:, index])]
