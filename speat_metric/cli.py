@@ -112,8 +112,9 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
         "evaluate",
         help="SpEAT bias table of speech models (default: offline, on the synthetic demo set)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Embed the stimuli of each test with each model (mean over time per layer, then over layers), "
-        "run the SpEAT, print a table and write one JSON record per model and test to --out.\n\n"
+        description=_paragraphs(
+            "Embed the stimuli of each test with each model (mean over time per layer, then over layers), run the "
+            "SpEAT, print a table and write one JSON record per model and test to --out.\n\n"
         "MODEL is a Hugging Face Hub id (facebook/hubert-base-ls960) or local directory of a transformers speech "
         "encoder (wav2vec2, HuBERT, DistilHuBERT, WavLM, data2vec-audio, Whisper), a directory of such checkpoints "
         "(one result per checkpoint, in step order), melhubert:CHECKPOINT, m2d:CHECKPOINT, a directory of those "
@@ -122,7 +123,7 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
         "With no MODEL: the four classical features and a random-init MelHuBERT small, on --stimuli demo, which "
         "runs offline. The demo stimuli are synthetic: a pipeline check, not a bias measurement.\n\n"
         "Several processes: accelerate launch --multi_gpu --num_processes N -m speat_metric.cli evaluate ... "
-        "splits the stimuli across processes (works on CPUs too).",
+        "splits the stimuli across processes (works on CPUs too)."),
     )
     evaluate.add_argument("models", nargs="*", metavar="MODEL", help="models to evaluate (see above)")
     evaluate.add_argument("--tests", default="gender,age,native",
@@ -164,6 +165,13 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     evaluate.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     evaluate.set_defaults(handler=_evaluate)
+
+
+def _paragraphs(text: str, width: int = 100) -> str:
+    """Wrap each blank-line-separated paragraph of a help text (RawDescriptionHelpFormatter keeps the breaks)."""
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(paragraph, width) for paragraph in text.split("\n\n"))
 
 
 def _evaluate(args: argparse.Namespace) -> int:

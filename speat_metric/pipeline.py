@@ -144,6 +144,10 @@ def evaluate_tests(
     embeddings = embed_stimuli(encoder, clips_of(all_rows), cache_dir=cache_dir, frame_pooling=frame_pooling,
                                batch_seconds=batch_seconds, trim_silence=trim_silence, progress=progress)
     records = []
+    num_layers = next(iter(embeddings.values())).shape[0]
+    speats = len(tests) * (num_layers if layer_pooling.mode == "per-layer" else 1)
+    bar = tqdm(total=speats, unit="test", desc=f"SpEAT permutation tests ({num_permutations:,} permutations)",
+               disable=not (progress and is_main_process()))
     for name, dataset in tests.items():
         rows = list(dataset)
         provenance = stimulus_provenance(dataset)
@@ -171,6 +175,8 @@ def evaluate_tests(
                 labels=record_labels,
                 checkpoint=dict(checkpoint) if checkpoint is not None else None,
             ))
+            bar.update()
+    bar.close()
     return records
 
 
