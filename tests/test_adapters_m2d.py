@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_models import randomise_layer_norms, tone_in_noise
 from torch import nn
 
 from speat_metric import features
@@ -29,20 +30,11 @@ GENERAL = M2DConfig(input_size=(80, 32), patch_size=(16, 16), embed_dim=16, dept
 
 def random_model(config: M2DConfig, seed: int = 0, norm_stats=DEFAULT_NORM_STATS) -> M2DEncoderModel:
     torch.manual_seed(seed)
-    model = M2DEncoderModel(config, norm_stats=norm_stats).eval()
-    with torch.no_grad():  # trained LayerNorms are not the identity; make a skipped norm visible
-        for module in model.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.1)
-    return model
+    return randomise_layer_norms(M2DEncoderModel(config, norm_stats=norm_stats).eval())
 
 
 def waveform(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    samples = int(seconds * 16_000)
-    tone = np.sin(2 * np.pi * (200 + 70 * seed) * np.arange(samples) / 16_000)
-    return (0.3 * tone + 0.05 * rng.standard_normal(samples)).astype(np.float32)
+    return tone_in_noise(seconds, 200 + 70 * seed, seed)
 
 
 def pretraining_state(model: M2DEncoderModel, *, with_norm_stats: bool = True) -> dict[str, torch.Tensor]:

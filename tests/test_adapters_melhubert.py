@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_models import randomise_layer_norms, tone_in_noise
 from torch import nn
 
 from speat_metric import features
@@ -34,21 +35,11 @@ def tiny_config(**changes) -> MelHuBERTConfig:
 
 def random_model(config: MelHuBERTConfig, seed: int = 0) -> MelHuBERTModel:
     torch.manual_seed(seed)
-    model = MelHuBERTModel(config).eval()
-    # Post-training LayerNorms are not the identity: randomise them so that a skipped or swapped norm shows.
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.1)
-    return model
+    return randomise_layer_norms(MelHuBERTModel(config).eval())
 
 
 def waveform(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    samples = int(seconds * 16_000)
-    tone = np.sin(2 * np.pi * (150 + 50 * seed) * np.arange(samples) / 16_000)
-    return (0.3 * tone + 0.05 * rng.standard_normal(samples)).astype(np.float32)
+    return tone_in_noise(seconds, 150 + 50 * seed, seed)
 
 
 def released_upstream_config(config: MelHuBERTConfig) -> dict:

@@ -159,7 +159,9 @@ from pathlib import Path
 encoder = CountingEncoder(TransformersEncoder({wav2vec2.description.name!r}))
 clips = clips_of(list(make_tests(Path({str(audio_dir)!r}))["first"]))
 embeddings = embed_stimuli(encoder, clips, progress=False)
-print("COUNT", encoder.clips, flush=True)
+# one file per process: two processes printing to one pipe can interleave their lines
+import os
+Path({str(tmp_path)!r}, "count-" + os.environ["RANK"]).write_text(str(encoder.clips))
 if is_main_process():
     json.dump({{key: value.tolist() for key, value in embeddings.items()}}, open({str(tmp_path / "out.json")!r}, "w"))
 """)
@@ -168,7 +170,7 @@ if is_main_process():
                                 "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
                                capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    counts = [int(line.split()[1]) for line in completed.stdout.splitlines() if line.startswith("COUNT")]
+    counts = [int(path.read_text()) for path in tmp_path.glob("count-*")]
     assert sorted(counts) == [8, 8]
     gathered = json.loads((tmp_path / "out.json").read_text())
     single = embed_stimuli(wav2vec2, clips_of(list(make_tests(audio_dir)["first"])), progress=False)

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
+from torch import nn
 
 _CNN = dict(conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8))
 _SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, **_CNN)
@@ -39,3 +41,21 @@ def save_tiny_model(kind: str, directory: Path, *, seed: int = 0) -> Path:
     extractor = transformers.Wav2Vec2FeatureExtractor(return_attention_mask=attention_mask, do_normalize=True)
     extractor.save_pretrained(directory)
     return directory
+
+
+def randomise_layer_norms(model: nn.Module) -> nn.Module:
+    """Trained LayerNorms are not the identity: randomise them so that a skipped or swapped norm shows."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.1)
+    return model
+
+
+def tone_in_noise(seconds: float, frequency: float, seed: int) -> np.ndarray:
+    """A 16 kHz float32 test clip: a tone at `frequency` Hz plus seeded white noise."""
+    rng = np.random.default_rng(seed)
+    samples = int(seconds * 16_000)
+    tone = np.sin(2 * np.pi * frequency * np.arange(samples) / 16_000)
+    return (0.3 * tone + 0.05 * rng.standard_normal(samples)).astype(np.float32)

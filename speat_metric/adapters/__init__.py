@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from speat_metric.adapters.base import EncoderOutput, ModelLoadError, SpeechEncoder
-from speat_metric.adapters.base import torch_dtype as _torch_dtype
+from speat_metric.adapters.base import EncoderOutput, ModelLoadError, SpeechEncoder, torch_dtype
 
 __all__ = ["EncoderOutput", "ModelLoadError", "SpeechEncoder", "describe_model_string", "load_encoder"]
 
@@ -42,13 +41,13 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu",
 
     if spec in CLASSICAL_FEATURES:
         return ClassicalFeatureEncoder(spec)
-    torch_dtype = _torch_dtype(dtype)
+    weights_dtype = torch_dtype(dtype)
     if match := _RANDOM.match(spec):
         from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTEncoder
 
         config = getattr(MelHuBERTConfig, match["size"])()
         return MelHuBERTEncoder.from_config(config, seed=int(match["seed"] or 0), mean_std_path=mean_std_path,
-                                            device=device, dtype=torch_dtype, name=spec)
+                                            device=device, dtype=weights_dtype, name=spec)
     if spec.startswith(("melhubert:", "m2d:")):
         kind, path = spec.split(":", 1)
         if not Path(path).is_file():
@@ -57,10 +56,11 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu",
         if kind == "melhubert":
             from speat_metric.adapters.melhubert import MelHuBERTEncoder
 
-            return MelHuBERTEncoder.from_checkpoint(path, mean_std_path=mean_std_path, device=device, dtype=torch_dtype)
+            return MelHuBERTEncoder.from_checkpoint(path, mean_std_path=mean_std_path, device=device,
+                                                    dtype=weights_dtype)
         from speat_metric.adapters.m2d import M2DEncoder
 
-        return M2DEncoder.from_checkpoint(path, device=device, dtype=torch_dtype)
+        return M2DEncoder.from_checkpoint(path, device=device, dtype=weights_dtype)
     if spec.startswith("random:"):
         raise ModelLoadError(f"unknown random model {spec!r}; use random:melhubert-small, -slim or -base (optionally "
                              f"@SEED)")
