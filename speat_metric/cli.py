@@ -6,11 +6,16 @@
     speat example      # SpEAT through the evaluate module on the bundled (synthetic) example embeddings
     speat stimuli list       # the SpEAT tests, their groups and sizes (and the synthetic demo set)
     speat stimuli download   # fetch the real stimuli into the cache; says what it has and what is missing
+    speat hub ...      # model cards, card PRs, the results dataset, the webhook service (hub_scripts)
+    speat prune ...    # head, row and weight pruning with bias tracking (pruning)
+    speat distill ...  # DistilHuBERT-style distillation with bias tracking (distill)
+    speat space        # the Gradio Space over SpEAT results (spaces_app)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,6 +30,11 @@ if TYPE_CHECKING:
     from speat_metric.stimuli import SpeatTestSpec
 
 EXAMPLE_EMBEDDINGS = Path(__file__).parent / "data" / "example_embeddings.npz"
+
+PACKAGE_COMMANDS = {"hub": "hub_scripts.cli", "prune": "pruning.cli", "distill": "distill.cli",
+                    "space": "spaces_app.cli"}
+"""Commands that live in the project's other packages: each module's ``add_parser(commands)`` adds its own
+subcommand (keeping heavy imports inside its handlers), and ``python -m PACKAGE`` runs the same command."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     example.set_defaults(handler=_example)
     _add_evaluate_parser(commands)
     _add_stimuli_parser(commands)
+    for module in PACKAGE_COMMANDS.values():
+        importlib.import_module(module).add_parser(commands)
     return parser
+
+
+def run_package_command(command: str, argv: Sequence[str] | None = None) -> int:
+    """``python -m PACKAGE ARGS`` is ``speat COMMAND ARGS``: one parser, one set of error messages."""
+    return main([command, *(sys.argv[1:] if argv is None else argv)])
 
 
 def _register(args: argparse.Namespace) -> int:

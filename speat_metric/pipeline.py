@@ -30,7 +30,7 @@ from speat_metric.audio import load_audio
 from speat_metric.cache import EmbeddingCache
 from speat_metric.pooling import LayerPooling, pool_frames
 from speat_metric.results import EvaluationRecord
-from speat_metric.statistics import speat_test
+from speat_metric.statistics import association_scores, speat_test
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ def evaluate_tests(
             x, y, a, b = (views[role][view_index][1] for role in ROLES)
             result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed,
                                 pairs=matched_pairs(by_role["X"], by_role["Y"]))
+            scores = association_scores(np.concatenate([x, y]), a, b)
             records.append(EvaluationRecord(
                 test=name,
                 groups={role: by_role[role][0]["group"] for role in ROLES},
@@ -174,10 +175,19 @@ def evaluate_tests(
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 labels=record_labels,
                 checkpoint=dict(checkpoint) if checkpoint is not None else None,
+                association_scores=_scores_by_stimulus(scores, by_role["X"], by_role["Y"]),
             ))
             bar.update()
     bar.close()
     return records
+
+
+def _scores_by_stimulus(scores: np.ndarray, x_rows: Sequence[Mapping[str, Any]],
+                        y_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """s(w) of each target, by role, with its stimulus id (X rows first, as `association_scores` got them)."""
+    ids = [row["stimulus_id"] for row in [*x_rows, *y_rows]]
+    entries = [{"id": stimulus_id, "s": float(score)} for stimulus_id, score in zip(ids, scores)]
+    return {"X": entries[:len(x_rows)], "Y": entries[len(x_rows):]}
 
 
 def matched_pairs(x_rows: Sequence[Mapping[str, Any]], y_rows: Sequence[Mapping[str, Any]]) -> np.ndarray | None:

@@ -18,7 +18,15 @@ from typing import Any
 from speat_metric.files import atomic_write_text
 
 SCHEMA_VERSION = 1
-"""Version of the JSON layout of the records here; bumped whenever a field changes meaning or is removed."""
+"""Version of the JSON layout of `SpeatResult`; bumped whenever a field changes meaning or is removed."""
+
+RECORD_SCHEMA_VERSION = 2
+"""Version of the JSON layout of `EvaluationRecord`. Version 2 added ``profile``, ``compression`` and
+``association_scores``; version-1 records still load (as profile ``hf``, no compression, no per-stimulus scores)."""
+
+READABLE_RECORD_VERSIONS = (1, 2)
+
+DEFAULT_PROFILE = "hf"
 
 # Cohen's conventions, as used by Caliskan et al. (2017) and Lin et al. (2024): |d| >= 0.2 small, 0.5 medium, 0.8 large.
 _EFFECT_SIZE_THRESHOLDS = ((0.8, "large"), (0.5, "medium"), (0.2, "small"))
@@ -173,7 +181,12 @@ class EvaluationRecord:
         created: ISO 8601 UTC timestamp.
         labels: plain-language flags a reader must see, e.g. ``synthetic-stimuli``, ``random-init``.
         checkpoint: for per-checkpoint curves, the checkpoint's name and training step (None otherwise).
-        schema_version: version of this record's JSON layout.
+        profile: the embedding-extraction profile (``hf``, the default; see ``speat_metric.profiles``).
+        compression: for pruned or distilled models, how the model was made: ``method`` (``heads``, ``rows``,
+            ``weights`` or ``distill``), ``step`` and the method's settings and sizes (None for other models).
+        association_scores: per-stimulus association scores s(w) of the targets that gave d:
+            ``{"X": [{"id": stimulus id, "s": score}, ...], "Y": [...]}`` (None in version-1 records).
+        schema_version: version of this record's JSON layout (`RECORD_SCHEMA_VERSION`).
     """
 
     test: str
@@ -186,22 +199,35 @@ class EvaluationRecord:
     created: str
     labels: tuple[str, ...] = ()
     checkpoint: dict[str, Any] | None = None
-    schema_version: int = SCHEMA_VERSION
+    profile: str = DEFAULT_PROFILE
+    compression: dict[str, Any] | None = None
+    association_scores: dict[str, list[dict[str, Any]]] | None = None
+    schema_version: int = RECORD_SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[str, str | None, str, str, str, str]:
+        """What makes a record distinct: model (with checkpoint), revision or weight hash, test, layer view,
+        frame pooling and profile. Two records with one key describe the same measurement (a re-run)."""
+        layer = self.pooling.get("layer")
+        view = f"layer{layer}" if layer is not None else f"{self.pooling.get('layer_pooling', 'mean')}"
+        model = self.model.name if self.checkpoint is None else f"{self.model.name}@{self.checkpoint.get('name')}"
+        return (model, self.model.revision or self.model.weights_sha256, self.test, view,
+                self.pooling.get("frame_pooling", "mean"), self.profile)
 
     @property
     def file_name(self) -> str:
-        """``<model>__<test>__<pooling>.json``, safe on every file system."""
-        layer = self.pooling.get("layer")
-        pooling = f"layer{layer}" if layer is not None else f"{self.pooling.get('layer_pooling', 'mean')}"
-        model = self.model.name if self.checkpoint is None else f"{self.model.name}@{self.checkpoint.get('name')}"
-        return f"{_slug(model)}__{_slug(self.test)}__{pooling}-{self.pooling.get('frame_pooling', 'mean')}.json"
+        """``<model>__<test>__<pooling>[__<profile>].json``, safe on every file system."""
+        model, _, test, view, frame_pooling, profile = self.key
+        suffix = "" if profile == DEFAULT_PROFILE else f"__{_slug(profile)}"
+        return f"{_slug(model)}__{_slug(test)}__{view}-{frame_pooling}{suffix}.json"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version, "test": self.test, "groups": dict(self.groups),
             "model": self.model.to_dict(), "speat": self.speat.to_dict(), "pooling": dict(self.pooling),
             "stimuli": self.stimuli, "environment": dict(self.environment), "created": self.created,
-            "labels": list(self.labels), "checkpoint": self.checkpoint,
+            "labels": list(self.labels), "checkpoint": self.checkpoint, "profile": self.profile,
+            "compression": self.compression, "association_scores": self.association_scores,
         }
 
     def to_json(self, **json_kwargs: Any) -> str:
@@ -209,17 +235,20 @@ class EvaluationRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationRecord:
-        if data.get("schema_version") != SCHEMA_VERSION:
+        """Rebuild a record from `to_dict` output of this or an older schema version."""
+        version = data.get("schema_version")
+        if version not in READABLE_RECORD_VERSIONS:
             raise ValueError(
-                f"evaluation record schema_version {data.get('schema_version')!r} is not supported by this speat "
-                f"(reads version {SCHEMA_VERSION})"
+                f"evaluation record schema_version {version!r} is not supported by this speat (reads versions "
+                f"{', '.join(map(str, READABLE_RECORD_VERSIONS))}); upgrade speat to read newer records"
             )
         try:
             return cls(
                 test=data["test"], groups=dict(data["groups"]), model=ModelDescription.from_dict(data["model"]),
                 speat=SpeatResult.from_dict(data["speat"]), pooling=dict(data["pooling"]), stimuli=data["stimuli"],
                 environment=dict(data["environment"]), created=data["created"], labels=tuple(data.get("labels", ())),
-                checkpoint=data.get("checkpoint"),
+                checkpoint=data.get("checkpoint"), profile=data.get("profile") or DEFAULT_PROFILE,
+                compression=data.get("compression"), association_scores=data.get("association_scores"),
             )
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a speat evaluation record: {error!r}") from None
@@ -227,6 +256,10 @@ class EvaluationRecord:
     @classmethod
     def from_json(cls, text: str) -> EvaluationRecord:
         return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> EvaluationRecord:
+        """A copy with some fields changed (records are frozen)."""
+        return dataclasses.replace(self, **changes)
 
     def save(self, directory: str | Path) -> Path:
         """Write the record as ``directory/<file_name>`` atomically; returns the path."""

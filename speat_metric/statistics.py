@@ -141,8 +141,10 @@ def association_scores(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
     """s(w) = mean_a cos(w, a) - mean_b cos(w, b) for every row w, as one matrix-vector product.
 
     The mean of cosines with the rows of A equals the dot product of the unit vector of w with the mean unit
-    vector of A, so each target costs one dot product, whatever the size of A and B.
+    vector of A, so each target costs one dot product, whatever the size of A and B. Computed in float64 whatever
+    the input dtype, so scores recorded beside a result are the ones its d was computed from.
     """
+    w, a, b = (np.asarray(array, dtype=np.float64) for array in (w, a, b))
     direction = _unit_rows(a).mean(axis=0) - _unit_rows(b).mean(axis=0)
     return _unit_rows(w) @ direction
 

@@ -46,3 +46,55 @@ def test_from_dict_rejects_other_records(result):
         SpeatResult.from_dict({**{k: v for k, v in data.items() if k != "p_value"}, "model": "x"})
     with pytest.raises(ValueError, match="schema_version 2 is not supported"):
         SpeatResult.from_dict({**data, "schema_version": 2})
+
+
+def _record(result, **changes):
+    from speat_metric.results import EvaluationRecord, ModelDescription
+
+    model = ModelDescription(name="org/model", kind="transformers", revision="abc123", weights_sha256="f" * 64,
+                             num_parameters=10, num_layers=3, settings={"dtype": "float32"})
+    record = EvaluationRecord(
+        test="gender", groups={"X": "female", "Y": "male", "A": "pleasant", "B": "unpleasant"}, model=model,
+        speat=result, pooling={"frame_pooling": "mean", "layer_pooling": "mean", "layer": None},
+        stimuli={"source": "demo", "synthetic": True}, environment={"speat": "0"}, created="2026-01-01T00:00:00+00:00",
+        labels=("synthetic-stimuli",), association_scores={"X": [{"id": "x1", "s": 0.5}], "Y": [{"id": "y1", "s": -0.1}]})
+    return record.replace(**changes)
+
+
+def test_record_round_trip_keeps_the_version_2_fields(result):
+    from speat_metric.results import RECORD_SCHEMA_VERSION, EvaluationRecord
+
+    record = _record(result, profile="speat2023", compression={"method": "rows", "step": 2, "ffn_sizes": [512, 640]})
+    data = json.loads(record.to_json())
+    assert data["schema_version"] == RECORD_SCHEMA_VERSION == 2
+    again = EvaluationRecord.from_json(record.to_json())
+    assert again == record
+    assert again.profile == "speat2023" and again.compression["ffn_sizes"] == [512, 640]
+    assert again.association_scores["X"][0] == {"id": "x1", "s": 0.5}
+
+
+def test_version_1_record_still_loads_as_hf_without_scores(result):
+    from speat_metric.results import EvaluationRecord
+
+    data = json.loads(_record(result).to_json())
+    for key in ("profile", "compression", "association_scores"):
+        del data[key]
+    data["schema_version"] = 1
+    old = EvaluationRecord.from_dict(data)
+    assert (old.profile, old.compression, old.association_scores) == ("hf", None, None)
+    assert old.test == "gender" and old.speat == result
+
+
+def test_unknown_record_version_is_refused(result):
+    from speat_metric.results import EvaluationRecord
+
+    data = {**json.loads(_record(result).to_json()), "schema_version": 3}
+    with pytest.raises(ValueError, match="schema_version 3 is not supported by this speat"):
+        EvaluationRecord.from_dict(data)
+
+
+def test_profile_is_part_of_the_record_key_and_file_name(result):
+    hf, reference = _record(result), _record(result, profile="speat2023")
+    assert hf.key != reference.key
+    assert hf.file_name == "org-model__gender__mean-mean.json"
+    assert reference.file_name == "org-model__gender__mean-mean__speat2023.json"

@@ -1,0 +1,8 @@
+"""`python -m pruning ...` is `speat prune ...`."""
+
+import sys
+
+from speat_metric.cli import run_package_command
+
+if __name__ == "__main__":
+    sys.exit(run_package_command("prune"))
