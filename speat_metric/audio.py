@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SAMPLING_RATE = 16_000
 """The rate every model adapter takes (`speat_metric.adapters.base.SAMPLING_RATE`)."""
 
-_FIX_HINT = "re-download or re-export the file (WAV, FLAC or MP3)"
+_FIX_HINT = "replace it with a valid WAV, FLAC or MP3 file"
 
 
 class AudioDecodeError(ValueError):

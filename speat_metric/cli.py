@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``speat`` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    _configure_logging(args.verbose)
     if args.command is None:
         parser.print_help()
         return 0
@@ -50,6 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"speat {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Warnings from everything; with -v, also the progress details of our own packages (not every library's)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    for package in ("speat_metric", *(module.split(".")[0] for module in PACKAGE_COMMANDS.values())):
+        logging.getLogger(package).setLevel(logging.INFO if verbose else logging.WARNING)
+    # huggingface_hub prints through its own handler; propagating as well would print each line twice
+    logging.getLogger("huggingface_hub").propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,70 +201,23 @@ def _paragraphs(text: str, width: int = 100) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from speat_metric.adapters import checkpoint_series, load_encoder
-    from speat_metric.cache import default_cache_root
-    from speat_metric.pipeline import default_device, evaluate_tests, is_main_process
-    from speat_metric.report import format_records
-    from speat_metric.stimuli import load_speat_test
+    from speat_metric.evaluation import EvaluationSettings, evaluate_models
+    from speat_metric.pipeline import is_main_process
+    from speat_metric.report import format_records, plural
 
-    layer_pooling = LayerPooling(args.pooling, args.layer)
-    if args.permutations < 1:
-        raise ValueError(f"--permutations must be at least 1, got {args.permutations}")
-    tests = {}
-    for entry in (entry.strip() for entry in args.tests.split(",") if entry.strip()):
-        spec = _custom_test(Path(entry)) if entry.endswith(".json") else entry
-        dataset = load_speat_test(spec, source=args.stimuli, allow_missing=args.allow_missing,
-                                  progress=not args.no_progress)
-        tests[dataset.info.config_name or str(entry)] = dataset
-    if not tests:
-        raise ValueError("--tests is empty; give gender, age, native or a custom test file")
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_root())
-    device = args.device or default_device()
-    records = []
-    for model in args.models or DEFAULT_MODELS:
-        for model_string, checkpoint in checkpoint_series(model) or [(model, None)]:
-            encoder = load_encoder(model_string, revision=args.revision, device=device, dtype=args.dtype,
-                                   mean_std_path=args.mean_std)
-            labels = {"feature": ["classical-feature"]}.get(encoder.description.kind, [])
-            if model_string.startswith("random:"):
-                labels.append("random-init")
-            model_records = evaluate_tests(
-                encoder, tests, layer_pooling=layer_pooling, frame_pooling=args.frame_pooling, cache_dir=cache_dir,
-                batch_seconds=args.batch_seconds, trim_silence=args.trim_silence, num_permutations=args.permutations,
-                seed=args.seed, labels=labels, checkpoint=checkpoint, progress=not args.no_progress,
-            )
-            if is_main_process():
-                for record in model_records:
-                    record.save(args.out)
-            records.extend(model_records)
+    settings = EvaluationSettings(
+        tests=args.tests, stimuli=args.stimuli, allow_missing=args.allow_missing,
+        layer_pooling=LayerPooling(args.pooling, args.layer), frame_pooling=args.frame_pooling,
+        num_permutations=args.permutations, seed=args.seed, revision=args.revision, device=args.device,
+        dtype=args.dtype, batch_seconds=args.batch_seconds, trim_silence=args.trim_silence, mean_std=args.mean_std,
+        cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.no_progress,
+    )
+    records = evaluate_models(args.models or DEFAULT_MODELS, settings, out=args.out)
     if is_main_process():
-        if args.format == "table" and any("synthetic-stimuli" in record.labels for record in records):
-            print("SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline check, NOT a bias measurement\n")
         print(format_records(records, args.format))
         if args.format != "json":
-            print(f"\n{len(records)} results written to {args.out}/")
+            print(f"\n{plural(len(records), 'result')} written to {args.out}/")
     return 0
-
-
-def _custom_test(path: Path) -> SpeatTestSpec:
-    """A custom test from a JSON file: name, x, y, a, b (lists of audio paths, relative to the file), and optionally
-    group_names and pairs."""
-    import json
-
-    from speat_metric.stimuli import SpeatTestSpec
-
-    if not path.is_file():
-        raise FileNotFoundError(f"custom test file {path} does not exist")
-    try:
-        definition = json.loads(path.read_text())
-        files = {role: [path.parent / entry for entry in definition[role]] if definition.get(role) else None
-                 for role in ("x", "y", "a", "b")}
-        return SpeatTestSpec.from_files(
-            definition["name"], **files, group_names=tuple(definition.get("group_names", ("x", "y", "a", "b"))),
-            pairs=[tuple(pair) for pair in definition.get("pairs", ())])
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"custom test file {path} must be JSON with name, x and y (lists of audio paths) and "
-                         f"optionally a, b, group_names, pairs: {error!r}") from None
 
 
 def _add_stimuli_parser(commands: argparse._SubParsersAction) -> None:
@@ -322,7 +284,8 @@ def _stimuli_download(args: argparse.Namespace) -> int:
     specs = [get_speat_test(name) for name in names]
     refs = list({ref.stimulus_id: ref for spec in specs for ref in stimulus_refs(spec)}.values())
     source = DownloadSource(cache_dir=args.cache_dir, saa_base_url=args.base_url_saa,
-                            zenodo_base_url=args.base_url_zenodo, retry=RetryPolicy(attempts=args.retries))
+                            zenodo_base_url=args.base_url_zenodo, retry=RetryPolicy(attempts=args.retries),
+                            keep_going=True)
     resolution = source.resolve(refs, progress=not args.no_progress)
     print(f"stimulus cache: {source.cache_dir}")
     for spec in specs:
@@ -337,7 +300,8 @@ def _stimuli_download(args: argparse.Namespace) -> int:
     for stimulus_id, reason in resolution.missing.items():
         by_reason.setdefault(reason, []).append(stimulus_id)
     for reason, ids in by_reason.items():
-        print(f"  {reason}: {', '.join(ids)}")
+        shown = ", ".join(ids[:10]) + (f", ... ({len(ids)} in all)" if len(ids) > 10 else "")
+        print(f"  {reason}: {shown}")
     print("load the tests with allow_missing=True to go on without them, or provide them from a local copy "
           "(--stimuli DIR) or a Hub dataset")
     return 1

@@ -11,6 +11,7 @@ are split across processes and the embeddings gathered, so every process ends wi
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -22,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from speat_metric import __version__
 from speat_metric.adapters.base import SAMPLING_RATE, SpeechEncoder
-from speat_metric.audio import load_audio
+from speat_metric.audio import AudioDecodeError, load_audio
 from speat_metric.cache import EmbeddingCache
-from speat_metric.pooling import LayerPooling, pool_frames
+from speat_metric.pooling import LayerPooling, NoFramesError, pool_frames
+from speat_metric.progress import ProgressBar
 from speat_metric.results import EvaluationRecord
 from speat_metric.statistics import association_scores, speat_test
 
@@ -93,8 +94,9 @@ def embed_stimuli(
             embeddings[clip.sha256] = cached
     state = _distributed_state()
     mine = missing[state.process_index::state.num_processes] if state is not None else missing
-    if missing:
-        logger.info("embedding %d clips (%d from the cache)", len(missing), len(embeddings))
+    if cache is not None:
+        logger.info("%d of %d clips from the cache%s", len(embeddings), len(clips),
+                    ", no forward pass" if not missing else f"; embedding {len(missing)}")
     computed = _compute(encoder, mine, frame_pooling=frame_pooling, batch_seconds=batch_seconds,
                         trim_silence=trim_silence, progress=progress and (state is None or state.is_main_process))
     if cache is not None:
@@ -146,8 +148,8 @@ def evaluate_tests(
     records = []
     num_layers = next(iter(embeddings.values())).shape[0]
     speats = len(tests) * (num_layers if layer_pooling.mode == "per-layer" else 1)
-    bar = tqdm(total=speats, unit="test", desc=f"SpEAT permutation tests ({num_permutations:,} permutations)",
-               disable=not (progress and is_main_process()))
+    bar = ProgressBar(speats, unit="test", desc=f"SpEAT permutation tests ({num_permutations:,} permutations)",
+                      enabled=progress and is_main_process())
     for name, dataset in tests.items():
         rows = list(dataset)
         provenance = stimulus_provenance(dataset)
@@ -177,7 +179,7 @@ def evaluate_tests(
                 checkpoint=dict(checkpoint) if checkpoint is not None else None,
                 association_scores=_scores_by_stimulus(scores, by_role["X"], by_role["Y"]),
             ))
-            bar.update()
+            bar.advance()
     bar.close()
     return records
 
@@ -215,20 +217,54 @@ def _compute(encoder: SpeechEncoder, clips: Sequence[Clip], *, frame_pooling: st
              trim_silence: bool, progress: bool) -> dict[str, np.ndarray]:
     if not clips:
         return {}
-    waveforms = {clip.sha256: load_audio(clip.path, sampling_rate=SAMPLING_RATE, trim_silence=trim_silence,
-                                         name=clip.stimulus_id) for clip in clips}
+    by_sha = {clip.sha256: clip for clip in clips}
+    waveforms = {clip.sha256: _decode(clip, trim_silence) for clip in clips}
     batches = length_batches([(clip.sha256, len(waveforms[clip.sha256])) for clip in clips],
                              max_samples=int(batch_seconds * SAMPLING_RATE), allow_padding=encoder.supports_padding)
     results: dict[str, np.ndarray] = {}
-    total_seconds = sum(len(waveform) for waveform in waveforms.values()) / SAMPLING_RATE
-    with tqdm(total=round(total_seconds, 1), unit="s audio", desc=f"embedding with {encoder.description.name}",
-              disable=not progress) as bar, torch.inference_mode():
+    total_seconds = math.ceil(sum(len(waveform) for waveform in waveforms.values()) / SAMPLING_RATE)
+    samples_done = 0
+    with ProgressBar(total_seconds, unit="s audio", desc=f"embedding with {encoder.description.name}",
+                     enabled=progress) as bar, torch.inference_mode():
         for batch in batches:
-            output = encoder.encode([waveforms[sha256] for sha256 in batch])
-            for sha256, pooled in zip(batch, pool_frames(output, frame_pooling)):
-                results[sha256] = pooled
-            bar.update(round(sum(len(waveforms[sha256]) for sha256 in batch) / SAMPLING_RATE, 1))
+            batch_clips = [by_sha[sha256] for sha256 in batch]
+            try:
+                pooled = pool_frames(encoder.encode([waveforms[sha256] for sha256 in batch]), frame_pooling)
+            except NoFramesError as error:
+                raise ValueError(_too_short(encoder, [batch_clips[index] for index in error.indices], waveforms,
+                                            "gives no frames")) from None
+            except RuntimeError as error:  # e.g. a convolution kernel longer than the clip
+                raise ValueError(_too_short(encoder, batch_clips, waveforms, f"cannot be encoded ({_first_line(error)})"
+                                            )) from error
+            results.update(zip(batch, pooled))
+            samples_done += sum(len(waveforms[sha256]) for sha256 in batch)
+            bar.advance_to(samples_done // SAMPLING_RATE)
+        bar.advance_to(total_seconds)
     return results
+
+
+def _decode(clip: Clip, trim_silence: bool) -> np.ndarray:
+    try:
+        return load_audio(clip.path, sampling_rate=SAMPLING_RATE, trim_silence=trim_silence, name=clip.stimulus_id)
+    except AudioDecodeError as error:
+        from speat_metric.stimuli import default_cache_dir
+
+        if Path(clip.path).resolve().is_relative_to(default_cache_dir().resolve()):
+            raise AudioDecodeError(f"{error}; speat downloaded this file: delete it and run `speat stimuli download` "
+                                   "to fetch it again") from None
+        raise
+
+
+def _too_short(encoder: SpeechEncoder, clips: Sequence[Clip], waveforms: Mapping[str, np.ndarray], what: str) -> str:
+    described = "; ".join(f"stimulus {clip.stimulus_id} ({clip.path}, {len(waveforms[clip.sha256]) / SAMPLING_RATE:.3f}"
+                          " s)" for clip in clips)
+    return (f"{described}: too short for {encoder.description.name} (the clip {what}); remove it from the test or "
+            "give a longer recording")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def length_batches(items: Sequence[tuple[str, int]], *, max_samples: int, allow_padding: bool) -> list[list[str]]:

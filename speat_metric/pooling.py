@@ -22,13 +22,26 @@ FRAME_POOLINGS = ("mean", "max")
 LAYER_POOLINGS = ("mean", "last", "layer", "per-layer")
 
 
+class NoFramesError(ValueError):
+    """Clips of a batch gave no frames (they are shorter than the model's receptive field); `indices` says which."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__(f"clip(s) {indices} of the batch gave no frames: shorter than the model's receptive field")
+        self.indices = indices
+
+
 def pool_frames(output: EncoderOutput, frame_pooling: str = "mean") -> np.ndarray:
-    """Pool each layer over each clip's valid frames: returns float32 (batch, layers, dim)."""
+    """Pool each layer over each clip's valid frames: returns float32 (batch, layers, dim).
+
+    Raises:
+        NoFramesError: a clip has no valid frame.
+    """
     if frame_pooling not in FRAME_POOLINGS:
         raise ValueError(f"frame pooling must be one of {', '.join(FRAME_POOLINGS)}, got {frame_pooling!r}")
     mask = output.frame_mask[:, :, None]
-    if not bool(mask.any(dim=1).all()):
-        raise ValueError("a clip produced no frames; it is shorter than the model's receptive field")
+    empty = (~output.frame_mask.any(dim=1)).nonzero().flatten().tolist()
+    if empty:
+        raise NoFramesError(empty)
     pooled = []
     for layer in output.hidden_states:
         layer = layer.float()

@@ -1,11 +1,16 @@
-"""Evaluation records as people read them: a plain-text table, Markdown, or JSON."""
+"""Evaluation records as people read them: a plain-text table, Markdown, or JSON.
+
+`format_p_value` is the one way a p-value is printed (tables, Markdown, model cards, the Space): it never rounds
+0.99986 to ``1`` nor a sampled p at its floor 1/(N+1) to ``0``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
-from speat_metric.results import EvaluationRecord
+from speat_metric.results import EvaluationRecord, SpeatResult
 
 FORMATS = ("table", "markdown", "json")
 
@@ -19,6 +24,7 @@ def format_records(records: Sequence[EvaluationRecord], fmt: str = "table") -> s
     if fmt == "json":
         return json.dumps([record.to_dict() for record in records], indent=2, allow_nan=False)
     rows = [_row(record) for record in records]
+    warning = [SYNTHETIC_WARNING, ""] if any("synthetic-stimuli" in record.labels for record in records) else []
     if fmt == "markdown":
         lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join("---" for _ in _COLUMNS) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -27,17 +33,54 @@ def format_records(records: Sequence[EvaluationRecord], fmt: str = "table") -> s
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                  for line in [_COLUMNS, tuple("-" * width for width in widths), *rows]]
     notes = _footnotes(records)
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(warning + lines + ([""] + notes if notes else []))
+
+
+SYNTHETIC_WARNING = "SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline check, NOT a bias measurement"
+
+
+def format_p_value(result: SpeatResult) -> str:
+    """A p-value as people should read it: 2 significant digits, but never ``0`` nor ``1`` when it is neither.
+
+    A sampled p at its floor 1/(N+1) (no random partition reached the observed statistic) prints as ``<1/N``,
+    e.g. ``<1e-06`` for N = 1,000,000 (the number of permutations is printed beside it in every table); a p just
+    below 1 keeps the digits that show it is below 1.
+
+    Example:
+        >>> from speat_metric import speat_test
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> result = speat_test(*(rng.normal(size=(5, 3)) for _ in range(4)), n_bootstrap=0, seed=0)
+        >>> format_p_value(result.replace(p_value=0.99986)), format_p_value(result.replace(p_value=0.0123))
+        ('0.99986', '0.012')
+        >>> format_p_value(result.replace(exact=False, num_permutations=1_000_000, p_value=1 / 1_000_001))
+        '<1e-06'
+    """
+    p_value = result.p_value
+    if not result.exact and p_value <= 1.5 / (result.num_permutations + 1):
+        bound = 1 / result.num_permutations  # rounded up to 2 significant digits, so it stays a true bound
+        step = 10.0 ** (math.floor(math.log10(bound)) - 1)
+        return f"<{math.ceil(bound / step - 1e-9) * step:.2g}"
+    if p_value >= 1.0:
+        return "1"
+    text = f"{p_value:.2g}"
+    if float(text) >= 1.0:
+        decimals = math.ceil(-math.log10(1.0 - p_value)) + 1
+        text = f"{p_value:.{decimals}f}".rstrip("0")
+    return text
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 result``, ``2 results``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _row(record: EvaluationRecord) -> tuple[str, ...]:
     result = record.speat
     interval = "n/a" if result.ci_low is None else f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
     layer = "mean" if record.pooling.get("layer") is None else str(record.pooling["layer"])
-    model = record.model.name if record.checkpoint is None else f"{record.model.name} @ {record.checkpoint['name']}"
-    p_value = f"{result.p_value:.2g}"
-    return (model, record.test, f"{record.groups['X']} vs {record.groups['Y']}", layer, f"{result.effect_size:+.2f}",
-            result.effect_size_label, p_value, interval, f"{result.n_x}/{result.n_y}", ", ".join(record.labels))
+    return (record.model_label, record.test, f"{record.groups['X']} vs {record.groups['Y']}", layer, f"{result.effect_size:+.2f}",
+            result.effect_size_label, format_p_value(result), interval, f"{result.n_x}/{result.n_y}", ", ".join(record.labels))
 
 
 def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from speat_metric.files import atomic_write_text
@@ -97,6 +97,10 @@ class SpeatResult:
     def effect_size_label(self) -> str:
         """Cohen's name for |d|: negligible, small, medium or large."""
         return effect_size_label(self.effect_size)
+
+    def replace(self, **changes: Any) -> SpeatResult:
+        """A copy with some fields changed (results are frozen)."""
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """All fields plus the derived ``effect_size_label``, as plain JSON-ready values."""
@@ -205,13 +209,24 @@ class EvaluationRecord:
     schema_version: int = RECORD_SCHEMA_VERSION
 
     @property
+    def model_label(self) -> str:
+        """How tables and file names call the model: a local model by its file or folder name (the full path stays
+        in ``model.name``), a checkpoint of a run as ``run @ step N``."""
+        name = self.model.name
+        is_path = PurePath(name).is_absolute() or self.model.kind in ("melhubert", "m2d") and "/" in name
+        if self.checkpoint is None:
+            return PurePath(name).name if is_path else name
+        run = PurePath(name).parent.name if is_path else name
+        step = self.checkpoint.get("step")
+        return f"{run} @ step {step}" if step is not None else f"{run} @ {self.checkpoint.get('name')}"
+
+    @property
     def key(self) -> tuple[str, str | None, str, str, str, str]:
         """What makes a record distinct: model (with checkpoint), revision or weight hash, test, layer view,
         frame pooling and profile. Two records with one key describe the same measurement (a re-run)."""
         layer = self.pooling.get("layer")
         view = f"layer{layer}" if layer is not None else f"{self.pooling.get('layer_pooling', 'mean')}"
-        model = self.model.name if self.checkpoint is None else f"{self.model.name}@{self.checkpoint.get('name')}"
-        return (model, self.model.revision or self.model.weights_sha256, self.test, view,
+        return (self.model_label, self.model.revision or self.model.weights_sha256, self.test, view,
                 self.pooling.get("frame_pooling", "mean"), self.profile)
 
     @property

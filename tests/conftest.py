@@ -22,6 +22,18 @@ def _isolated_stimulus_cache(tmp_path_factory: pytest.TempPathFactory, monkeypat
     monkeypatch.delenv("SPEAT_ZENODO_BASE_URL", raising=False)
 
 
+SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
+"""The project's shared folder (papers, stimulus selections, published numbers), beside the repository: ../shared."""
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """``../shared`` relative to the repository root; the test is skipped, saying so, when it is not there."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip("../shared (the project's shared folder, beside the repository) is not present")
+    return SHARED_DIR
+
+
 @pytest.fixture
 def static_server() -> Iterator[StaticFileServer]:
     """A `StaticFileServer` on 127.0.0.1, stopped after the test."""

@@ -143,7 +143,7 @@ def test_truncated_wav_says_how_much_is_missing(tmp_path):
     path = tmp_path / "cut.wav"
     path.write_bytes(data[:10_044])
     with pytest.raises(AudioDecodeError, match=r"cut\.wav: the file is truncated: its data chunk declares 64000 "
-                                               r"bytes of samples but only 10000 are present; re-download"):
+                                               r"bytes of samples but only 10000 are present; replace it"):
         load_audio(path)
 
 

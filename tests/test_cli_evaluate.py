@@ -61,10 +61,10 @@ def test_hub_model_records_its_revision_and_rerun_is_cached(tmp_path, hub_server
 
 
 @pytest.mark.parametrize("arguments,message", [
-    (("speat-tester/missing",), "could not load model 'speat-tester/missing'"),
+    (("speat-tester/missing",), "the Hugging Face Hub has no model 'speat-tester/missing'"),
     (("--tests", "colour"), "colour"),
     (("--pooling", "layer"), "give a layer index exactly when the layer pooling is 'layer'"),
-    (("stft", "--permutations", "0"), "--permutations must be at least 1, got 0"),
+    (("stft", "--permutations", "0"), "--permutations must be a whole number of at least 1, got 0"),
 ])
 def test_plain_errors(tmp_path, hub_server, arguments, message):
     completed = speat("evaluate", *arguments, "--no-progress", cwd=tmp_path, HF_ENDPOINT=hub_server.url,
@@ -90,8 +90,12 @@ def test_a_directory_of_checkpoints_gives_one_result_per_checkpoint(tmp_path):
     records = load_records(tmp_path / "curve")
     assert sorted(record.checkpoint["step"] for record in records) == [20, 100, 3000]
     assert len({record.model.weights_sha256 for record in records}) == 3
-    assert completed.stdout.index("checkpoint-20") < completed.stdout.index("checkpoint-100") < \
-        completed.stdout.index("checkpoint-3000")
+    assert completed.stdout.index("run @ step 20 ") < completed.stdout.index("run @ step 100 ") < \
+        completed.stdout.index("run @ step 3000 ")
+    assert {record.model.name for record in records} == {str(tmp_path / "run" / f"checkpoint-{step}")
+                                                         for step in (20, 100, 3000)}  # the full path stays
+    assert sorted(path.name for path in (tmp_path / "curve").iterdir()) == [
+        f"run-step-{step}__age__mean-mean.json" for step in (100, 20, 3000)]
 
 
 def test_custom_test_and_per_layer_pooling(tmp_path):

@@ -56,6 +56,13 @@ def test_unknown_group_is_named(speat, stimuli):
         speat.compute(embeddings=embeddings.tolist(), groups=["female"] + groups[1:])
 
 
+def test_a_missing_role_is_named(speat, stimuli):
+    embeddings, groups = stimuli
+    kept = [index for index, group in enumerate(groups) if group != "B"]
+    with pytest.raises(ValueError, match=r"no embeddings with group 'B': SpEAT needs rows of all four roles"):
+        speat.compute(embeddings=embeddings[kept].tolist(), groups=[groups[index] for index in kept])
+
+
 def test_docstring_examples_run(speat):
     module = sys.modules[type(speat).__module__]
     finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

@@ -145,7 +145,7 @@ def test_records_describe_how_they_were_made(audio_dir, wav2vec2):
                              seed=7, labels=["random-init"], progress=False)
     assert [(r.test, r.pooling["layer"]) for r in records] == [(t, layer) for t in tests for layer in range(3)]
     record = records[0]
-    assert record.groups == {"X": "x", "Y": "y", "A": "a", "B": "b"}
+    assert record.groups == {"X": "X", "Y": "Y", "A": "A", "B": "B"}  # the default group names
     assert record.speat.paired and not records[3].speat.paired  # only the first test declares pairs
     assert record.speat.seed == 7 and record.labels == ("random-init",)
     assert record.model == wav2vec2.description

@@ -82,14 +82,25 @@ def test_download_refuses_an_unknown_test(tmp_path, capsys: pytest.CaptureFixtur
     assert "speat stimuli: error: unknown SpEAT test 'race'" in capsys.readouterr().err
 
 
-def test_download_stops_with_an_error_when_the_server_is_down(tmp_path, capsys: pytest.CaptureFixture) -> None:
+def test_download_with_the_servers_down_says_what_is_cached_and_what_is_missing(
+        static_server, stimulus_audio, tmp_path, capsys: pytest.CaptureFixture) -> None:
+    serve(static_server, stimulus_audio, get_speat_test("gender").stimulus_ids)
+    assert download(static_server, tmp_path) == 0  # caches the attributes every test shares
+    capsys.readouterr()
     with StaticFileServer() as server:
         url = server.url  # the server is stopped: nothing listens on this port any more
     code = main(["stimuli", "download", "--tests", "age", "--cache-dir", str(tmp_path), "--no-progress",
                  "--retries", "2", "--base-url-saa", f"{url}/soundtracks", "--base-url-zenodo", url])
-    assert code == 2
-    assert "speat stimuli: error: could not download " in capsys.readouterr().err
-    assert not (tmp_path / "manifest.json").exists()
+    assert code == 1
+    out = capsys.readouterr().out
+    cached, age = set(get_speat_test("gender").stimulus_ids), get_speat_test("age")
+    have = {role: sum(s in cached for s in group.stimulus_ids) for role, group in zip("XYAB", age.groups)}
+    assert have["A"] == have["B"] == 60 and have["X"] + have["Y"] < 116  # some speakers are in both tests
+    assert (f"age     X young {have['X']}/58   Y old {have['Y']}/58   A pleasant 60/60   B unpleasant 60/60"
+            in out)
+    missing = 116 - have["X"] - have["Y"]
+    assert f"missing {missing} of 236 stimuli:" in out
+    assert f"  could not be downloaded from {url}/soundtracks: saa/" in out and f"({missing} in all)" in out
 
 
 def test_bare_stimuli_command_prints_its_help(capsys: pytest.CaptureFixture) -> None:

@@ -31,9 +31,6 @@ from speat_metric.stimuli.selections import (
     speat_tests,
 )
 
-SHARED_SELECTIONS = Path("/work/shared/stimuli")
-
-
 def rows(file_name: str) -> list[dict[str, str]]:
     with open(SELECTIONS_DIR / file_name, newline="") as file:
         return list(csv.DictReader(file))
@@ -147,14 +144,17 @@ def test_attributes_are_each_talkers_ten_highest_and_ten_lowest_valence_clips() 
         assert chosen_b == sorted(values)[:10], talker
 
 
-def test_packaged_selections_are_the_shared_study_files_and_versions_pin_them() -> None:
+def test_selection_versions_pin_the_packaged_files() -> None:
     versions = selection_versions()
     for file_name in selections.SELECTION_FILES:
         content = (SELECTIONS_DIR / file_name).read_bytes()
         assert versions[file_name] == "sha256:" + hashlib.sha256(content).hexdigest()
-        if SHARED_SELECTIONS.is_dir():
-            assert content == (SHARED_SELECTIONS / file_name).read_bytes(), file_name
     assert versions["selections"] == selections.SELECTIONS_VERSION
+
+
+def test_packaged_selections_are_the_shared_study_files(shared_dir: Path) -> None:
+    for file_name in selections.SELECTION_FILES:
+        assert (SELECTIONS_DIR / file_name).read_bytes() == (shared_dir / "stimuli" / file_name).read_bytes(), file_name
 
 
 def test_unknown_test_name_is_refused_with_the_valid_names() -> None:
@@ -240,14 +240,19 @@ def test_from_files_without_attributes_takes_the_study_attributes(tmp_path: Path
 def test_from_files_reports_a_missing_file_and_clashing_stems(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    for path in [tmp_path / "a" / "same.wav", tmp_path / "b" / "same.wav", tmp_path / "c.wav", tmp_path / "d.wav"]:
+    for path in [tmp_path / "a" / "same.wav", tmp_path / "b" / "same.wav", *(tmp_path / f"{n}.wav" for n in "cdefgh")]:
         path.write_bytes(b"RIFF")
     with pytest.raises(StimulusError, match=r"group Y: audio file '.*nowhere\.wav' does not exist"):
         SpeatTestSpec.from_files("t", x=[tmp_path / "c.wav", tmp_path / "d.wav"], y=[tmp_path / "nowhere.wav"],
                                  a=[], b=[])
-    with pytest.raises(StimulusError, match=r"would both get the id 'custom/same'; pass a mapping"):
+    with pytest.raises(StimulusError, match=r"would both get the id 'custom/same'; give group Y as a mapping"):
         SpeatTestSpec.from_files("t", x=[tmp_path / "a" / "same.wav", tmp_path / "c.wav"],
                                  y=[tmp_path / "b" / "same.wav", tmp_path / "d.wav"], a=[], b=[])
+    # the advice works: group Y as a mapping of unique ids
+    spec = SpeatTestSpec.from_files("t", x=[tmp_path / "a" / "same.wav", tmp_path / "c.wav"],
+                                    y={"y-same": tmp_path / "b" / "same.wav", "y-d": tmp_path / "d.wav"},
+                                    a=[tmp_path / "e.wav", tmp_path / "f.wav"], b=[tmp_path / "g.wav", tmp_path / "h.wav"])
+    assert spec.y.stimulus_ids == ("y-same", "y-d") and spec.x.stimulus_ids == ("custom/same", "custom/c")
     with pytest.raises(StimulusError, match=r"group_names needs 4 names \(X, Y, A, B\), got \['x', 'y'\]"):
         SpeatTestSpec.from_files("t", x=[], y=[], a=[], b=[], group_names=("x", "y"))
 

@@ -24,7 +24,7 @@ _RANDOM = re.compile(r"^random:melhubert-(?P<size>small|slim|base)(?:@(?P<seed>\
 
 
 def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu", dtype: str = "float32",
-                 mean_std_path: str | None = None) -> SpeechEncoder:
+                 mean_std_path: str | None = None, local_files_only: bool = False) -> SpeechEncoder:
     """Build the adapter a model string names (see the module docstring for the forms).
 
     Args:
@@ -33,6 +33,7 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu",
         device: torch device.
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         mean_std_path: the MelHuBERT authors' mean/std ``.npy`` for ``melhubert:`` and ``random:melhubert-*``.
+        local_files_only: load a Hub model from the local Hugging Face cache only.
 
     Raises:
         ModelLoadError: the model cannot be found or is not a speech encoder.
@@ -66,7 +67,7 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu",
                              f"@SEED)")
     from speat_metric.adapters.transformers_encoder import TransformersEncoder
 
-    return TransformersEncoder(spec, revision=revision, device=device, dtype=dtype)
+    return TransformersEncoder(spec, revision=revision, device=device, dtype=dtype, local_files_only=local_files_only)
 
 
 def describe_model_string(spec: str) -> str:

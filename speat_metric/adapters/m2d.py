@@ -1,12 +1,12 @@
 """M2D / M2D-S adapter: a ViT encoder on log-mel spectrogram patches, with the authors' checkpoint formats.
 
 Masked Modeling Duo (M2D, Niizumi et al. 2023) pre-trains a ViT-Base on log-mel spectrogram patches; M2D for
-Speech (M2D-S, Niizumi et al. 2024, "Masked Modeling Duo for Speech", /work/shared/papers/niizumi2024_m2d_speech.md)
-adds a denoising-distillation task and uses 80x2 patches (80 mel bins x 2 frames = one 20 ms step, Section 4.3),
-where general M2D uses 16x16. This module is our own PyTorch encoder; each detail was read from the authors'
-repository GitHub ``nttcslab/m2d``: ``m2d/models_mae.py`` (model), ``m2d/runtime_audio.py`` and
-``examples/portable_m2d.py`` (front end, checkpoint loading, chunking), ``superb/upstream/m2d/expert.py`` (the
-SUPERB wrapper the paper's speech results use), ``util/to_encoder_only_weight.py``.
+Speech (M2D-S, Niizumi et al. 2024, "Masked Modeling Duo for Speech: Specializing General-Purpose Audio
+Representation to Speech using Denoising Distillation") adds a denoising-distillation task and uses 80x2 patches
+(80 mel bins x 2 frames = one 20 ms step, Section 4.3), where general M2D uses 16x16. This module is our own
+PyTorch encoder; each detail was read from the authors' repository GitHub ``nttcslab/m2d``: ``m2d/models_mae.py``
+(model), ``m2d/runtime_audio.py`` and ``examples/portable_m2d.py`` (front end, checkpoint loading, chunking),
+``superb/upstream/m2d/expert.py`` (the SUPERB wrapper the paper's speech results use), ``util/to_encoder_only_weight.py``.
 
 Architecture (``models_mae.py``, ``M2DViT.forward_encoder``):
     1. Front end (``runtime_audio.Config`` / ``get_to_melspec``, paper Section 4.1): 16 kHz, 25 ms periodic Hann

@@ -441,24 +441,32 @@ def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = 
         raise ModelLoadError(f"{str(path)!r}: unsupported MelHuBERT configuration: {error}") from error
     # The learnable mask embedding (learnable_mask_emb: True) only replaces masked frames during pre-training.
     state_dict = {key: tensor for key, tensor in _legacy_state_dict(states["model"]).items() if key != "mask_emb"}
-    model = MelHuBERTModel(config)
+    if "speat_pruning" in states:  # saved by `speat prune`: rebuild the pruned shapes (speat_metric.adapters.pruned)
+        from speat_metric.adapters.pruned import melhubert_with_layout
+
+        model = melhubert_with_layout(config, states["speat_pruning"], path)
+    else:
+        model = MelHuBERTModel(config)
     check_state_dict(model, state_dict, kind="MelHuBERT", path=path)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
 
 
-def save_melhubert_checkpoint(model: MelHuBERTModel, path: str | Path, *, step: int = 0) -> None:
+def save_melhubert_checkpoint(model: MelHuBERTModel, path: str | Path, *, step: int = 0,
+                              extra: Mapping[str, Any] | None = None) -> None:
     """Write `model` atomically in the authors' checkpoint format, readable by their code and ours.
 
     Args:
         model: the model.
         path: destination ``.ckpt`` file.
         step: training step to record under ``"Step"``.
+        extra: more top-level entries, e.g. ``speat_pruning`` (the layout of a pruned model).
     """
     states = {
         "model": {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()},
         "Upstream_Config": {"melhubert": model.config.to_upstream_config()},
         "Step": step,
+        **(extra or {}),
     }
     with atomic_open(path, "wb") as file:
         torch.save(states, file)

@@ -37,13 +37,10 @@ from speat_metric.adapters.base import (
     torch_dtype,
     weights_sha256,
 )
+from speat_metric.adapters.preflight import check_model, check_model_type
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = (
-    "wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat", "sew",
-    "sew-d", "whisper",
-)
 
 _WHISPER_WINDOW = 30 * SAMPLING_RATE
 _WHISPER_SAMPLES_PER_FRAME = 320  # 10 ms mel hop x conv stride 2
@@ -63,22 +60,25 @@ class TransformersEncoder(SpeechEncoder):
     """
 
     def __init__(self, model: str | Path, *, revision: str | None = None, device: str = "cpu",
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", local_files_only: bool = False) -> None:
         import transformers
 
         self._dtype = torch_dtype(dtype)
         name = str(Path(model).resolve()) if Path(model).is_dir() else str(model)
-        config = _load_config(name, revision)
-        if config.model_type not in SUPPORTED_MODEL_TYPES:
-            raise ModelLoadError(
-                f"{name!r} is a {config.model_type!r} model, not a speech encoder speat can read; supported model "
-                f"types: {', '.join(SUPPORTED_MODEL_TYPES)}"
-            )
+        check = check_model(str(model), revision=revision)
+        if check.kind not in ("local", "hub"):
+            raise ModelLoadError(f"{str(model)!r} is not a transformers model directory or Hub id")
+        local_files_only = local_files_only or check.local_files_only
+        config = _load_config(name, revision, local_files_only)
+        check_model_type(config.model_type, name)
         self._is_whisper = config.model_type == "whisper"
         loader = transformers.WhisperModel if self._is_whisper else transformers.AutoModel
-        model_object = loader.from_pretrained(name, revision=revision, dtype=self._dtype)
+        from speat_metric.adapters.pruned import load_pretrained  # from_pretrained that rebuilds pruned models
+
+        model_object = load_pretrained(loader, name, revision=revision, dtype=self._dtype,
+                                       local_files_only=local_files_only)
         self.model = (model_object.get_encoder() if self._is_whisper else model_object).to(device).eval()
-        self.extractor, extractor_source = _load_feature_extractor(name, revision, config)
+        self.extractor, extractor_source = _load_feature_extractor(name, revision, config, local_files_only)
         self._device = torch.device(device)
         # Group-norm CNNs normalise over padding by design; anything else is checked, since some models leak
         # padding into real frames despite the attention mask.
@@ -88,7 +88,7 @@ class TransformersEncoder(SpeechEncoder):
         self.description = ModelDescription(
             name=name,
             kind="transformers",
-            revision=None if Path(name).is_dir() else _hub_commit(name, revision),
+            revision=None if Path(name).is_dir() else _hub_commit(name, revision, local_files_only),
             weights_sha256=weights_sha256(self.model),
             num_parameters=count_parameters(self.model),
             num_layers=config.num_hidden_layers + 1 if not self._is_whisper else config.encoder_layers + 1,
@@ -148,38 +148,37 @@ class TransformersEncoder(SpeechEncoder):
         return EncoderOutput(hidden_states, frames_mask(per_clip_frames, total))
 
 
-def _load_config(name: str, revision: str | None):
+def _load_config(name: str, revision: str | None, local_files_only: bool):
     import transformers
 
     try:
-        return transformers.AutoConfig.from_pretrained(name, revision=revision)
+        return transformers.AutoConfig.from_pretrained(name, revision=revision, local_files_only=local_files_only)
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(
-            f"could not load model {name!r}: it is not a local model directory, and the Hugging Face Hub has no such "
-            f"model or could not be reached ({first_line}). Check the spelling, pass a local path, or set HF_TOKEN "
-            f"for a private model."
-        ) from error
+        raise ModelLoadError(f"could not read the configuration of model {name!r} ({first_line})") from error
 
 
-def _hub_commit(name: str, revision: str | None) -> str | None:
+def _hub_commit(name: str, revision: str | None, local_files_only: bool) -> str | None:
     """The commit a Hub model resolved to: the snapshot folder of its config.json in the Hub cache (works offline)."""
     from huggingface_hub import hf_hub_download
 
     try:
-        snapshot = Path(hf_hub_download(name, "config.json", revision=revision)).parent
+        snapshot = Path(hf_hub_download(name, "config.json", revision=revision,
+                                        local_files_only=local_files_only)).parent
     except Exception as error:  # the model loaded already; a missing commit id must not stop the evaluation
         logger.warning("could not resolve the Hub commit of %s (%s); the result records no revision", name, error)
         return None
     return snapshot.name if snapshot.parent.name == "snapshots" else None
 
 
-def _load_feature_extractor(name: str, revision: str | None, config) -> tuple[object, str]:
+def _load_feature_extractor(name: str, revision: str | None, config, local_files_only: bool) -> tuple[object, str]:
     """The model's own feature extractor; a training checkpoint without one gets the family default, logged."""
     import transformers
 
     try:
-        return transformers.AutoFeatureExtractor.from_pretrained(name, revision=revision), "preprocessor_config"
+        return (transformers.AutoFeatureExtractor.from_pretrained(name, revision=revision,
+                                                                  local_files_only=local_files_only),
+                "preprocessor_config")
     except (OSError, ValueError):
         if config.model_type == "whisper":
             extractor = transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins)

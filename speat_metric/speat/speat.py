@@ -91,6 +91,10 @@ class Speat(evaluate.Measurement):
         if unknown:
             raise ValueError(f"groups must be 'X', 'Y', 'A' or 'B'; got {unknown}")
         x, y, a, b = ([vector for vector, group in zip(embeddings, groups) if group == role] for role in ROLES)
+        missing = [role for role, rows in zip(ROLES, (x, y, a, b)) if not rows]
+        if missing:
+            raise ValueError(f"no embeddings with group {' or '.join(repr(role) for role in missing)}: SpEAT needs rows "
+                             "of all four roles X, Y (targets) and A, B (attributes)")
         result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed, alternative=alternative,
                             confidence=confidence, n_bootstrap=n_bootstrap, pairs=pairs, ddof=ddof)
         return result.to_dict()

@@ -5,8 +5,10 @@
 - ``public``: the public locations (accent.gmu.edu, Zenodo) fetched into the stimulus cache.
 - ``sources``: the demo set, local directories, the public download and Hub datasets; `resolve_source`.
 - ``loaders``: `load_speat_test`, `load_accent_archive`, `load_morgan` and `stimulus_provenance`.
+- ``custom``: custom tests from a JSON file (`load_custom_test`).
 """
 
+from speat_metric.stimuli.custom import load_custom_test
 from speat_metric.stimuli.download import RetryPolicy
 from speat_metric.stimuli.errors import DownloadError, MissingStimuliError, StimulusError
 from speat_metric.stimuli.loaders import (
@@ -40,6 +42,6 @@ __all__ = [
     "STIMULUS_FEATURES", "TEST_NAMES", "DemoSource", "DownloadError", "DownloadSource", "HubSource",
     "LocalDirectorySource", "MissingStimuliError", "RetryPolicy", "SpeatTestSpec", "StimulusError", "StimulusGroup",
     "StimulusSource", "default_cache_dir", "demo_available", "demo_speat_test", "get_speat_test",
-    "load_accent_archive", "load_morgan", "load_speat_test", "resolve_source", "speat_tests", "stimulus_provenance",
+    "load_accent_archive", "load_custom_test", "load_morgan", "load_speat_test", "resolve_source", "speat_tests", "stimulus_provenance",
     "stimulus_refs",
 ]

@@ -59,6 +59,7 @@ from speat_metric.stimuli.selections import (
 )
 from speat_metric.stimuli.sources import (
     DemoSource,
+    DownloadSource,
     FileListSource,
     StimulusRef,
     StimulusSource,
@@ -173,8 +174,9 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
     resolution = source.resolve([entry.ref for entry in entries], progress=progress)
     for stimulus_id, path in resolution.files.items():
         if path.stat().st_size == 0:
-            raise StimulusError(f"audio file {str(path)!r} (stimulus {stimulus_id}) is empty; delete it and fetch it "
-                                "again (e.g. `speat stimuli download`)")
+            advice = ("speat downloaded it: delete it and run `speat stimuli download` to fetch it again"
+                      if isinstance(source, DownloadSource) else "replace it with the recording")
+            raise StimulusError(f"audio file {str(path)!r} (stimulus {stimulus_id}) is empty (0 bytes); {advice}")
     if resolution.missing and not allow_missing:
         raise MissingStimuliError(resolution.missing, str(source), context=context)
     kept = [entry for entry in entries if entry.ref.stimulus_id in resolution.files]

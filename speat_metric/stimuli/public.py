@@ -118,6 +118,7 @@ def fetch_saa_recordings(
     base_url: str | None = None,
     retry: RetryPolicy = RetryPolicy(),
     progress: bool = True,
+    keep_going: bool = False,
 ) -> FetchReport:
     """Get Speech Accent Archive recordings ``<name>.mp3`` into the cache, downloading those not there yet.
 
@@ -127,12 +128,15 @@ def fetch_saa_recordings(
         base_url: where ``<name>.mp3`` lives (default `saa_base_url`).
         retry: attempts, backoff and timeout per file.
         progress: show a progress bar.
+        keep_going: when the server cannot be reached, report the recordings not yet cached as missing (with the
+            reason) instead of raising.
 
     Returns:
         The report, keyed by name; names the server does not have are in `FetchReport.missing`.
 
     Raises:
-        DownloadError: the server could not be reached or failed repeatedly (files fetched so far are kept).
+        DownloadError: the server could not be reached or failed repeatedly (files fetched so far are kept), unless
+            `keep_going`.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = saa_base_url(base_url)
@@ -140,13 +144,17 @@ def fetch_saa_recordings(
     report = FetchReport()
     todo = _use_cache(manifest, names, lambda name: f"saa/{name}.mp3", report)
     with tqdm(total=len(todo), desc="Speech Accent Archive", unit="file", disable=not progress or not todo) as bar:
-        for name in todo:
+        for index, name in enumerate(todo):
             relative, url = f"saa/{name}.mp3", f"{base}/{quote(name)}.mp3"
             try:
                 size, sha256 = download_file(url, cache / relative, retry=retry, validate=audio_validator("mp3"))
             except RemoteFileMissingError as error:
                 report.missing[name] = f"not available at {base} ({error.reason})"
             except DownloadError as error:
+                if keep_going:
+                    report.missing.update(dict.fromkeys(todo[index:], f"could not be downloaded from {base}"))
+                    logger.warning("%s", error)
+                    break
                 raise DownloadError(f"{error} ({len(report.downloaded)} of {len(todo)} recordings were downloaded "
                                     "before this; run again to continue)") from error
             else:
@@ -231,6 +239,7 @@ def fetch_mess_clips(
     records: Sequence[str] = MESS_ZENODO_RECORDS,
     retry: RetryPolicy = RetryPolicy(),
     progress: bool = True,
+    keep_going: bool = False,
 ) -> FetchReport:
     """Get Morgan Emotional Speech Set clips ``<code>_SCR.wav`` into the cache from the Zenodo records.
 
@@ -245,58 +254,76 @@ def fetch_mess_clips(
         records: Zenodo record ids to look in.
         retry: attempts, backoff and timeout per request.
         progress: show progress bars.
+        keep_going: when Zenodo cannot be reached, report the clips not yet cached as missing (with the reason)
+            instead of raising.
 
     Returns:
         The report, keyed by code; clips in none of the records are in `FetchReport.missing`.
 
     Raises:
-        DownloadError: Zenodo could not be reached or failed repeatedly, or an archive is corrupt.
+        DownloadError: Zenodo could not be reached or failed repeatedly, or an archive is corrupt (unless
+            `keep_going`).
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = zenodo_base_url(base_url)
     manifest = Manifest(cache)
     report = FetchReport()
     todo = _use_cache(manifest, codes, lambda code: f"mess/{code}_SCR.wav", report)
+    reason = f"in none of the Zenodo records {', '.join(records)} at {base}"
     for record_id in records:
         wanted = {f"{code}_SCR.wav": code for code in todo if code not in report.files}
         if not wanted:
             break
         try:
-            files = list_zenodo_files(record_id, base_url=base, retry=retry)
-        except RemoteFileMissingError:
-            logger.warning("Zenodo record %s was not found at %s", record_id, base)
-            continue
-        singles = [f for f in files if PurePosixPath(f.key).name in wanted]
-        with tqdm(total=len(singles), desc=f"MESS (Zenodo {record_id})", unit="file",
-                  disable=not progress or not singles) as bar:
-            for item in singles:
-                relative = f"mess/{PurePosixPath(item.key).name}"
-                try:
-                    size, sha256 = download_file(item.url, cache / relative, retry=retry,
-                                                 expected_checksum=item.checksum, validate=audio_validator("wav"))
-                except RemoteFileMissingError as error:
-                    logger.warning("%s", error)
-                else:
-                    manifest.record(ManifestEntry(relative, item.url, size, sha256, item.checksum))
-                    report.add(wanted[PurePosixPath(item.key).name], cache / relative, sha256, downloaded=True)
-                bar.update()
-        for item in (f for f in files if f.key.lower().endswith(".zip")):
-            remaining = {name: code for name, code in wanted.items() if code not in report.files}
-            if not remaining:
-                break
-            relative = f"zenodo/{record_id}/{PurePosixPath(item.key).name}"
-            if manifest.cached(relative) is None:
-                with tqdm(total=item.size, desc=f"{item.key} (Zenodo {record_id})", unit="B", unit_scale=True,
-                          disable=not progress) as bar:
-                    try:
-                        size, sha256 = download_file(item.url, cache / relative, retry=retry,
-                                                     expected_checksum=item.checksum, progress=bar)
-                    except RemoteFileMissingError as error:
-                        logger.warning("%s", error)
-                        continue
-                manifest.record(ManifestEntry(relative, item.url, size, sha256, item.checksum))
-            _extract_members(cache / relative, item.url, remaining, cache, manifest, report)
+            _fetch_from_record(record_id, wanted, base=base, cache=cache, manifest=manifest, report=report,
+                               retry=retry, progress=progress)
+        except DownloadError as error:
+            if not keep_going:
+                raise
+            logger.warning("%s", error)
+            reason = f"could not be downloaded from {base}"
+            break
     for code in codes:
         if code not in report.files:
-            report.missing[code] = f"in none of the Zenodo records {', '.join(records)} at {base}"
+            report.missing[code] = reason
     return report
+
+
+def _fetch_from_record(record_id: str, wanted: dict[str, str], *, base: str, cache: Path, manifest: Manifest,
+                       report: FetchReport, retry: RetryPolicy, progress: bool) -> None:
+    """Download the `wanted` clips (file name -> code) that one Zenodo record has, singly or from its zips."""
+    try:
+        files = list_zenodo_files(record_id, base_url=base, retry=retry)
+    except RemoteFileMissingError:
+        logger.warning("Zenodo record %s was not found at %s", record_id, base)
+        return
+    singles = [f for f in files if PurePosixPath(f.key).name in wanted]
+    with tqdm(total=len(singles), desc=f"MESS (Zenodo {record_id})", unit="file",
+              disable=not progress or not singles) as bar:
+        for item in singles:
+            relative = f"mess/{PurePosixPath(item.key).name}"
+            try:
+                size, sha256 = download_file(item.url, cache / relative, retry=retry,
+                                             expected_checksum=item.checksum, validate=audio_validator("wav"))
+            except RemoteFileMissingError as error:
+                logger.warning("%s", error)
+            else:
+                manifest.record(ManifestEntry(relative, item.url, size, sha256, item.checksum))
+                report.add(wanted[PurePosixPath(item.key).name], cache / relative, sha256, downloaded=True)
+            bar.update()
+    for item in (f for f in files if f.key.lower().endswith(".zip")):
+        remaining = {name: code for name, code in wanted.items() if code not in report.files}
+        if not remaining:
+            break
+        relative = f"zenodo/{record_id}/{PurePosixPath(item.key).name}"
+        if manifest.cached(relative) is None:
+            with tqdm(total=item.size, desc=f"{item.key} (Zenodo {record_id})", unit="B", unit_scale=True,
+                      disable=not progress) as bar:
+                try:
+                    size, sha256 = download_file(item.url, cache / relative, retry=retry,
+                                                 expected_checksum=item.checksum, progress=bar)
+                except RemoteFileMissingError as error:
+                    logger.warning("%s", error)
+                    continue
+            manifest.record(ManifestEntry(relative, item.url, size, sha256, item.checksum))
+        _extract_members(cache / relative, item.url, remaining, cache, manifest, report)

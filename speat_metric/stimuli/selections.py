@@ -345,7 +345,7 @@ class SpeatTestSpec:
         y: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
         a: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike] | None = None,
         b: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike] | None = None,
-        group_names: Sequence[str] = ("x", "y", "a", "b"),
+        group_names: Sequence[str] = ("X", "Y", "A", "B"),
         pairs: Iterable[tuple[str, str]] = (),
         description: str = "",
     ) -> SpeatTestSpec:
@@ -401,7 +401,9 @@ class SpeatTestSpec:
                 if stimulus_id in files and files[stimulus_id] != str(path.resolve()):
                     raise StimulusError(
                         f"test {name!r}: files {files[stimulus_id]!r} and {str(path)!r} would both get the id "
-                        f"{stimulus_id!r}; pass a mapping of unique stimulus ids to paths instead of a list"
+                        f"{stimulus_id!r}; give group {role} as a mapping of unique stimulus ids to paths instead of a "
+                        f"list (in a custom test JSON: \"{role.lower()}\": {{\"{role.lower()}-{path.stem}\": "
+                        f"\"{path.name}\", ...}})"
                     )
                 files[stimulus_id] = str(path.resolve())
             groups.append(StimulusGroup(role, group_name, tuple(stimulus_id for stimulus_id, _ in items)))

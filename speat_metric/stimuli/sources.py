@@ -265,18 +265,21 @@ class DownloadSource(StimulusSource):
         zenodo_base_url: the Zenodo server (default ``$SPEAT_ZENODO_BASE_URL`` or https://zenodo.org).
         zenodo_records: the MESS records to look in.
         retry: attempts, backoff and timeout per request.
+        keep_going: a server that cannot be reached leaves its stimuli missing (with the reason) instead of
+            raising a DownloadError (``speat stimuli download`` uses it to print what is cached and missing).
     """
 
     kind = "download"
 
     def __init__(self, *, cache_dir: str | os.PathLike | None = None, saa_base_url: str | None = None,
                  zenodo_base_url: str | None = None, zenodo_records: Sequence[str] = MESS_ZENODO_RECORDS,
-                 retry: RetryPolicy = RetryPolicy()) -> None:
+                 retry: RetryPolicy = RetryPolicy(), keep_going: bool = False) -> None:
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.saa_base_url = saa_base_url
         self.zenodo_base_url = zenodo_base_url
         self.zenodo_records = tuple(zenodo_records)
         self.retry = retry
+        self.keep_going = keep_going
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "cache_dir": str(self.cache_dir), "saa_base_url": saa_base_url(self.saa_base_url),
@@ -295,11 +298,12 @@ class DownloadSource(StimulusSource):
         if saa:
             reports.append((saa, fetch_saa_recordings(list(saa), cache_dir=self.cache_dir,
                                                       base_url=self.saa_base_url, retry=self.retry,
-                                                      progress=progress)))
+                                                      progress=progress, keep_going=self.keep_going)))
         if mess:
             reports.append((mess, fetch_mess_clips(list(mess), cache_dir=self.cache_dir,
                                                    base_url=self.zenodo_base_url, records=self.zenodo_records,
-                                                   retry=self.retry, progress=progress)))
+                                                   retry=self.retry, progress=progress,
+                                                   keep_going=self.keep_going)))
         for ids, report in reports:
             for key, path in report.files.items():
                 resolution.files[ids[key]] = path

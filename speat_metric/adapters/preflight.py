@@ -1,0 +1,187 @@
+"""Check model strings before any model is loaded, so a bad one fails in seconds with one line.
+
+`check_model` says what a model string names and whether it can be loaded, without loading weights: a classical
+feature, a random-init MelHuBERT, a checkpoint file, a local transformers directory (or a directory of checkpoints),
+or a Hugging Face Hub id. For a Hub id it makes one request (no retries) and tells apart "the Hub could not be
+reached", "the Hub has no such model" and "this is not a speech encoder"; with ``HF_HUB_OFFLINE`` set, or when the
+Hub cannot be reached, a model already in the local Hugging Face cache is used from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from speat_metric.adapters.base import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = (
+    "wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat", "sew",
+    "sew-d", "whisper",
+)
+"""transformers ``model_type`` values speat reads as speech encoders."""
+
+HUB_TIMEOUT_SECONDS = 5.0
+"""One request to the Hub may take this long before the Hub counts as unreachable."""
+
+_RANDOM = re.compile(r"^random:melhubert-(?P<size>small|slim|base)(?:@(?P<seed>\d+))?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """What a model string names, found without loading any weights.
+
+    Attributes:
+        spec: the model string as given.
+        kind: ``feature``, ``random``, ``melhubert``, ``m2d``, ``local`` (a transformers directory), ``checkpoints``
+            (a directory of checkpoints) or ``hub``.
+        local_files_only: load a Hub model from the local Hugging Face cache only (offline, or the Hub unreachable).
+        model_type: the transformers ``model_type`` when known.
+    """
+
+    spec: str
+    kind: str
+    local_files_only: bool = False
+    model_type: str | None = None
+
+
+def check_model(spec: str, *, revision: str | None = None) -> ModelCheck:
+    """Check that a model string can be loaded, without loading it.
+
+    Args:
+        spec: a model string of `speat_metric.adapters.load_encoder`.
+        revision: Hub revision (branch, tag or commit) for a Hub id.
+
+    Returns:
+        A `ModelCheck`.
+
+    Raises:
+        ModelLoadError: a one-line, plain-language reason: an unknown feature or random model, a missing checkpoint
+            file, a directory that is not a model, the Hub unreachable (and the model not cached), no such model on
+            the Hub, no such revision, or a model that is not a speech encoder.
+    """
+    from speat_metric.adapters.classical import CLASSICAL_FEATURES
+
+    if spec in CLASSICAL_FEATURES:
+        return ModelCheck(spec, "feature")
+    if spec.startswith("random:"):
+        if not _RANDOM.match(spec):
+            raise ModelLoadError(f"unknown random model {spec!r}; use random:melhubert-small, -slim or -base "
+                                 "(optionally @SEED)")
+        return ModelCheck(spec, "random")
+    if spec.startswith(("melhubert:", "m2d:")):
+        kind, path = spec.split(":", 1)
+        if not Path(path).exists():
+            raise ModelLoadError(f"{kind} checkpoint {path!r} does not exist; give the path of the authors' released "
+                                 f"checkpoint file (see speat_metric/adapters/{kind}.py for where to get it)")
+        return ModelCheck(spec, kind)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _check_local_directory(spec, path)
+    if path.exists():
+        raise ModelLoadError(f"{spec!r} is a file, not a model: give a transformers model directory (with "
+                             "config.json), a Hub id, or melhubert:FILE / m2d:FILE for a research checkpoint")
+    if _looks_like_path(spec) or not _HUB_ID.match(spec):
+        raise ModelLoadError(f"model directory {spec!r} does not exist")
+    return _check_hub_model(spec, revision)
+
+
+def check_model_type(model_type: str | None, name: str) -> None:
+    """Raise a ModelLoadError unless `model_type` is a speech encoder speat reads."""
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelLoadError(
+            f"{name!r} is a {model_type!r} model, not a speech encoder speat can read; supported model types: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
+
+
+def _check_local_directory(spec: str, path: Path) -> ModelCheck:
+    config = path / "config.json"
+    if config.is_file():
+        return ModelCheck(spec, "local", model_type=_local_model_type(config, spec))
+    members = [member for member in path.iterdir() if (member / "config.json").is_file()]
+    if not members:
+        raise ModelLoadError(
+            f"{spec!r} is a directory but not a model: it has no config.json (a transformers save_pretrained "
+            "directory) and no checkpoint sub-directories holding one"
+        )
+    for member in members:
+        _local_model_type(member / "config.json", str(member))
+    return ModelCheck(spec, "checkpoints")
+
+
+def _local_model_type(config: Path, name: str) -> str:
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ModelLoadError(f"{str(config)!r} is not a readable JSON model configuration ({error})") from None
+    check_model_type(model_type, name)
+    return model_type
+
+
+def _check_hub_model(repo_id: str, revision: str | None) -> ModelCheck:
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return _cached_hub_model(repo_id, revision, reason="HF_HUB_OFFLINE is set")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        info = HfApi().model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_SECONDS)
+    except GatedRepoError:
+        raise ModelLoadError(f"{repo_id!r} is gated on the Hugging Face Hub: accept its terms on the Hub and set "
+                             "HF_TOKEN (or run `hf auth login`)") from None
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"the Hugging Face Hub has no model {repo_id!r} (check the spelling; for a private "
+                             "model set HF_TOKEN)") from None
+    except RevisionNotFoundError:
+        raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no revision {revision!r}") from None
+    except Exception as error:  # connection refused, DNS failure, timeout, a 5xx: the Hub is unreachable
+        return _cached_hub_model(repo_id, revision, reason=f"the Hub could not be reached at {constants.ENDPOINT} "
+                                 f"({_first_line(error)})")
+    model_type = (info.config or {}).get("model_type") if isinstance(info.config, dict) else None
+    if model_type is None:
+        model_type = _hub_config_model_type(repo_id, info.sha or revision)
+    check_model_type(model_type, repo_id)
+    return ModelCheck(repo_id, "hub", model_type=model_type)
+
+
+def _hub_config_model_type(repo_id: str, revision: str | None) -> str | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        config = hf_hub_download(repo_id, "config.json", revision=revision)
+    except EntryNotFoundError:
+        raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no config.json, so it is not a "
+                             "transformers model; for research checkpoints use melhubert:FILE or m2d:FILE") from None
+    except Exception as error:
+        raise ModelLoadError(f"could not read config.json of {repo_id!r} from the Hub ({_first_line(error)})") from None
+    return _local_model_type(Path(config), repo_id)
+
+
+def _cached_hub_model(repo_id: str, revision: str | None, *, reason: str) -> ModelCheck:
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if not isinstance(cached, str):
+        raise ModelLoadError(f"{reason}, and {repo_id!r} is not in the local Hugging Face cache; connect to the "
+                             "Hub once to download it, or pass a local model directory")
+    logger.warning("%s; using the cached copy of %s", reason, repo_id)
+    return ModelCheck(repo_id, "hub", local_files_only=True, model_type=_local_model_type(Path(cached), repo_id))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

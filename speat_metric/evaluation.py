@@ -1,0 +1,261 @@
+"""Evaluate model strings into `EvaluationRecord`s, with every input checked before the first forward pass.
+
+This is what ``speat evaluate`` runs, and what the Hub annotation, the webhook worker, the Space and the compression
+sweeps call: `EvaluationSettings` holds the options (the same names and defaults as the command line), and
+`evaluate_models` checks the device, the output directory, every model string and every test and its stimuli, then
+loads and evaluates one model at a time, writing each model's records as soon as they are complete.
+
+Example:
+    >>> settings = EvaluationSettings(tests=("gender",), num_permutations=1000, progress=False)
+    >>> records = evaluate_models(["mfcc"], settings)          # doctest: +SKIP
+    >>> records[0].speat.effect_size                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from speat_metric.pooling import FRAME_POOLINGS, LayerPooling
+
+if TYPE_CHECKING:
+    import datasets
+
+    from speat_metric.adapters.base import SpeechEncoder
+    from speat_metric.adapters.preflight import ModelCheck
+    from speat_metric.results import EvaluationRecord
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TESTS = ("gender", "age", "native")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How to evaluate: the options of ``speat evaluate``, with its defaults.
+
+    Attributes:
+        tests: test names (``gender``, ``age``, ``native``) or paths of custom test JSON files.
+        stimuli: ``demo`` (embedded, synthetic), ``speat`` (download the study's stimuli), a directory, or a Hub
+            dataset ``owner/name[@revision]``.
+        allow_missing: go on without missing stimuli (recorded in every result).
+        layer_pooling: which layers are tested (`LayerPooling`).
+        frame_pooling: ``mean`` or ``max`` over a clip's frames, per layer.
+        num_permutations: permutation budget of each SpEAT.
+        seed: seed of the permutations and the bootstrap.
+        revision: Hub revision (branch, tag or commit) of the models.
+        device: torch device; None picks this process's accelerator, else CUDA when present, else the CPU.
+        dtype: weights and activations: ``float32``, ``float16`` or ``bfloat16``.
+        batch_seconds: padded audio per batch.
+        trim_silence: trim leading and trailing silence (the studies did not).
+        mean_std: MelHuBERT's mean/std ``.npy``.
+        cache_dir: the embedding cache; None is the default location.
+        use_cache: read and write the embedding cache.
+        progress: show progress bars (and transformers' loading bars).
+        stimulus_cache_dir: where ``stimuli="speat"`` downloads to; None is the default location.
+    """
+
+    tests: tuple[str, ...] = DEFAULT_TESTS
+    stimuli: str = "demo"
+    allow_missing: bool = False
+    layer_pooling: LayerPooling = field(default_factory=LayerPooling)
+    frame_pooling: str = "mean"
+    num_permutations: int = 1_000_000
+    seed: int = 0
+    revision: str | None = None
+    device: str | None = None
+    dtype: str = "float32"
+    batch_seconds: float = 60.0
+    trim_silence: bool = False
+    mean_std: str | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    progress: bool = True
+    stimulus_cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tests, str):
+            object.__setattr__(self, "tests", tuple(t.strip() for t in self.tests.split(",") if t.strip()))
+        if not self.tests:
+            raise ValueError("no tests given; use gender, age, native or the path of a custom test JSON file")
+        if not isinstance(self.num_permutations, int) or self.num_permutations < 1:
+            raise ValueError(f"--permutations must be a whole number of at least 1, got {self.num_permutations!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be a non-negative whole number, got {self.seed!r}")
+        if not self.batch_seconds > 0:
+            raise ValueError(f"--batch-seconds must be positive, got {self.batch_seconds!r}")
+        if self.frame_pooling not in FRAME_POOLINGS:
+            raise ValueError(f"--frame-pooling must be one of {', '.join(FRAME_POOLINGS)}, got {self.frame_pooling!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.mean_std is not None and not Path(self.mean_std).is_file():
+            raise FileNotFoundError(f"--mean-std file {self.mean_std!r} does not exist")
+
+    @property
+    def embedding_cache(self) -> Path | None:
+        """The embedding cache directory, or None when caching is off."""
+        if not self.use_cache:
+            return None
+        from speat_metric.cache import default_cache_root
+
+        return self.cache_dir or default_cache_root()
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model to load and evaluate: a model string (one checkpoint of a series, or the model itself)."""
+
+    model: str
+    check: ModelCheck
+    checkpoint: dict[str, Any] | None = None
+
+
+def resolve_device(device: str | None) -> str:
+    """The torch device to run on; a device that does not exist here is a ValueError saying which ones do.
+
+    Example:
+        >>> resolve_device("cpu")
+        'cpu'
+    """
+    import torch
+
+    from speat_metric.pipeline import default_device
+
+    if device is None:
+        return default_device()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device!r}: CUDA is not available on this machine (torch "
+                             f"{torch.__version__}); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device!r}: Apple MPS is not available on this machine; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return device
+
+
+def check_output_directory(out: Path) -> None:
+    """Raise a ValueError now, before any work, when results could not be written to `out`."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a directory; give a directory for the results")
+    existing = next(parent for parent in (out, *out.parents) if parent.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is a file, so the directory cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is not writable")
+
+
+def plan_models(models: Sequence[str], revision: str | None = None) -> list[ModelRun]:
+    """Check every model string (see `speat_metric.adapters.preflight`) and expand directories of checkpoints.
+
+    Raises:
+        ModelLoadError: for the first model string that cannot be loaded, before anything is loaded.
+    """
+    from speat_metric.adapters import checkpoint_series
+    from speat_metric.adapters.preflight import check_model
+
+    runs = []
+    for model in models:
+        check = check_model(model, revision=revision)
+        series = checkpoint_series(model) if check.kind in ("checkpoints", "melhubert", "m2d") else None
+        if series:
+            runs += [ModelRun(member, check_model(member), checkpoint) for member, checkpoint in series]
+        else:
+            runs.append(ModelRun(model, check))
+    return runs
+
+
+def load_tests(settings: EvaluationSettings) -> dict[str, datasets.Dataset]:
+    """The datasets of every test in `settings`, by test name (stimuli found and checked, nothing embedded)."""
+    from speat_metric.stimuli import load_custom_test, load_speat_test
+
+    tests = {}
+    for entry in settings.tests:
+        spec = load_custom_test(Path(entry)) if entry.endswith(".json") else entry
+        dataset = load_speat_test(spec, source=settings.stimuli, allow_missing=settings.allow_missing,
+                                  cache_dir=settings.stimulus_cache_dir, progress=settings.progress)
+        name = dataset.info.config_name or entry
+        if name in tests:
+            raise ValueError(f"test {name!r} is given twice in --tests")
+        tests[name] = dataset
+    return tests
+
+
+def record_labels(encoder: SpeechEncoder, model: str) -> list[str]:
+    """The labels every record of this model carries (``classical-feature``, ``random-init``)."""
+    labels = ["classical-feature"] if encoder.description.kind == "feature" else []
+    if model.startswith("random:"):
+        labels.append("random-init")
+    return labels
+
+
+def evaluate_models(
+    models: Sequence[str],
+    settings: EvaluationSettings,
+    *,
+    out: Path | None = None,
+    on_model: Callable[[ModelRun, list[EvaluationRecord]], None] | None = None,
+) -> list[EvaluationRecord]:
+    """Check everything, then evaluate each model on every test.
+
+    Args:
+        models: model strings (see `speat_metric.adapters.load_encoder`); a directory of checkpoints gives one run
+            per checkpoint, in step order.
+        settings: the options.
+        out: directory to write each record to (one JSON file each) as each model completes; None writes nothing.
+        on_model: called with each run and its records once the run is complete (e.g. to print progress).
+
+    Returns:
+        Every record, in model order, then test order.
+
+    Raises:
+        ValueError: a bad option, device, output directory, model string, test or stimulus, raised before the first
+            model is loaded (`ModelLoadError` and the stimulus errors are ValueErrors).
+    """
+    from speat_metric.adapters import load_encoder
+    from speat_metric.pipeline import evaluate_tests, is_main_process
+
+    device = resolve_device(settings.device)
+    if out is not None:
+        check_output_directory(out)
+    runs = plan_models(models, settings.revision)
+    tests = load_tests(settings)
+    if not settings.progress:
+        _silence_library_progress_bars()
+    records: list[EvaluationRecord] = []
+    for run in runs:
+        encoder = load_encoder(run.model, revision=settings.revision, device=device, dtype=settings.dtype,
+                               mean_std_path=settings.mean_std, local_files_only=run.check.local_files_only)
+        model_records = evaluate_tests(
+            encoder, tests, layer_pooling=settings.layer_pooling, frame_pooling=settings.frame_pooling,
+            cache_dir=settings.embedding_cache, batch_seconds=settings.batch_seconds,
+            trim_silence=settings.trim_silence, num_permutations=settings.num_permutations, seed=settings.seed,
+            labels=record_labels(encoder, run.model), checkpoint=run.checkpoint, progress=settings.progress,
+        )
+        if out is not None and is_main_process():
+            for record in model_records:
+                record.save(out)
+        if on_model is not None:
+            on_model(run, model_records)
+        records.extend(model_records)
+    return records
+
+
+def _silence_library_progress_bars() -> None:
+    """transformers' and huggingface_hub's own loading and download bars."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()

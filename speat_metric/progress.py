@@ -1,0 +1,58 @@
+"""Progress bars that count whole units, end full, and leave one final line in a log.
+
+tqdm redraws a bar when it closes; when the last update was drawn too, a log (where carriage returns become new
+lines) shows the final line twice. `ProgressBar` leaves the last step to `close`, so it is drawn once.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from tqdm.auto import tqdm
+
+
+class ProgressBar:
+    """A tqdm bar over a whole number of units.
+
+    Args:
+        total: units of work (whole numbers: clips, tests, seconds of audio rounded up, steps).
+        unit: what a unit is, e.g. ``"s audio"``.
+        desc: the bar's label.
+        enabled: False shows nothing (``--no-progress``, or not the main process).
+
+    Example:
+        >>> with ProgressBar(3, unit="test", desc="tests", enabled=False) as bar:
+        ...     for _ in range(3):
+        ...         bar.advance()
+        >>> bar.done
+        3
+    """
+
+    def __init__(self, total: int, *, unit: str, desc: str, enabled: bool = True) -> None:
+        self.total = int(total)
+        self._bar = tqdm(total=self.total, unit=unit, desc=desc, disable=not enabled)
+        self.done = 0
+
+    def advance(self, units: int = 1) -> None:
+        """Count `units` more done."""
+        self.advance_to(self.done + units)
+
+    def advance_to(self, done: int) -> None:
+        """Set the count of units done (never beyond the total, never backwards)."""
+        done = min(max(int(done), self.done), self.total)
+        if done >= self.total:
+            self._bar.n = self.total  # drawn by close(), once
+        elif done > self.done:
+            self._bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        """End the bar full when the work is complete (it stays where it is after an error)."""
+        self._bar.close()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

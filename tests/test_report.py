@@ -1,0 +1,79 @@
+"""Tables people read: p-values that never print as 0 or 1 when they are neither, counts, labels, warnings."""
+
+import doctest
+
+import numpy as np
+import pytest
+
+from speat_metric import report, speat_test
+from speat_metric.report import format_p_value, format_records, plural
+from speat_metric.results import EvaluationRecord, ModelDescription
+
+
+@pytest.fixture(scope="module")
+def result():
+    rng = np.random.default_rng(3)
+    return speat_test(*(rng.normal(size=(6, 4)) for _ in range(4)), num_permutations=100, n_bootstrap=0, seed=0)
+
+
+@pytest.mark.parametrize("p_value,text", [
+    (0.99986, "0.99986"), (0.9996, "0.9996"), (0.995, "0.99"), (0.5, "0.5"), (0.0123, "0.012"), (2.5e-5, "2.5e-05"),
+])
+def test_p_values_keep_the_digits_that_matter(result, p_value, text):
+    assert format_p_value(result.replace(p_value=p_value, exact=True)) == text
+    assert float(format_p_value(result.replace(p_value=p_value, exact=True))) not in (0.0, 1.0)
+
+
+def test_p_of_exactly_one_prints_as_one(result):
+    assert format_p_value(result.replace(p_value=1.0, exact=True)) == "1"
+
+
+@pytest.mark.parametrize("permutations,text", [(1_000_000, "<1e-06"), (1000, "<0.001"), (300, "<0.0034")])
+def test_a_sampled_p_at_its_floor_prints_as_below_one_over_n(result, permutations, text):
+    floor = 1 / (permutations + 1)
+    printed = format_p_value(result.replace(exact=False, num_permutations=permutations, p_value=floor))
+    assert printed == text
+    assert float(printed[1:]) >= floor  # the bound printed is a true upper bound
+    # one partition reaching the statistic is no longer the floor
+    assert not format_p_value(result.replace(exact=False, num_permutations=permutations,
+                                             p_value=2 / (permutations + 1))).startswith("<")
+
+
+def _record(result, **changes):
+    model = ModelDescription(name="/data/runs/my-wav2vec2", kind="transformers", revision=None,
+                             weights_sha256="a" * 64, num_parameters=1, num_layers=2)
+    record = EvaluationRecord(
+        test="gender", groups={"X": "female", "Y": "male", "A": "pleasant", "B": "unpleasant"}, model=model,
+        speat=result, pooling={"frame_pooling": "mean", "layer_pooling": "mean", "layer": None},
+        stimuli={"synthetic": True}, environment={}, created="2026-01-01T00:00:00+00:00",
+        labels=("synthetic-stimuli",))
+    return record.replace(**changes)
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_tables_keep_the_synthetic_warning_and_use_the_p_rule(result, fmt):
+    floor = result.replace(exact=False, num_permutations=1_000_000, p_value=1 / 1_000_001)
+    text = format_records([_record(floor)], fmt)
+    assert text.splitlines()[0] == "SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline check, NOT a bias measurement"
+    assert "<1e-06" in text and "1,000,000 random partitions" in text
+
+
+def test_a_local_model_shows_by_folder_name_and_a_checkpoint_as_run_at_step(result):
+    local = _record(result)
+    assert local.model_label == "my-wav2vec2" and local.model.name == "/data/runs/my-wav2vec2"
+    assert local.file_name.startswith("my-wav2vec2__gender__")
+    checkpoint = local.replace(model=local.model.__class__(**{**local.model.to_dict(),
+                                                               "name": "/data/runs/run/checkpoint-200"}),
+                               checkpoint={"name": "checkpoint-200", "step": 200})
+    assert checkpoint.model_label == "run @ step 200"
+    assert "run @ step 200" in format_records([checkpoint])
+    hub = local.replace(model=local.model.__class__(**{**local.model.to_dict(), "name": "facebook/hubert-base-ls960"}))
+    assert hub.model_label == "facebook/hubert-base-ls960"
+
+
+def test_plural():
+    assert (plural(1, "result"), plural(0, "result"), plural(15, "result")) == ("1 result", "0 results", "15 results")
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(report).failed == 0
