@@ -5,7 +5,7 @@ beside it, and float32 matrix products sum in a different order, so its embeddin
 runs the demo stimuli (all three tests) through a random base-size wav2vec 2.0 with layer-norm feature extraction
 (the layout of wav2vec2-large-lv60, which is batched with padding) twice, side by side in this run: batched
 (``--batch-seconds 60``, the default) and one clip per batch, and prints each test's d both ways and the largest
-difference, for float32 and bfloat16.
+difference, for float32 and bfloat16 (where the model passes the load-time padding check).
 
     .venv/bin/python benchmarks/batching_sensitivity.py
 """
@@ -34,7 +34,10 @@ def main() -> None:
           "torch threads")
     for dtype in ("float32", "bfloat16"):
         encoder = TransformersEncoder(work / "model", dtype=dtype)
-        assert encoder.supports_padding, "the model must take padded batches for this comparison"
+        if not encoder.supports_padding:
+            print(f"  {dtype}: the load-time padding check fails (rounding beyond its tolerance), so the pipeline "
+                  "never pads it (batches hold clips of one length only)")
+            continue
         effect_sizes = {}
         for label, batch_seconds in (("batched", 60.0), ("one clip per batch", 1e-3)):
             records = evaluate_tests(encoder, tests, batch_seconds=batch_seconds, num_permutations=100,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from speat_metric.adapters.base import EncoderOutput, frames_mask
-from speat_metric.pooling import LayerPooling, pool_frames
+from speat_metric.pooling import LayerPooling, NoFramesError, pool_frames
 
 
 def output_with_padding():
@@ -33,10 +33,11 @@ def test_unknown_frame_pooling():
         pool_frames(output_with_padding()[0], "median")
 
 
-def test_clip_without_frames_is_an_error():
-    output = EncoderOutput([torch.zeros(1, 2, 3)], frames_mask([0], 2))
-    with pytest.raises(ValueError, match="a clip produced no frames"):
+def test_clip_without_frames_is_an_error_that_says_which():
+    output = EncoderOutput([torch.zeros(3, 2, 3)], frames_mask([2, 0, 0], 2))
+    with pytest.raises(NoFramesError, match=r"clip\(s\) \[1, 2\] of the batch gave no frames") as error:
         pool_frames(output)
+    assert error.value.indices == [1, 2]
 
 
 def test_layer_views():
