@@ -186,8 +186,14 @@ class EvaluationRecord:
         labels: plain-language flags a reader must see, e.g. ``synthetic-stimuli``, ``random-init``.
         checkpoint: for per-checkpoint curves, the checkpoint's name and training step (None otherwise).
         profile: the embedding-extraction profile (``hf``, the default; see ``speat_metric.profiles``).
-        compression: for pruned or distilled models, how the model was made: ``method`` (``heads``, ``rows``,
-            ``weights`` or ``distill``), ``step`` and the method's settings and sizes (None for other models).
+        compression: for pruned or distilled models, how the model was made (None for other models): ``method``
+            (``heads``, ``rows``, ``weights`` or ``distill``); ``step`` (training step of the checkpoint; 0 is the
+            uncompressed model, the reference of a curve); ``base_model`` (the model string compressed);
+            ``objective``; ``config`` (every setting of the run); and the sizes: ``parameters`` (left; masked
+            weights do not count), ``base_parameters``, ``parameters_removed``, ``sparsity`` (fraction of the
+            transformer layers' linear weights and biases removed or masked), ``heads_per_layer``,
+            ``ffn_dims_per_layer``. Pruning adds ``prune_steps`` (pruning steps applied) and ``pruned_at`` (the
+            training steps they were applied at); distillation adds its settings (teacher, layers, targets, noise).
         association_scores: per-stimulus association scores s(w) of the targets that gave d:
             ``{"X": [{"id": stimulus id, "s": score}, ...], "Y": [...]}`` (None in version-1 records).
         schema_version: version of this record's JSON layout (`RECORD_SCHEMA_VERSION`).
@@ -211,29 +217,40 @@ class EvaluationRecord:
     @property
     def model_label(self) -> str:
         """How tables and file names call the model: a local model by its file or folder name (the full path stays
-        in ``model.name``), a checkpoint of a run as ``run @ step N``."""
+        in ``model.name``), a checkpoint of a run (always local) as ``run @ step N``."""
         name = self.model.name
-        is_path = PurePath(name).is_absolute() or self.model.kind in ("melhubert", "m2d") and "/" in name
         if self.checkpoint is None:
+            is_path = PurePath(name).is_absolute() or self.model.kind in ("melhubert", "m2d") and "/" in name
             return PurePath(name).name if is_path else name
-        run = PurePath(name).parent.name if is_path else name
+        path = PurePath(name.split(":", 1)[1] if self.model.kind in ("melhubert", "m2d") and ":" in name else name)
+        run = path.parent.name or path.name
         step = self.checkpoint.get("step")
         return f"{run} @ step {step}" if step is not None else f"{run} @ {self.checkpoint.get('name')}"
 
     @property
-    def key(self) -> tuple[str, str | None, str, str, str, str]:
+    def stimuli_kind(self) -> str:
+        """``synthetic`` for the embedded demo set, else the kind of source (``download``, ``local``, ``hub``)."""
+        if self.stimuli.get("synthetic"):
+            return "synthetic"
+        source = self.stimuli.get("source")
+        return str(source.get("kind", "real")) if isinstance(source, dict) else "real"
+
+    @property
+    def key(self) -> tuple[str, str | None, str, str, str, str, bool]:
         """What makes a record distinct: model (with checkpoint), revision or weight hash, test, layer view,
-        frame pooling and profile. Two records with one key describe the same measurement (a re-run)."""
+        frame pooling, profile, and whether the stimuli were synthetic. Two records with one key describe the same
+        measurement (a re-run)."""
         layer = self.pooling.get("layer")
         view = f"layer{layer}" if layer is not None else f"{self.pooling.get('layer_pooling', 'mean')}"
         return (self.model_label, self.model.revision or self.model.weights_sha256, self.test, view,
-                self.pooling.get("frame_pooling", "mean"), self.profile)
+                self.pooling.get("frame_pooling", "mean"), self.profile, self.stimuli_kind == "synthetic")
 
     @property
     def file_name(self) -> str:
-        """``<model>__<test>__<pooling>[__<profile>].json``, safe on every file system."""
-        model, _, test, view, frame_pooling, profile = self.key
-        suffix = "" if profile == DEFAULT_PROFILE else f"__{_slug(profile)}"
+        """``<model>__<test>__<pooling>[__<profile>][__demo].json``, safe on every file system: a run on the
+        synthetic demo set never overwrites the same model's run on real stimuli."""
+        model, _, test, view, frame_pooling, profile, synthetic = self.key
+        suffix = ("" if profile == DEFAULT_PROFILE else f"__{_slug(profile)}") + ("__demo" if synthetic else "")
         return f"{_slug(model)}__{_slug(test)}__{view}-{frame_pooling}{suffix}.json"
 
     def to_dict(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_a_directory_of_checkpoints_gives_one_result_per_checkpoint(tmp_path):
     assert {record.model.name for record in records} == {str(tmp_path / "run" / f"checkpoint-{step}")
                                                          for step in (20, 100, 3000)}  # the full path stays
     assert sorted(path.name for path in (tmp_path / "curve").iterdir()) == [
-        f"run-step-{step}__age__mean-mean.json" for step in (100, 20, 3000)]
+        f"run-step-{step}__age__mean-mean__demo.json" for step in (100, 20, 3000)]
 
 
 def test_custom_test_and_per_layer_pooling(tmp_path):

@@ -96,5 +96,25 @@ def test_unknown_record_version_is_refused(result):
 def test_profile_is_part_of_the_record_key_and_file_name(result):
     hf, reference = _record(result), _record(result, profile="speat2023")
     assert hf.key != reference.key
-    assert hf.file_name == "org-model__gender__mean-mean.json"
-    assert reference.file_name == "org-model__gender__mean-mean__speat2023.json"
+    assert hf.file_name == "org-model__gender__mean-mean__demo.json"
+    assert reference.file_name == "org-model__gender__mean-mean__speat2023__demo.json"
+
+
+def test_a_demo_run_and_a_real_run_of_one_model_get_different_files(result):
+    demo = _record(result)
+    real = demo.replace(stimuli={"synthetic": False, "source": {"kind": "download"}}, labels=())
+    assert (demo.stimuli_kind, real.stimuli_kind) == ("synthetic", "download")
+    assert demo.key != real.key and demo.file_name != real.file_name
+    assert real.file_name == "org-model__gender__mean-mean.json"
+
+
+def test_a_checkpoint_reads_as_run_at_step_whatever_its_path(result):
+    from speat_metric.results import ModelDescription
+
+    for name in ("/data/pretraining-run/checkpoint-500", "models/pretraining-run/checkpoint-500",
+                 "melhubert:ckpts/pretraining-run/step-500.ckpt"):
+        kind = "melhubert" if name.startswith("melhubert:") else "transformers"
+        model = ModelDescription(name=name, kind=kind, revision=None, weights_sha256="0" * 64, num_parameters=1,
+                                 num_layers=2)
+        record = _record(result, model=model, checkpoint={"name": "checkpoint-500", "step": 500})
+        assert record.model_label == "pretraining-run @ step 500", name

@@ -1,0 +1,264 @@
+"""The SpEAT Space: composes the views of `spaces_app.views` into a Gradio app.
+
+Run it with ``speat space`` (or ``python -m spaces_app``), or as a Hugging Face Space: the Space runs
+``python app.py``, which reads its settings from the environment (``SPEAT_SPACE_RESULTS``, ``SPEAT_SPACE_REPO``,
+``SPEAT_SPACE_REVISION``, ``SPEAT_SPACE_EVALUATE_MODELS``) and its code from this folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script (a Hugging Face Space runs `python app.py`): make this folder the `spaces_app` package, so
+    # the Space runs the code beside this file even when an installed speat also ships a `spaces_app`.
+    import importlib.util
+
+    _here = Path(__file__).resolve().parent
+    _spec = importlib.util.spec_from_file_location("spaces_app", _here / "__init__.py",
+                                                   submodule_search_locations=[str(_here)])
+    sys.modules["spaces_app"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["spaces_app"])
+
+import gradio as gr  # noqa: E402
+
+from spaces_app import about, model_runs, reference  # noqa: E402
+from spaces_app import columns as C  # noqa: E402
+from spaces_app.sources import RecordSource, choose_source  # noqa: E402
+from spaces_app.store import RecordStore  # noqa: E402
+from spaces_app.views import SpaceViews, example_files  # noqa: E402
+
+# System fonts only: the Space must render the same offline and behind firewalls (no web-font downloads).
+THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=("ui-sans-serif", "system-ui", "sans-serif"),
+                       font_mono=("ui-monospace", "monospace"))
+CSS = """
+.gradio-container {max-width: 1400px !important}
+#synthetic-note {background: #fef3c7; border-left: 4px solid #d97706; padding: 8px 14px; border-radius: 6px}
+#load-warnings {background: #fee2e2; border-left: 4px solid #dc2626; padding: 8px 14px; border-radius: 6px}
+#reference-banner {background: #e0e7ff; border-left: 4px solid #4f46e5; padding: 8px 14px; border-radius: 6px}
+#data-source {padding-top: 10px}
+"""
+PLOT_FORMAT = "png"
+
+
+def build_app(store: RecordStore, *, evaluate_models: bool = False) -> gr.Blocks:
+    """The Space over the records of `store`; `evaluate_models` turns on evaluating Hub models in the Space."""
+    views = SpaceViews(store, evaluate_models=evaluate_models)
+    # Controls start with the choices of the records loaded now (API calls are checked against them); the page's
+    # load event and Refresh update them. The model menus (thousands of names) accept any name instead, so the
+    # page does not carry their choices twice.
+    first_stimuli = views.stimuli_choice(None)
+    family_choices, size_choices, method_choices, view_choices, column_choices = views.leaderboard_controls()
+    plot_choices = views.plot_choices(first_stimuli["value"])
+    with gr.Blocks(title=about.TITLE) as demo:
+        gr.Markdown(about.INTRODUCTION)
+        with gr.Row(equal_height=True):
+            source_line = gr.Markdown(elem_id="data-source")
+            stimuli = gr.Radio(**_initial(first_stimuli),
+                               label="Stimuli (real and synthetic results are never ranked together)",
+                               elem_id="stimuli", scale=2)
+            refresh = gr.Button("↻ Refresh data", elem_id="refresh", scale=0, min_width=150, size="md")
+        warnings = gr.Markdown(elem_id="load-warnings", visible=False)
+        synthetic_note = gr.Markdown(about.SYNTHETIC_NOTE, elem_id="synthetic-note", visible=False)
+        runs_of_rows = gr.State({})
+
+        with gr.Tabs():
+            with gr.Tab("Leaderboard", id="leaderboard"):
+                gr.Markdown(about.LEADERBOARD_HELP)
+                with gr.Row():
+                    search = gr.Textbox(label="Search models", placeholder="hubert; wav2vec2", elem_id="search",
+                                        scale=2)
+                    sort_by = gr.Dropdown(list(C.SORT_CHOICES), value=C.SORT_CHOICES[0], label="Rank by",
+                                          elem_id="sort-by")
+                    view = gr.Dropdown(**_initial(view_choices), value=C.MEAN_VIEW, label="Layers",
+                                       elem_id="layer-view")
+                    row_limit = gr.Dropdown(list(C.ROW_LIMITS), value=C.ROW_LIMITS[0][1], label="Rows",
+                                            elem_id="row-limit", allow_custom_value=True)
+                with gr.Row():
+                    families = gr.CheckboxGroup(**_initial(family_choices), label="Family", elem_id="filter-family")
+                    sizes = gr.CheckboxGroup(**_initial(size_choices), label="Model size", elem_id="filter-size")
+                    methods = gr.CheckboxGroup(**_initial(method_choices), label="Compression",
+                                               elem_id="filter-compression")
+                with gr.Accordion("Columns", open=False):
+                    shown = gr.CheckboxGroup(**_initial(column_choices), label="Columns to show", elem_id="columns")
+                leaderboard = gr.Dataframe(elem_id="leaderboard", interactive=False, wrap=True, max_height=620,
+                                           pinned_columns=1, show_search="none")
+                leaderboard_status = gr.Markdown(elem_id="leaderboard-status")
+
+            with gr.Tab("Published values", id="reference"):
+                gr.Markdown(about.REFERENCE_INTRO, elem_id="reference-banner")
+                for published in reference.published_tables():
+                    gr.Markdown(f"### {published.title}\n\n{published.citation}")
+                    gr.Dataframe(published.frame, interactive=False, elem_id=f"reference-{published.file[:-4]}",
+                                 max_height=420)
+                gr.Markdown(about.COMPARISON_HELP)
+                comparison = gr.Dataframe(interactive=False, elem_id="comparison", visible=False)
+                no_comparison = gr.Markdown(about.NO_COMPARISON)
+
+            with gr.Tab("Plots", id="plots"):
+                gr.Markdown(about.PLOTS_HELP)
+                with gr.Tab("Training steps", id="plot-training"):
+                    training_runs = gr.Dropdown(**_initial(plot_choices[0]), label="Models (checkpoint series)",
+                                                multiselect=True, allow_custom_value=True,
+                                                elem_id="training-runs")
+                    training_plot = gr.Plot(elem_id="training-plot", format=PLOT_FORMAT, show_label=False)
+                with gr.Tab("Pruning", id="plot-pruning"):
+                    pruned = gr.Dropdown(**_initial(plot_choices[1]), label="Pruned model", elem_id="pruned-model",
+                                         allow_custom_value=True)
+                    pruning_plot = gr.Plot(elem_id="pruning-plot", format=PLOT_FORMAT, show_label=False)
+                with gr.Tab("Distillation", id="plot-distillation"):
+                    teacher = gr.Dropdown(**_initial(plot_choices[2]), label="Teacher", elem_id="teacher",
+                                          allow_custom_value=True)
+                    distillation_plot = gr.Plot(elem_id="distillation-plot", format=PLOT_FORMAT, show_label=False)
+                with gr.Tab("Layers", id="plot-layers"):
+                    layered = gr.Dropdown(**_initial(plot_choices[3]), label="Model", elem_id="layered-model",
+                                          allow_custom_value=True)
+                    layer_plot = gr.Plot(elem_id="layer-plot", format=PLOT_FORMAT, show_label=False)
+
+            with gr.Tab("Model detail", id="detail"):
+                detail_model = gr.Dropdown(label="Model", elem_id="detail-model", allow_custom_value=True)
+                detail = gr.Markdown(about.DETAIL_EMPTY, elem_id="detail")
+
+            with gr.Tab("Explain a result", id="explain"):
+                gr.Markdown(about.EXPLAIN_HELP)
+                with gr.Row():
+                    explain_model = gr.Dropdown(label="Model", elem_id="explain-model", allow_custom_value=True)
+                    explain_record = gr.Dropdown(label="Result", elem_id="explain-record", allow_custom_value=True)
+                explain_summary = gr.Markdown(elem_id="explain-summary")
+                explain_plot = gr.Plot(elem_id="explain-plot", format=PLOT_FORMAT, show_label=False)
+                explain_table = gr.Dataframe(elem_id="explain-table", interactive=False, max_height=360)
+
+            with gr.Tab("Try it", id="try"):
+                gr.Markdown(about.UPLOAD_HELP)
+                with gr.Row():
+                    upload_file = gr.File(label="Embeddings (.csv or .npz)", file_types=[".csv", ".npz"],
+                                          elem_id="upload-file")
+                    with gr.Column():
+                        upload_permutations = gr.Number(100_000, label="Permutations", precision=0, minimum=1,
+                                                        elem_id="upload-permutations")
+                        upload_seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="upload-seed")
+                        upload_run = gr.Button("Run SpEAT", variant="primary", elem_id="upload-run")
+                    gr.File(example_files(), label="Example files (synthetic)", file_count="multiple",
+                            interactive=False, elem_id="upload-examples")
+                upload_summary = gr.Markdown(elem_id="upload-summary")
+                with gr.Row():
+                    upload_plot = gr.Plot(elem_id="upload-plot", format=PLOT_FORMAT, show_label=False, scale=3)
+                    upload_result = gr.JSON(label="evaluate.load('speat').compute(...)", elem_id="upload-result",
+                                            scale=2)
+                upload_table = gr.Dataframe(elem_id="upload-table", interactive=False, max_height=300)
+
+                gr.Markdown(about.MODEL_HELP)
+                if not evaluate_models:
+                    gr.Markdown(about.MODEL_EVALUATION_DISABLED, elem_id="model-disabled")
+                with gr.Row():
+                    model_id = gr.Textbox(label="Model", placeholder="facebook/hubert-base-ls960", elem_id="model-id",
+                                          interactive=evaluate_models, scale=2)
+                    model_stimuli = gr.Dropdown(list(model_runs.STIMULI_CHOICES), value="demo", label="Stimuli",
+                                                interactive=evaluate_models)
+                    model_tests = gr.CheckboxGroup(list(C.STANDARD_TESTS), value=list(C.STANDARD_TESTS), label="Tests",
+                                                   interactive=evaluate_models)
+                    model_permutations = gr.Number(10_000, label="Permutations", precision=0, minimum=1,
+                                                   maximum=model_runs.MAX_PERMUTATIONS, interactive=evaluate_models)
+                model_run = gr.Button("Evaluate (queued)", variant="primary", interactive=evaluate_models,
+                                      elem_id="model-run")
+                model_status = gr.Markdown(elem_id="model-status")
+                model_results = gr.Dataframe(interactive=False, elem_id="model-results", visible=False)
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(about.CITATION)
+
+        # Wiring ------------------------------------------------------------------------------------------------
+        filters = [stimuli, search, families, sizes, methods, view, shown, sort_by, row_limit]
+        board_outputs = [leaderboard, leaderboard_status, runs_of_rows]
+        header_outputs = [source_line, warnings, synthetic_note]
+        plot_selectors = [training_runs, pruned, teacher, layered]
+
+        def show_all(current_stimuli, current_model):
+            """Every view from the current table (first load, refresh, stimuli change, new evaluations)."""
+            stimuli_update = views.stimuli_choice(current_stimuli)
+            chosen = stimuli_update["value"]
+            controls = views.leaderboard_controls()
+            selectors = views.plot_choices(chosen)
+            values = [selector["value"] for selector in selectors]
+            models = views.model_choices(current_model)
+            model = models[0]["value"]
+            board = views.leaderboard(chosen, "", [], [], [], C.MEAN_VIEW, controls[-1]["value"], C.SORT_CHOICES[0],
+                                      C.ROW_LIMITS[0][1])
+            return (stimuli_update, *views.header(chosen), *controls, *board, *selectors,
+                    views.training_plot(chosen, values[0]), views.pruning_plot(chosen, values[1]),
+                    views.distillation_plot(chosen, values[2]), views.layer_plot(chosen, values[3]),
+                    *models, views.detail(model), views.explain_choices(model, chosen), *views.comparison())
+
+        everything = [stimuli, *header_outputs, families, sizes, methods, view, shown, *board_outputs,
+                      *plot_selectors, training_plot, pruning_plot, distillation_plot, layer_plot, detail_model,
+                      explain_model, detail, explain_record, comparison, no_comparison]
+
+        def reload(current_stimuli, current_model):
+            store.reload()
+            if store.table.warnings:
+                gr.Warning(f"{len(store.table.warnings)} file(s) skipped; see the list at the top")
+            return show_all(current_stimuli, current_model)
+
+        demo.load(show_all, [stimuli, detail_model], everything, api_name=False)
+        refresh.click(reload, [stimuli, detail_model], everything, api_name="refresh")
+        stimuli.input(show_all, [stimuli, detail_model], everything, api_name=False)
+
+        # Filtering is light work: it skips the queue, so it never waits behind a model evaluation.
+        for control in (families, sizes, methods, view, shown, sort_by, row_limit):
+            control.input(views.leaderboard, filters, board_outputs, api_name=False, queue=False)
+        search.change(views.leaderboard, filters, board_outputs, api_name="leaderboard", trigger_mode="always_last",
+                      queue=False)
+        leaderboard.select(views.selected_model, [runs_of_rows], [detail_model, explain_model], api_name=False)
+
+        training_runs.input(views.training_plot, [stimuli, training_runs], training_plot, api_name="training_plot")
+        pruned.input(views.pruning_plot, [stimuli, pruned], pruning_plot, api_name="pruning_plot")
+        teacher.input(views.distillation_plot, [stimuli, teacher], distillation_plot, api_name="distillation_plot")
+        layered.input(views.layer_plot, [stimuli, layered], layer_plot, api_name="layer_plot")
+
+        detail_model.change(views.detail, detail_model, detail, api_name="model_detail")
+        explain_model.change(views.explain_choices, [explain_model, stimuli], explain_record, api_name=False)
+        explain_record.change(views.explain, explain_record, [explain_summary, explain_plot, explain_table],
+                              api_name="explain")
+
+        upload_run.click(views.upload, [upload_file, upload_permutations, upload_seed],
+                         [upload_summary, upload_result, upload_plot, upload_table], api_name="speat_upload",
+                         concurrency_limit=2)
+
+        def evaluate(model, chosen_stimuli, tests, permutations, progress=gr.Progress(track_tqdm=True)):
+            return views.evaluate_model(model, chosen_stimuli, tests, permutations, progress)
+
+        model_run.click(evaluate, [model_id, model_stimuli, model_tests, model_permutations],
+                        [model_status, model_results], api_name="evaluate_model", concurrency_limit=1,
+                        concurrency_id="model-evaluation").then(
+            show_all, [stimuli, detail_model], everything, api_name=False)
+    return demo
+
+
+def _initial(update: dict) -> dict:
+    """The properties a control update sets, as constructor arguments."""
+    return {key: value for key, value in update.items() if key != "__type__"}
+
+
+def launch(source: RecordSource, *, host: str | None = None, port: int | None = None, evaluate_models: bool = False,
+           block: bool = True) -> gr.Blocks:
+    """Load the records and serve the Space (host and port default to Gradio's, which honour the
+    ``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT`` a Space sets)."""
+    demo = build_app(RecordStore(source), evaluate_models=evaluate_models)
+    demo.queue(default_concurrency_limit=8, max_size=64)
+    demo.launch(server_name=host, server_port=port, theme=THEME, css=CSS, max_file_size="50mb", ssr_mode=False,
+                show_error=True, prevent_thread_lock=not block, quiet=True, footer_links=["api", "gradio"])
+    return demo
+
+
+def settings_from_environment() -> dict:
+    """The Space's settings (its variables): where the records are, and whether it may evaluate models."""
+    return {"source": choose_source(results=os.environ.get("SPEAT_SPACE_RESULTS") or None,
+                                    repo=os.environ.get("SPEAT_SPACE_REPO") or None,
+                                    revision=os.environ.get("SPEAT_SPACE_REVISION") or None),
+            "evaluate_models": os.environ.get("SPEAT_SPACE_EVALUATE_MODELS", "").lower() in ("1", "true", "yes")}
+
+
+if __name__ == "__main__":
+    launch(**settings_from_environment())

@@ -1,0 +1,376 @@
+"""Records -> table rows: one tidy row per record, and the leaderboard (one row per model variant, tests as columns).
+
+This is the only module that reads `EvaluationRecord` fields for the tables; the view shows the frames it builds.
+A model variant is a model and revision (or weight hash), checkpoint, compression, profile, layer view and kind of
+stimuli: re-runs of one variant and test keep the newest record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from spaces_app import columns as C
+from speat_metric.results import EvaluationRecord
+
+HUB_URL = "https://huggingface.co"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How a compressed model was made, as the Space reads ``EvaluationRecord.compression``.
+
+    Pruning (``heads``, ``rows``, ``weights``, as ``speat prune`` writes them): ``step`` (0 is the unpruned model),
+    ``parameters_removed`` (or ``base_parameters`` minus ``parameters``, the count left), ``sparsity``, and
+    ``base_model``, the model that was pruned. Distillation (``distill``): ``teacher``, ``layers`` (the student's
+    transformer layers), ``step``. Missing values are None.
+    """
+
+    method: str
+    step: int | None
+    origin: str | None
+    parameters_removed: float | None
+    parameters_remaining: float | None
+    sparsity: float | None
+    layers: int | None
+
+    @classmethod
+    def of(cls, record: EvaluationRecord) -> Compression | None:
+        data = record.compression
+        if not data:
+            return None
+        remaining = _number(data.get("parameters"))
+        removed = _number(data.get("parameters_removed"))
+        original = _number(data.get("base_parameters"))
+        if removed is None and original is not None:
+            removed = original - (remaining if remaining is not None else record.model.num_parameters)
+        layers = data.get("layers")
+        if isinstance(layers, (list, tuple)):
+            layers = len(layers)
+        return cls(method=str(data.get("method", "unknown")), step=_integer(data.get("step")),
+                   origin=data.get("teacher") or data.get("base_model"), parameters_removed=removed,
+                   parameters_remaining=remaining, sparsity=_number(data.get("sparsity")),
+                   layers=_integer(layers))
+
+    def label(self) -> str:
+        if self.method == "distill":
+            depth = f"{self.layers}-layer student" if self.layers is not None else "student"
+            return f"distilled: {depth}" + (f" of {self.origin}" if self.origin else "")
+        parts = [f"{self.method} pruning"]
+        if self.step is not None:
+            parts.append(f"step {self.step}")
+        if self.parameters_removed is not None:
+            parts.append(f"{self.parameters_removed / 1e6:.2f}M removed")
+        elif self.sparsity is not None:
+            parts.append(f"sparsity {self.sparsity:.0%}")
+        return ", ".join(parts)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and math.isfinite(number) else None
+
+
+def run_name(record: EvaluationRecord) -> str:
+    """The model a record belongs to, without its checkpoint (``run/checkpoint-200`` -> ``run``): the curves over
+    training steps and the detail view group by it."""
+    name = record.model.name
+    checkpoint = (record.checkpoint or {}).get("name")
+    if checkpoint and name.rstrip("/").rsplit("/", 1)[-1] == checkpoint and "/" in name.rstrip("/"):
+        return name.rstrip("/").rsplit("/", 1)[0]
+    return name
+
+
+def card_url(record: EvaluationRecord) -> str | None:
+    """The Hub page of the model, for models that came from the Hub (those record the commit they were read at)."""
+    name = record.model.name
+    if record.model.kind == "transformers" and record.model.revision and _HUB_ID.match(name):
+        return f"{HUB_URL}/{name}"
+    return None
+
+
+def family(record: EvaluationRecord) -> str:
+    if record.model.kind == "feature":
+        return "classical feature"
+    if record.model.kind == "transformers":
+        return str(record.model.settings.get("model_type") or "transformers")
+    return record.model.kind
+
+
+def layer_view(record: EvaluationRecord) -> str:
+    layer = record.pooling.get("layer")
+    return C.MEAN_VIEW if layer is None else f"layer {layer}"
+
+
+def is_synthetic(record: EvaluationRecord) -> bool:
+    return "synthetic-stimuli" in record.labels or bool(record.stimuli.get("synthetic"))
+
+
+def stimuli_label(record: EvaluationRecord) -> str:
+    source = record.stimuli.get("source") or {}
+    kind = source.get("kind", "unknown") if isinstance(source, dict) else "unknown"
+    return f"{kind} (synthetic)" if is_synthetic(record) else kind
+
+
+def how_made(record: EvaluationRecord) -> str:
+    result = record.speat
+    permutations = "exact" if result.exact else f"{result.num_permutations:,} permutations"
+    return (f"{layer_view(record)}, {record.pooling.get('frame_pooling', 'mean')} over frames, {permutations}, "
+            f"seed {result.seed}, {result.n_bootstrap:,} bootstrap, profile {record.profile}, "
+            f"speat {record.environment.get('speat', '?')}")
+
+
+def size_bucket(parameters: float) -> str:
+    for label, low, high in C.SIZE_BUCKETS:
+        if low <= parameters < high:
+            return label
+    return C.SIZE_BUCKETS[0][0]
+
+
+def record_fields(index: int, record: EvaluationRecord) -> dict[str, Any]:
+    """The tidy row of one record (every value the tables, filters and plots need)."""
+    result = record.speat
+    compression = Compression.of(record)
+    parameters = record.model.num_parameters
+    if compression is not None and compression.parameters_remaining is not None:
+        parameters = compression.parameters_remaining
+    label = record.model_label
+    url = card_url(record)
+    ci = "n/a" if result.ci_low is None else f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
+    revision = record.model.revision or (f"sha256 {record.model.weights_sha256[:12]}"
+                                         if record.model.weights_sha256 else "")
+    fields = {
+        "record": index, "name": record.model.name, "run": run_name(record), "model": label,
+        "model_md": f"[{_escape(label)}]({url})" if url else _escape(label),
+        "family": family(record), "params": float(parameters), "size_bucket": size_bucket(parameters),
+        "method": compression.method if compression else C.UNCOMPRESSED,
+        "compression": compression.label() if compression else C.UNCOMPRESSED,
+        "compression_step": compression.step if compression else None,
+        "origin": (compression.origin if compression else None) or run_name(record),
+        "removed": compression.parameters_removed if compression else None,
+        "student_layers": compression.layers if compression else None,
+        "step": (record.checkpoint or {}).get("step"),
+        "test": record.test, "groups": f"{record.groups.get('X', 'X')} vs {record.groups.get('Y', 'Y')}",
+        "d": float(result.effect_size), "size": result.effect_size_label, "p": float(result.p_value),
+        "ci_low": result.ci_low, "ci_high": result.ci_high, "ci": ci,
+        "stimuli": "synthetic" if is_synthetic(record) else "real", "stimuli_source": stimuli_label(record),
+        "view": layer_view(record), "layer": record.pooling.get("layer"),
+        "frame_pooling": record.pooling.get("frame_pooling", "mean"), "profile": record.profile,
+        "labels": ", ".join(record.labels), "how": how_made(record), "created": record.created,
+        "revision": revision, "has_scores": record.association_scores is not None,
+    }
+    fields["variant"] = json.dumps([label, revision, record.compression, record.profile, fields["stimuli"],
+                                    fields["view"], fields["frame_pooling"]], sort_keys=True, default=str)
+    return fields
+
+
+def _escape(text: str) -> str:
+    """Markdown-safe cell text; underscores stay (CommonMark never reads ``a_b_c`` as emphasis)."""
+    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", text)
+
+
+@dataclass(frozen=True)
+class ResultTable:
+    """Every loaded record with its tidy rows and the leaderboard, built once per load and only read afterwards.
+
+    Attributes:
+        records: the records, in the order of ``frame["record"]``.
+        frame: one row per kept record (newest of each variant and test).
+        leaderboard: one row per variant; header-named columns plus ``_``-prefixed filter keys.
+        tests: the tests present, the study's first.
+        warnings: one line per skipped file or record.
+        origin: where the records came from.
+        superseded: how many older re-runs were left out.
+    """
+
+    records: tuple[EvaluationRecord, ...]
+    frame: pd.DataFrame
+    leaderboard: pd.DataFrame
+    tests: tuple[str, ...]
+    warnings: tuple[str, ...]
+    origin: str
+    superseded: int
+
+    def record(self, index: int) -> EvaluationRecord:
+        return self.records[index]
+
+    def count(self, stimuli: str) -> int:
+        """Records on real (``"real"``) or synthetic (``"synthetic"``) stimuli."""
+        return int((self.frame["stimuli"] == stimuli).sum()) if len(self.frame) else 0
+
+
+_FRAME_COLUMNS = (
+    "record", "name", "run", "model", "model_md", "family", "params", "size_bucket", "method", "compression",
+    "compression_step", "origin", "removed", "student_layers", "step", "test", "groups", "d", "size", "p", "ci_low",
+    "ci_high", "ci", "stimuli", "stimuli_source", "view", "layer", "frame_pooling", "profile", "labels", "how",
+    "created", "revision", "has_scores", "variant")
+"""The keys of `record_fields`, in order (the columns of an empty table too)."""
+
+
+def build_table(records: Sequence[EvaluationRecord], *, warnings: Sequence[str] = (), origin: str = "") -> ResultTable:
+    """Rows and leaderboard of the records; a record whose fields cannot be shown is skipped with a warning."""
+    rows, notes = [], list(warnings)
+    for index, record in enumerate(records):
+        try:
+            rows.append(record_fields(index, record))
+        except (TypeError, ValueError, AttributeError, KeyError) as error:
+            notes.append(f"record {index} ({record.model.name}, {record.test}) skipped: {error}")
+    frame = pd.DataFrame(rows, columns=_FRAME_COLUMNS)
+    before = len(frame)
+    frame = (frame.sort_values(["created", "record"]).drop_duplicates(["variant", "test"], keep="last")
+             .sort_values("record").reset_index(drop=True))
+    tests = C.ordered_tests(set(frame["test"]))
+    return ResultTable(records=tuple(records), frame=frame, leaderboard=_leaderboard(frame, tests), tests=tests,
+                       warnings=tuple(notes), origin=origin, superseded=before - len(frame))
+
+
+def _leaderboard(frame: pd.DataFrame, tests: tuple[str, ...]) -> pd.DataFrame:
+    headers = [column.name for column in C.leaderboard_columns(tests)]
+    if frame.empty:
+        return pd.DataFrame(columns=[*headers, "_variant", "_search", "_family", "_size", "_method", "_stimuli",
+                                     "_view", "_run", "_layer"])
+    first = frame.drop_duplicates("variant").set_index("variant")
+    board = pd.DataFrame({
+        C.MODEL: first["model_md"], "family": first["family"], "params (M)": (first["params"] / 1e6).round(2),
+        "compression": first["compression"], "revision": first["revision"], "layers": first["view"],
+        "stimuli": first["stimuli_source"], "profile": first["profile"], "how it was made": first["how"],
+        "labels": first["labels"], "created": first["created"],
+    }, index=first.index)
+    for test in tests:
+        of_test = frame[frame["test"] == test].set_index("variant")
+        board[C.d_column(test)] = of_test["d"].round(2)
+        board[f"{test} size"] = of_test["size"]
+        board[f"{test} p"] = of_test["p"].map(lambda p: float(f"{p:.3g}"))
+        board[f"{test} CI"] = of_test["ci"]
+    standard = [C.d_column(test) for test in tests if test in C.STANDARD_TESTS] or [C.d_column(t) for t in tests]
+    board[C.MEAN_ABS_D] = board[standard].abs().mean(axis=1, skipna=True).round(2)
+    board = board[headers]
+    board["_variant"] = first.index
+    board["_search"] = (first["model"] + " " + first["family"] + " " + first["compression"]).str.lower()
+    board["_family"], board["_size"], board["_method"] = first["family"], first["size_bucket"], first["method"]
+    board["_stimuli"], board["_view"], board["_run"] = first["stimuli"], first["view"], first["run"]
+    board["_layer"] = first["layer"]
+    return board.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LeaderboardQuery:
+    """What the leaderboard's controls ask for. Empty selections mean "all"; stimuli is never mixed."""
+
+    search: str = ""
+    families: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    stimuli: str = "real"
+    view: str = C.MEAN_VIEW
+    columns: tuple[str, ...] | None = None
+    sort_by: str = C.SORT_CHOICES[0]
+
+
+def query_leaderboard(table: ResultTable, query: LeaderboardQuery) -> pd.DataFrame:
+    """The leaderboard rows and columns the query selects, ranked (ties keep their order)."""
+    board = table.leaderboard
+    mask = board["_stimuli"] == query.stimuli
+    if query.view != C.ALL_VIEWS:
+        mask &= board["_view"] == query.view
+    for values, key in ((query.families, "_family"), (query.sizes, "_size"), (query.methods, "_method")):
+        if values:
+            mask &= board[key].isin(values)
+    terms = [term.strip().lower() for term in re.split(r"[;,]", query.search) if term.strip()]
+    if terms:
+        found = pd.Series(False, index=board.index)
+        for term in terms:
+            found |= board["_search"].str.contains(term, regex=False)
+        mask &= found
+    selected = board[mask]
+    if query.sort_by == "model":
+        selected = selected.sort_values(C.MODEL, kind="stable")
+    elif query.sort_by == "params (M)":
+        selected = selected.sort_values("params (M)", kind="stable")
+    else:
+        selected = selected.sort_values(C.MEAN_ABS_D, kind="stable", na_position="last")
+    return selected[visible_columns(table, query.columns)]
+
+
+def visible_columns(table: ResultTable, chosen: Sequence[str] | None) -> list[str]:
+    """The never-hidden columns plus the chosen ones (the default selection when None), in column order."""
+    all_columns = C.leaderboard_columns(table.tests)
+    if chosen is None:
+        chosen = [column.name for column in all_columns if column.shown_by_default]
+    return [column.name for column in all_columns if column.never_hidden or column.name in chosen]
+
+
+def column_datatypes(table: ResultTable, names: Sequence[str]) -> list[str]:
+    types = {column.name: column.datatype for column in C.leaderboard_columns(table.tests)}
+    return [types[name] for name in names]
+
+
+def column_widths(table: ResultTable, names: Sequence[str]) -> list[str]:
+    widths = {column.name: f"{column.width}px" for column in C.leaderboard_columns(table.tests)}
+    return [widths[name] for name in names]
+
+
+def optional_columns(table: ResultTable) -> tuple[list[str], list[str]]:
+    """(every column a user may show or hide, those shown by default)."""
+    optional = [column for column in C.leaderboard_columns(table.tests) if not column.never_hidden]
+    return [column.name for column in optional], [column.name for column in optional if column.shown_by_default]
+
+
+# Choices for the controls ------------------------------------------------------------------------------------------
+
+def families(table: ResultTable) -> list[str]:
+    return sorted(set(table.leaderboard["_family"]))
+
+
+def methods(table: ResultTable) -> list[str]:
+    present = set(table.leaderboard["_method"])
+    return [method for method in C.COMPRESSION_METHODS if method in present] + sorted(
+        present - set(C.COMPRESSION_METHODS))
+
+
+def sizes(table: ResultTable) -> list[str]:
+    present = set(table.leaderboard["_size"])
+    return [label for label, _, _ in C.SIZE_BUCKETS if label in present]
+
+
+def views(table: ResultTable) -> list[str]:
+    layers = sorted({int(layer) for layer in table.leaderboard["_layer"].dropna()})
+    return [C.MEAN_VIEW, *(f"layer {layer}" for layer in layers), C.ALL_VIEWS]
+
+
+def default_stimuli(table: ResultTable) -> str:
+    """Real stimuli when there are any results on them, else synthetic."""
+    return "real" if table.count("real") else "synthetic"
+
+
+def models(table: ResultTable) -> list[str]:
+    """Every model (checkpoints folded into their run), for the detail and explain views."""
+    return sorted(set(table.frame["run"]))
+
+
+def records_of(table: ResultTable, run: str) -> pd.DataFrame:
+    """The tidy rows of one model's records, in a stable reading order."""
+    rows = table.frame[table.frame["run"] == run]
+    order = {test: position for position, test in enumerate(table.tests)}
+    return rows.assign(_test_order=rows["test"].map(order), _layer_order=rows["layer"].fillna(-1),
+                       _step=rows["step"].fillna(-1)).sort_values(
+        ["stimuli", "method", "compression_step", "_step", "_layer_order", "_test_order"], na_position="first")
+
+
+def record_choice_label(row: pd.Series) -> str:
+    """How one record reads in a dropdown: test, checkpoint or compression, layer view, stimuli."""
+    parts = [f"{row['test']} ({row['groups']})", row["model"].rsplit(" @ ", 1)[-1] if " @ " in row["model"] else None,
+             None if row["method"] == C.UNCOMPRESSED else row["compression"], row["view"], row["stimuli_source"]]
+    return " · ".join(part for part in parts if part)
