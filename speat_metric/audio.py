@@ -8,12 +8,20 @@ than the bytes present, an MP3 whose last frame is cut short or with fewer frame
 declares, a FLAC with fewer samples than its STREAMINFO declares).
 
 Trimming leading and trailing silence is available but off by default: neither SpEAT study trimmed.
+
+``resampler="ratecv"`` takes instead the path by which the SpEAT reference code made its 16 kHz WAVs
+(isaacOnline/SpEAT ``preprocessing/downloading_utils.py``: pydub ``AudioSegment.from_mp3`` / ``from_wav``, then
+``set_frame_rate(16000)`` and ``export(format="wav")``): integer PCM at the file's sample width (MP3 as 16-bit, as
+pydub asks ffmpeg for ``pcm_s16le``), CPython's ``audioop.ratecv`` (linear interpolation, no anti-alias filter) on
+each channel, then float samples read back from the WAV and the channels averaged (fairseq's ``read_audio``).
+`ratecv` is our own implementation of that algorithm, since ``audioop`` left the standard library in Python 3.13.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -28,6 +36,15 @@ DEFAULT_SAMPLING_RATE = 16_000
 
 _FIX_HINT = "replace it with a valid WAV, FLAC or MP3 file"
 
+RESAMPLERS = ("soxr", "ratecv")
+"""``soxr``: high-quality anti-aliased resampling of float samples (the default). ``ratecv``: the SpEAT reference's
+pydub path (integer PCM, ``audioop.ratecv``, 16-bit WAV for MP3s); see `reference_resample`."""
+
+_PCM_WIDTHS = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 4}
+"""Bytes per sample pydub works at, by libsndfile subtype: integer PCM keeps its width (8-bit as signed, as pydub
+converts it); float WAVs become 32-bit integers (pydub cannot read them and has ffmpeg convert them to
+``pcm_s32le``); every other subtype (MP3, Vorbis, ...) becomes 16-bit (pydub's ``pcm_s16le`` for decoded formats)."""
+
 
 class AudioDecodeError(ValueError):
     """An audio file or buffer is empty, corrupt or truncated; the message names it and says what was wrong."""
@@ -40,6 +57,7 @@ def load_audio(
     trim_silence: bool = False,
     top_db: float = 40.0,
     name: str | None = None,
+    resampler: str = "soxr",
 ) -> np.ndarray:
     """Decode an audio file or its bytes to a mono float32 waveform at `sampling_rate`.
 
@@ -51,6 +69,8 @@ def load_audio(
             `trim_silent_edges`). Off by default because the SpEAT studies did not trim.
         top_db: threshold of the trimming in dB below the loudest frame; used only with `trim_silence`.
         name: what to call the audio in error messages when `source` is bytes, e.g. the stimulus id.
+        resampler: ``"soxr"`` (default: channels averaged, then soxr "HQ") or ``"ratecv"`` (the SpEAT reference's
+            pydub path, see `reference_resample`; the ``speat2023`` and ``s3prl`` extraction profiles use it).
 
     Returns:
         A 1-D float32 array in [-1, 1]. Samples beyond full scale (possible in float WAVs) are clipped, with a
@@ -59,7 +79,7 @@ def load_audio(
     Raises:
         FileNotFoundError: the path does not exist.
         AudioDecodeError: the file is empty, not audio, corrupt, truncated, has no samples or non-finite samples.
-        ValueError: `sampling_rate` is not a positive integer.
+        ValueError: `sampling_rate` is not a positive integer, or `resampler` is unknown.
 
     Example:
         >>> import io, soundfile
@@ -70,12 +90,18 @@ def load_audio(
         (dtype('float32'), (160,), 0.125)
     """
     _check_rate(sampling_rate, "sampling_rate")
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     label, data = _read_source(source, name)
     if not data:
         raise AudioDecodeError(f"{label}: the file is empty (0 bytes); {_FIX_HINT}")
-    samples, file_rate = _decode(data, label)
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    waveform = resample(mono, file_rate, sampling_rate)
+    if resampler == "ratecv":  # float64 holds every 8- to 32-bit integer sample exactly
+        samples, file_rate, subtype = _decode(data, label, dtype="float64")
+        waveform = reference_resample(samples, file_rate, sampling_rate, width=_PCM_WIDTHS.get(subtype, 2))
+    else:
+        samples, file_rate, _ = _decode(data, label)
+        mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+        waveform = resample(mono, file_rate, sampling_rate)
     peak = float(np.max(np.abs(waveform)))
     if peak > 1.0:
         logger.warning("%s: samples reach %.3f, beyond full scale; clipping to [-1, 1]", label, peak)
@@ -114,6 +140,91 @@ def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarr
     if orig_rate == target_rate:
         return waveform
     return np.asarray(soxr.resample(waveform, orig_rate, target_rate, quality="HQ"), dtype=np.float32)
+
+
+def reference_resample(samples: np.ndarray, orig_rate: int, target_rate: int, *, width: int = 2) -> np.ndarray:
+    """The SpEAT reference's resampling: integer PCM of `width` bytes, `ratecv` per channel, channels averaged.
+
+    What isaacOnline/SpEAT ``preprocessing/downloading_utils.py`` (``_convert_mp3_to_wav``, ``_convert_wav_to_wav``)
+    does with pydub (``AudioSegment.set_frame_rate`` calls ``audioop.ratecv(data, sample_width, channels,
+    frame_rate, 16000, None)`` on the interleaved samples; ``export(format="wav")`` writes them at the same width),
+    followed by fairseq's ``get_features_or_waveform`` (soundfile, float in [-1, 1)) and ``read_audio``
+    (``wav.mean(-1)``). No anti-alias filter: content above the new Nyquist frequency folds back.
+
+    Args:
+        samples: float samples in [-1, 1], shape (frames, channels) or (frames,), e.g. as soundfile decodes them.
+        orig_rate: their rate in Hz.
+        target_rate: the rate wanted in Hz.
+        width: bytes per integer sample (1 to 4) at which pydub holds the audio: the file's own for integer PCM,
+            2 for MP3.
+
+    Returns:
+        Mono float32 samples: ``(len - 1) * target_rate // orig_rate + 1`` of them (after dividing both rates by
+        their greatest common divisor), ``len`` when the rates are equal (pydub then leaves the samples alone).
+
+    Example:
+        >>> reference_resample(np.array([0.0, 0.5, -0.5, 0.25]), 3, 2)  # output frames at t = 0, 1.5, 3 input frames
+        array([0.  , 0.  , 0.25], dtype=float32)
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    full_scale = 2 ** (8 * width - 1)
+    integers = np.clip(np.rint(samples * full_scale), -full_scale, full_scale - 1).astype(np.int64)
+    if orig_rate != target_rate:
+        integers = ratecv(integers, width, orig_rate, target_rate)
+    return (integers / full_scale).astype(np.float32).mean(axis=1, dtype=np.float32)
+
+
+def ratecv(fragment: np.ndarray, width: int, inrate: int, outrate: int) -> np.ndarray:
+    """CPython's ``audioop.ratecv(fragment, width, nchannels, inrate, outrate, None)[0]`` on integer samples.
+
+    Our vectorised implementation of the algorithm in CPython's ``Modules/audioop.c`` (``audioop_ratecv_impl``),
+    with the default weights (weightA=1, weightB=0: no filtering) and no state carried in. Both rates are divided by
+    their greatest common divisor; output frame j sits at input position t = j * inrate / outrate and is the linear
+    interpolation ``trunc((prev * d + cur * (outrate - d)) / outrate)`` of the input frames ceil(t) - 1 (``prev``,
+    0 before the first frame) and ceil(t) (``cur``), with d = ceil(t) * outrate - j * inrate, computed on samples
+    shifted to 32 bits (``GETSAMPLE32``) in double precision and shifted back with an arithmetic right shift
+    (``SETSAMPLE32``). Output frames continue while their ``cur`` frame exists, so there are
+    ``(len - 1) * outrate // inrate + 1``. Every product and sum is an integer below 2**53, so the arithmetic is
+    exact and only the division rounds, as it does in C: the result equals audioop's sample for sample.
+
+    Args:
+        fragment: integer samples, shape (frames,) or (frames, channels), each within the signed range of `width`.
+        width: bytes per sample, 1 to 4.
+        inrate, outrate: rates in Hz (positive integers).
+
+    Returns:
+        int64 samples of the same number of dimensions and channels.
+
+    Raises:
+        ValueError: a bad width or rate.
+
+    Example:
+        >>> ratecv(np.array([0, 1000, 2000, 3000, 4000, -4000]), 2, 3, 2).tolist()
+        [0, 1500, 3000, 0]
+    """
+    if width not in (1, 2, 3, 4):
+        raise ValueError(f"width must be 1, 2, 3 or 4 bytes per sample, got {width!r}")
+    _check_rate(inrate, "inrate")
+    _check_rate(outrate, "outrate")
+    samples = np.asarray(fragment, dtype=np.int64)
+    flat = samples.ndim == 1
+    if flat:
+        samples = samples[:, None]
+    divisor = math.gcd(inrate, outrate)
+    inrate, outrate = inrate // divisor, outrate // divisor
+    if len(samples) == 0:
+        return samples[:, 0] if flat else samples
+    output = np.arange((len(samples) - 1) * outrate // inrate + 1, dtype=np.int64)
+    current = -((-output * inrate) // outrate)  # ceil(j * inrate / outrate): the last input frame read
+    d = (current * outrate - output * inrate).astype(np.float64)[:, None]
+    shift = 32 - 8 * width
+    scaled = samples << shift
+    cur = scaled[current].astype(np.float64)
+    prev = np.where((current > 0)[:, None], scaled[np.maximum(current - 1, 0)], 0).astype(np.float64)
+    value = np.trunc((prev * d + cur * (outrate - d)) / outrate).astype(np.int64) >> shift
+    return value[:, 0] if flat else value
 
 
 def trim_silent_edges(
@@ -194,12 +305,12 @@ def _read_source(source: str | os.PathLike | bytes, name: str | None) -> tuple[s
     return label, path.read_bytes()
 
 
-def _decode(data: bytes, label: str) -> tuple[np.ndarray, int]:
-    """Decode `data` to (samples, channels) float32 and its rate, refusing anything incomplete."""
+def _decode(data: bytes, label: str, dtype: str = "float32") -> tuple[np.ndarray, int, str]:
+    """Decode `data` to (samples, channels) floats, its rate and libsndfile subtype, refusing anything incomplete."""
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as audio:
-            container, declared_frames, rate = audio.format, audio.frames, audio.samplerate
-            samples = audio.read(dtype="float32", always_2d=True)
+            container, declared_frames, rate, subtype = audio.format, audio.frames, audio.samplerate, audio.subtype
+            samples = audio.read(dtype=dtype, always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as error:
         reason = _libsndfile_reason(error)
         raise AudioDecodeError(f"{label}: libsndfile cannot decode it ({reason}); {_FIX_HINT}") from error
@@ -217,7 +328,7 @@ def _decode(data: bytes, label: str) -> tuple[np.ndarray, int]:
         raise AudioDecodeError(f"{label}: the file contains no audio samples; {_FIX_HINT}")
     if not np.all(np.isfinite(samples)):
         raise AudioDecodeError(f"{label}: the file contains NaN or infinite samples; {_FIX_HINT}")
-    return samples, rate
+    return samples, rate, subtype
 
 
 def _libsndfile_reason(error: Exception) -> str:

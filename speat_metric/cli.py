@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING
 
 from speat_metric import __version__
 from speat_metric.pooling import FRAME_POOLINGS, LAYER_POOLINGS, LayerPooling
+from speat_metric.profiles import PROFILE_NAMES
 from speat_metric.report import FORMATS
 
 if TYPE_CHECKING:
+    from speat_metric.evaluation import EvaluationSettings
     from speat_metric.stimuli import SpeatTestSpec
 
 EXAMPLE_EMBEDDINGS = Path(__file__).parent / "data" / "example_embeddings.npz"
@@ -182,7 +184,15 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--trim-silence", action="store_true",
                           help="trim leading and trailing silence (the studies did not)")
     evaluate.add_argument("--mean-std", default=None,
-                          help="MelHuBERT: the authors' mean/std .npy used to normalise the filter banks")
+                          help="MelHuBERT: the authors' mean/std .npy used to normalise the filter banks (without it "
+                          "records are labelled unnormalised-input)")
+    evaluate.add_argument("--profile", default="hf", choices=PROFILE_NAMES,
+                          help="extraction profile: hf (transformers hidden_states, soxr resampling; default), "
+                          "speat2023 (the SpEAT reference code, for Slaughter et al. 2023's numbers) or s3prl (S3PRL "
+                          "upstream hooks, for Lin et al. 2024's); see docs/reproducibility.md")
+    evaluate.add_argument("--cmvn", action="store_true",
+                          help="classical features: per-clip CMVN as in S3PRL's configs (time-averaged features are "
+                          "then rounding residue; without it records are labelled not-table3-comparable)")
     evaluate.add_argument("--out", type=Path, default=Path("results"),
                           help="directory of the JSON results, one file per model and test (default ./results)")
     evaluate.add_argument("--format", default="table", choices=FORMATS, help="output format (default table)")
@@ -200,18 +210,44 @@ def _paragraphs(text: str, width: int = 100) -> str:
     return "\n\n".join(textwrap.fill(paragraph, width) for paragraph in text.split("\n\n"))
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from speat_metric.evaluation import EvaluationSettings, evaluate_models
-    from speat_metric.pipeline import is_main_process
-    from speat_metric.report import format_records, plural
+def evaluation_options() -> argparse.ArgumentParser:
+    """``speat evaluate``'s evaluation options (all but MODEL, --out and --format) as a parent parser, so that other
+    commands that evaluate (``speat hub annotate --evaluate``) take the same options, declared once (above).
 
-    settings = EvaluationSettings(
+    Example:
+        >>> parser = argparse.ArgumentParser(parents=[evaluation_options()])
+        >>> evaluation_settings(parser.parse_args(["--tests", "age", "--permutations", "500"])).num_permutations
+        500
+    """
+    scratch = argparse.ArgumentParser(add_help=False).add_subparsers()
+    _add_evaluate_parser(scratch)
+    parent = argparse.ArgumentParser(add_help=False)
+    for action in scratch.choices["evaluate"]._actions:
+        if action.dest not in ("help", "models", "out", "format"):
+            parent._add_action(action)
+    return parent
+
+
+def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
+    """The `EvaluationSettings` of parsed ``speat evaluate`` options (see `evaluation_options`)."""
+    from speat_metric.evaluation import EvaluationSettings
+
+    return EvaluationSettings(
         tests=args.tests, stimuli=args.stimuli, allow_missing=args.allow_missing,
         layer_pooling=LayerPooling(args.pooling, args.layer), frame_pooling=args.frame_pooling,
         num_permutations=args.permutations, seed=args.seed, revision=args.revision, device=args.device,
         dtype=args.dtype, batch_seconds=args.batch_seconds, trim_silence=args.trim_silence, mean_std=args.mean_std,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.no_progress,
+        profile=args.profile, cmvn=args.cmvn,
     )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from speat_metric.evaluation import evaluate_models
+    from speat_metric.pipeline import is_main_process
+    from speat_metric.report import format_records, plural
+
+    settings = evaluation_settings(args)
     records = evaluate_models(args.models or DEFAULT_MODELS, settings, out=args.out)
     if is_main_process():
         print(format_records(records, args.format))

@@ -58,6 +58,10 @@ class EvaluationSettings:
         use_cache: read and write the embedding cache.
         progress: show progress bars (and transformers' loading bars).
         stimulus_cache_dir: where ``stimuli="speat"`` downloads to; None is the default location.
+        profile: the extraction profile, ``hf`` (default), ``speat2023`` or ``s3prl`` (`speat_metric.profiles`,
+            ``docs/reproducibility.md``); recorded in every record and part of every cache key.
+        cmvn: per-clip CMVN of the classical features, as S3PRL's configs (their records are then labelled
+            ``cmvn-rounding-residue``; without it, ``not-table3-comparable``).
     """
 
     tests: tuple[str, ...] = DEFAULT_TESTS
@@ -77,6 +81,8 @@ class EvaluationSettings:
     use_cache: bool = True
     progress: bool = True
     stimulus_cache_dir: Path | None = None
+    profile: str = "hf"
+    cmvn: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.tests, str):
@@ -95,6 +101,9 @@ class EvaluationSettings:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.mean_std is not None and not Path(self.mean_std).is_file():
             raise FileNotFoundError(f"--mean-std file {self.mean_std!r} does not exist")
+        from speat_metric.profiles import get_profile
+
+        get_profile(self.profile)
 
     @property
     def embedding_cache(self) -> Path | None:
@@ -193,7 +202,8 @@ def load_tests(settings: EvaluationSettings) -> dict[str, datasets.Dataset]:
 
 
 def record_labels(encoder: SpeechEncoder, model: str) -> list[str]:
-    """The labels every record of this model carries (``classical-feature``, ``random-init``)."""
+    """The labels every record of this model carries (``classical-feature``, ``random-init``); the comparability
+    labels (``unnormalised-input``, ``not-table3-comparable``, ...) are added by `evaluate_tests` itself."""
     labels = ["classical-feature"] if encoder.description.kind == "feature" else []
     if model.startswith("random:"):
         labels.append("random-init")
@@ -225,18 +235,22 @@ def evaluate_models(
     """
     from speat_metric.adapters import load_encoder
     from speat_metric.pipeline import evaluate_tests, is_main_process
+    from speat_metric.profiles import check_model_type
 
     device = resolve_device(settings.device)
     if out is not None:
         check_output_directory(out)
     runs = plan_models(models, settings.revision)
+    for run in runs:
+        check_model_type(settings.profile, run.check.model_type, run.model)
     tests = load_tests(settings)
     if not settings.progress:
         _silence_library_progress_bars()
     records: list[EvaluationRecord] = []
     for run in runs:
         encoder = load_encoder(run.model, revision=settings.revision, device=device, dtype=settings.dtype,
-                               mean_std_path=settings.mean_std, local_files_only=run.check.local_files_only)
+                               mean_std_path=settings.mean_std, local_files_only=run.check.local_files_only,
+                               profile=settings.profile, cmvn=settings.cmvn)
         model_records = evaluate_tests(
             encoder, tests, layer_pooling=settings.layer_pooling, frame_pooling=settings.frame_pooling,
             cache_dir=settings.embedding_cache, batch_seconds=settings.batch_seconds,

@@ -29,6 +29,7 @@ from speat_metric.adapters.base import SAMPLING_RATE, SpeechEncoder
 from speat_metric.audio import AudioDecodeError, load_audio
 from speat_metric.cache import EmbeddingCache
 from speat_metric.pooling import LayerPooling, NoFramesError, pool_frames
+from speat_metric.profiles import comparability_labels, get_profile
 from speat_metric.progress import ProgressBar
 from speat_metric.results import EvaluationRecord
 from speat_metric.statistics import association_scores, speat_test
@@ -69,6 +70,9 @@ def embed_stimuli(
 ) -> dict[str, np.ndarray]:
     """Per-layer, frame-pooled embeddings of every clip: ``{sha256: (layers, dim) float32}``.
 
+    Audio is decoded with the resampler of the encoder's extraction profile (``encoder.profile``); the profile and
+    the resampler are part of the cache key, so embeddings of one profile never serve another.
+
     Args:
         encoder: the model adapter.
         clips: the clips to embed (see `clips_of`).
@@ -83,7 +87,9 @@ def embed_stimuli(
     cache = None
     if cache_dir is not None:
         cache = EmbeddingCache(cache_dir, {"model": encoder.description.to_dict(), "frame_pooling": frame_pooling,
-                                           "trim_silence": trim_silence, "sampling_rate": SAMPLING_RATE})
+                                           "trim_silence": trim_silence, "sampling_rate": SAMPLING_RATE,
+                                           "profile": encoder.profile,
+                                           "resampler": get_profile(encoder.profile).resampler})
     embeddings: dict[str, np.ndarray] = {}
     missing = []
     for clip in clips:
@@ -134,7 +140,8 @@ def evaluate_tests(
         frame_pooling, cache_dir, batch_seconds, trim_silence, progress: see `embed_stimuli`.
         num_permutations, seed: see `speat_test`. Each test uses the same seed.
         labels: flags to carry into every record (e.g. ``random-init``); ``synthetic-stimuli`` is added when the
-            stimuli are the demo set.
+            stimuli are the demo set, and the comparability labels of `speat_metric.profiles.comparability_labels`
+            (e.g. ``unnormalised-input``) always. Records carry the encoder's profile.
         checkpoint: name and step of the checkpoint, for per-checkpoint curves.
 
     Returns:
@@ -160,7 +167,8 @@ def evaluate_tests(
         if empty:
             raise ValueError(f"test {name!r} has no stimuli in role(s) {', '.join(empty)}")
         views = {role: layer_pooling.views(per_layer[role]) for role in ROLES}
-        record_labels = tuple(dict.fromkeys([*labels, *(["synthetic-stimuli"] if provenance.get("synthetic") else [])]))
+        record_labels = tuple(dict.fromkeys([*labels, *(["synthetic-stimuli"] if provenance.get("synthetic") else []),
+                                             *comparability_labels(encoder.description, encoder.profile)]))
         for view_index, (layer, _) in enumerate(views["X"]):
             x, y, a, b = (views[role][view_index][1] for role in ROLES)
             result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed,
@@ -177,6 +185,7 @@ def evaluate_tests(
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 labels=record_labels,
                 checkpoint=dict(checkpoint) if checkpoint is not None else None,
+                profile=encoder.profile,
                 association_scores=_scores_by_stimulus(scores, by_role["X"], by_role["Y"]),
             ))
             bar.advance()
@@ -218,7 +227,8 @@ def _compute(encoder: SpeechEncoder, clips: Sequence[Clip], *, frame_pooling: st
     if not clips:
         return {}
     by_sha = {clip.sha256: clip for clip in clips}
-    waveforms = {clip.sha256: _decode(clip, trim_silence) for clip in clips}
+    resampler = get_profile(encoder.profile).resampler
+    waveforms = {clip.sha256: _decode(clip, trim_silence, resampler) for clip in clips}
     batches = length_batches([(clip.sha256, len(waveforms[clip.sha256])) for clip in clips],
                              max_samples=int(batch_seconds * SAMPLING_RATE), allow_padding=encoder.supports_padding)
     results: dict[str, np.ndarray] = {}
@@ -243,9 +253,10 @@ def _compute(encoder: SpeechEncoder, clips: Sequence[Clip], *, frame_pooling: st
     return results
 
 
-def _decode(clip: Clip, trim_silence: bool) -> np.ndarray:
+def _decode(clip: Clip, trim_silence: bool, resampler: str) -> np.ndarray:
     try:
-        return load_audio(clip.path, sampling_rate=SAMPLING_RATE, trim_silence=trim_silence, name=clip.stimulus_id)
+        return load_audio(clip.path, sampling_rate=SAMPLING_RATE, trim_silence=trim_silence, name=clip.stimulus_id,
+                          resampler=resampler)
     except AudioDecodeError as error:
         from speat_metric.stimuli import default_cache_dir
 

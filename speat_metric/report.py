@@ -10,11 +10,29 @@ import json
 import math
 from collections.abc import Sequence
 
+from speat_metric import profiles
 from speat_metric.results import EvaluationRecord, SpeatResult
 
 FORMATS = ("table", "markdown", "json")
 
-_COLUMNS = ("model", "test", "X vs Y", "layer", "d", "size", "p", "95% CI", "n X/Y", "notes")
+_COLUMNS = ("model", "test", "X vs Y", "layer", "profile", "d", "size", "p", "95% CI", "n X/Y", "notes")
+
+LABEL_NOTES = {
+    profiles.UNNORMALISED_INPUT: "MelHuBERT without --mean-std: the filter banks were not normalised; its authors "
+    "(and Lin et al. 2024) always normalise with LibriSpeech mean/std, so these numbers are not comparable with "
+    "theirs.",
+    profiles.NOT_TABLE3_COMPARABLE: "classical feature without CMVN (speat's default): Lin et al.'s Table 3 used "
+    "S3PRL's configs, whose per-clip CMVN makes time-averaged features zero up to rounding; not comparable "
+    "(--cmvn reproduces S3PRL's features).",
+    profiles.CMVN_RESIDUE: "classical feature with per-clip CMVN (--cmvn): averaged over time every dimension is "
+    "zero up to float rounding, so d measures rounding residue.",
+    profiles.WHISPER_NOT_COMPARABLE: "Whisper: the SpEAT reference kept only the frames between the timestamps its "
+    "Whisper decoded; speat keeps every frame of the clip, so Slaughter et al.'s Whisper numbers are not reproduced.",
+    profiles.SPEAT2023_HUBERT_LAYERS: "HuBERT under --profile speat2023: layer 0 is the LAST transformer layer (the "
+    "SpEAT reference's fairseq output_layer=0 runs every layer), so the mean over layers counts the last layer twice "
+    "and leaves out the input layer, as the published numbers did.",
+}
+"""The footnote of each comparability label (`speat_metric.profiles`), printed under a table that shows it."""
 
 
 def format_records(records: Sequence[EvaluationRecord], fmt: str = "table") -> str:
@@ -79,8 +97,9 @@ def _row(record: EvaluationRecord) -> tuple[str, ...]:
     result = record.speat
     interval = "n/a" if result.ci_low is None else f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
     layer = "mean" if record.pooling.get("layer") is None else str(record.pooling["layer"])
-    return (record.model_label, record.test, f"{record.groups['X']} vs {record.groups['Y']}", layer, f"{result.effect_size:+.2f}",
-            result.effect_size_label, format_p_value(result), interval, f"{result.n_x}/{result.n_y}", ", ".join(record.labels))
+    return (record.model_label, record.test, f"{record.groups['X']} vs {record.groups['Y']}", layer, record.profile,
+            f"{result.effect_size:+.2f}", result.effect_size_label, format_p_value(result), interval,
+            f"{result.n_x}/{result.n_y}", ", ".join(record.labels))
 
 
 def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
@@ -95,6 +114,11 @@ def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
     if any(record.model.kind == "feature" for record in records):
         notes.append("classical features (stft, spectrogram, mel_spectrogram, mfcc) are the study's baselines "
                      "(Lin et al. 2024, Table 3).")
+    notes += [f"{label}: {note}" for label, note in LABEL_NOTES.items() if label in labels]
+    shown = [name for name in profiles.PROFILES if any(record.profile == name for record in records)]
+    if shown:
+        notes.append("profile: how the layers were extracted: " + "; ".join(
+            f"{name} = {profiles.PROFILES[name].summary}" for name in shown) + " (docs/reproducibility.md).")
     if records:
         first = records[0].speat
         kind = "exact" if first.exact else f"{first.num_permutations:,} random partitions"

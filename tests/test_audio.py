@@ -295,3 +295,91 @@ def test_trimming_rejects_bad_arguments(call, message):
 def test_docstring_examples_run():
     result = doctest.testmod(audio)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The SpEAT reference's resampler (pydub's audioop.ratecv), checked against CPython's audioop where it still exists
+
+
+def _stdlib_audioop():
+    """CPython's audioop (removed from the standard library in Python 3.13): the independent reference."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import audioop
+        except ImportError:
+            pytest.skip("this Python has no audioop (removed in 3.13): ratecv is checked against it on 3.12 and older")
+    return audioop
+
+
+def _pack(samples, width):
+    """Interleaved little-endian signed integers of `width` bytes, as audioop reads them."""
+    flat = np.asarray(samples, dtype=np.int64).reshape(-1)
+    return (flat & (2 ** (8 * width) - 1)).astype("<u4").view(np.uint8).reshape(-1, 4)[:, :width].tobytes()
+
+
+def _unpack(data, width, channels):
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, width)
+    values = sum(raw[:, byte].astype(np.int64) << (8 * byte) for byte in range(width))
+    values = np.where(values >= 2 ** (8 * width - 1), values - 2 ** (8 * width), values)
+    return values.reshape(-1, channels)
+
+
+def chirp(rate, seconds, channels):
+    """A full-scale-ish 100 Hz -> 12 kHz chirp (aliasing and negative samples exercise every branch), per channel
+    a different phase, as floats in [-1, 1)."""
+    time = np.arange(int(rate * seconds)) / rate
+    phase = 2 * np.pi * (100 * time + (12_000 - 100) / (2 * seconds) * time ** 2)
+    return np.stack([0.97 * np.sin(phase + channel) for channel in range(channels)], axis=1)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+@pytest.mark.parametrize("inrate,outrate", [(44_100, 16_000), (22_050, 16_000), (48_000, 16_000), (8_000, 16_000),
+                                            (11_025, 16_000), (16_000, 16_000), (44_101, 16_000)])
+def test_ratecv_equals_audioop_sample_for_sample_on_a_chirp(width, inrate, outrate):
+    audioop = _stdlib_audioop()
+    for channels in (1, 2):
+        full_scale = 2 ** (8 * width - 1)
+        samples = np.clip(np.rint(chirp(inrate, 0.25, channels) * full_scale), -full_scale, full_scale - 1)
+        expected, _ = audioop.ratecv(_pack(samples, width), width, channels, inrate, outrate, None)
+        ours = audio.ratecv(samples.astype(np.int64), width, inrate, outrate)
+        np.testing.assert_array_equal(ours, _unpack(expected, width, channels))
+        if channels == 1:
+            np.testing.assert_array_equal(audio.ratecv(samples[:, 0], width, inrate, outrate), ours[:, 0])
+
+
+def test_ratecv_of_nothing_and_bad_arguments():
+    assert audio.ratecv(np.zeros((0, 2), dtype=np.int64), 2, 44_100, 16_000).shape == (0, 2)
+    with pytest.raises(ValueError, match=r"width must be 1, 2, 3 or 4 bytes per sample, got 5"):
+        audio.ratecv(np.zeros(4), 5, 44_100, 16_000)
+    with pytest.raises(ValueError, match=r"outrate must be a positive integer"):
+        audio.ratecv(np.zeros(4), 2, 44_100, 0)
+    with pytest.raises(ValueError, match=r"resampler must be one of soxr, ratecv, got 'sinc'"):
+        load_audio(b"RIFF", resampler="sinc")
+
+
+@pytest.mark.parametrize("subtype,width", [("PCM_16", 2), ("PCM_24", 3)])
+def test_ratecv_loading_is_pydubs_conversion_then_fairseqs_read(tmp_path, subtype, width):
+    """pydub: WAV integers -> audioop.ratecv(data, width, 2, 44100, 16000, None) -> WAV; fairseq: soundfile float,
+    channels averaged. Computed here with the real audioop on the integers soundfile reads."""
+    audioop = _stdlib_audioop()
+    path = write(tmp_path / "stereo.wav", chirp(44_100, 0.5, 2) * 0.8, 44_100, subtype=subtype)
+    integers = soundfile.read(path, dtype="int32")[0].astype(np.int64) >> (32 - 8 * width)
+    converted, _ = audioop.ratecv(_pack(integers, width), width, 2, 44_100, 16_000, None)
+    expected = (_unpack(converted, width, 2) / 2 ** (8 * width - 1)).astype(np.float32).mean(axis=1)
+    ours = load_audio(path, resampler="ratecv")
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, expected)
+    # soxr filters what folds back; ratecv does not, so the two differ audibly on a chirp up to 12 kHz
+    assert np.abs(load_audio(path) - ours[: len(load_audio(path))]).max() > 0.01
+
+
+def test_ratecv_loading_quantises_mp3_to_16_bits(tmp_path):
+    """pydub decodes MP3 through ffmpeg as pcm_s16le, so even at 16 kHz the samples are 16-bit values."""
+    path = write(tmp_path / "tone.mp3", tone(440.0, 16_000, 0.5), 16_000)
+    float_samples = load_audio(path)
+    quantised = load_audio(path, resampler="ratecv")
+    np.testing.assert_array_equal(quantised * 32768, np.rint(quantised * 32768))
+    np.testing.assert_allclose(quantised, float_samples, atol=0.5 / 32768 + 1e-7)

@@ -24,7 +24,8 @@ _RANDOM = re.compile(r"^random:melhubert-(?P<size>small|slim|base)(?:@(?P<seed>\
 
 
 def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu", dtype: str = "float32",
-                 mean_std_path: str | None = None, local_files_only: bool = False) -> SpeechEncoder:
+                 mean_std_path: str | None = None, local_files_only: bool = False, profile: str = "hf",
+                 cmvn: bool = False) -> SpeechEncoder:
     """Build the adapter a model string names (see the module docstring for the forms).
 
     Args:
@@ -34,14 +35,28 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu",
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         mean_std_path: the MelHuBERT authors' mean/std ``.npy`` for ``melhubert:`` and ``random:melhubert-*``.
         local_files_only: load a Hub model from the local Hugging Face cache only.
+        profile: the extraction profile (`speat_metric.profiles`): ``hf`` (default), ``speat2023`` or ``s3prl``.
+        cmvn: per-clip CMVN of the classical features, as S3PRL's configs (see `speat_metric.adapters.classical`).
 
     Raises:
         ModelLoadError: the model cannot be found or is not a speech encoder.
+        ValueError: an unknown profile, or one that defines no layers for the model's type.
     """
+    from speat_metric.profiles import get_profile
+
+    profile = get_profile(profile).name
+    encoder = _load(spec, revision=revision, device=device, dtype=dtype, mean_std_path=mean_std_path,
+                    local_files_only=local_files_only, profile=profile, cmvn=cmvn)
+    encoder.profile = profile
+    return encoder
+
+
+def _load(spec: str, *, revision: str | None, device: str, dtype: str, mean_std_path: str | None,
+          local_files_only: bool, profile: str, cmvn: bool) -> SpeechEncoder:
     from speat_metric.adapters.classical import CLASSICAL_FEATURES, ClassicalFeatureEncoder
 
     if spec in CLASSICAL_FEATURES:
-        return ClassicalFeatureEncoder(spec)
+        return ClassicalFeatureEncoder(spec, cmvn=cmvn)
     weights_dtype = torch_dtype(dtype)
     if match := _RANDOM.match(spec):
         from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTEncoder
@@ -67,7 +82,8 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str = "cpu",
                              f"@SEED)")
     from speat_metric.adapters.transformers_encoder import TransformersEncoder
 
-    return TransformersEncoder(spec, revision=revision, device=device, dtype=dtype, local_files_only=local_files_only)
+    return TransformersEncoder(spec, revision=revision, device=device, dtype=dtype, local_files_only=local_files_only,
+                               profile=profile)
 
 
 def describe_model_string(spec: str) -> str:

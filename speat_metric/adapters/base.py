@@ -58,6 +58,11 @@ class SpeechEncoder(abc.ABC):
     attention mask, or has no cross-frame normalisation). When False the pipeline never pads: it batches only
     clips of equal length."""
 
+    profile: str = "hf"
+    """The extraction profile this adapter runs under (`speat_metric.profiles`): it picks the layers of transformers
+    models and, for every adapter, the resampler the pipeline decodes audio with. Part of every cache key and
+    record. Adapters with one extraction in every profile (MelHuBERT, M2D, classical features) take it as given."""
+
     @abc.abstractmethod
     def encode(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
         """Encode a batch of mono 16 kHz float32 waveforms (possibly of different lengths)."""

@@ -559,6 +559,10 @@ class MelHuBERTEncoder(SpeechEncoder):
         normalisation = None
         if mean is not None:
             normalisation = hashlib.sha256(np.stack([mean, std]).tobytes()).hexdigest()
+        else:  # never silently: records say so too (speat_metric.profiles.UNNORMALISED_INPUT)
+            logger.warning("MelHuBERT %s: no --mean-std given, so the filter banks are NOT normalised; the authors "
+                           "always normalise with LibriSpeech mean/std (released models expect it), so its records "
+                           "are labelled unnormalised-input and are not comparable with Lin et al. 2024", name)
         self.description = ModelDescription(
             name=name, kind="melhubert", revision=revision, weights_sha256=weights_sha256(self.model),
             num_parameters=count_parameters(self.model), num_layers=model.num_hidden_states,
@@ -583,9 +587,6 @@ class MelHuBERTEncoder(SpeechEncoder):
         mean = std = None
         if mean_std_path is not None:
             mean, std = load_mean_std(mean_std_path, num_mel_bins=model.config.num_mel_bins)
-        else:  # a trained model was fitted to normalised inputs; a random one has no such expectation
-            logger.warning("MelHuBERT %s: no mean/std given, filter banks are not normalised (the released models "
-                           "expect LibriSpeech statistics; see load_mean_std)", path)
         return cls(model, name=str(path), mean=mean, std=std, device=device, dtype=dtype, revision=revision)
 
     @classmethod

@@ -1,8 +1,12 @@
 """Hugging Face transformers speech encoders: wav2vec 2.0, HuBERT (and DistilHuBERT), WavLM, data2vec-audio, Whisper.
 
-Loaded with ``AutoModel`` and ``AutoFeatureExtractor`` from a Hub id (at a ``revision``) or a local directory. Hidden
-states are all of ``output_hidden_states``: the input embedding layer (the CNN features after projection) and every
-transformer layer, as in SpEAT and Lin et al.
+Loaded with ``AutoModel`` and ``AutoFeatureExtractor`` from a Hub id (at a ``revision``) or a local directory. Which
+tensors are the "layers" is the extraction profile's choice (`speat_metric.profiles`): the forward pass is the
+model's own, and forward hooks record the feature projection, every transformer layer's input and output, and the
+final LayerNorm applied explicitly (`record_taps`), so the result does not depend on what the installed
+transformers version puts in ``hidden_states``. The default profile ``hf`` gives transformers 5's
+``hidden_states``: the input embedding layer and every transformer layer. Model types outside
+`speat_metric.profiles.WAV2VEC2_FAMILY` and Whisper (SEW, SEW-D) keep transformers' ``hidden_states`` under ``hf``.
 
 Padding. wav2vec2-style models whose first CNN layer uses group norm (``feat_extract_norm == "group"``: wav2vec2-base,
 HuBERT-base, DistilHuBERT) normalise over the whole input, padding included, and take no attention mask; for them
@@ -12,18 +16,21 @@ not for data2vec-audio, whose stacked, normalised positional convolutions carry 
 
 Whisper's encoder always sees 30-second windows padded by its feature extractor, alone or in a batch: a clip is
 cut into consecutive 30 s windows, each window's frames that cover real audio (one per 20 ms) are kept and the
-windows' frames are concatenated, following the segment-wise extraction of the SpEAT reference code.
+windows' frames are concatenated, following the segment-wise extraction of the SpEAT reference code. Under
+``speat2023`` the windows are cut from the whole clip's log-mel, the last one zero-padded, as openai-whisper does.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from speat_metric.adapters.base import (
     SAMPLING_RATE,
@@ -33,11 +40,15 @@ from speat_metric.adapters.base import (
     SpeechEncoder,
     count_parameters,
     frames_mask,
+    pad_batch,
     padding_is_harmless,
     torch_dtype,
     weights_sha256,
 )
 from speat_metric.adapters.preflight import check_model, check_model_type
+from speat_metric.profiles import WAV2VEC2_FAMILY, LayerTaps, get_profile
+from speat_metric.profiles import check_model_type as check_profile_model_type
+from speat_metric.results import DEFAULT_PROFILE
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +65,19 @@ class TransformersEncoder(SpeechEncoder):
         revision: Hub branch, tag or commit; the resolved commit is recorded in the description.
         device: torch device to run on.
         dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"``.
+        profile: the extraction profile (`speat_metric.profiles`): ``hf`` (default), ``speat2023`` or ``s3prl``.
 
     Raises:
         ModelLoadError: the model does not exist (locally or on the Hub), cannot be reached, or is not a speech encoder.
+        ValueError: the profile is unknown or defines no layers for this model type.
     """
 
     def __init__(self, model: str | Path, *, revision: str | None = None, device: str = "cpu",
-                 dtype: str = "float32", local_files_only: bool = False) -> None:
+                 dtype: str = "float32", local_files_only: bool = False, profile: str = DEFAULT_PROFILE) -> None:
         import transformers
 
+        self._profile = get_profile(profile)
+        self.profile = self._profile.name
         self._dtype = torch_dtype(dtype)
         name = str(Path(model).resolve()) if Path(model).is_dir() else str(model)
         check = check_model(str(model), revision=revision)
@@ -71,7 +86,14 @@ class TransformersEncoder(SpeechEncoder):
         local_files_only = local_files_only or check.local_files_only
         config = _load_config(name, revision, local_files_only)
         check_model_type(config.model_type, name)
+        check_profile_model_type(self.profile, config.model_type, name)
+        self._model_type = config.model_type
         self._is_whisper = config.model_type == "whisper"
+        self._tapped = self._is_whisper or config.model_type in WAV2VEC2_FAMILY
+        self._final_norm = self._is_whisper or bool(getattr(config, "do_stable_layer_norm", False))
+        self._normalisation = "log-mel" if self._is_whisper else self._profile.waveform_normalisation(
+            config.model_type, getattr(config, "feat_extract_norm", "layer"))
+        self._chunk_samples = self._profile.chunk_samples.get(config.model_type)
         loader = transformers.WhisperModel if self._is_whisper else transformers.AutoModel
         from speat_metric.adapters.pruned import load_pretrained  # from_pretrained that rebuilds pruned models
 
@@ -93,7 +115,10 @@ class TransformersEncoder(SpeechEncoder):
             num_parameters=count_parameters(self.model),
             num_layers=config.num_hidden_layers + 1 if not self._is_whisper else config.encoder_layers + 1,
             settings={"model_type": config.model_type, "dtype": dtype, "feature_extractor": extractor_source,
-                      "requested_revision": revision},
+                      "requested_revision": revision,
+                      "extraction": {"profile": self.profile, "waveform_normalisation": self._normalisation,
+                                     "chunk_samples": self._chunk_samples,
+                                     "whisper_mel_padding": self._is_whisper and self._profile.whisper_mel_padding}},
         )
 
     @property
@@ -109,43 +134,159 @@ class TransformersEncoder(SpeechEncoder):
                 f"{self.description.name} normalises over padding (group norm), so a batch must hold clips of one "
                 f"length; got lengths {sorted(set(lengths))}"
             )
-        features = self.extractor(list(waveforms), sampling_rate=SAMPLING_RATE, padding=True,
-                                  return_attention_mask=self.supports_padding, return_tensors="pt")
-        attention_mask = features.get("attention_mask")
-        with torch.inference_mode():
-            output = self.model(
-                features["input_values"].to(self._device, self._dtype),
-                attention_mask=None if attention_mask is None else attention_mask.to(self._device),
-                output_hidden_states=True,
-            )
-        hidden_states = [layer.float().cpu() for layer in output.hidden_states]
+        if self._chunk_samples is not None and max(lengths) > self._chunk_samples:
+            return self._encode_in_chunks(waveforms)
+        hidden_states = self._layers(*self._inputs(waveforms))
         num_frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths))
         return EncoderOutput(hidden_states, frames_mask(num_frames.tolist(), hidden_states[0].shape[1]))
 
-    def _encode_whisper(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
-        windows, owners = [], []
-        for index, waveform in enumerate(waveforms):
-            for start in range(0, max(len(waveform), 1), _WHISPER_WINDOW):
-                windows.append(np.asarray(waveform[start:start + _WHISPER_WINDOW], dtype=np.float32))
-                owners.append(index)
-        features = self.extractor(windows, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+    def _inputs(self, waveforms: Sequence[np.ndarray], *, normalise: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The padded batch of model inputs and its attention mask (None when the model takes none)."""
+        if self._normalisation == "feature-extractor":
+            features = self.extractor(list(waveforms), sampling_rate=SAMPLING_RATE, padding=True,
+                                      return_attention_mask=self.supports_padding, return_tensors="pt")
+            return features["input_values"], features.get("attention_mask")
+        clips = [torch.as_tensor(np.asarray(waveform), dtype=torch.float32) for waveform in waveforms]
+        if normalise and self._normalisation == "layer-norm":  # fairseq: F.layer_norm(x, x.shape), eps 1e-5
+            clips = [F.layer_norm(clip, clip.shape) for clip in clips]
+        batch, mask = pad_batch(clips)
+        return batch, mask.long() if self.supports_padding else None
+
+    def _layers(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """The profile's layers for one padded batch, as float32 on the CPU."""
+        inputs = inputs.to(self._device, self._dtype)
+        mask = None if attention_mask is None else attention_mask.to(self._device)
         with torch.inference_mode():
-            output = self.model(features["input_features"].to(self._device, self._dtype), output_hidden_states=True)
-        valid = [min(output.hidden_states[0].shape[1], math.ceil(len(window) / _WHISPER_SAMPLES_PER_FRAME))
-                 for window in windows]
-        per_clip_frames = [sum(count for count, owner in zip(valid, owners) if owner == index)
-                           for index in range(len(waveforms))]
-        total = max(per_clip_frames)
-        hidden_states = []
-        for layer in output.hidden_states:
-            layer = layer.float().cpu()
-            stacked = torch.zeros(len(waveforms), total, layer.shape[-1])
-            filled = [0] * len(waveforms)
-            for row, (owner, count) in enumerate(zip(owners, valid)):
-                stacked[owner, filled[owner]:filled[owner] + count] = layer[row, :count]
-                filled[owner] += count
-            hidden_states.append(stacked)
-        return EncoderOutput(hidden_states, frames_mask(per_clip_frames, total))
+            if not self._tapped:  # SEW, SEW-D under hf: transformers' own hidden_states
+                layers = self.model(inputs, attention_mask=mask, output_hidden_states=True).hidden_states
+            else:
+                with record_taps(self.model, final_norm=self._final_norm) as taps:
+                    self.model(inputs, attention_mask=mask)
+                layers = self._profile.layers(taps(), self._model_type)
+        return [layer.float().cpu() for layer in layers]
+
+    def _encode_in_chunks(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
+        """Each clip in pieces of at most `chunk_samples`, each piece encoded alone, the pieces' frames concatenated
+        (the SpEAT reference's ``max_chunk`` loop in ``get_feats``, after normalising the whole clip)."""
+        pieces, owners, valid = [], [], []
+        for index, waveform in enumerate(waveforms):
+            clip = torch.as_tensor(np.asarray(waveform), dtype=torch.float32)
+            if self._normalisation == "layer-norm":
+                clip = F.layer_norm(clip, clip.shape)
+            for start in range(0, len(clip), self._chunk_samples):
+                piece = clip[start:start + self._chunk_samples].numpy()
+                pieces.append(self._layers(*self._inputs([piece], normalise=False)))
+                owners.append(index)
+                valid.append(int(self.model._get_feat_extract_output_lengths(torch.tensor(len(piece)))))
+        layers = [[piece[layer][0] for piece in pieces] for layer in range(len(pieces[0]))]
+        return _join_windows(layers, valid, owners, len(waveforms))
+
+    def _encode_whisper(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
+        if self._profile.whisper_mel_padding:
+            features, owners, valid = self._zero_padded_mel_windows(waveforms)
+        else:
+            windows, owners = [], []
+            for index, waveform in enumerate(waveforms):
+                for start in range(0, max(len(waveform), 1), _WHISPER_WINDOW):
+                    windows.append(np.asarray(waveform[start:start + _WHISPER_WINDOW], dtype=np.float32))
+                    owners.append(index)
+            features = self.extractor(windows, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_features"]
+            valid = [math.ceil(len(window) / _WHISPER_SAMPLES_PER_FRAME) for window in windows]
+        layers = self._layers(features, None)
+        valid = [min(layers[0].shape[1], count) for count in valid]
+        return _join_windows(layers, valid, owners, len(waveforms))
+
+    def _zero_padded_mel_windows(self, waveforms: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[int], list[int]]:
+        """openai-whisper's input: each clip's log-mel (normalised by the clip's own maximum), cut into windows of
+        ``nb_max_frames`` frames, the last one padded with zeros (``pad_or_trim(mel, N_FRAMES)``); with each window's
+        owner and its encoder frames that cover mel frames of the clip."""
+        window_frames = self.extractor.nb_max_frames
+        windows, owners, valid = [], [], []
+        for index, waveform in enumerate(waveforms):
+            mel = self.extractor(np.asarray(waveform, dtype=np.float32), sampling_rate=SAMPLING_RATE,
+                                 padding="longest", truncation=False, return_tensors="pt")["input_features"][0]
+            for start in range(0, max(mel.shape[-1], 1), window_frames):
+                window = mel[:, start:start + window_frames]
+                windows.append(F.pad(window, (0, window_frames - window.shape[-1])))
+                owners.append(index)
+                valid.append(math.ceil(window.shape[-1] / 2))  # conv2 has stride 2
+        return torch.stack(windows), owners, valid
+
+
+@contextmanager
+def record_taps(model: torch.nn.Module, *, final_norm: bool) -> Iterator[Callable[[], LayerTaps]]:
+    """Record a forward pass of a wav2vec2-family model or a Whisper encoder as `LayerTaps`, with forward hooks.
+
+    Hooks keep the output of ``feature_projection`` (cloned: the encoder zeroes its padded frames in place), the
+    input of every ``encoder.layers[i]`` (its first positional argument or ``hidden_states``) and its output (the
+    first element of a tuple). The encoder output is built here, not read from the model: ``encoder.layer_norm``
+    (Whisper: ``layer_norm``, i.e. ``ln_post``) applied to the last layer's output when `final_norm`, else that
+    output.
+
+    Yields:
+        A function that returns the taps of the forward pass run inside the ``with`` block.
+
+    Example:
+        >>> with record_taps(model, final_norm=config.do_stable_layer_norm) as taps:  # doctest: +SKIP
+        ...     model(input_values)
+        >>> len(taps().layer_outputs) == config.num_hidden_layers  # doctest: +SKIP
+        True
+    """
+    encoder = getattr(model, "encoder", model)  # a WhisperEncoder is its own encoder
+    inputs: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
+    projection: list[torch.Tensor] = []
+
+    def first(value):
+        return value[0] if isinstance(value, tuple) else value
+
+    def keep_input(module, args, kwargs):
+        inputs.append(args[0] if args else kwargs["hidden_states"])
+
+    handles = []
+    for layer in encoder.layers:
+        handles.append(layer.register_forward_pre_hook(keep_input, with_kwargs=True))
+        handles.append(layer.register_forward_hook(lambda module, args, output: outputs.append(first(output))))
+    if hasattr(model, "feature_projection"):
+        handles.append(model.feature_projection.register_forward_hook(
+            lambda module, args, output: projection.append(first(output).clone())))
+
+    def taps() -> LayerTaps:
+        if len(outputs) != len(encoder.layers):
+            raise RuntimeError(f"recorded {len(outputs)} of {len(encoder.layers)} transformer layers (layer drop in "
+                               "training mode?); put the model in eval mode")
+        final = encoder.layer_norm(outputs[-1]) if final_norm else outputs[-1]
+        return LayerTaps(projection[0] if projection else None, list(inputs), list(outputs), final)
+
+    try:
+        yield taps
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _join_windows(layers: Sequence[Sequence[torch.Tensor]], valid: Sequence[int], owners: Sequence[int],
+                  count: int) -> EncoderOutput:
+    """Concatenate, per clip, the first `valid` frames of each window it owns, for every layer.
+
+    Args:
+        layers: per layer, the windows' (frames, dim) features (a (windows, frames, dim) tensor or a list).
+        valid: frames of each window that cover the clip.
+        owners: the clip each window belongs to.
+        count: number of clips.
+    """
+    per_clip_frames = [sum(frames for frames, owner in zip(valid, owners) if owner == index) for index in range(count)]
+    total = max(per_clip_frames)
+    hidden_states = []
+    for layer in layers:
+        stacked = torch.zeros(count, total, layer[0].shape[-1])
+        filled = [0] * count
+        for window, owner, frames in zip(layer, owners, valid):
+            stacked[owner, filled[owner]:filled[owner] + frames] = window[:frames]
+            filled[owner] += frames
+        hidden_states.append(stacked)
+    return EncoderOutput(hidden_states, frames_mask(per_clip_frames, total))
 
 
 def _load_config(name: str, revision: str | None, local_files_only: bool):
