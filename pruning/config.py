@@ -1,0 +1,394 @@
+"""Pruning recipes as typed configuration: YAML defaults (``pruning/configs``), a user's file, command-line options.
+
+`load_config` merges ``configs/common.yaml``, the method's ``configs/<method>.yaml``, an optional ``--config`` file
+(only the keys it changes) and the command-line overrides, then checks everything: an unknown key or a bad value is
+a `ConfigError` naming where it came from and what is allowed.
+
+Example:
+    >>> config = load_config("rows", model="random:melhubert-small", data="speech/", out="runs/rows")
+    >>> config.schedule.rows_per_step, config.optimizer.lr, config.training.for_family("batch_size", "melhubert")
+    (128, 1e-05, 4)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIRECTORY = Path(__file__).parent / "configs"
+METHODS = ("heads", "rows", "weights")
+OBJECTIVES = ("auto", "native", "teacher")
+
+
+class ConfigError(ValueError):
+    """A pruning setting is unknown or out of range; the message names it and its source."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Prune every `every` steps while more than `until` remain (heads in the model, or FFN dims per layer)."""
+
+    every: int
+    until: int
+
+
+@dataclass(frozen=True)
+class SparsityStep:
+    """Raise the sparsity by `increment` at each pruning step, up to `until`."""
+
+    increment: float
+    until: float
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When to prune and how much (the fields used depend on the method; see ``configs/<method>.yaml``)."""
+
+    warmup_steps: int = 0
+    phases: tuple[Phase, ...] = ()
+    heads_per_step: int | None = None
+    rows_per_step: int | None = None
+    check_every: int | None = None
+    plateau_window: int | None = None
+    plateau_tolerance: float | None = None
+    ema_decay: float | None = None
+    sparsity: tuple[SparsityStep, ...] = ()
+    prune_at: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam's settings (constant learning rate) and the gradient-norm clipping."""
+
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    gradient_clipping: float | None = 10.0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Batches, crops, precision, seed, length and checkpointing of the fine-tuning."""
+
+    batch_size: int | dict[str, int] = 12
+    gradient_accumulation_steps: int = 1
+    crop_seconds: float | dict[str, float] = 15.625
+    min_seconds: float = 2.0
+    mixed_precision: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+    max_steps: int | None = None
+    save_state_every: int | None = 5000
+    keep_states: int = 2
+
+    def for_family(self, name: str, family: str) -> Any:
+        """A setting that may differ by model family (``{melhubert: 4, default: 12}``), for `family`."""
+        value = getattr(self, name)
+        if isinstance(value, Mapping):
+            return value.get(family, value["default"])
+        return value
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training audio comes from (``--data`` and how to read a datasets dataset)."""
+
+    path: str | None = None
+    audio_column: str | None = None
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    l1_weight: float = 1.0
+    cosine_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Wav2Vec2Settings:
+    mask_time_prob: float = 0.65
+    mask_time_length: int = 10
+    num_negatives: int = 100
+    diversity_loss_weight: float = 0.1
+    gumbel_temperature: float = 0.5
+
+
+@dataclass(frozen=True)
+class MelHuBERTSettings:
+    mask_prob: float = 0.7
+    mask_length: int = 5
+    kmeans_layer: int = -1
+    kmeans_frames: int = 100_000
+    clusters: int | None = None
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The fine-tuning loss between pruning steps and its settings."""
+
+    name: str = "auto"
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    wav2vec2: Wav2Vec2Settings = field(default_factory=Wav2Vec2Settings)
+    melhubert: MelHuBERTSettings = field(default_factory=MelHuBERTSettings)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """The SpEAT after every pruning step (options of ``speat evaluate``)."""
+
+    stimuli: str = "demo"
+    tests: tuple[str, ...] = ("gender", "age", "native")
+    permutations: int = 1_000_000
+    allow_missing: bool = False
+    profile: str = "hf"
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """A whole pruning run: the model, the method, its schedule, the fine-tuning, the tracking.
+
+    Attributes:
+        method: ``heads``, ``rows`` or ``weights``.
+        model: the model string (a transformers directory or Hub id, ``melhubert:FILE``, ``random:melhubert-*``).
+        out: the run directory.
+        revision: Hub revision of the model.
+        mean_std: MelHuBERT's mean/std ``.npy``.
+    """
+
+    method: str
+    model: str
+    out: str
+    revision: str | None = None
+    mean_std: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON- and YAML-ready (tuples as lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> PruningConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(method: str, *, model: str, out: str | Path, data: str | None = None, path: str | Path | None = None,
+                overrides: Mapping[str, Any] | None = None, revision: str | None = None,
+                mean_std: str | None = None) -> PruningConfig:
+    """The resolved configuration of a run.
+
+    Args:
+        method: ``heads``, ``rows`` or ``weights``.
+        model: the model string.
+        out: the run directory.
+        data: ``--data`` (a folder or dataset).
+        path: a YAML file whose keys replace the defaults (``--config``).
+        overrides: dotted keys from the command line, e.g. ``{"optimizer.lr": 1e-4, "schedule.until": 12}``;
+            ``schedule.every`` sets every phase's interval and ``schedule.until`` the last phase's limit (and is
+            a floor for the others).
+        revision, mean_std: as for ``speat evaluate``.
+
+    Raises:
+        ConfigError: an unknown method or key, or a bad value.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}")
+    merged = _merge(_read_yaml(CONFIG_DIRECTORY / "common.yaml"), _read_yaml(CONFIG_DIRECTORY / f"{method}.yaml"))
+    if path is not None:
+        user = _read_yaml(Path(path))
+        if user.get("method", method) != method:
+            raise ConfigError(f"--config {path} is a {user['method']!r} recipe, not {method!r}")
+        merged = _merge(merged, user)
+    merged.update(method=method, model=model, out=str(out), revision=revision, mean_std=mean_std)
+    if data is not None:
+        merged.setdefault("data", {})["path"] = str(data)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _override(merged, key, value)
+    return build(merged, where=str(path) if path else "the configuration")
+
+
+def read_run_config(path: str | Path) -> PruningConfig:
+    """The configuration a run saved (``RUN_DIR/config.yaml``)."""
+    return build(_read_yaml(Path(path)), where=str(path))
+
+
+def build(data: Mapping[str, Any], *, where: str) -> PruningConfig:
+    """A `PruningConfig` from a nested mapping; unknown keys and bad values are ConfigErrors naming `where`."""
+    try:
+        return _build(PruningConfig, data, where)
+    except (TypeError, KeyError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict) and key not in ("batch_size",
+                                                                                             "crop_seconds"):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _override(merged: dict[str, Any], key: str, value: Any) -> None:
+    section, _, name = key.partition(".")
+    if (section, name) == ("schedule", "every"):
+        schedule = merged.setdefault("schedule", {})
+        if "phases" in schedule:
+            schedule["phases"] = [{**phase, "every": value} for phase in schedule["phases"]]
+        else:
+            schedule["check_every"] = value
+        return
+    if (section, name) == ("schedule", "until"):
+        phases = merged.setdefault("schedule", {}).get("phases") or []
+        if not phases:
+            raise ConfigError("--min-heads / --min-rows apply to the heads and rows methods only")
+        phases = [{**phase, "until": max(phase["until"], value)} for phase in phases]
+        phases[-1]["until"] = value
+        merged["schedule"]["phases"] = phases
+        return
+    merged.setdefault(section, {})[name] = value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping of settings, got {data!r}")
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known here: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value or {}, f"{where}: {name}")
+        elif typing.get_origin(hint) is tuple:
+            arguments = typing.get_args(hint)
+            if not isinstance(value, (list, tuple)):
+                if isinstance(value, str) and arguments[0] is str:
+                    value = [part.strip() for part in value.split(",") if part.strip()]
+                else:
+                    raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
+            if arguments and dataclasses.is_dataclass(arguments[0]):
+                value = tuple(_build(arguments[0], item, f"{where}: {name}[{index}]")
+                              for index, item in enumerate(value))
+            else:
+                value = tuple(value)
+        values[name] = value
+    return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _positive(value: Any, name: str, *, integer: bool = True, allow_none: bool = False, zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0 or (value == 0 and not zero):
+        kind = "whole number" if integer else "number"
+        raise ConfigError(f"{name} must be a {'non-negative' if zero else 'positive'} {kind}, got {value!r}")
+
+
+def _check(config: PruningConfig) -> None:
+    """Every value in range, and the method's schedule complete."""
+    schedule, training, optimizer = config.schedule, config.training, config.optimizer
+    if config.method not in METHODS:
+        raise ConfigError(f"unknown pruning method {config.method!r}; use one of {', '.join(METHODS)}")
+    _positive(schedule.warmup_steps, "schedule.warmup_steps (--warmup-steps)", zero=True)
+    if config.method in ("heads", "rows"):
+        per_step = "heads_per_step" if config.method == "heads" else "rows_per_step"
+        flag = "--heads-per-step" if config.method == "heads" else "--rows-per-step"
+        _positive(getattr(schedule, per_step), f"schedule.{per_step} ({flag})")
+        if not schedule.phases:
+            raise ConfigError(f"schedule.phases is empty: the {config.method} method needs at least one phase "
+                              "{every, until}")
+        for index, phase in enumerate(schedule.phases):
+            _positive(phase.every, f"schedule.phases[{index}].every (--steps-per-prune)")
+            _positive(phase.until, f"schedule.phases[{index}].until (--min-{config.method})")
+    else:
+        _positive(schedule.check_every, "schedule.check_every (--steps-per-prune)")
+        _positive(schedule.plateau_window, "schedule.plateau_window")
+        if schedule.plateau_window >= min(schedule.check_every, schedule.warmup_steps):
+            raise ConfigError(f"schedule.plateau_window ({schedule.plateau_window}) must be shorter than "
+                              f"schedule.check_every ({schedule.check_every}, --steps-per-prune) and "
+                              f"schedule.warmup_steps ({schedule.warmup_steps}, --warmup-steps): the loss EMA is "
+                              "compared with its value plateau_window steps before each check, within the interval "
+                              "since the last pruning step")
+        _positive(schedule.plateau_tolerance, "schedule.plateau_tolerance", integer=False, zero=True)
+        if not (isinstance(schedule.ema_decay, float) and 0 < schedule.ema_decay < 1):
+            raise ConfigError(f"schedule.ema_decay must be between 0 and 1, got {schedule.ema_decay!r}")
+        if not schedule.sparsity:
+            raise ConfigError("schedule.sparsity is empty: the weights method needs at least one {increment, until}")
+        steps = list(schedule.prune_at)
+        if steps and (any(not isinstance(step, int) or step < 1 for step in steps) or steps != sorted(set(steps))):
+            raise ConfigError(f"schedule.prune_at must list increasing positive steps, got {steps!r}")
+        for index, step in enumerate(schedule.sparsity):
+            if not (0 < step.increment <= 1 and 0 < step.until < 1):
+                raise ConfigError(f"schedule.sparsity[{index}]: increment must be in (0, 1] and until in (0, 1), "
+                                  f"got {step.increment!r} and {step.until!r}")
+    for name in ("heads_per_step", "rows_per_step"):
+        if getattr(schedule, name) is not None and name[:4] != config.method[:4]:
+            raise ConfigError(f"schedule.{name} (--{name.replace('_', '-')}) does not apply to the {config.method} "
+                              "method")
+    _positive(optimizer.lr, "optimizer.lr (--lr)", integer=False)
+    _positive(optimizer.gradient_clipping, "optimizer.gradient_clipping", integer=False, allow_none=True)
+    for name in ("batch_size", "crop_seconds"):
+        value = getattr(training, name)
+        values = value.values() if isinstance(value, Mapping) else [value]
+        if isinstance(value, Mapping) and "default" not in value:
+            raise ConfigError(f"training.{name} {dict(value)} needs a 'default' entry besides the model families")
+        for item in values:
+            _positive(item, f"training.{name} (--{name.replace('_', '-')})", integer=name == "batch_size")
+    _positive(training.min_seconds, "training.min_seconds", integer=False)
+    _positive(training.gradient_accumulation_steps, "training.gradient_accumulation_steps")
+    _positive(training.num_workers, "training.num_workers", zero=True)
+    _positive(training.seed, "training.seed (--seed)", zero=True)
+    _positive(training.max_steps, "training.max_steps (--max-steps)", allow_none=True)
+    _positive(training.save_state_every, "training.save_state_every", allow_none=True)
+    _positive(training.keep_states, "training.keep_states")
+    if config.objective.name not in OBJECTIVES:
+        raise ConfigError(f"objective.name (--objective) must be one of {', '.join(OBJECTIVES)}, got "
+                          f"{config.objective.name!r}")
+    _positive(config.tracking.permutations, "tracking.permutations (--permutations)")
+    if not config.tracking.tests:
+        raise ConfigError("tracking.tests (--tests) is empty; use gender, age, native or custom test files")

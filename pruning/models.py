@@ -1,0 +1,173 @@
+"""The model being pruned: how it is loaded, what its inputs are, how its hidden states come out, how it is saved.
+
+`load_pruning_model` accepts the model strings of ``speat evaluate`` that name a prunable encoder: a transformers
+wav2vec2, HuBERT, WavLM or data2vec-audio (a Hub id or directory, also one pruned before) and MelHuBERT
+(``melhubert:FILE`` or ``random:melhubert-small|slim|base[@SEED]``). The adapters of `speat_metric.adapters` load
+it, so its input normalisation (the feature extractor, MelHuBERT's filter banks and mean/std) is the one SpEAT uses.
+
+A checkpoint is what ``speat evaluate`` reads: ``RUN_DIR/checkpoint-<step>/`` (a transformers directory, with the
+feature extractor) or ``RUN_DIR/checkpoint-<step>.ckpt`` (MelHuBERT). So ``speat evaluate RUN_DIR`` (transformers)
+or ``speat evaluate melhubert:RUN_DIR`` (MelHuBERT) gives the curve over the run's checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from speat_metric.adapters.base import ModelLoadError
+from speat_metric.adapters.pruned import PRUNABLE_MODEL_TYPES, save_pruned_model
+from speat_metric.results import ModelDescription
+
+MELHUBERT = "melhubert"
+
+# Training-time switches of transformers encoders: no LayerDrop (layer outputs must stay aligned for the teacher
+# objective and for pruning), and SpecAugment only where the objective asks for it (the masks it passes).
+_TRAINING_CONFIG = {"layerdrop": 0.0, "apply_spec_augment": False}
+
+
+@dataclass
+class PruningModel:
+    """A speech encoder to prune (the "expert" of a recipe).
+
+    Attributes:
+        spec: the model string the user gave.
+        family: the transformers ``model_type`` or ``melhubert``.
+        encoder: the module that is pruned, trained and saved (a transformers base model or a `MelHuBERTModel`).
+        description: the unpruned model's description (name, weights, parameter count) from its adapter.
+        feature_extractor: a transformers model's feature extractor (None for MelHuBERT).
+        mean, std: MelHuBERT's filter-bank statistics (None without ``--mean-std``).
+    """
+
+    spec: str
+    family: str
+    encoder: nn.Module
+    description: ModelDescription
+    feature_extractor: Any = None
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+    @property
+    def is_melhubert(self) -> bool:
+        return self.family == MELHUBERT
+
+    @property
+    def base_parameters(self) -> int:
+        return self.description.num_parameters
+
+    @property
+    def inputs(self) -> ModelInputs:
+        """Turns crops into this model's inputs (small and picklable: it runs in dataloader workers)."""
+        if self.is_melhubert:
+            return ModelInputs(self.family, melhubert_config=self.encoder.config, mean=self.mean, std=self.std)
+        config = self.encoder.config
+        return ModelInputs(self.family, feature_extractor=self.feature_extractor,
+                           conv_layers=tuple(zip(config.conv_kernel, config.conv_stride)))
+
+    def hidden_states(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Every hidden state (input layer first) of `module` (this encoder, a copy, or its DDP wrapper)."""
+        if self.is_melhubert:
+            return module(batch["features"], batch["frame_mask"])
+        return list(module(batch["input_values"], output_hidden_states=True).hidden_states)
+
+    def frozen_copy(self) -> nn.Module:
+        """A copy of the encoder as it is now, in eval mode, without gradients (the teacher, the label model)."""
+        return copy.deepcopy(self.encoder).eval().requires_grad_(False)
+
+    def checkpoint_path(self, run_dir: str | Path, step: int) -> Path:
+        """Where the checkpoint of `step` goes: a directory (transformers) or a ``.ckpt`` file (MelHuBERT)."""
+        return Path(run_dir) / (f"checkpoint-{step}.ckpt" if self.is_melhubert else f"checkpoint-{step}")
+
+    def checkpoint_spec(self, path: Path) -> str:
+        """The model string ``speat evaluate`` (and `load_encoder`) reads a checkpoint with."""
+        return f"melhubert:{path}" if self.is_melhubert else str(path)
+
+    def save(self, run_dir: str | Path, step: int) -> Path:
+        """Save the encoder as it is now (pruned, masks applied) as the checkpoint of `step`, with the configuration
+        it was loaded with (not the training switches of `training_config`)."""
+        path = self.checkpoint_path(run_dir, step)
+        config = getattr(self.encoder, "config", None)
+        training = {key: getattr(config, key) for key in self._loaded_config}
+        try:
+            for key, value in self._loaded_config.items():
+                setattr(config, key, value)
+            return save_pruned_model(self.encoder, path, feature_extractor=self.feature_extractor, step=step)
+        finally:
+            for key, value in training.items():
+                setattr(config, key, value)
+
+    def training_config(self, *, spec_augment: bool = False) -> None:
+        """Switch the encoder to training settings: no LayerDrop; SpecAugment only when the objective masks."""
+        config = getattr(self.encoder, "config", None)
+        for key, value in {**_TRAINING_CONFIG, "apply_spec_augment": spec_augment}.items():
+            if key in self._loaded_config:
+                setattr(config, key, value)
+
+    def __post_init__(self) -> None:
+        config = getattr(self.encoder, "config", None)
+        self._loaded_config = {key: getattr(config, key) for key in _TRAINING_CONFIG
+                               if not self.is_melhubert and hasattr(config, key)}
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Model inputs of a batch of equal-length 16 kHz crops: normalised waveforms (transformers, with the model's
+    feature extractor) or filter banks (MelHuBERT, the authors' front end), on the CPU."""
+
+    family: str
+    feature_extractor: Any = None
+    conv_layers: tuple[tuple[int, int], ...] = ()
+    melhubert_config: Any = None
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+    def __call__(self, waveforms: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        if self.family == MELHUBERT:
+            from speat_metric.adapters.melhubert import melhubert_features
+
+            features = np.stack([melhubert_features(waveform, self.melhubert_config, mean=self.mean, std=self.std)
+                                 for waveform in waveforms])
+            return {"features": torch.from_numpy(features),
+                    "frame_mask": torch.ones(features.shape[:2], dtype=torch.bool)}
+        prepared = self.feature_extractor(waveforms, sampling_rate=16_000, return_tensors="pt")
+        return {"input_values": prepared["input_values"]}
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the encoder makes of `num_samples` samples (its CNN's kernels and strides)."""
+        length = num_samples
+        for kernel, stride in self.conv_layers:
+            length = (length - kernel) // stride + 1
+        return length
+
+
+def load_pruning_model(spec: str, *, revision: str | None = None, mean_std: str | None = None) -> PruningModel:
+    """Load the model to prune from a model string (see the module docstring), on the CPU, in float32.
+
+    Raises:
+        ModelLoadError: the model cannot be loaded, or is of a kind that cannot be pruned.
+    """
+    from speat_metric.adapters import load_encoder
+    from speat_metric.adapters.melhubert import MelHuBERTEncoder
+    from speat_metric.adapters.transformers_encoder import TransformersEncoder
+
+    adapter = load_encoder(spec, revision=revision, mean_std_path=mean_std)
+    if isinstance(adapter, MelHuBERTEncoder):
+        return PruningModel(spec, MELHUBERT, adapter.model, adapter.description, mean=adapter.mean, std=adapter.std)
+    if isinstance(adapter, TransformersEncoder):
+        model_type = adapter.model.config.model_type
+        if model_type in PRUNABLE_MODEL_TYPES:
+            return PruningModel(spec, model_type, adapter.model, adapter.description,
+                                feature_extractor=adapter.extractor)
+        kind = f"a {model_type!r} model"
+    else:
+        kind = f"a {adapter.description.kind} ({adapter.description.name})"
+    raise ModelLoadError(f"{spec!r} is {kind}, which speat prune cannot prune; prunable models: "
+                         f"{', '.join(PRUNABLE_MODEL_TYPES)} (transformers) and MelHuBERT (melhubert:FILE, "
+                         "random:melhubert-small|slim|base)")
+

@@ -1,0 +1,259 @@
+"""The pruning run, top to bottom: model, objective, method, data, tracker, accelerator, resume, loop, curve.
+
+At each pruning step the model fine-tuned since the previous one is saved as a checkpoint and its SpEAT recorded,
+then pruned; a resumable state follows, so a killed run resumed with ``--resume`` continues from the pruned model.
+The unpruned model's SpEAT (step 0) comes first; the run ends with the last fine-tuned model's checkpoint and SpEAT
+and ``curve.png``, ``curve.csv`` and ``curve.md``.
+
+Run directory (``--out``)::
+
+    config.yaml                  the resolved settings
+    checkpoint-<step>/           a pruned transformers model (speat evaluate RUN_DIR), or
+    checkpoint-<step>.ckpt       a pruned MelHuBERT (speat evaluate melhubert:RUN_DIR)
+    results/*.json               one EvaluationRecord per checkpoint and test (compression filled)
+    curve.png, curve.csv, curve.md
+    state/step-<N>/              resumable accelerate states (the latest ``keep_states``)
+    kmeans.npz                   MelHuBERT native objective: the k-means of the labels
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import set_seed
+
+from pruning.config import PruningConfig
+from pruning.methods import build_method, sizes
+from pruning.models import PruningModel, load_pruning_model
+from pruning.objectives import KMEANS_FILE, MelHuBERTObjective, build_objective
+from pruning.weights import prunable_parameters
+from speat_metric.adapters.pruned import PrunedLayout, apply_layout, layout_of
+from speat_metric.files import atomic_write_text
+from speat_metric.results import EvaluationRecord
+from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
+from speat_metric.training.checkpoints import (
+    TrainerState,
+    load_training_state,
+    read_trainer_state,
+    resolve_resume,
+    resume_batches,
+    save_training_state,
+)
+from speat_metric.training.data import RandomCrops, make_dataloader, open_training_audio
+from speat_metric.training.loop import StepProgress, make_accelerator
+from speat_metric.training.plots import write_curve
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class RunSummary:
+    """What a run made: its directory, checkpoints (model strings for ``speat evaluate``), records and curve."""
+
+    run_dir: Path
+    checkpoints: list[str] = field(default_factory=list)
+    records: list[EvaluationRecord] = field(default_factory=list)
+    curve: dict[str, Path] = field(default_factory=dict)
+    steps: int = 0
+
+
+def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to: Any = None,
+          progress: bool = True) -> RunSummary:
+    """Prune a model with bias tracking (what ``speat prune`` runs).
+
+    Args:
+        config: the resolved settings (`pruning.config.load_config`).
+        resume: continue the run in ``config.out`` from its latest state (True), from a given state, or start (False).
+        report_to: accelerate trackers (`speat_metric.training.loop.parse_report_to`).
+        progress: show progress bars.
+
+    Raises:
+        ValueError: bad data, model, stimuli or settings, all found before training starts.
+    """
+    from speat_metric.evaluation import EvaluationSettings
+
+    run_dir = Path(config.out)
+    resume_from = resolve_resume(run_dir, resume=resume)
+    if not config.data.path:
+        raise ValueError("no training data: give --data (a folder of audio files or a datasets dataset)")
+
+    # The cheap checks first: the data can be read, the tests and their stimuli exist.
+    training = config.training
+    accelerator = make_accelerator(project_dir=run_dir, mixed_precision=training.mixed_precision, report_to=report_to,
+                                   gradient_accumulation_steps=training.gradient_accumulation_steps)
+    audio = open_training_audio(config.data.path, audio_column=config.data.audio_column, config=config.data.config,
+                                split=config.data.split, revision=config.data.revision)
+    tracker = BiasTracker(EvaluationSettings(
+        tests=config.tracking.tests, stimuli=config.tracking.stimuli, allow_missing=config.tracking.allow_missing,
+        num_permutations=config.tracking.permutations, seed=training.seed, mean_std=config.mean_std,
+        profile=config.tracking.profile, progress=progress), run_dir / RESULTS_DIRECTORY)
+
+    # The model, what it is pruned with, and how much there is before pruning. Seeded first: a quantizer or
+    # anything else not in the checkpoint is initialised at random, and dropout follows the same generators.
+    set_seed(training.seed, device_specific=True)
+    target = load_pruning_model(config.model, revision=config.revision, mean_std=config.mean_std)
+    base_prunable = sum(parameter.numel() for _, parameter in prunable_parameters(target.encoder))
+    method = build_method(config.method, config.schedule, target.encoder)
+    objective = build_objective(config.objective.name, target, config.objective, seed=training.seed,
+                                revision=config.revision)
+
+    # Training crops, from the files whose headers read (a folder is checked file by file here).
+    audio = audio.check_files(min_seconds=training.min_seconds, progress=progress)
+    crops = RandomCrops(audio, crop_seconds=training.for_family("crop_seconds", target.family),
+                        min_seconds=training.min_seconds, seed=training.seed)
+    dataloader = make_dataloader(crops, batch_size=training.for_family("batch_size", target.family),
+                                 prepare=objective.batch_preparer(), num_workers=training.num_workers,
+                                 num_processes=accelerator.num_processes)
+    if accelerator.is_main_process and resume_from is None:
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+
+    # Resume: rebuild the pruned shapes before prepare, so that the saved weights and optimiser state fit.
+    state = TrainerState()
+    if resume_from is not None:
+        state = read_trainer_state(resume_from)
+        method.load_state_dict(state.recipe["method"])
+        apply_layout(target.encoder, PrunedLayout.from_dict(state.recipe["layout"]))
+    if not method.structural:
+        accelerator.register_for_checkpointing(method.masks)
+    if isinstance(objective, MelHuBERTObjective):
+        _kmeans_labels(objective, dataloader, run_dir, accelerator, fit=resume_from is None)
+
+    model, optimizer, dataloader = accelerator.prepare(objective.trainable, _optimizer(objective.trainable, config),
+                                                       dataloader)
+    objective.to(accelerator.device)
+    if resume_from is not None:
+        load_training_state(accelerator, resume_from)
+        logger.info("resumed from %s at step %d", resume_from, state.step)
+    if report_to:
+        accelerator.init_trackers("speat-prune", config=_flat(config.to_dict()))
+
+    summary = RunSummary(run_dir)
+
+    def compression(step: int) -> dict[str, Any]:
+        return {"method": config.method, "step": step, "prune_steps": method.prunes_done,
+                "pruned_at": list(method.pruned_at), "objective": objective.name, "base_model": config.model,
+                **sizes(target.encoder, method, base_parameters=target.base_parameters, base_prunable=base_prunable),
+                "config": config.to_dict()}
+
+    def checkpoint_and_track(step: int) -> None:
+        """Save the model as it is now and record its SpEAT."""
+        path = target.checkpoint_path(run_dir, step)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            target.save(run_dir, step)
+        accelerator.wait_for_everyone()
+        records = tracker.evaluate(target.checkpoint_spec(path), compression=compression(step),
+                                   checkpoint={"name": path.name, "step": step})
+        accelerator.log({f"speat/{record.test}/d": record.speat.effect_size for record in records}, step=step)
+
+    if not any(record.compression and record.compression.get("step") == 0 for record in tracker.records()):
+        tracker.evaluate(config.model, compression=compression(0))  # the unpruned model: the dashed lines
+
+    max_steps = training.max_steps
+    bar = StepProgress(min(method.planned_steps, max_steps or method.planned_steps), initial=state.step,
+                       desc=f"{config.method} pruning", enabled=progress and accelerator.is_main_process)
+    model.train()
+    done = False
+    while not done:
+        losses = []
+        for batch in resume_batches(dataloader, state):
+            with accelerator.accumulate(model):
+                with accelerator.autocast():  # the frozen teacher too, not only the prepared model
+                    loss = objective.loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    method.before_optimizer_step()
+                    if config.optimizer.gradient_clipping:
+                        accelerator.clip_grad_norm_(model.parameters(), config.optimizer.gradient_clipping)
+                optimizer.step()
+                optimizer.zero_grad()
+            state.batches_in_epoch += 1
+            losses.append(loss.detach())
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+            losses = []
+            method.after_optimizer_step(state.step, step_loss)
+            bar.update(postfix={"loss": f"{step_loss:.4f}"})
+            accelerator.log({"train/loss": step_loss}, step=state.step)
+
+            decision = method.decide(state.step)
+            stop = decision == "end" or (max_steps is not None and state.step >= max_steps)
+            if decision == "prune" and not stop:
+                if method.prunes_done > 0:
+                    checkpoint_and_track(state.step)
+                message = method.prune(target.encoder, state.step)
+                logger.info(message)
+                bar.write(message)
+                if method.structural:  # new tensors: a new DDP wrapper and optimiser (the authors re-create it too)
+                    accelerator.free_memory()
+                    model, optimizer = accelerator.prepare(objective.trainable,
+                                                           _optimizer(objective.trainable, config))
+                    model.train()
+                _save_state(accelerator, run_dir, state, method, target, training.keep_states)
+                bar.set_total(min(method.planned_steps, max_steps or method.planned_steps))
+            elif stop:
+                checkpoint_and_track(state.step)
+                done = True
+                break
+            elif training.save_state_every and state.step % training.save_state_every == 0:
+                _save_state(accelerator, run_dir, state, method, target, training.keep_states)
+        else:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    summary.steps = state.step
+    summary.records = [record for record in tracker.records() if record.compression
+                       and record.compression.get("method") == config.method]
+    steps = sorted({record.checkpoint["step"] for record in summary.records if record.checkpoint})
+    summary.checkpoints = [target.checkpoint_spec(target.checkpoint_path(run_dir, step)) for step in steps]
+    if accelerator.is_main_process:
+        title = f"{config.method} pruning of {Path(config.model).name or config.model}"
+        summary.curve = write_curve(summary.records, run_dir, title=title)
+    accelerator.end_training()
+    return summary
+
+
+def _optimizer(module: torch.nn.Module, config: PruningConfig) -> torch.optim.Optimizer:
+    settings = config.optimizer
+    return torch.optim.Adam([parameter for parameter in module.parameters() if parameter.requires_grad],
+                            lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
+                            weight_decay=settings.weight_decay)
+
+
+def _save_state(accelerator, run_dir: Path, state: TrainerState, method, target: PruningModel, keep: int) -> None:
+    state.recipe = {"method": method.state_dict(), "layout": layout_of(target.encoder).to_dict()}
+    save_training_state(accelerator, run_dir, state, keep=keep)
+
+
+def _kmeans_labels(objective: MelHuBERTObjective, dataloader, run_dir: Path, accelerator, *, fit: bool) -> None:
+    """Fit the label k-means on the main process (on the first training batches) and load it everywhere."""
+    path = run_dir / KMEANS_FILE
+    if fit and accelerator.is_main_process:
+        dataloader.sampler.set_epoch(0)
+        objective.fit_clusters(iter(dataloader), path, device=accelerator.device)
+    accelerator.wait_for_everyone()
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: the run's k-means labels cannot be restored; start a new run")
+    objective.load_clusters(path)
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``a/b`` keys with scalar values (what trackers accept)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{name}/"))
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat

@@ -1,0 +1,101 @@
+"""SpEAT during compression: evaluate a model with the ordinary pipeline and keep records that say how it was made.
+
+`BiasTracker` loads the tests once (``--stimuli``, ``--tests``, as ``speat evaluate`` reads them, checked before any
+training starts), then `BiasTracker.evaluate` runs `speat_metric.pipeline.evaluate_tests` on a saved checkpoint (a
+model string: a checkpoint directory, ``melhubert:FILE``...) or on an in-memory `SpeechEncoder`, fills each record's
+``compression`` field (see `speat_metric.results.EvaluationRecord`) and writes the records to the run's
+``results/`` directory (main process only). Under ``accelerate launch`` every process must call `evaluate` at the
+same point: the stimuli are split across processes.
+
+Example:
+    >>> from speat_metric.evaluation import EvaluationSettings
+    >>> tracker = BiasTracker(EvaluationSettings(num_permutations=1000), Path("runs/heads/results"))  # doctest: +SKIP
+    >>> tracker.evaluate("runs/heads/checkpoint-26000", compression={"method": "heads", "step": 26000},
+    ...                  checkpoint={"name": "checkpoint-26000", "step": 26000})                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from speat_metric.adapters.base import SpeechEncoder
+    from speat_metric.evaluation import EvaluationSettings
+    from speat_metric.results import EvaluationRecord
+
+logger = logging.getLogger(__name__)
+
+RESULTS_DIRECTORY = "results"
+
+
+class BiasTracker:
+    """Evaluate SpEAT at each compression step, appending `EvaluationRecord`s to a results directory.
+
+    Args:
+        settings: what and how to evaluate (stimuli, tests, permutations, seed, pooling...), as for
+            ``speat evaluate``.
+        results_dir: where records are written (created when the first is).
+
+    Raises:
+        ValueError: an unknown test, a missing stimulus, or another bad setting (before any training).
+    """
+
+    def __init__(self, settings: EvaluationSettings, results_dir: str | Path) -> None:
+        from speat_metric.evaluation import load_tests, resolve_device
+
+        self.settings = settings
+        self.results_dir = Path(results_dir)
+        self.device = resolve_device(settings.device)
+        self.tests = load_tests(settings)
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the stimuli are the embedded synthetic demo set (a pipeline check, not a measurement)."""
+        from speat_metric.stimuli import stimulus_provenance
+
+        return any(stimulus_provenance(dataset).get("synthetic") for dataset in self.tests.values())
+
+    def evaluate(self, model: str | Path | SpeechEncoder, *, compression: Mapping[str, Any],
+                 checkpoint: Mapping[str, Any] | None = None, labels: Sequence[str] = ()) -> list[EvaluationRecord]:
+        """SpEAT of one model on every test; records carry `compression` and are saved by the main process.
+
+        Args:
+            model: a model string of `speat_metric.adapters.load_encoder` (e.g. a checkpoint directory) or an adapter.
+            compression: how the model was made (method, step, sizes, settings: see ``EvaluationRecord.compression``).
+            checkpoint: the checkpoint's name and step, for per-checkpoint curves (None for the unpruned model).
+            labels: extra record labels.
+
+        Returns:
+            One record per test (and layer view).
+        """
+        from speat_metric.adapters import load_encoder
+        from speat_metric.evaluation import record_labels
+        from speat_metric.pipeline import evaluate_tests, is_main_process
+
+        settings = self.settings
+        if isinstance(model, (str, Path)):
+            spec = str(model)
+            encoder = load_encoder(spec, revision=settings.revision, device=self.device, dtype=settings.dtype,
+                                   mean_std_path=settings.mean_std, profile=settings.profile, cmvn=settings.cmvn)
+        else:
+            spec, encoder = model.description.name, model
+        # Each checkpoint has new weights, so its embeddings are computed once: no cache.
+        records = evaluate_tests(
+            encoder, self.tests, layer_pooling=settings.layer_pooling, frame_pooling=settings.frame_pooling,
+            cache_dir=None, batch_seconds=settings.batch_seconds, trim_silence=settings.trim_silence,
+            num_permutations=settings.num_permutations, seed=settings.seed,
+            labels=[*record_labels(encoder, spec), *labels], checkpoint=checkpoint, progress=settings.progress)
+        records = [record.replace(compression=dict(compression)) for record in records]
+        if is_main_process():
+            for record in records:
+                record.save(self.results_dir)
+        return records
+
+    def records(self) -> list[EvaluationRecord]:
+        """Every record written so far (also by an earlier, interrupted part of the run)."""
+        from speat_metric.results import load_records
+
+        return load_records(self.results_dir) if self.results_dir.is_dir() else []

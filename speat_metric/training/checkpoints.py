@@ -1,0 +1,156 @@
+"""Resumable training states: accelerate's ``save_state`` plus the recipe's position, and which state to resume.
+
+A state is a directory ``RUN_DIR/state/step-<N>/`` holding what ``accelerator.save_state`` writes (model, optimiser,
+random generators, registered objects) and ``trainer_state.json``, a `TrainerState`: the optimiser step, the epoch,
+the batches of that epoch already consumed, and the recipe's own position (its schedule, the pruned architecture, a
+loss average...). ``trainer_state.json`` is written last and atomically, so a directory without it is a state cut
+short by a kill and is never resumed from.
+
+To resume: read the `TrainerState` first (`read_trainer_state`), rebuild what changes shape (a pruned model), call
+``accelerator.prepare``, then ``accelerator.load_state`` (`load_training_state`), and skip the consumed batches of the
+epoch with `resume_batches` (``skip_first_batches``). `resolve_resume` decides which state, if any.
+
+Example:
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> resolve_resume(run, resume=False) is None      # a new run
+    True
+    >>> resolve_resume(run, resume=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: --resume: ... has no saved training state to resume from; run without --resume to start
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speat_metric.files import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+STATE_DIRECTORY = "state"
+TRAINER_STATE = "trainer_state.json"
+_STEP_DIRECTORY = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    """Where a run is.
+
+    Attributes:
+        step: optimiser steps done.
+        epoch: the epoch in progress.
+        batches_in_epoch: micro-batches of that epoch this process has consumed (skipped on resume).
+        recipe: the recipe's own JSON-ready state (schedule position, architecture, ...).
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainerState:
+        return cls(step=int(data["step"]), epoch=int(data["epoch"]), batches_in_epoch=int(data["batches_in_epoch"]),
+                   recipe=dict(data.get("recipe") or {}))
+
+
+def state_directories(run_dir: str | Path) -> list[Path]:
+    """The complete saved states of a run (with ``trainer_state.json``), oldest first."""
+    root = Path(run_dir) / STATE_DIRECTORY
+    if not root.is_dir():
+        return []
+    found = [(int(match[1]), path) for path in root.iterdir()
+             if (match := _STEP_DIRECTORY.match(path.name)) and (path / TRAINER_STATE).is_file()]
+    return [path for _, path in sorted(found)]
+
+
+def resolve_resume(run_dir: str | Path, *, resume: bool | str | Path | None) -> Path | None:
+    """The state to resume from, or None to start a new run.
+
+    Args:
+        run_dir: the run directory (``--out``).
+        resume: False/None: a new run, which refuses a directory that already has states (nothing is overwritten);
+            True or ``"latest"``: the run's latest complete state; a path: that state directory.
+
+    Raises:
+        ValueError: a new run in a directory with states, ``--resume`` without any state, or a path that is not a
+            complete state.
+    """
+    run_dir = Path(run_dir)
+    states = state_directories(run_dir)
+    if not resume:
+        if states:
+            raise ValueError(f"--out {run_dir} already holds a run (saved states up to {states[-1].name}); pass "
+                             "--resume to continue it, or choose another --out")
+        return None
+    if resume is True or resume == "latest":
+        if not states:
+            raise ValueError(f"--resume: {run_dir} has no saved training state to resume from; run without "
+                             "--resume to start")
+        return states[-1]
+    path = Path(resume)
+    if not (path / TRAINER_STATE).is_file():
+        raise ValueError(f"--resume {path}: not a complete saved state (no {TRAINER_STATE}); give a directory "
+                         f"{STATE_DIRECTORY}/step-N of a run, or --resume alone for the latest")
+    return path
+
+
+def read_trainer_state(path: str | Path) -> TrainerState:
+    """The `TrainerState` of a saved state directory (read before ``prepare``, to rebuild shapes)."""
+    path = Path(path) / TRAINER_STATE
+    try:
+        return TrainerState.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable trainer state ({error!r})") from None
+
+
+def save_training_state(accelerator, run_dir: str | Path, state: TrainerState, *, keep: int = 2) -> Path:
+    """Save a resumable state of the run (call it on every process); keep the `keep` latest complete states.
+
+    Returns:
+        The state directory.
+    """
+    directory = Path(run_dir) / STATE_DIRECTORY / f"step-{state.step:09d}"
+    accelerator.save_state(str(directory))
+    if accelerator.is_main_process:
+        atomic_write_text(directory / TRAINER_STATE, json.dumps(state.to_dict(), indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        complete = state_directories(run_dir)
+        for old in complete[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        for partial in (Path(run_dir) / STATE_DIRECTORY).iterdir():  # cut short by an earlier kill
+            if partial not in complete and partial.is_dir() and partial != directory:
+                shutil.rmtree(partial, ignore_errors=True)
+    return directory
+
+
+def load_training_state(accelerator, path: str | Path) -> TrainerState:
+    """``accelerator.load_state`` of a saved state (after ``prepare``), and its `TrainerState`."""
+    accelerator.load_state(str(path))
+    return read_trainer_state(path)
+
+
+def resume_batches(dataloader, state: TrainerState):
+    """The dataloader of the epoch in progress, without the batches this process already consumed."""
+    from accelerate import skip_first_batches
+
+    dataloader.set_epoch(state.epoch)
+    if state.batches_in_epoch == 0:
+        return dataloader
+    skipped = skip_first_batches(dataloader, state.batches_in_epoch)
+    if hasattr(skipped, "set_epoch"):
+        skipped.set_epoch(state.epoch)
+    return skipped

@@ -1,0 +1,159 @@
+"""The pieces of an accelerate training loop that every compression recipe uses.
+
+`make_accelerator` builds the ``Accelerator``: gradient accumulation, mixed precision where the hardware has it
+(``auto``: bf16 on a CUDA GPU that supports it, else fp16 on CUDA, else none), the CPU (gloo) when there is no GPU,
+and the ``--report-to`` trackers (none by default). `StepProgress` is the bar over optimiser steps, on the main
+process only. `numpy_seed` runs legacy ``np.random`` code (transformers' mask sampling) reproducibly.
+
+Example:
+    >>> parse_report_to("none"), parse_report_to("all")
+    (None, 'all')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+_TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "comet_ml": "comet_ml", "aim": "aim",
+                     "mlflow": "mlflow", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab",
+                     "trackio": "trackio"}
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """accelerate's ``mixed_precision`` for ``auto``/``no``/``fp16``/``bf16`` on this machine.
+
+    Raises:
+        ValueError: an unknown value, or fp16/bf16 asked for without a CUDA GPU that has it.
+    """
+    if requested not in MIXED_PRECISION:
+        raise ValueError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}, got {requested!r}")
+    cuda = torch.cuda.is_available()
+    if requested == "auto":
+        if not cuda:
+            return "no"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if requested != "no" and not cuda:
+        raise ValueError(f"--mixed-precision {requested} needs a CUDA GPU; this machine has none (use auto or no)")
+    if requested == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("--mixed-precision bf16: this GPU does not support bfloat16; use fp16 or auto")
+    return requested
+
+
+def parse_report_to(value: str | None) -> str | list[str] | None:
+    """accelerate's ``log_with`` for ``--report-to``: ``none`` (default), ``all``, or comma-separated tracker names.
+
+    Raises:
+        ValueError: an unknown tracker, or one whose package is not installed (the message says which to install).
+    """
+    import importlib.util
+
+    if value is None or value.strip() in ("", "none"):
+        return None
+    if value.strip() == "all":
+        return "all"
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    for name in names:
+        if name not in _TRACKER_PACKAGES:
+            raise ValueError(f"--report-to {name!r} is not a tracker accelerate knows; use none, all, or some of "
+                             f"{', '.join(_TRACKER_PACKAGES)}")
+        if importlib.util.find_spec(_TRACKER_PACKAGES[name]) is None:
+            raise ValueError(f"--report-to {name}: the {_TRACKER_PACKAGES[name]} package is not installed "
+                             f"(pip install {_TRACKER_PACKAGES[name]}), or use --report-to none")
+    return names
+
+
+def make_accelerator(*, project_dir: Path, gradient_accumulation_steps: int = 1, mixed_precision: str = "auto",
+                     report_to: str | list[str] | Any | None = None):
+    """The ``Accelerator`` of a compression run.
+
+    Args:
+        project_dir: the run directory (trackers write their logs under it).
+        gradient_accumulation_steps: micro-batches per optimiser step (``accelerator.accumulate``).
+        mixed_precision: see `resolve_mixed_precision`.
+        report_to: accelerate's ``log_with`` (see `parse_report_to`; tracker objects are accepted too).
+
+    Raises:
+        ValueError: ``gradient_accumulation_steps`` below 1, or a bad mixed-precision value.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+
+    if gradient_accumulation_steps < 1:
+        raise ValueError(f"gradient accumulation steps must be at least 1, got {gradient_accumulation_steps}")
+    return Accelerator(
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        mixed_precision=resolve_mixed_precision(mixed_precision),
+        log_with=report_to,
+        project_config=ProjectConfiguration(project_dir=str(project_dir), logging_dir=str(project_dir / "logs")),
+        # Objectives leave some parameters out (a pre-training head, the masked-frame embedding): DDP must allow it.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        cpu=not torch.cuda.is_available(),
+    )
+
+
+class StepProgress:
+    """A progress bar over optimiser steps, shown on the main process only; the total can grow (a schedule that
+    waits for the loss to settle does not know its length in advance).
+
+    Args:
+        total: steps planned (None: unknown).
+        initial: steps already done (a resumed run).
+        desc: the bar's label.
+        enabled: False shows nothing.
+    """
+
+    def __init__(self, total: int | None, *, initial: int = 0, desc: str, enabled: bool = True) -> None:
+        self._bar = tqdm(total=total, initial=initial, unit="step", desc=desc, disable=not enabled,
+                         dynamic_ncols=True)
+
+    def update(self, *, postfix: Mapping[str, Any] | None = None) -> None:
+        """Count one optimiser step; `postfix` shows e.g. the loss."""
+        if postfix:
+            self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update()
+
+    def set_total(self, total: int) -> None:
+        self._bar.total = total
+        self._bar.refresh()
+
+    def write(self, message: str) -> None:
+        """Print a line above the bar, on stderr with the bar (on the main process, when enabled)."""
+        if not self._bar.disable:
+            self._bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@contextlib.contextmanager
+def numpy_seed(seed: int | Any) -> Iterator[None]:
+    """Run code that draws from numpy's legacy global generator (e.g. transformers' ``_compute_mask_indices``)
+    with a fixed seed, restoring the global state afterwards.
+
+    Example:
+        >>> with numpy_seed(3):
+        ...     first = np.random.rand()
+        >>> with numpy_seed(3):
+        ...     second = np.random.rand()
+        >>> first == second
+        True
+    """
+    state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        yield
+    finally:
+        np.random.set_state(state)

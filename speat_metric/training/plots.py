@@ -1,0 +1,139 @@
+"""Compression curves: SpEAT d per test against a compression measure, as a figure, a CSV file and a Markdown table.
+
+The records are those of `speat_metric.training.bias_tracking` (``compression`` filled). The x axis is a key of
+``compression`` (``parameters_removed`` by default, as in Lin et al. 2024, Figure 2; ``step`` or ``sparsity`` work
+too). The records at ``compression["step"] == 0`` are the uncompressed model: drawn as dashed lines, one per test.
+Error bars are the records' bootstrap confidence intervals.
+
+Example:
+    >>> paths = write_curve(records, Path("runs/heads"), title="head pruning of my-model")  # doctest: +SKIP
+    >>> sorted(paths)                                                                      # doctest: +SKIP
+    ['csv', 'markdown', 'png']
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from speat_metric.files import atomic_open, atomic_write_text
+from speat_metric.results import EvaluationRecord
+
+CSV_COLUMNS = ("test", "step", "x", "d", "ci_low", "ci_high", "p_value", "size", "parameters", "parameters_removed",
+               "sparsity", "heads", "synthetic")
+
+_X_LABELS = {"parameters_removed": "parameters removed", "step": "training step", "sparsity": "sparsity",
+             "parameters": "parameters"}
+
+
+def curve_rows(records: Sequence[EvaluationRecord], *, x: str = "parameters_removed") -> list[dict[str, Any]]:
+    """One row per record with a ``compression`` field, sorted by test, then x, then step.
+
+    Raises:
+        ValueError: a record's ``compression`` lacks `x`.
+    """
+    rows = []
+    for record in records:
+        compression = record.compression
+        if not compression:
+            continue
+        if x not in compression:
+            raise ValueError(f"record {record.file_name} has no compression[{x!r}] (keys: {', '.join(compression)})")
+        heads = compression.get("heads_per_layer")
+        rows.append({
+            "test": record.test, "step": compression.get("step"), "x": compression[x],
+            "d": record.speat.effect_size, "ci_low": record.speat.ci_low, "ci_high": record.speat.ci_high,
+            "p_value": record.speat.p_value, "size": record.speat.effect_size_label,
+            "parameters": compression.get("parameters"), "parameters_removed": compression.get("parameters_removed"),
+            "sparsity": compression.get("sparsity"), "heads": sum(heads) if heads else None,
+            "synthetic": "synthetic-stimuli" in record.labels,
+        })
+    return sorted(rows, key=lambda row: (row["test"], row["x"], row["step"] or 0))
+
+
+def write_curve(records: Sequence[EvaluationRecord], directory: str | Path, *, x: str = "parameters_removed",
+                name: str = "curve", title: str | None = None) -> dict[str, Path]:
+    """Write ``<name>.png``, ``<name>.csv`` and ``<name>.md`` into `directory` (each atomically).
+
+    Args:
+        records: the run's records (`BiasTracker.records`).
+        directory: where to write.
+        x: the compression key on the x axis.
+        name: the files' stem.
+        title: the figure's title.
+
+    Returns:
+        ``{"png": path, "csv": path, "markdown": path}``.
+
+    Raises:
+        ValueError: no record has a ``compression`` field.
+    """
+    rows = curve_rows(records, x=x)
+    if not rows:
+        raise ValueError("no compression records to draw (evaluate at least one checkpoint first)")
+    directory = Path(directory)
+    paths = {"png": directory / f"{name}.png", "csv": directory / f"{name}.csv", "markdown": directory / f"{name}.md"}
+    figure = curve_figure(rows, x=x, title=title)
+    with atomic_open(paths["png"], "wb") as file:
+        figure.savefig(file, format="png", dpi=120)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(paths["csv"], buffer.getvalue())
+    atomic_write_text(paths["markdown"], curve_markdown(rows, x=x, title=title))
+    return paths
+
+
+def curve_markdown(rows: Sequence[dict[str, Any]], *, x: str = "parameters_removed", title: str | None = None) -> str:
+    """The rows as a Markdown table (one line per test and checkpoint), with the synthetic-stimuli warning."""
+    label = _X_LABELS.get(x, x)
+    lines = [f"# {title}", ""] if title else []
+    if any(row["synthetic"] for row in rows):
+        lines += ["**SYNTHETIC demo stimuli: a pipeline check, NOT a bias measurement.**", ""]
+    lines += [f"| test | step | {label} | d | 95% CI | p | size |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        interval = "n/a" if row["ci_low"] is None else f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+        lines.append(f"| {row['test']} | {row['step']} | {_format_x(row['x'])} | {row['d']:+.2f} | {interval} | "
+                     f"{row['p_value']:.2g} | {row['size']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _format_x(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def curve_figure(rows: Sequence[dict[str, Any]], *, x: str = "parameters_removed", title: str | None = None):
+    """The matplotlib ``Figure`` of `curve_rows`: d per test with CI error bars, the uncompressed d dashed."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
+    scale = 1e6 if x in ("parameters_removed", "parameters") and max(abs(row["x"]) for row in rows) >= 1e6 else 1
+    tests = sorted({row["test"] for row in rows})
+    colours = matplotlib.colormaps["tab10"]
+    for number, test in enumerate(tests):
+        colour = colours(number % 10)
+        points = [row for row in rows if row["test"] == test]
+        xs = [row["x"] / scale for row in points]
+        ds = [row["d"] for row in points]
+        errors = [[max(row["d"] - (row["ci_low"] if row["ci_low"] is not None else row["d"]), 0) for row in points],
+                  [max((row["ci_high"] if row["ci_high"] is not None else row["d"]) - row["d"], 0) for row in points]]
+        axes.errorbar(xs, ds, yerr=errors, color=colour, marker="o", capsize=3, label=test)
+        for baseline in (row for row in points if row["step"] == 0):
+            axes.axhline(baseline["d"], color=colour, linestyle="--", linewidth=1)
+    axes.axhline(0.0, color="grey", linewidth=0.5)
+    axes.set_xlabel(_X_LABELS.get(x, x) + (" (millions)" if scale == 1e6 else ""))
+    axes.set_ylabel("SpEAT effect size d")
+    heading = title or "SpEAT d under compression"
+    if any(row["synthetic"] for row in rows):
+        heading += "\nSYNTHETIC demo stimuli: a pipeline check, not a bias measurement"
+    axes.set_title(heading, fontsize=10)
+    axes.legend(title="test (dashed: uncompressed)", fontsize=8, title_fontsize=8)
+    return figure
