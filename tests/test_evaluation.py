@@ -187,3 +187,21 @@ def test_output_directory_checks(tmp_path):
         check_output_directory(tmp_path / "file" / "results")
     check_output_directory(tmp_path / "new" / "results")  # creatable: fine, and nothing is created yet
     assert not (tmp_path / "new").exists()
+
+
+def test_a_plain_directory_of_melhubert_checkpoints_is_a_series(tmp_path):
+    import torch
+
+    from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel, save_melhubert_checkpoint
+    from speat_metric.evaluation import plan_models
+
+    config = MelHuBERTConfig.small()
+    config = type(config)(**{**config.__dict__, "encoder_layers": 1, "encoder_embed_dim": 16,
+                             "encoder_ffn_embed_dim": 16, "encoder_attention_heads": 2})
+    for step in (200, 50):
+        torch.manual_seed(step)
+        save_melhubert_checkpoint(MelHuBERTModel(config), tmp_path / "run" / f"checkpoint-{step}.ckpt", step=step)
+    runs = plan_models([str(tmp_path / "run")])
+    assert [(run.model, run.checkpoint["step"]) for run in runs] == [
+        (f"melhubert:{tmp_path / 'run' / 'checkpoint-50.ckpt'}", 50),
+        (f"melhubert:{tmp_path / 'run' / 'checkpoint-200.ckpt'}", 200)]

@@ -102,13 +102,17 @@ def checkpoint_series(spec: str) -> list[tuple[str, dict]] | None:
     """The checkpoints a model string names when it is a directory of checkpoints, in training order; else None.
 
     A directory of transformers checkpoints (sub-directories with a ``config.json``, e.g. ``checkpoint-5000``) or
-    ``melhubert:DIR`` / ``m2d:DIR`` over a directory of checkpoint files (``*.ckpt``, ``*.pt``, ``*.pth``). Each
+    ``melhubert:DIR`` / ``m2d:DIR`` over a directory of checkpoint files (``*.ckpt``, ``*.pt``, ``*.pth``); a plain
+    directory of ``*.ckpt`` files (MelHuBERT's format) needs no prefix. Each
     entry is ``(model string, {"name": ..., "step": ...})``; the step is the last number in the name (None if none).
     """
     kind, _, path = spec.rpartition(":") if spec.startswith(("melhubert:", "m2d:")) else ("", "", spec)
     directory = Path(path)
     if not directory.is_dir() or (not kind and (directory / "config.json").exists()):
         return None
+    if not kind and not any((member / "config.json").is_file() for member in directory.iterdir()) \
+            and any(directory.glob("*.ckpt")):
+        kind = "melhubert"  # a MelHuBERT run (e.g. `speat prune` of MelHuBERT) saves checkpoint-<step>.ckpt files
     if kind:
         members = [member for member in directory.iterdir() if member.suffix in (".ckpt", ".pt", ".pth")]
     else:

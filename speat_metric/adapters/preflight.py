@@ -110,6 +110,8 @@ def _check_local_directory(spec: str, path: Path) -> ModelCheck:
     if config.is_file():
         return ModelCheck(spec, "local", model_type=_local_model_type(config, spec))
     members = [member for member in path.iterdir() if (member / "config.json").is_file()]
+    if not members and any(path.glob("*.ckpt")):
+        return ModelCheck(spec, "checkpoints")  # MelHuBERT checkpoint files (see `checkpoint_series`)
     if not members:
         raise ModelLoadError(
             f"{spec!r} is a directory but not a model: it has no config.json (a transformers save_pretrained "
