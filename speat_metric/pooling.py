@@ -12,11 +12,12 @@ Two steps, as in SpEAT and Lin et al. (2024):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from speat_metric.adapters.base import EncoderOutput
+if TYPE_CHECKING:  # torch is imported where frames are pooled, so the CLI starts without it
+    from speat_metric.adapters.base import EncoderOutput
 
 FRAME_POOLINGS = ("mean", "max")
 LAYER_POOLINGS = ("mean", "last", "layer", "per-layer")
@@ -38,6 +39,8 @@ def pool_frames(output: EncoderOutput, frame_pooling: str = "mean") -> np.ndarra
     """
     if frame_pooling not in FRAME_POOLINGS:
         raise ValueError(f"frame pooling must be one of {', '.join(FRAME_POOLINGS)}, got {frame_pooling!r}")
+    import torch
+
     mask = output.frame_mask[:, :, None]
     empty = (~output.frame_mask.any(dim=1)).nonzero().flatten().tolist()
     if empty:
