@@ -1,1 +1,36 @@
-"""Model cards and Hugging Face Hub publishing of SpEAT results (planned)."""
+"""SpEAT results on the Hugging Face Hub: model cards, card pull requests, batch annotation, the results dataset and
+the evaluate module as a Space.
+
+Modules, in the order data flows (records -> card -> Hub):
+
+- ``card``: render `EvaluationRecord`s as a card section, ``model-index`` results and ``.eval_results/speat.yaml``,
+  and merge them into an existing README without touching anything else (pure text, no network).
+- ``hub``: the Hub operations (`HubClient`): revisions, files, our pull requests (found, updated, never duplicated),
+  commits, model search, card validation.
+- ``annotate``: evaluate a model at a commit and open or update its card PR (`annotate_model`), or publish existing
+  records (`publish_records`).
+- ``batch``: ``speat hub annotate-many``, resumable through a state file.
+- ``results_dataset``: ``speat hub push-results``, records as a Hub dataset that ``datasets.load_dataset`` reads.
+- ``module_space``: ``speat hub publish-module``, the evaluate module as a Hub Space.
+- ``cli``: the ``speat hub`` subcommands; ``webhook/`` is the automatic-annotation service (``speat hub webhook``).
+
+Everything speat writes to the Hub is recognisable: commit summaries and pull-request titles start with
+`SPEAT_TITLE_PREFIX` and descriptions contain `SPEAT_COMMIT_MARKER` (see `is_speat_change`), so that the webhook
+service can ignore events caused by our own commits and pull requests.
+"""
+
+SPEAT_COMMIT_MARKER = "speat-bot"
+"""Appears in the summary and the description of every commit and pull request speat makes on the Hub."""
+
+SPEAT_TITLE_PREFIX = f"[{SPEAT_COMMIT_MARKER}]"
+"""Every commit summary and pull-request title speat writes starts with this."""
+
+
+def is_speat_change(text: str | None) -> bool:
+    """Whether a commit message, commit summary or pull-request title or description was written by speat.
+
+    Example:
+        >>> is_speat_change("[speat-bot] SpEAT social-bias results"), is_speat_change("Update README.md")
+        (True, False)
+    """
+    return bool(text) and SPEAT_COMMIT_MARKER in text

@@ -1,15 +1,253 @@
-"""`speat hub` (also `python -m hub_scripts`): model cards, card pull requests, the results dataset and the webhook service on the Hugging Face Hub."""
+"""``speat hub`` (also ``python -m hub_scripts``): SpEAT results on the Hugging Face Hub.
+
+    speat hub render RESULTS_DIR [--model ID] [--card README.md]   # the YAML and section a card would get
+    speat hub annotate MODEL_ID [--results DIR | --evaluate] [--commit | --create-pr] [--dry-run] [--force]
+    speat hub annotate-many (--models FILE | --search QUERY [--filter TAG ...]) --state FILE
+    speat hub push-results DIR --repo ORG/NAME                     # records -> a Hub dataset (load_dataset reads it)
+    speat hub publish-module --space ORG/speat                     # evaluate.load("ORG/speat") from the Hub
+    speat hub webhook ...                                          # the annotation service (hub_scripts/webhook)
+
+Commands that evaluate take every option of ``speat evaluate`` (``--stimuli``, ``--tests``, ``--permutations``,
+...). The token comes from huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``), the Hub from
+``HF_ENDPOINT``; no command prints the token.
+
+Other ``hub_scripts`` subpackages add their own subcommand: a module named in `SUBCOMMAND_MODULES` that exists
+provides ``add_parser(commands)`` (``commands`` being the ``speat hub`` subparsers) and keeps heavy imports in its
+handlers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
+from pathlib import Path
+
+SUBCOMMAND_MODULES = ("hub_scripts.webhook.cli",)
+"""Modules that add a ``speat hub`` subcommand of their own, when they exist (``webhook``: issue 10)."""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the `hub` subcommand to the `speat` parser (heavy imports stay inside the handlers)."""
-    parser = commands.add_parser("hub", help="model cards, card pull requests, the results dataset and the webhook service on the Hugging Face Hub (not built yet)", description="model cards, card pull requests, the results dataset and the webhook service on the Hugging Face Hub (not built yet).")
-    parser.set_defaults(handler=lambda args: _not_built())
+    """Add the ``hub`` subcommand to the ``speat`` parser (heavy imports stay inside the handlers)."""
+    from speat_metric.cli import _paragraphs, evaluation_options
+
+    hub = commands.add_parser(
+        "hub", help="model cards, card pull requests, batch annotation, the results dataset and the evaluate "
+        "module on the Hugging Face Hub",
+        description="SpEAT results on the Hugging Face Hub. The token comes from HF_TOKEN or `hf auth login`, the Hub "
+        "from HF_ENDPOINT.")
+    hub.set_defaults(handler=lambda args: hub.print_help() or 0)
+    hub_commands = hub.add_subparsers(dest="hub_command", title="hub commands")
+    evaluating = evaluation_options()
+
+    render = hub_commands.add_parser(
+        "render", help="print the model-index YAML, the .eval_results file and the card section of some results",
+        description="Render the card content of the records of one model at one revision (one record per test): "
+        "the model-index results of README.md's YAML, .eval_results/speat.yaml and the 'Social bias (SpEAT)' "
+        "section. Nothing is sent anywhere.")
+    render.add_argument("results", type=Path, metavar="RESULTS_DIR", help="a directory of speat evaluate records")
+    render.add_argument("--model", default=None, help="the model whose records to render (when there are several)")
+    render.add_argument("--card", type=Path, default=None,
+                        help="a README.md to merge into: print the whole merged card instead")
+    render.add_argument("--allow-synthetic", action="store_true",
+                        help="accept synthetic-stimuli or random-init records (labelled loudly)")
+    render.set_defaults(handler=_render)
+
+    annotate = hub_commands.add_parser(
+        "annotate", parents=[evaluating], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="put a model's SpEAT results on its Hub card (a pull request by default)",
+        description=_paragraphs(
+            "Evaluate a Hub model at one commit (or take existing --results) and put its SpEAT table on its card: "
+            "model-index results, .eval_results/speat.yaml and a 'Social bias (SpEAT)' section. Everything else in "
+            "the card stays byte-identical; running it again replaces our entries, never duplicates them.\n\n"
+            "Default: a pull request. If speat's pull request is open, it is updated instead of opening another; "
+            "if the owner closed it unmerged, nothing is opened unless --force. Nothing changed: no commit, no PR.\n\n"
+            "The evaluation options are those of `speat evaluate` (see speat evaluate --help); --revision is the "
+            "commit to evaluate (default: main's current commit), pinned in the card."))
+    annotate.add_argument("model", metavar="MODEL_ID", help="the Hub model repository, OWNER/NAME")
+    source = annotate.add_mutually_exclusive_group()
+    source.add_argument("--results", type=Path, default=None,
+                        help="publish these records (a speat evaluate --out directory) instead of evaluating")
+    source.add_argument("--evaluate", action="store_true", help="evaluate the model now (the default)")
+    _add_push_options(annotate)
+    annotate.set_defaults(handler=_annotate)
+
+    many = hub_commands.add_parser(
+        "annotate-many", parents=[evaluating],
+        help="annotate many models (a list or a Hub search), resumable through a state file",
+        description="Annotate each model at its main commit, as `speat hub annotate --evaluate` does. The state "
+        "file records every outcome as it happens: run the same command again to resume a killed batch (models "
+        "done at their current revision are skipped, failures retried). A failure is recorded and the batch goes "
+        "on; a summary closes the run. The evaluation options are those of `speat evaluate`.")
+    models = many.add_mutually_exclusive_group(required=True)
+    models.add_argument("--models", type=Path, default=None, metavar="FILE",
+                        help="a file of model ids, one per line (# comments allowed)")
+    models.add_argument("--search", default=None, metavar="QUERY",
+                        help="models of a Hub search whose model type speat reads (wav2vec2, hubert, ...)")
+    many.add_argument("--filter", action="append", default=[], metavar="TAG",
+                      help="with --search: keep models with this tag, library or pipeline tag (repeatable), e.g. "
+                      "--filter transformers --filter feature-extraction")
+    many.add_argument("--limit", type=int, default=None, help="with --search: at most this many search results")
+    many.add_argument("--state", type=Path, required=True, metavar="FILE",
+                      help="the state file (JSON) that makes the batch resumable")
+    _add_push_options(many)
+    many.set_defaults(handler=_annotate_many)
+
+    push = hub_commands.add_parser(
+        "push-results", help="upload records to a Hub dataset that datasets.load_dataset reads (one row per record)",
+        description="Merge the records of a results directory into a Hub dataset repository (created if needed): "
+        "one file per record key under records/, a dataset card with the types of every field. Records already "
+        "there stay; a key is replaced only by a newer record; nothing changed means no commit.")
+    push.add_argument("results", type=Path, metavar="DIR", help="a directory of speat evaluate records")
+    push.add_argument("--repo", required=True, metavar="ORG/NAME", help="the dataset repository")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--dry-run", action="store_true", help="say what would change; push nothing")
+    push.set_defaults(handler=_push_results)
+
+    publish = hub_commands.add_parser(
+        "publish-module", help='push the evaluate module as a Hub Space, so that evaluate.load("ORG/speat") works',
+        description="Create or update a Space with the SpEAT measurement at its root (NAME.py), its card (tags "
+        "evaluate, measurement) and a Gradio app, so that anyone can evaluate.load(\"ORG/NAME\") without speat "
+        "register (speat itself must be installed: pip install speat).")
+    publish.add_argument("--space", required=True, metavar="ORG/NAME", help="the Space, e.g. my-org/speat")
+    publish.add_argument("--private", action="store_true", help="create the Space as private")
+    publish.add_argument("--dry-run", action="store_true", help="print the diff; push nothing")
+    publish.set_defaults(handler=_publish_module)
+
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and module_name.startswith(error.name):
+                continue  # that subcommand is not part of this installation (yet)
+            raise
+        module.add_parser(hub_commands)
 
 
-def _not_built() -> int:
-    raise ValueError("this command is not built yet")
+def _add_push_options(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--create-pr", dest="create_pr", action="store_true", default=True,
+                      help="open (or update) a pull request (the default)")
+    mode.add_argument("--commit", dest="create_pr", action="store_false",
+                      help="commit to main directly (needs write access to the repository)")
+    parser.add_argument("--dry-run", action="store_true", help="print the diff of README.md and "
+                        ".eval_results/speat.yaml; push nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="open a new pull request even though the owner closed speat's last one unmerged")
+    parser.add_argument("--allow-synthetic", action="store_true",
+                        help="accept synthetic stimuli (--stimuli demo) or random-init results; the card labels them "
+                        "loudly as not a bias measurement")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the records to this directory (default: not kept)")
+
+
+def _records_of(results: Path, model: str | None) -> list:
+    from speat_metric.results import load_records
+
+    if not results.is_dir():
+        raise FileNotFoundError(f"results directory {str(results)!r} does not exist")
+    records = load_records(results)
+    if not records:
+        raise ValueError(f"{results} holds no evaluation records (*.json written by speat evaluate --out)")
+    if model is None:
+        return records
+    chosen = [record for record in records if model in (record.model.name, record.model_label)]
+    if not chosen:
+        names = sorted({record.model.name for record in records})
+        raise ValueError(f"{results} has no records of {model!r}; it has records of {', '.join(names)}")
+    return chosen
+
+
+def _render(args: argparse.Namespace) -> int:
+    from huggingface_hub.utils import yaml_dump
+
+    from hub_scripts.card import render_card
+    from hub_scripts.card_merge import merge_card
+
+    content = render_card(_records_of(args.results, args.model), repo_id=args.model,
+                          allow_synthetic=args.allow_synthetic)
+    if args.card is not None:
+        if not args.card.is_file():
+            raise FileNotFoundError(f"--card {str(args.card)!r} does not exist")
+        print(merge_card(args.card.read_text(encoding="utf-8"), content), end="")
+        return 0
+    print("# README.md metadata: model-index results")
+    print(yaml_dump({"model-index": [{"name": content.model.split("/")[-1], "results": content.model_index_results}]},
+                    sort_keys=False))
+    print("# .eval_results/speat.yaml")
+    print(content.eval_file)
+    print("# README.md section")
+    print(content.section, end="")
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from hub_scripts.annotate import annotate_model, publish_records
+
+    options = dict(create_pr=args.create_pr, force=args.force, allow_synthetic=args.allow_synthetic,
+                   dry_run=args.dry_run)
+    if args.results is not None:
+        outcome = publish_records(args.model, _records_of(args.results, args.model), **options)
+    else:
+        from speat_metric.cli import evaluation_settings
+        from speat_metric.evaluation import check_output_directory
+
+        if args.out is not None:
+            check_output_directory(args.out)
+        outcome = annotate_model(args.model, revision=args.revision or "main", settings=evaluation_settings(args),
+                                 **options)
+        if args.out is not None:
+            for record in outcome.records:
+                record.save(args.out)
+    if outcome.diff:
+        print(outcome.diff, end="")
+    print(outcome.summary)
+    return 0
+
+
+def _annotate_many(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from hub_scripts.batch import annotate_many, find_speech_models, read_model_list
+    from hub_scripts.hub import HubClient
+    from speat_metric.cli import evaluation_settings
+
+    settings = evaluation_settings(args)
+    if args.models is not None:
+        if args.filter or args.limit is not None:
+            raise ValueError("--filter and --limit go with --search, not --models")
+        models = read_model_list(args.models)
+    else:
+        models = find_speech_models(HubClient(), search=args.search, filters=args.filter, limit=args.limit)
+        if not models:
+            raise ValueError(f"the Hub search {args.search!r} (filters: {', '.join(args.filter) or 'none'}) found no "
+                             "speech encoder that speat reads")
+    summary = annotate_many(models, settings, state_path=args.state, create_pr=args.create_pr, force=args.force,
+                            allow_synthetic=args.allow_synthetic, dry_run=args.dry_run, out=args.out,
+                            report=tqdm.write)
+    print("\n".join(summary.lines()))
+    return 1 if summary.failed else 0
+
+
+def _push_results(args: argparse.Namespace) -> int:
+    from hub_scripts.results_dataset import push_results
+
+    outcome = push_results(_records_of(args.results, None), args.repo, private=args.private, dry_run=args.dry_run)
+    print(("dry run: " if args.dry_run else "") + outcome.summary)
+    return 0
+
+
+def _publish_module(args: argparse.Namespace) -> int:
+    from hub_scripts.module_space import publish_module
+
+    outcome = publish_module(args.space, private=args.private, dry_run=args.dry_run)
+    if outcome.diff:
+        print(outcome.diff, end="")
+    print(outcome.summary)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from speat_metric.cli import run_package_command
+
+    sys.exit(run_package_command("hub"))

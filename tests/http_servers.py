@@ -9,8 +9,14 @@ Nothing is mocked at the Python level: the code under test makes real HTTP reque
 - `HubServer`: a small Hugging Face Hub-compatible server for model and dataset repositories, enough for
   ``huggingface_hub``'s ``repo_info``/``dataset_info``/``model_info``, ``list_repo_tree``, ``hf_hub_download``,
   ``snapshot_download``, ``create_repo``, ``upload_file``/``create_commit`` (regular, non-LFS uploads) and README
-  metadata validation (``ModelCard.push_to_hub``). Repositories live in memory as commits of path -> bytes;
-  branches point at commits. Point clients at it with ``endpoint=server.url`` or ``HF_ENDPOINT``.
+  metadata validation (``ModelCard.push_to_hub``; invalid YAML or a malformed ``model-index`` is a 400).
+  Repositories (models, datasets, Spaces) live in memory as commits of path -> bytes; branches point at commits.
+  Discussions and pull requests: listing (paged, filtered), creation, details with events, status changes,
+  comments and merging; ``create_commit(create_pr=True)`` opens a pull request on branch ``refs/pr/N``, commits to
+  ``refs/pr/N`` add to it, and a stale ``parent_commit`` is refused (412). ``list_models`` searches by id, tags,
+  library, pipeline tag and author (tags come from the README header and ``config.json``'s ``model_type``). With
+  ``tokens``, requests act as their token's user and writes need a token. Point clients at it with
+  ``endpoint=server.url`` or ``HF_ENDPOINT``.
 
 Both servers share the request log and the fault injection of `RecordingServer`.
 
@@ -25,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import itertools
 import json
@@ -61,6 +68,12 @@ class _Fault:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     owner: RecordingServer  # set on the subclass made per server
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionResetError:  # a client killed mid-connection (tests kill processes on purpose)
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         self.owner._dispatch(self, "GET")
@@ -280,12 +293,33 @@ def git_blob_sha1(content: bytes) -> str:
 
 
 @dataclass
+class _Discussion:
+    """A discussion or pull request; a pull request's changes live on the branch ``refs/pr/<num>``."""
+
+    num: int
+    title: str
+    author: str
+    is_pull_request: bool
+    status: str = "open"  # open, closed or merged
+    base_commit: str | None = None  # the commit a pull request was opened from
+    merge_commit: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # comments, status changes, commits, oldest first
+    created_at: str = field(default_factory=lambda: _now())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
 class _Repo:
     repo_type: str
     repo_id: str
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    parents: dict[str, str | None] = field(default_factory=dict)  # commit -> parent commit (for commit listings)
+    discussions: list[_Discussion] = field(default_factory=list)  # discussions and pull requests, numbered from 1
 
     def resolve(self, revision: str) -> str | None:
         if revision in self.branches:
@@ -303,15 +337,25 @@ class HubServer(RecordingServer):
     """A small Hugging Face Hub-compatible server, in memory (see the module docstring for what it supports).
 
     Test-side helpers: `create_repo`, `commit` (add/replace/delete files on a branch), `tag`, `files` (read a
-    revision back) and `commit_messages`.
+    revision back), `commit_messages` and `discussions`.
+
+    Args:
+        user: who every request acts as when `tokens` is None.
+        tokens: token -> user name. When given, a request acts as its bearer token's user, an unknown token is
+            refused with 401 everywhere, and writes (repo creation, commits, discussions) need a known token.
     """
 
-    def __init__(self, *, user: str = "speat-tester") -> None:
+    DISCUSSIONS_PER_PAGE = 50  # the Hub's page size for discussion listings (tests lower it to exercise paging)
+
+    def __init__(self, *, user: str = "speat-tester", tokens: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.user = user
+        self.tokens = dict(tokens) if tokens is not None else None
         self.repos: dict[tuple[str, str], _Repo] = {}
         self._counter = itertools.count()
         self._messages: dict[str, str] = {}
+        self.webhooks: dict[str, dict[str, Any]] = {}  # /api/settings/webhooks, by webhook id
+        self._holds: dict[str, threading.Event] = {}  # path -> released when set (see `hold`)
 
     # test-side helpers -----------------------------------------------------------------------------------------
     def create_repo(self, repo_id: str, *, repo_type: str = "model") -> None:
@@ -337,6 +381,7 @@ class HubServer(RecordingServer):
             tree.update(files)
             sha = hashlib.sha1(f"{repo_type}/{repo_id}:{parent}:{next(self._counter)}:{message}".encode()).hexdigest()
             repo.commits[sha] = tree
+            repo.parents[sha] = parent
             repo.branches[branch] = sha
             self._messages[sha] = message
             return sha
@@ -355,6 +400,23 @@ class HubServer(RecordingServer):
     def commit_messages(self, repo_id: str, *, repo_type: str = "model") -> list[str]:
         with self._lock:
             return [self._messages[sha] for sha in self.repos[(repo_type, repo_id)].commits]
+
+    def hold(self, path: str) -> threading.Event:
+        """Keep requests for `path` waiting (they are logged on arrival) until the returned event is set, e.g. to
+        stop a client at a known point before killing it; `release` (or ``event.set()``) lets them through."""
+        with self._lock:
+            return self._holds.setdefault(path, threading.Event())
+
+    def release(self, path: str) -> None:
+        with self._lock:
+            event = self._holds.pop(path, None)
+        if event is not None:
+            event.set()
+
+    def discussions(self, repo_id: str, *, repo_type: str = "model") -> list[_Discussion]:
+        """The discussions and pull requests of a repository, oldest first (copies: change them over HTTP)."""
+        with self._lock:
+            return copy.deepcopy(self.repos[(repo_type, repo_id)].discussions)
 
     # HTTP side -------------------------------------------------------------------------------------------------
     def _error(self, handler: _Handler, status: int, code: str, message: str, commit: str | None = None) -> None:
@@ -379,15 +441,32 @@ class HubServer(RecordingServer):
 
     def route(self, request: RecordedRequest, handler: _Handler) -> None:
         path, method = request.path, request.method
+        hold = self._holds.get(path)
+        if hold is not None:
+            hold.wait(timeout=120)
+        handler._user = self._user_of(request)
+        if handler._user is False:
+            self._error(handler, 401, "Unauthorized", "Invalid credentials in Authorization header")
+            return
         if path == "/api/whoami-v2":
-            self.respond_json(handler, {"type": "user", "name": self.user, "fullname": self.user, "orgs": [],
-                                        "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+            if handler._user is None:
+                self._error(handler, 401, "Unauthorized", "Invalid credentials in Authorization header")
+                return
+            self.respond_json(handler, {"type": "user", "name": handler._user, "fullname": handler._user,
+                                        "orgs": [], "auth": {"type": "access_token",
+                                                             "accessToken": {"role": "write"}}})
             return
         if path == "/api/validate-yaml" and method == "POST":
-            self.respond_json(handler, {"errors": [], "warnings": []})
+            self._validate_yaml(handler)
+            return
+        if path == "/api/models" and method == "GET":
+            self._search_models(handler, request)
             return
         if path == "/api/repos/create" and method == "POST":
             self._create_repo(handler)
+            return
+        if path == "/api/settings/webhooks" or path.startswith("/api/settings/webhooks/"):
+            self._webhooks(handler, request)
             return
         match = re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+|[^/]+)(?:/(.*))?", path)
         if match:
@@ -395,7 +474,7 @@ class HubServer(RecordingServer):
             if repo is not None:
                 self._api(handler, request, repo, match.group(3) or "")
             return
-        match = re.fullmatch(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+|[^/]+)/resolve/([^/]+)/(.+)", path)
+        match = re.fullmatch(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+|[^/]+)/resolve/(refs/pr/\d+|[^/]+)/(.+)", path)
         if match and method in ("GET", "HEAD"):
             repo = self._repo(handler, _REPO_TYPES[match.group(1)] if match.group(1) else "model", match.group(2))
             if repo is not None:
@@ -404,9 +483,11 @@ class HubServer(RecordingServer):
         self.respond(handler, 404, b"Not Found", content_type="text/plain")
 
     def _create_repo(self, handler: _Handler) -> None:
+        if not self._require_user(handler):
+            return
         payload = json.loads(handler._body or b"{}")
         repo_type = payload.get("type") or "model"
-        repo_id = f"{payload.get('organization') or self.user}/{payload['name']}"
+        repo_id = f"{payload.get('organization') or handler._user}/{payload['name']}"
         url = f"{self.url}/{_URL_PREFIX[repo_type]}{repo_id}"
         try:
             self.create_repo(repo_id, repo_type=repo_type)
@@ -415,6 +496,44 @@ class HubServer(RecordingServer):
             return
         self.respond_json(handler, {"url": url, "name": repo_id, "id": repo_id})
 
+    def _webhooks(self, handler: _Handler, request: RecordedRequest) -> None:
+        """``/api/settings/webhooks[/ID]``: list (GET), create (POST), read (GET ID), update (POST ID), DELETE ID."""
+        webhook_id = request.path.removeprefix("/api/settings/webhooks").strip("/")
+        body = json.loads(handler._body or b"{}") if request.method == "POST" else {}
+        with self._lock:
+            if not webhook_id and request.method in ("GET", "POST"):
+                if request.method == "POST":
+                    webhook_id = hashlib.md5(f"webhook:{next(self._counter)}".encode()).hexdigest()[:24]
+                    self.webhooks[webhook_id] = {"id": webhook_id, "url": body.get("url"), "job": None,
+                                                 "watched": body["watched"], "domains": body["domains"],
+                                                 "secret": body.get("secret"), "disabled": False}
+                reply = {"webhook": self.webhooks[webhook_id]} if webhook_id else list(self.webhooks.values())
+            elif webhook_id in self.webhooks and request.method in ("GET", "POST", "DELETE"):
+                if request.method == "POST":
+                    self.webhooks[webhook_id].update({key: value for key, value in body.items()
+                                                      if key in ("url", "watched", "domains", "secret")})
+                reply = {"webhook": self.webhooks.pop(webhook_id) if request.method == "DELETE"
+                         else self.webhooks[webhook_id]}
+            else:
+                reply = None
+        if reply is None:
+            self._error(handler, 404, "NotFound", f"no webhook {webhook_id!r}")
+        else:
+            self.respond_json(handler, reply)
+
+    def _commits(self, handler: _Handler, repo: _Repo, revision: str) -> None:
+        """``/api/<type>s/<repo>/commits/<rev>``: the history of a revision, newest first, as one page."""
+        sha = self._commit_of(handler, repo, revision)
+        history = []
+        with self._lock:
+            while sha is not None:
+                title, _, message = self._messages[sha].partition("\n")
+                history.append({"id": sha, "title": title, "message": message.strip(), "authors": [{"user": self.user}],
+                                "date": "2024-01-01T00:00:00.000Z"})
+                sha = repo.parents.get(sha)
+        if history:
+            self.respond_json(handler, history)
+
     def _api(self, handler: _Handler, request: RecordedRequest, repo: _Repo, rest: str) -> None:
         head, _, tail = rest.partition("/")
         if head in ("", "revision") and request.method == "GET":
@@ -422,7 +541,7 @@ class HubServer(RecordingServer):
             if sha is not None:
                 self._info(handler, repo, sha, blobs=request.query.get("blobs") == ["True"])
         elif head == "tree" and request.method == "GET":
-            revision, _, folder = tail.partition("/")
+            revision, folder = _split_revision(tail)
             sha = self._commit_of(handler, repo, unquote(revision))
             if sha is not None:
                 recursive = request.query.get("recursive", ["False"])[0].lower() == "true"
@@ -431,6 +550,8 @@ class HubServer(RecordingServer):
             sha = self._commit_of(handler, repo, unquote(tail))
             if sha is not None:
                 self._paths_info(handler, repo, sha)
+        elif head == "commits" and request.method == "GET":
+            self._commits(handler, repo, unquote(tail))
         elif head == "refs" and request.method == "GET":
             with self._lock:
                 branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": s} for n, s in repo.branches.items()]
@@ -439,7 +560,9 @@ class HubServer(RecordingServer):
         elif head == "preupload" and request.method == "POST":
             self._preupload(handler, repo, unquote(tail))
         elif head == "commit" and request.method == "POST":
-            self._commit_endpoint(handler, repo, unquote(tail))
+            self._commit_endpoint(handler, request, repo, unquote(tail))
+        elif head == "discussions":
+            self._discussions(handler, request, repo, tail)
         else:
             self.respond(handler, 404, b"Not Found", content_type="text/plain")
 
@@ -448,12 +571,31 @@ class HubServer(RecordingServer):
             tree = repo.commits[sha]
         siblings = [{"rfilename": p, **({"size": len(c), "blobId": git_blob_sha1(c)} if blobs else {})}
                     for p, c in sorted(tree.items())]
-        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        self.respond_json(handler, {
-            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
-            "author": repo.repo_id.split("/")[0], "sha": sha, "private": False, "gated": False, "disabled": False,
-            "lastModified": now, "createdAt": now, "tags": [], "downloads": 0, "likes": 0, "siblings": siblings,
-        })
+        self.respond_json(handler, {**self._summary(repo, sha), "gated": False, "disabled": False,
+                                    "siblings": siblings})
+
+    def _summary(self, repo: _Repo, sha: str) -> dict[str, Any]:
+        """What info and search results say of a repository at a commit; tags, library and pipeline tag come from
+        the README's YAML header and ``config.json`` (whose ``model_type`` becomes a tag), as on the Hub."""
+        with self._lock:
+            tree = repo.commits[sha]
+        card = _front_matter(tree.get("README.md", b"").decode("utf-8", "replace")) or {}
+        try:
+            config = json.loads(tree["config.json"]) if "config.json" in tree else None
+        except ValueError:
+            config = None
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        library = card.get("library_name") or ("transformers" if config is not None else None)
+        card_tags = card.get("tags") if isinstance(card.get("tags"), list) else []
+        tags = list(dict.fromkeys(str(tag) for tag in [*card_tags, library, model_type] if tag))
+        now = _now()
+        summary = {"_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
+                   "author": repo.repo_id.split("/")[0], "sha": sha, "private": False, "lastModified": now,
+                   "createdAt": now, "tags": tags, "downloads": 0, "likes": 0}
+        if repo.repo_type == "model":
+            summary.update(pipeline_tag=card.get("pipeline_tag"), library_name=library,
+                           config={"model_type": model_type} if model_type else None)
+        return summary
 
     def _tree(self, repo: _Repo, sha: str, folder: str, recursive: bool) -> list[dict[str, Any]]:
         with self._lock:
@@ -506,13 +648,19 @@ class HubServer(RecordingServer):
                  for f in payload.get("files", [])]
         self.respond_json(handler, {"files": files, "commitOid": sha})
 
-    def _commit_endpoint(self, handler: _Handler, repo: _Repo, revision: str) -> None:
+    def _commit_endpoint(self, handler: _Handler, request: RecordedRequest, repo: _Repo, revision: str) -> None:
+        """A commit to a branch or ``refs/pr/N``; with ``create_pr=1`` it opens a pull request holding it (from the
+        header's ``parentCommit``, else the branch head). A ``parentCommit`` that is not the branch head is 412."""
+        if not self._require_user(handler):
+            return
         lines = [json.loads(line) for line in handler._body.splitlines() if line.strip()]
-        message, files, deleted = "update", {}, []
+        message, description, parent, files, deleted = "update", "", None, {}, []
         for line in lines:
             key, value = line["key"], line["value"]
             if key == "header":
                 message = value.get("summary") or message
+                description = value.get("description") or ""
+                parent = value.get("parentCommit")
             elif key == "file":
                 files[value["path"]] = base64.b64decode(value["content"])
             elif key in ("deletedFile", "deletedFolder"):
@@ -520,7 +668,245 @@ class HubServer(RecordingServer):
             else:
                 self.respond_json(handler, {"error": f"the test Hub does not support {key!r} operations (LFS)"}, 400)
                 return
+        create_pr = request.query.get("create_pr", [""])[0].lower() in ("1", "true")
+        with self._lock:
+            head = repo.resolve(revision)
+            base = repo.resolve(parent) if parent else head
+        if parent is not None and (base is None or not create_pr and base != head):
+            self._error(handler, 412, "PreconditionFailed",
+                        "A commit has happened since. Please refresh and try again.")
+            return
+        pull_request = None
+        if create_pr:
+            pull_request = self._open_discussion(repo, title=message, description=description, author=handler._user,
+                                                 base_commit=base)
+            revision = f"refs/pr/{pull_request.num}"
+        full_message = f"{message}\n\n{description}" if description else message
         sha = self.commit(repo.repo_id, files, repo_type=repo.repo_type, branch=revision, delete=deleted,
-                          message=message)
-        url = f"{self.url}/{_URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{sha}"
-        self.respond_json(handler, {"success": True, "commitOid": sha, "commitUrl": url, "pullRequestUrl": None})
+                          message=full_message)
+        match = re.fullmatch(r"refs/pr/(\d+)", revision)
+        if match:
+            with self._lock:
+                discussion = next((d for d in repo.discussions if d.num == int(match.group(1))), None)
+                if discussion is not None:
+                    discussion.events.append(self._event("commit", handler._user, {"subject": message, "oid": sha}))
+        url = f"{self.url}/{_URL_PREFIX[repo.repo_type]}{repo.repo_id}"
+        pr_url = f"{url}/discussions/{pull_request.num}" if pull_request else None
+        self.respond_json(handler, {"success": True, "commitOid": sha, "commitUrl": f"{url}/commit/{sha}",
+                                    "pullRequestUrl": pr_url})
+
+    # users -----------------------------------------------------------------------------------------------------
+    def _user_of(self, request: RecordedRequest) -> str | None | bool:
+        """The user a request acts as: None without a token, False for a token the server does not know."""
+        if self.tokens is None:
+            return self.user
+        authorization = request.headers.get("authorization", "")
+        if not authorization.startswith("Bearer "):
+            return None
+        return self.tokens.get(authorization.removeprefix("Bearer ").strip(), False)
+
+    def _require_user(self, handler: _Handler) -> bool:
+        if handler._user is None:
+            self._error(handler, 401, "Unauthorized", "You must be authenticated to do this (no token given)")
+            return False
+        return True
+
+    # metadata: validation and model search ---------------------------------------------------------------------
+    def _validate_yaml(self, handler: _Handler) -> None:
+        """``POST /api/validate-yaml``: 400 with the problems as text, else ``{"errors": [], "warnings": []}``."""
+        payload = json.loads(handler._body or b"{}")
+        problems = _metadata_problems(payload.get("content") or "")
+        if problems:
+            self.respond(handler, 400, "; ".join(problems).encode(), content_type="text/plain")
+        else:
+            self.respond_json(handler, {"errors": [], "warnings": []})
+
+    def _search_models(self, handler: _Handler, request: RecordedRequest) -> None:
+        """``GET /api/models?search=&filter=&author=&limit=``: models whose id contains `search` (any case) and whose
+        tags, library or pipeline tag include every `filter`, by `author`; one page, in id order."""
+        search = request.query.get("search", [""])[0].lower()
+        filters = request.query.get("filter", [])
+        author = request.query.get("author", [None])[0]
+        limit = int(request.query.get("limit", ["0"])[0] or 0)
+        with self._lock:
+            repos = [(repo, repo.branches["main"]) for (kind, _), repo in sorted(self.repos.items()) if kind == "model"]
+        found = []
+        for repo, sha in repos:
+            summary = self._summary(repo, sha)
+            labels = {*summary["tags"], summary["library_name"], summary["pipeline_tag"]}
+            if search in repo.repo_id.lower() and all(tag in labels for tag in filters) and (
+                    author is None or summary["author"] == author):
+                found.append(summary)
+        self.respond_json(handler, found[:limit] if limit else found)
+
+    # discussions and pull requests -----------------------------------------------------------------------------
+    def _event(self, kind: str, author: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"id": hashlib.md5(f"event:{next(self._counter)}".encode()).hexdigest()[:24], "type": kind,
+                "createdAt": _now(), "author": {"name": author}, "data": data}
+
+    def _comment_event(self, author: str, text: str) -> dict[str, Any]:
+        return self._event("comment", author, {"edited": False, "hidden": False,
+                                               "latest": {"raw": text, "html": text}})
+
+    def _open_discussion(self, repo: _Repo, *, title: str, description: str, author: str,
+                         base_commit: str | None = None, pull_request: bool = True) -> _Discussion:
+        """Open a discussion (or a pull request, whose branch ``refs/pr/N`` starts at `base_commit` or main)."""
+        with self._lock:
+            discussion = _Discussion(num=len(repo.discussions) + 1, title=title, author=author,
+                                     is_pull_request=pull_request,
+                                     base_commit=(base_commit or repo.branches["main"]) if pull_request else None)
+            discussion.events.append(self._comment_event(author, description))
+            repo.discussions.append(discussion)
+            if pull_request:
+                repo.branches[f"refs/pr/{discussion.num}"] = discussion.base_commit
+            return discussion
+
+    def _discussion_json(self, repo: _Repo, discussion: _Discussion, *, details: bool = False) -> dict[str, Any]:
+        data = {"num": discussion.num, "title": discussion.title, "status": discussion.status,
+                "author": {"name": discussion.author}, "createdAt": discussion.created_at,
+                "repo": {"name": repo.repo_id, "type": repo.repo_type}, "isPullRequest": discussion.is_pull_request,
+                "numComments": sum(event["type"] == "comment" for event in discussion.events)}
+        if details:
+            data.update(events=copy.deepcopy(discussion.events), filesWithConflicts=[], diff="",
+                        changes={"base": "refs/heads/main", "mergeCommitId": discussion.merge_commit})
+        return data
+
+    def _discussions(self, handler: _Handler, request: RecordedRequest, repo: _Repo, rest: str) -> None:
+        """``/api/<type>s/<repo>/discussions``: list (paged; ``type``, ``status``, ``author`` filters), create, and
+        per number: details, ``status``, ``comment`` and ``merge`` (pull requests)."""
+        number, _, action = rest.partition("/")
+        if not number:
+            if request.method == "GET":
+                self._list_discussions(handler, request, repo)
+            elif request.method == "POST" and self._require_user(handler):
+                payload = json.loads(handler._body or b"{}")
+                discussion = self._open_discussion(repo, title=payload.get("title") or "", author=handler._user,
+                                                   description=payload.get("description") or "",
+                                                   pull_request=bool(payload.get("pullRequest")))
+                self.respond_json(handler, self._discussion_json(repo, discussion))
+            else:
+                self.respond(handler, 405)
+            return
+        with self._lock:
+            discussion = next((d for d in repo.discussions if str(d.num) == number), None)
+        if discussion is None:
+            self._error(handler, 404, "DiscussionNotFound", f"Discussion #{number} does not exist")
+            return
+        if not action and request.method == "GET":
+            with self._lock:
+                details = self._discussion_json(repo, discussion, details=True)
+            self.respond_json(handler, details)
+            return
+        if request.method != "POST" or action not in ("status", "comment", "merge"):
+            self.respond(handler, 404, b"Not Found", content_type="text/plain")
+            return
+        if not self._require_user(handler):
+            return
+        payload = json.loads(handler._body or b"{}")
+        if action == "merge":
+            self._merge(handler, repo, discussion, payload)
+            return
+        with self._lock:
+            if action == "status":
+                discussion.status = payload["status"]
+                event = self._event("status-change", handler._user, {"status": payload["status"]})
+                reply = {"newStatus": event}
+            else:
+                event = self._comment_event(handler._user, payload["comment"])
+                reply = {"newMessage": event}
+            discussion.events.append(event)
+            if action == "status" and payload.get("comment"):
+                discussion.events.append(self._comment_event(handler._user, payload["comment"]))
+        self.respond_json(handler, reply)
+
+    def _list_discussions(self, handler: _Handler, request: RecordedRequest, repo: _Repo) -> None:
+        kind = request.query.get("type", ["all"])[0]
+        status = request.query.get("status", ["all"])[0]
+        author = request.query.get("author", [None])[0]
+        page = int(request.query.get("p", ["0"])[0])
+        with self._lock:
+            selected = [self._discussion_json(repo, d) for d in reversed(repo.discussions)
+                        if kind in ("all", "pull_request" if d.is_pull_request else "discussion")
+                        and (status == "all" or (d.status == "open") == (status == "open"))
+                        and author in (None, d.author)]
+        start = page * self.DISCUSSIONS_PER_PAGE
+        self.respond_json(handler, {"discussions": selected[start:start + self.DISCUSSIONS_PER_PAGE],
+                                    "count": len(selected), "start": start})
+
+    def _merge(self, handler: _Handler, repo: _Repo, discussion: _Discussion, payload: dict[str, Any]) -> None:
+        """Apply a pull request's changes (its branch against the commit it was opened from) onto main."""
+        if not discussion.is_pull_request or discussion.status != "open":
+            self._error(handler, 400, "BadRequest", f"#{discussion.num} is not an open pull request")
+            return
+        with self._lock:
+            base = repo.commits[discussion.base_commit]
+            head = repo.commits[repo.branches[f"refs/pr/{discussion.num}"]]
+        changed = {path: content for path, content in head.items() if base.get(path) != content}
+        sha = self.commit(repo.repo_id, changed, repo_type=repo.repo_type, delete=[p for p in base if p not in head],
+                          message=f"Merge pull request #{discussion.num}: {discussion.title}")
+        with self._lock:
+            discussion.status, discussion.merge_commit = "merged", sha
+            discussion.events.append(self._event("status-change", handler._user, {"status": "merged"}))
+        self.respond_json(handler, {"success": True, "commitOid": sha})
+
+
+def _split_revision(tail: str) -> tuple[str, str]:
+    """``<revision>/<path>`` of a tree URL, where the revision may itself be ``refs/pr/N`` (paths arrive decoded)."""
+    match = re.match(r"(refs/pr/\d+)(?:/(.*))?$", tail)
+    if match:
+        return match.group(1), match.group(2) or ""
+    revision, _, rest = tail.partition("/")
+    return unquote(revision), rest
+
+
+def _front_matter(text: str) -> dict[str, Any] | None:
+    """The YAML header of a README as a dict (None when there is none or it is not a valid mapping)."""
+    import yaml
+
+    match = re.match(r"^\s*---\r?\n([\s\S]*?)\r?\n---[ \t]*(?:\r?\n|$)", text)
+    if match is None:
+        return None
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _metadata_problems(content: str) -> list[str]:
+    """What the Hub would reject in a card's YAML header: invalid YAML, not a mapping, a malformed model-index."""
+    import yaml
+
+    match = re.match(r"^\s*---\r?\n([\s\S]*?)\r?\n---[ \t]*(?:\r?\n|$)", content)
+    if match is None:
+        return []
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as error:
+        return [f"Invalid YAML in the metadata: {str(error).splitlines()[0]}"]
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        return ["The metadata must be a mapping"]
+    problems = []
+    model_index = data.get("model-index")
+    if model_index is not None:
+        if not isinstance(model_index, list):
+            return ['"model-index" must be an array']
+        for number, entry in enumerate(model_index):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                problems.append(f'"model-index[{number}].name" must be a string')
+                continue
+            for index, result in enumerate(entry.get("results") or []):
+                where = f"model-index[{number}].results[{index}]"
+                if not isinstance(result, dict) or not isinstance((result.get("task") or {}).get("type"), str):
+                    problems.append(f'"{where}.task.type" is required')
+                    continue
+                dataset = result.get("dataset") or {}
+                if not all(isinstance(dataset.get(key), str) for key in ("type", "name")):
+                    problems.append(f'"{where}.dataset" needs a type and a name')
+                metrics = result.get("metrics")
+                if not isinstance(metrics, list) or not metrics or not all(
+                        isinstance(metric, dict) and "type" in metric and "value" in metric for metric in metrics):
+                    problems.append(f'"{where}.metrics" must be a non-empty array of {{type, value}}')
+    return problems

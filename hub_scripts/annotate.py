@@ -1,0 +1,300 @@
+"""Put a model's SpEAT results on its Hub card: evaluate at a commit, render, then open, update or skip the card PR.
+
+NOTE for the webhook service (issue 10): this interface is final and is what its worker calls::
+
+    annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings, create_pr: bool = True,
+                   force: bool = False, allow_synthetic: bool = False, dry_run: bool = False,
+                   token: str | None = None, endpoint: str | None = None) -> AnnotationOutcome
+
+``AnnotationOutcome.status`` is one of `STATUSES`. Our commits and pull requests carry
+``hub_scripts.SPEAT_COMMIT_MARKER`` in their summary, title and description (test with
+``hub_scripts.is_speat_change``), so events they cause can be ignored.
+
+The steps, each looking before it writes (``huggingface/community-evals``' rule: never a duplicate PR):
+
+1. check the settings (synthetic stimuli are refused unless allowed) and pin the revision to its commit sha;
+2. look at the repository: speat's open pull request (to update instead of opening another), one the owner closed
+   (then stop, unless `force`), and the card as it stands there (invalid YAML or broken markers stop here, before
+   any evaluation); a card that already shows these settings at this revision needs no evaluation at all;
+3. evaluate the model at that commit (`speat_metric.evaluation.evaluate_models`);
+4. render and merge (`hub_scripts.card`, `hub_scripts.card_merge`): our entries replaced, everything else
+   byte-identical;
+5. push only what changed, as one commit: onto our open PR, as a new PR, or to main (`create_pr=False`); nothing
+   changed means no commit and no PR. `dry_run` stops before pushing and returns the unified diff.
+
+`publish_records` does steps 2, 4 and 5 for records that already exist (``speat hub annotate --results DIR``).
+
+Example:
+    >>> from speat_metric.evaluation import EvaluationSettings
+    >>> outcome = annotate_model("me/my-hubert", revision="main",                        # doctest: +SKIP
+    ...                          settings=EvaluationSettings(stimuli="speat"))
+    >>> outcome.status, outcome.pr_url                                                  # doctest: +SKIP
+    ('opened-pr', 'https://huggingface.co/me/my-hubert/discussions/3')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hub_scripts import SPEAT_COMMIT_MARKER, SPEAT_TITLE_PREFIX
+from hub_scripts.card import EVAL_RESULTS_PATH, README_PATH, CardContent, CardError, render_card
+from hub_scripts.card_merge import card_provenance, check_card, merge_card, unified_diff
+from hub_scripts.hub import HubClient, PullRequest
+from speat_metric import __version__
+from speat_metric.evaluation import EvaluationSettings
+from speat_metric.results import EvaluationRecord
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("opened-pr", "updated-pr", "committed", "unchanged", "skipped-owner-closed", "dry-run")
+"""What an annotation did: opened a pull request, added a commit to our open one, committed to main, found nothing
+to change, left alone a repository whose owner closed our pull request, or (dry run) only computed the diff."""
+
+PR_TITLE = f"{SPEAT_TITLE_PREFIX} Add SpEAT social-bias results"
+
+
+@dataclass(frozen=True)
+class AnnotationOutcome:
+    """What `annotate_model` or `publish_records` did.
+
+    Attributes:
+        repo_id: the model repository.
+        status: one of `STATUSES`.
+        evaluated_revision: the commit sha the results are of (pinned in the card).
+        pr_url: the pull request opened, updated or found (None when committing to main or nothing exists).
+        pr_number: its number.
+        commit: the commit our change made (None when nothing was pushed).
+        diff: the unified diff of README.md and ``.eval_results/speat.yaml`` (dry runs; empty when nothing changes).
+        records: the records the card shows (empty when no evaluation was needed).
+    """
+
+    repo_id: str
+    status: str
+    evaluated_revision: str
+    pr_url: str | None = None
+    pr_number: int | None = None
+    commit: str | None = None
+    diff: str = ""
+    records: tuple[EvaluationRecord, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        """One line for people, e.g. ``me/model: opened-pr https://.../discussions/1 (revision 0123abcd)``."""
+        where = f" {self.pr_url}" if self.pr_url else f" commit {self.commit[:12]}" if self.commit else ""
+        note = {"unchanged": " (the card already shows these results)",
+                "skipped-owner-closed": " (the owner closed our pull request; --force opens a new one)",
+                "dry-run": " (nothing pushed; nothing would change)" if not self.diff else " (nothing pushed)",
+                }.get(self.status, "")
+        return f"{self.repo_id}: {self.status}{where}{note} (revision {self.evaluated_revision[:12]})"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a card change goes, and the card as it stands there."""
+
+    base_commit: str
+    pull_request: PullRequest | None
+    declined: PullRequest | None
+    readme: str | None
+    eval_file: str | None
+
+
+def settings_fingerprint(settings: EvaluationSettings) -> str:
+    """A short hash of every setting that changes the results (not the device, cache or progress bars)."""
+    relevant = {
+        "tests": list(settings.tests), "stimuli": settings.stimuli, "allow_missing": settings.allow_missing,
+        "layer_pooling": [settings.layer_pooling.mode, settings.layer_pooling.layer],
+        "frame_pooling": settings.frame_pooling, "permutations": settings.num_permutations, "seed": settings.seed,
+        "revision": settings.revision, "dtype": settings.dtype, "trim_silence": settings.trim_silence,
+        "profile": settings.profile, "cmvn": settings.cmvn, "speat": __version__,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_settings(settings: EvaluationSettings, *, allow_synthetic: bool = False) -> None:
+    """Raise `CardError` now, before any work, for settings whose results could not go on a card."""
+    study_tests = [test for test in settings.tests if not test.endswith(".json")]  # custom tests bring their audio
+    if settings.stimuli == "demo" and study_tests and not allow_synthetic:
+        raise CardError("--stimuli demo is the embedded SYNTHETIC demo set: its results are a pipeline check, not a "
+                        "bias measurement, and are refused for model cards; use --stimuli speat (the study's "
+                        "stimuli), or pass --allow-synthetic to publish them labelled as synthetic")
+    if settings.layer_pooling.mode == "per-layer":
+        raise CardError("--pooling per-layer gives one result per layer; a card shows one result per test: use "
+                        "--pooling mean (the studies' choice), last or layer --layer N")
+
+
+def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings, create_pr: bool = True,
+                   force: bool = False, allow_synthetic: bool = False, dry_run: bool = False,
+                   token: str | None = None, endpoint: str | None = None) -> AnnotationOutcome:
+    """Evaluate a Hub model at one commit and put the results on its card.
+
+    Args:
+        repo_id: the model repository, ``owner/name``.
+        revision: the commit to evaluate and to pin in the card (a branch or tag is resolved to its commit first).
+            It replaces ``settings.revision``.
+        settings: how to evaluate (the options of ``speat evaluate``).
+        create_pr: open a pull request (or add to our open one); False commits to main (needs write access).
+        force: open a new pull request even though the owner closed our last one unmerged.
+        allow_synthetic: accept synthetic stimuli (``--stimuli demo``); the card then says so loudly.
+        dry_run: push nothing; the outcome carries the diff.
+        token: a Hub token; None uses huggingface_hub's usual sources (``HF_TOKEN``, the stored login).
+        endpoint: the Hub's URL; None is ``HF_ENDPOINT``. The model itself is downloaded through transformers,
+            which always uses ``HF_ENDPOINT``, so a different endpoint is refused.
+
+    Returns:
+        The `AnnotationOutcome`: ``opened-pr``, ``updated-pr``, ``committed``, ``unchanged`` (nothing to change;
+        no evaluation when the card already shows these settings at this revision), ``skipped-owner-closed`` (no
+        evaluation) or ``dry-run``.
+
+    Raises:
+        ValueError: bad settings, synthetic stimuli without `allow_synthetic`, per-layer pooling, a card with
+            invalid YAML or broken markers (`CardError`), a model that is not a speech encoder, or a Hub failure
+            (`hub_scripts.hub.HubError`, one line, never the token); all but Hub failures after evaluation are
+            raised before the model is loaded.
+    """
+    _check_endpoint(endpoint)
+    check_settings(settings, allow_synthetic=allow_synthetic)
+    client = HubClient(token=token, endpoint=endpoint)
+    commit = client.head(repo_id, revision)
+    settings = dataclasses.replace(settings, revision=commit)
+    target = _find_target(client, repo_id, create_pr=create_pr, force=force)
+    if target.declined is not None and target.pull_request is None:
+        return AnnotationOutcome(repo_id, "skipped-owner-closed", commit, pr_url=target.declined.url,
+                                 pr_number=target.declined.number)
+    fingerprint = settings_fingerprint(settings)
+    if card_provenance(target.readme) == {"revision": commit, "speat": __version__, "settings": fingerprint}:
+        logger.info("%s: the card already shows these settings at revision %s; nothing to evaluate", repo_id, commit)
+        return _outcome(repo_id, "dry-run" if dry_run else "unchanged", commit, target)
+    from speat_metric.evaluation import evaluate_models
+
+    records = evaluate_models([repo_id], settings)
+    revisions = {record.model.revision for record in records}
+    if revisions != {commit}:
+        raise RuntimeError(f"{repo_id}: evaluated revision {commit}, but the records say {sorted(map(str, revisions))}")
+    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, settings_fingerprint=fingerprint)
+    return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run)
+
+
+def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create_pr: bool = True, force: bool = False,
+                    allow_synthetic: bool = False, dry_run: bool = False, token: str | None = None,
+                    endpoint: str | None = None) -> AnnotationOutcome:
+    """Put existing records of a Hub model (``speat evaluate ORG/NAME`` output) on its card.
+
+    Args:
+        repo_id: the model repository; the records must be of this model, at one Hub revision, one per test.
+        records: the records.
+        create_pr, force, allow_synthetic, dry_run, token, endpoint: as in `annotate_model`.
+
+    Returns:
+        The `AnnotationOutcome` (its ``evaluated_revision`` is the records' revision).
+
+    Raises:
+        ValueError: records of another model, of no Hub revision, several per test, synthetic without
+            `allow_synthetic` (`CardError`); a card that cannot be merged; a Hub failure (`HubError`).
+    """
+    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic)
+    names = {record.model.name for record in records}
+    if names != {repo_id}:
+        raise CardError(f"the records are of {', '.join(sorted(names))}, not of {repo_id!r}: annotate the model they "
+                        "were computed for")
+    if content.revision is None:
+        raise CardError(f"the records of {repo_id!r} carry no Hub revision (a local copy?): evaluate the Hub model "
+                        f"itself (speat evaluate {repo_id}) so that the card can pin the commit")
+    client = HubClient(token=token, endpoint=endpoint)
+    target = _find_target(client, repo_id, create_pr=create_pr, force=force)
+    if target.declined is not None and target.pull_request is None:
+        return AnnotationOutcome(repo_id, "skipped-owner-closed", content.revision, pr_url=target.declined.url,
+                                 pr_number=target.declined.number)
+    return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run)
+
+
+def _check_endpoint(endpoint: str | None) -> None:
+    from huggingface_hub import constants
+
+    if endpoint is not None and endpoint.rstrip("/") != constants.ENDPOINT.rstrip("/"):
+        raise ValueError(f"endpoint {endpoint!r} differs from HF_ENDPOINT ({constants.ENDPOINT!r}), which "
+                         "transformers downloads the model from; set HF_ENDPOINT to it before starting instead")
+
+
+def _find_target(client: HubClient, repo_id: str, *, create_pr: bool, force: bool) -> _Target:
+    """Look before writing: our open PR (its card), a PR the owner declined, else main's card; check the card."""
+    base_commit = client.head(repo_id, "main")
+    found = client.speat_pull_requests(repo_id) if create_pr else None
+    pull_request = found.open if found else None
+    declined = found.declined if found and not force else None
+    if declined is not None and pull_request is None:
+        return _Target(base_commit, None, declined, None, None)
+    revision = pull_request.revision if pull_request else base_commit
+    readme = client.read_text(repo_id, README_PATH, revision=revision)
+    eval_file = client.read_text(repo_id, EVAL_RESULTS_PATH, revision=revision)
+    try:
+        check_card(readme or "")
+    except CardError as error:
+        where = f"pull request #{pull_request.number}" if pull_request else "main"
+        raise CardError(f"{repo_id} ({where}): {error}") from None
+    return _Target(base_commit, pull_request, declined, readme, eval_file)
+
+
+def _outcome(repo_id: str, status: str, revision: str, target: _Target, **fields: object) -> AnnotationOutcome:
+    pull_request = target.pull_request
+    return AnnotationOutcome(repo_id, status, revision, pr_url=pull_request.url if pull_request else None,
+                             pr_number=pull_request.number if pull_request else None, **fields)
+
+
+def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target,
+          records: Sequence[EvaluationRecord], *, create_pr: bool, dry_run: bool) -> AnnotationOutcome:
+    """Merge, diff, and push what changed as one commit (or nothing)."""
+    revision = content.revision
+    readme = merge_card(target.readme, content)
+    files = {path: new for path, old, new in ((README_PATH, target.readme, readme),
+                                              (EVAL_RESULTS_PATH, target.eval_file, content.eval_file))
+             if (old or "") != new}
+    diff = "".join(unified_diff(path, old, files[path])
+                   for path, old in ((README_PATH, target.readme), (EVAL_RESULTS_PATH, target.eval_file))
+                   if path in files)
+    records = tuple(records)
+    if dry_run:
+        return _outcome(repo_id, "dry-run", revision, target, diff=diff, records=records)
+    if not files:
+        return _outcome(repo_id, "unchanged", revision, target, records=records)
+    client.validate_card(readme)
+    description = _description(content)
+    if target.pull_request is not None:
+        info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Update SpEAT results to revision "
+                             f"{revision[:12]}", description=description, revision=target.pull_request.revision)
+        return _outcome(repo_id, "updated-pr", revision, target, commit=info.oid, records=records)
+    if create_pr:
+        info = client.commit(repo_id, files, summary=PR_TITLE, description=description, create_pr=True,
+                             parent_commit=target.base_commit)
+        return AnnotationOutcome(repo_id, "opened-pr", revision, pr_url=info.pr_url, pr_number=info.pr_num,
+                                 commit=info.oid, records=records)
+    info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Add SpEAT social-bias results (revision "
+                         f"{revision[:12]})", description=description, parent_commit=target.base_commit)
+    return AnnotationOutcome(repo_id, "committed", revision, commit=info.oid, records=records)
+
+
+def _description(content: CardContent) -> str:
+    warnings = [f"**Note: {label}.** These results are labelled as such in the card." for label in content.labels
+                if label in ("synthetic-stimuli", "random-init")]
+    table = [line for line in content.section.splitlines() if line.startswith("|")]
+    return "\n".join([
+        f"Speech Embedding Association Test (SpEAT) social-bias results of this model at revision "
+        f"`{content.revision}`, added to its card:",
+        "",
+        "- a \"Social bias (SpEAT)\" section in README.md, between speat's markers;",
+        "- `model-index` results in README.md's metadata;",
+        f"- `{EVAL_RESULTS_PATH}` (the Hub's evaluation-results format).",
+        "",
+        "Nothing else in the card changes.",
+        "",
+        *warnings,
+        *(["", *table] if table else []),
+        "",
+        f"Made by speat {__version__} ({SPEAT_COMMIT_MARKER}). Running it again updates this pull request rather "
+        "than opening another; closing it declines: no new one is opened.",
+    ])

@@ -1,0 +1,405 @@
+"""SpEAT results as model-card content, and their merge into an existing card that leaves everything else alone.
+
+From the `EvaluationRecord`s of one model at one revision (one record per test), `render_card` makes:
+
+- ``model-index`` results (``huggingface_hub.EvalResult``, legacy but read everywhere): one result per test, the SpEAT
+  d as its value, the p-value and the confidence interval alongside, the stimuli (and their revision) as the dataset,
+  a source naming speat and its version;
+- ``.eval_results/speat.yaml`` (``huggingface_hub.EvalResultEntry``): one entry per test, task ids ``gender``,
+  ``age``, ``native``; p, CI, pooling, permutations and the model revision in ``notes``;
+- a readable "Social bias (SpEAT)" section of the card body between `BEGIN_MARKER` and `END_MARKER`.
+
+`hub_scripts.card_merge` writes them into an existing README without touching anything else. Text in, text out:
+no network (see ``hub_scripts.hub``).
+
+Example:
+    >>> from speat_metric.results import load_records
+    >>> content = render_card(load_records("results"), repo_id="me/my-wav2vec2")   # doctest: +SKIP
+    >>> print(content.section)                                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from huggingface_hub import EvalResult, EvalResultEntry, eval_result_entries_to_yaml
+from huggingface_hub.repocard_data import eval_results_to_model_index
+from huggingface_hub.utils import yaml_dump
+
+from hub_scripts import SPEAT_COMMIT_MARKER
+from speat_metric import __version__
+from speat_metric.report import format_p_value
+from speat_metric.results import DEFAULT_PROFILE, EvaluationRecord
+
+README_PATH = "README.md"
+EVAL_RESULTS_PATH = ".eval_results/speat.yaml"
+
+BEGIN_MARKER = f"<!-- {SPEAT_COMMIT_MARKER}:begin (this section is written by `speat hub annotate`) -->"
+END_MARKER = f"<!-- {SPEAT_COMMIT_MARKER}:end -->"
+PROVENANCE_LINE = re.compile(rf"^<!-- {SPEAT_COMMIT_MARKER}:provenance (\{{.*\}}) -->$", re.MULTILINE)
+"""The section's last line before the end marker: JSON of what it was made from (`CardContent.provenance`)."""
+
+SPEAT_SOURCE_URL = "https://pypi.org/project/speat/"
+METHOD_URL = "https://github.com/isaacOnline/SpEAT"
+METRIC_PREFIX = "speat_"
+"""Every ``model-index`` metric speat writes has a type starting with this; it is how our results are found."""
+TASK_TYPE = "social-bias"
+
+STIMULI_DATASET = "speat/speat-stimuli"
+"""Dataset id of the study's stimuli (Speech Accent Archive + Morgan Emotional Speech Set selections) when they were
+not read from a Hub dataset (downloaded or a local copy); a Hub dataset source gives its own id and commit."""
+DEMO_DATASET = "speat/speat-demo"
+"""Dataset id of the embedded synthetic demo stimuli."""
+CUSTOM_DATASET = "speat/custom-test"
+"""Dataset id of a custom test's own audio files (``--tests my-test.json``); the test name is the task id."""
+
+UNPUBLISHABLE_LABELS = {
+    "synthetic-stimuli": "made on the embedded SYNTHETIC demo stimuli (a pipeline check, not a bias measurement)",
+    "random-init": "of a RANDOMLY INITIALISED model (not a trained model)",
+}
+
+
+class CardError(ValueError):
+    """A card or a set of records that cannot be published as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class CardContent:
+    """What speat adds to a model card, rendered from the records of one model at one revision.
+
+    Attributes:
+        model: the model id the card is for.
+        revision: the model commit the records were computed at (None for a local model).
+        eval_results: the ``model-index`` results (`huggingface_hub.EvalResult`), one per test and metric.
+        eval_file: the text of ``.eval_results/speat.yaml``.
+        section: the body section, markers included.
+        provenance: what the section says it was made from (revision, speat version, settings fingerprint), read
+            back by `card_provenance` to skip work that was already done.
+        labels: the labels of the records (``synthetic-stimuli``, ``random-init``, ...).
+    """
+
+    model: str
+    revision: str | None
+    eval_results: tuple[EvalResult, ...]
+    eval_file: str
+    section: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+
+    @property
+    def model_index_results(self) -> list[dict[str, Any]]:
+        """Our results as ``model-index`` ``results`` items (grouped per test by the library)."""
+        if not self.eval_results:
+            return []
+        return eval_results_to_model_index(self.model, list(self.eval_results))[0]["results"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# records -> card content
+
+
+def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: bool = False) -> None:
+    """Raise `CardError` unless `records` can go on one card: one model, one revision, one record per test, and no
+    synthetic-stimuli or random-init result unless `allow_synthetic`.
+
+    Example:
+        >>> check_card_records([])
+        Traceback (most recent call last):
+        ...
+        hub_scripts.card.CardError: no evaluation records to put on a card
+    """
+    if not records:
+        raise CardError("no evaluation records to put on a card")
+    models = sorted({(record.model_label, str(record.key[1])) for record in records})
+    if len(models) > 1:
+        listed = ", ".join(f"{model} @ {revision[:12]}" for model, revision in models)
+        raise CardError(f"the records are of {len(models)} models or revisions ({listed}); a card shows one model at "
+                        "one revision: pick one with --model, or keep one revision's records in the directory")
+    tests: dict[str, list[EvaluationRecord]] = {}
+    for record in records:
+        tests.setdefault(record.test, []).append(record)
+    repeated = {test: group for test, group in tests.items() if len(group) > 1}
+    if repeated:
+        test, group = next(iter(repeated.items()))
+        views = ", ".join(sorted(f"{record.key[3]}/{record.key[4]}/{record.profile}" for record in group))
+        raise CardError(f"test {test!r} has {len(group)} records ({views}); a card shows one result per test: "
+                        "evaluate with one layer view (--pooling mean, the studies' choice) and one profile")
+    if not allow_synthetic:
+        for label, what in UNPUBLISHABLE_LABELS.items():
+            if any(label in record.labels for record in records):
+                raise CardError(f"these results were {what} (label {label!r}); they are refused for model cards. "
+                                f"Evaluate the trained model on the study's stimuli (--stimuli speat), or pass "
+                                f"--allow-synthetic to publish them labelled as such")
+
+
+def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = None, allow_synthetic: bool = False,
+                settings_fingerprint: str | None = None) -> CardContent:
+    """Render the card content of the records of one model at one revision.
+
+    Args:
+        records: one record per test (see `check_card_records`).
+        repo_id: the Hub model the card belongs to (default: the records' model name).
+        allow_synthetic: accept synthetic-stimuli and random-init records; the card then says so loudly.
+        settings_fingerprint: `hub_scripts.annotate.settings_fingerprint` of the settings that made the records,
+            stored in the section's provenance so that a later run with the same settings at the same revision can
+            skip the evaluation.
+
+    Returns:
+        The `CardContent`.
+
+    Raises:
+        CardError: records that cannot go on one card.
+    """
+    check_card_records(records, allow_synthetic=allow_synthetic)
+    records = sorted(records, key=lambda record: _test_order(record.test))
+    first = records[0]
+    model = repo_id or first.model.name
+    labels = tuple(dict.fromkeys(label for record in records for label in record.labels))
+    eval_results = tuple(result for record in records for result in _eval_results(record))
+    entries = [_eval_result_entry(record) for record in records]
+    eval_file = yaml_dump(eval_result_entries_to_yaml(entries), sort_keys=False)
+    provenance = {"revision": first.model.revision, "speat": __version__}
+    if settings_fingerprint is not None:
+        provenance["settings"] = settings_fingerprint
+    section = _section(records, model, labels, provenance)
+    return CardContent(model=model, revision=first.model.revision, eval_results=eval_results, eval_file=eval_file,
+                       section=section, provenance=provenance, labels=labels)
+
+
+def reproduce_command(records: Sequence[EvaluationRecord], model: str) -> str:
+    """The ``speat evaluate`` command that reproduces `records` (no machine path: a local stimulus directory or a
+    custom test file is shown as a placeholder).
+
+    Example:
+        >>> reproduce_command([], "me/model")
+        'speat evaluate me/model'
+    """
+    if not records:
+        return f"speat evaluate {shlex.quote(model)}"
+    first = records[0]
+    arguments = ["speat", "evaluate", model]
+    if first.model.revision:
+        arguments += ["--revision", first.model.revision]
+    if _source(first.stimuli).get("kind") != "files":  # a custom test with all its audio needs no stimuli
+        arguments += ["--stimuli", _stimuli_argument(first.stimuli)]
+    arguments += ["--tests", ",".join(record.test if _is_study_test(record.test) else f"{record.test}.json"
+                                      for record in records)]
+    layer_pooling = first.pooling.get("layer_pooling", "mean")
+    if layer_pooling != "mean":
+        arguments += ["--pooling", layer_pooling]
+        if layer_pooling == "layer":
+            arguments += ["--layer", str(first.pooling.get("layer"))]
+    if first.pooling.get("frame_pooling", "mean") != "mean":
+        arguments += ["--frame-pooling", first.pooling["frame_pooling"]]
+    if any(record.stimuli.get("dropped_ids") for record in records):
+        arguments.append("--allow-missing")
+    if first.profile != DEFAULT_PROFILE:
+        arguments += ["--profile", first.profile]
+    dtype = first.model.settings.get("dtype")
+    if dtype and dtype != "float32":
+        arguments += ["--dtype", dtype]
+    arguments += ["--permutations", str(max(record.speat.num_permutations for record in records)),
+                  "--seed", str(first.speat.seed)]
+    return " ".join(shlex.quote(argument) if not argument.startswith("<") else argument for argument in arguments)
+
+
+def _test_order(test: str) -> tuple[int, str]:
+    order = ("gender", "age", "native")
+    return (order.index(test), test) if test in order else (len(order), test)
+
+
+def _is_study_test(test: str) -> bool:
+    return test in ("gender", "age", "native")
+
+
+def _source(stimuli: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The stimulus source of a record's provenance (the first part's, for concatenated tests)."""
+    if "parts" in stimuli and stimuli["parts"]:
+        return _source(stimuli["parts"][0])
+    return stimuli.get("source") or {}
+
+
+def _stimuli_argument(stimuli: Mapping[str, Any]) -> str:
+    source = _source(stimuli)
+    kind = source.get("kind")
+    if kind == "demo":
+        return "demo"
+    if kind == "download":
+        return "speat"
+    if kind == "hub":
+        return f"{source['repo_id']}@{source.get('commit') or source.get('revision') or 'main'}"
+    return "<your copy of the stimuli>"
+
+
+def _dataset(record: EvaluationRecord) -> tuple[str, str | None]:
+    """(dataset id, revision) of the stimuli of a record."""
+    source = _source(record.stimuli)
+    kind = source.get("kind")
+    if kind == "hub":
+        return source["repo_id"], source.get("commit")
+    return {"demo": DEMO_DATASET, "files": CUSTOM_DATASET}.get(kind, STIMULI_DATASET), None
+
+
+def _selections_version(record: EvaluationRecord) -> str | None:
+    stimuli = record.stimuli.get("parts", [record.stimuli])[0] if record.stimuli.get("parts") else record.stimuli
+    return (stimuli.get("selection_versions") or {}).get("selections")
+
+
+def _layer_view(record: EvaluationRecord) -> str:
+    layer = record.pooling.get("layer")
+    mode = record.pooling.get("layer_pooling", "mean")
+    if layer is None:
+        return "mean of all layers"
+    return f"last layer ({layer})" if mode == "last" else f"layer {layer}"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _p_value(record: EvaluationRecord) -> float | str:
+    """The p-value as printed (`format_p_value`): a number when it is one, else the bound (``<1e-06``)."""
+    text = format_p_value(record.speat)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _eval_results(record: EvaluationRecord) -> list[EvalResult]:
+    """The ``model-index`` results of one record: d, then its p-value and confidence interval."""
+    dataset_id, dataset_revision = _dataset(record)
+    groups = record.groups
+    common = dict(
+        task_type=TASK_TYPE, task_name="Social bias (SpEAT)", dataset_type=dataset_id,
+        dataset_name=f"SpEAT {record.test}: {groups['X']} vs {groups['Y']} ({groups['A']} vs {groups['B']})",
+        dataset_config=record.test, dataset_revision=dataset_revision,
+        dataset_args={"selections": _selections_version(record), "layers": _layer_view(record),
+                      "frame_pooling": record.pooling.get("frame_pooling", "mean"), "profile": record.profile},
+        source_name=f"speat {record.speat.speat_version}", source_url=SPEAT_SOURCE_URL,
+    )
+    result = record.speat
+    kind = "exact" if result.exact else f"{result.num_permutations} random partitions"
+    metrics = [EvalResult(metric_type=f"{METRIC_PREFIX}d", metric_name="SpEAT effect size d",
+                          metric_value=_rounded(result.effect_size), **common),
+               EvalResult(metric_type=f"{METRIC_PREFIX}p_value", metric_name="SpEAT p-value (one-sided permutation)",
+                          metric_value=_p_value(record), metric_args={"permutations": kind, "seed": result.seed},
+                          **common)]
+    if result.ci_low is not None:
+        confidence = f"{result.confidence:.0%}"
+        metrics += [EvalResult(metric_type=f"{METRIC_PREFIX}d_ci_low", metric_name=f"d, {confidence} CI low",
+                               metric_value=_rounded(result.ci_low), **common),
+                    EvalResult(metric_type=f"{METRIC_PREFIX}d_ci_high", metric_name=f"d, {confidence} CI high",
+                               metric_value=_rounded(result.ci_high), **common)]
+    return metrics
+
+
+def _eval_result_entry(record: EvaluationRecord) -> EvalResultEntry:
+    dataset_id, dataset_revision = _dataset(record)
+    result = record.speat
+    kind = "exact" if result.exact else f"{result.num_permutations:,} random partitions"
+    interval = "" if result.ci_low is None else (f"; {result.confidence:.0%} CI [{result.ci_low:+.2f}, "
+                                                 f"{result.ci_high:+.2f}]")
+    labels = f"; labels: {', '.join(record.labels)}" if record.labels else ""
+    notes = (f"SpEAT d ({record.groups['X']} vs {record.groups['Y']}); p = {format_p_value(result)} (one-sided "
+             f"permutation test, {kind}, seed {result.seed}){interval}; n {result.n_x}/{result.n_y}; pooling: "
+             f"{record.pooling.get('frame_pooling', 'mean')} over frames, {_layer_view(record)}; profile "
+             f"{record.profile}; model revision {record.model.revision or 'n/a'}{labels}")
+    return EvalResultEntry(dataset_id=dataset_id, task_id=record.test, value=_rounded(result.effect_size),
+                           dataset_revision=dataset_revision, date=record.created, source_url=SPEAT_SOURCE_URL,
+                           source_name=f"speat {result.speat_version}", notes=notes)
+
+
+def _warnings(labels: Iterable[str]) -> list[str]:
+    lines = []
+    if "synthetic-stimuli" in labels:
+        lines.append("> **WARNING: SYNTHETIC STIMULI.** These numbers were computed on speat's embedded synthetic demo "
+                     "set (espeak-ng voices). They check the pipeline; they are **NOT a bias measurement** of this "
+                     "model.")
+    if "random-init" in labels:
+        lines.append("> **WARNING: RANDOMLY INITIALISED MODEL.** These numbers describe random weights, not a trained "
+                     "model.")
+    return lines
+
+
+def _stimuli_sentence(record: EvaluationRecord) -> str:
+    source = _source(record.stimuli)
+    kind = source.get("kind")
+    selections = _selections_version(record)
+    selection = f" (selections {selections})" if selections else ""
+    if kind == "files":
+        return (f"**Stimuli:** the custom test `{record.test}` ({record.groups['X']} vs {record.groups['Y']}, "
+                f"{record.groups['A']} vs {record.groups['B']}), with its own audio files, not the study's stimuli.")
+    if kind == "demo":
+        where = "speat's embedded **synthetic** demo set: espeak-ng voices standing in for each group"
+    elif kind == "hub":
+        where = (f"the study's stimuli{selection} from the Hub dataset `{source['repo_id']}` at commit "
+                 f"`{source.get('commit') or source.get('revision')}`")
+    elif kind == "download":
+        where = f"the study's stimuli{selection}, downloaded from their public sources"
+    else:
+        where = f"the study's stimuli{selection}, from a local copy"
+    text = (f"**Stimuli:** {where}. Targets are Speech Accent Archive recordings, attributes are Morgan Emotional "
+            "Speech Set clips (pleasant vs unpleasant by listener valence), as selected by Slaughter et al. (2023).")
+    dropped = sorted(record.stimuli.get("dropped_ids") or [])
+    if dropped:
+        text += f" {len(dropped)} stimuli were missing and left out: {', '.join(dropped)}."
+    return text
+
+
+def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[str],
+             provenance: Mapping[str, Any]) -> str:
+    first = records[0]
+    result = first.speat
+    revision = first.model.revision
+    kind = "every partition (exact)" if result.exact else f"{result.num_permutations:,} random partitions"
+    rows = ["| test | X vs Y | layers | d | size | p | 95% CI | n X/Y |", "|---|---|---|---|---|---|---|---|"]
+    for record in records:
+        speat = record.speat
+        interval = "n/a" if speat.ci_low is None else f"[{speat.ci_low:+.2f}, {speat.ci_high:+.2f}]"
+        rows.append(f"| {record.test} | {record.groups['X']} vs {record.groups['Y']} | {_layer_view(record)} | "
+                    f"{speat.effect_size:+.2f} | {speat.effect_size_label} | {format_p_value(speat)} | {interval} | "
+                    f"{speat.n_x}/{speat.n_y} |")
+    label_line = ", ".join([*labels, f"profile {first.profile}"])
+    frame = first.pooling.get("frame_pooling", "mean")
+    lines = [
+        BEGIN_MARKER,
+        "## Social bias (SpEAT)",
+        "",
+        *(line for warning in _warnings(labels) for line in (warning, "")),
+        f"Speech Embedding Association Test (SpEAT) results of `{model}` at revision "
+        f"`{revision or 'n/a (local model)'}`. Labels: {label_line}.",
+        "",
+        *rows,
+        "",
+        f"- **d** is the effect size: how much closer the X ({first.groups['X']}) speakers' embeddings sit to "
+        f"{first.groups['A']} rather than {first.groups['B']} speech than the Y ({first.groups['Y']}) speakers' do, "
+        f"in standard deviations of the association scores. Positive d: X is closer to {first.groups['A']} than Y "
+        "is. |d| of 0.2, 0.5 and 0.8 are small, medium and large.",
+        f"- **p** is the one-sided permutation p-value ({kind}, seed {result.seed}): the share of re-partitions of "
+        "X and Y that give a difference at least as large as the observed one. The CI is a bootstrap interval of d "
+        "over the target speakers.",
+        f"- {_stimuli_sentence(first)}",
+        f"- **Embeddings:** {frame} over each clip's frames in every layer, then {_layer_view(first)}; extraction "
+        f"profile `{first.profile}`.",
+        "- **Caveat:** SpEAT measures associations in this model's embedding space on these stimuli. It is not a "
+        "measure of harm in any downstream use, a small |d| is not evidence that a model is fair, and results on "
+        "other stimuli or layers can differ.",
+        "",
+        "Reproduce (`pip install speat`):",
+        "",
+        "```bash",
+        reproduce_command(records, model),
+        "```",
+        "",
+        f"Method: SpEAT (Slaughter et al., 2023, {METHOD_URL}), as applied to speech SSL models by Lin et al. (2024), "
+        f"*On the social bias of speech self-supervised models*. Computed by speat {result.speat_version}.",
+        f"<!-- {SPEAT_COMMIT_MARKER}:provenance {json.dumps(dict(provenance), sort_keys=True)} -->",
+        END_MARKER,
+    ]
+    return "\n".join(lines) + "\n"

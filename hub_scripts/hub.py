@@ -1,0 +1,262 @@
+"""The Hugging Face Hub operations speat needs, through ``huggingface_hub``, with errors that say what to do.
+
+`HubClient` reads revisions and files, finds speat's own pull requests on a repository (a bot looks before it
+writes: `speat_pull_requests`), commits files (to a branch, as a new pull request, or onto an open one), comments,
+validates cards with the Hub, searches models and lists file ids. Every failure is a `HubError` (a ValueError) of
+one line that names the repository and never contains the token.
+
+The token comes from ``huggingface_hub``'s usual sources (``HF_TOKEN``, ``hf auth login``) unless one is given; the
+endpoint from ``HF_ENDPOINT`` unless one is given.
+
+Example:
+    >>> client = HubClient()                                          # doctest: +SKIP
+    >>> client.head("facebook/hubert-base-ls960")                      # doctest: +SKIP
+    'dba3bb02fda4248b6e082697eee756de8fe8aa8a'
+    >>> client.speat_pull_requests("facebook/hubert-base-ls960").open  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelInfo, hf_hub_url
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+from hub_scripts import SPEAT_TITLE_PREFIX
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = ("open", "draft")
+
+try:  # huggingface_hub's HTTP client: its connection errors are not OSErrors
+    from httpx2 import TransportError as _TransportError
+except ImportError:  # pragma: no cover (older huggingface_hub: httpx or requests, whose errors are OSErrors or named)
+    _TransportError = OSError
+_UNREACHABLE = (OSError, _TransportError)
+
+
+class HubError(ValueError):
+    """A Hub operation failed; the message names the repository and what to do (never the token)."""
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A pull request on a Hub repository.
+
+    Attributes:
+        number: its discussion number.
+        url: its page.
+        author: the user who opened it.
+        status: ``open``, ``draft``, ``closed`` or ``merged``.
+        title: its title.
+    """
+
+    number: int
+    url: str
+    author: str
+    status: str
+    title: str
+
+    @property
+    def revision(self) -> str:
+        """The git reference to commit to, to add to this pull request."""
+        return f"refs/pr/{self.number}"
+
+
+@dataclass(frozen=True)
+class SpeatPullRequests:
+    """What a repository already has from speat.
+
+    Attributes:
+        open: our open pull request, to update rather than open another (the newest one if, somehow, several).
+        declined: a speat pull request that someone other than its author closed without merging: the owner said no,
+            so no new one is opened unless forced.
+    """
+
+    open: PullRequest | None = None
+    declined: PullRequest | None = None
+
+
+class HubClient:
+    """The Hub, as speat uses it.
+
+    Args:
+        token: a Hub token; None uses huggingface_hub's usual sources (``HF_TOKEN``, the stored login).
+        endpoint: the Hub's URL; None uses ``HF_ENDPOINT`` (default https://huggingface.co).
+    """
+
+    def __init__(self, *, token: str | None = None, endpoint: str | None = None) -> None:
+        self.api = HfApi(endpoint=endpoint, token=token)
+        self._token = token
+        self._user: str | None | bool = False  # False: not asked yet
+
+    @property
+    def endpoint(self) -> str:
+        return self.api.endpoint
+
+    def user(self) -> str | None:
+        """The name of the token's user (None without a token).
+
+        Raises:
+            HubError: the Hub refused the token.
+        """
+        if self._user is False:
+            from huggingface_hub.errors import LocalTokenNotFoundError
+
+            try:
+                with hub_errors("the token's user"):
+                    self._user = self.api.whoami()["name"]
+            except LocalTokenNotFoundError:
+                self._user = None
+        return self._user
+
+    def head(self, repo_id: str, revision: str = "main", *, repo_type: str = "model") -> str:
+        """The commit sha that `revision` (a branch, tag, ``refs/pr/N`` or sha) of a repository points to."""
+        with hub_errors(f"{repo_type} {repo_id!r}", revision=revision):
+            return self.api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+
+    def read_text(self, repo_id: str, path: str, *, revision: str, repo_type: str = "model") -> str | None:
+        """The text of one file at a revision, or None when the file does not exist there (read fresh, not cached)."""
+        url = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=self.endpoint)
+        with hub_errors(f"{path} of {repo_type} {repo_id!r}", revision=revision):
+            response = get_session().get(url, headers=build_hf_headers(token=self._token))
+            try:
+                hf_raise_for_status(response)
+            except EntryNotFoundError:
+                return None
+        return response.content.decode("utf-8")
+
+    def speat_pull_requests(self, repo_id: str, *, repo_type: str = "model") -> SpeatPullRequests:
+        """speat's pull requests on a repository: the open one to update, and one the owner declined.
+
+        Ours are the pull requests whose title starts with `SPEAT_TITLE_PREFIX` and, when there is a token, that its
+        user opened (we can push to those). A declined one is a speat pull request closed, unmerged, by someone other
+        than its author, after the last speat pull request that was merged.
+        """
+        me = self.user()
+        with hub_errors(f"the pull requests of {repo_type} {repo_id!r}"):
+            found = [discussion for discussion in self.api.get_repo_discussions(
+                repo_id, discussion_type="pull_request", repo_type=repo_type)
+                if discussion.title.startswith(SPEAT_TITLE_PREFIX)]
+            mine = [discussion for discussion in found
+                    if discussion.status in OPEN_STATUSES and (me is None or discussion.author == me)]
+            declined = None
+            accepted = max((d.num for d in found if d.status == "merged"), default=0)  # a later merge outweighs
+            for discussion in sorted((d for d in found if d.status == "closed" and d.num > accepted),
+                                     key=lambda d: -d.num):
+                details = self.api.get_discussion_details(repo_id, discussion.num, repo_type=repo_type)
+                closers = [event.author for event in details.events
+                           if event.type == "status-change" and getattr(event, "new_status", None) == "closed"]
+                if closers and closers[-1] != discussion.author:
+                    declined = discussion
+                    break
+        newest = max(mine, key=lambda d: d.num, default=None)
+        return SpeatPullRequests(open=_pull_request(newest), declined=_pull_request(declined))
+
+    def commit(self, repo_id: str, files: Mapping[str, str | bytes], *, summary: str, description: str,
+               revision: str = "main", create_pr: bool = False, parent_commit: str | None = None,
+               repo_type: str = "model") -> CommitInfo:
+        """Commit files (path -> text or bytes) to `revision`, or open a pull request against it with them.
+
+        Raises:
+            HubError: the repository or revision does not exist, the token may not write, or `revision` moved past
+                `parent_commit` (someone committed meanwhile: run again).
+        """
+        operations = [CommitOperationAdd(path, content.encode("utf-8") if isinstance(content, str) else content)
+                      for path, content in files.items()]
+        with hub_errors(f"{repo_type} {repo_id!r}", revision=revision, writing=True):
+            return self.api.create_commit(repo_id, operations, commit_message=summary, commit_description=description,
+                                          revision=revision, create_pr=create_pr, parent_commit=parent_commit,
+                                          repo_type=repo_type)
+
+    def comment(self, repo_id: str, number: int, text: str, *, repo_type: str = "model") -> None:
+        """Post a comment on a discussion or pull request."""
+        with hub_errors(f"pull request #{number} of {repo_type} {repo_id!r}", writing=True):
+            self.api.comment_discussion(repo_id, number, text, repo_type=repo_type)
+
+    def validate_card(self, content: str, *, repo_type: str = "model") -> None:
+        """Ask the Hub whether a card's metadata is valid (as ``ModelCard.push_to_hub`` does, but for this text).
+
+        Raises:
+            HubError: the Hub rejected the metadata (its reason quoted).
+        """
+        response = get_session().post(f"{self.endpoint}/api/validate-yaml",
+                                      json={"repoType": repo_type, "content": content},
+                                      headers={"Accept": "text/plain"})
+        if response.status_code == 400:
+            raise HubError(f"the Hub rejected the card's metadata: {response.text.strip()}")
+        with hub_errors("the card's metadata"):
+            hf_raise_for_status(response)
+
+    def search_models(self, *, search: str | None = None, filters: Sequence[str] = (), author: str | None = None,
+                      limit: int | None = None) -> list[ModelInfo]:
+        """Models matching a Hub search (``list_models``: `search` in the id, every filter tag, `author`)."""
+        with hub_errors("the model search"):
+            return list(self.api.list_models(search=search, filter=list(filters) or None, author=author,
+                                              limit=limit))
+
+    def file_ids(self, repo_id: str, folder: str, *, repo_type: str, revision: str) -> dict[str, str]:
+        """Path -> git blob id of every file under `folder` at `revision` (empty when the folder does not exist)."""
+        from huggingface_hub.hf_api import RepoFile
+
+        with hub_errors(f"{folder}/ of {repo_type} {repo_id!r}", revision=revision):
+            try:
+                entries = self.api.list_repo_tree(repo_id, folder, recursive=True, repo_type=repo_type,
+                                                  revision=revision)
+                return {entry.path: entry.blob_id for entry in entries if isinstance(entry, RepoFile)}
+            except EntryNotFoundError:
+                return {}
+
+    def ensure_repo(self, repo_id: str, *, repo_type: str, private: bool = False,
+                    space_sdk: str | None = None) -> None:
+        """Create the repository unless it exists."""
+        with hub_errors(f"{repo_type} {repo_id!r}", writing=True):
+            self.api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+
+
+def _pull_request(discussion: object | None) -> PullRequest | None:
+    if discussion is None:
+        return None
+    return PullRequest(number=discussion.num, url=discussion.url, author=discussion.author, status=discussion.status,
+                       title=discussion.title)
+
+
+@contextmanager
+def hub_errors(what: str, *, revision: str | None = None, writing: bool = False) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions into one-line `HubError`s that name `what` and say what to do."""
+    try:
+        yield
+    except GatedRepoError:
+        raise HubError(f"{what} is gated: accept its terms on the Hub with the token's account") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"the Hub has no {what} (check the name; a private repository needs a token that can see "
+                       "it: set HF_TOKEN or run `hf auth login`)") from None
+    except RevisionNotFoundError:
+        raise HubError(f"{what} has no revision {revision!r}") from None
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        reason = (error.server_message or "").strip().splitlines()[0] if error.server_message else ""
+        if status == 401:
+            raise HubError(f"the Hub refused the token for {what}: set a valid HF_TOKEN or run `hf auth login`"
+                           ) from None
+        if status == 403:
+            raise HubError(f"the token may not {'write to' if writing else 'read'} {what}; use a token with write "
+                           "access (or open a pull request instead of committing)") from None
+        if status == 412:
+            raise HubError(f"{what} changed while we were writing to it (someone committed meanwhile); run the "
+                           "command again") from None
+        raise HubError(f"the Hub answered {status} for {what}{': ' + reason if reason else ''}") from None
+    except _UNREACHABLE as error:  # connection refused, DNS failure, timeout
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HubError(f"the Hub could not be reached for {what} ({first}); check the network and HF_ENDPOINT"
+                       ) from None

@@ -1,0 +1,81 @@
+"""Structured logs: one JSON object per line on stderr, with every known secret redacted.
+
+Every record has ``time``, ``level``, ``logger``, ``event`` (a stable dotted name such as ``webhook.accepted``) and
+``message``, plus the fields of that event (``repo``, ``revision``, ``job``, ``reason``, ...). Libraries' own
+records (uvicorn, huggingface_hub, transformers) come out in the same format with ``event`` set to ``log``.
+
+Example:
+    >>> import io
+    >>> stream = io.StringIO()
+    >>> configure_logging(redact=["hf_abc123secret"], stream=stream)
+    >>> log_event(logging.getLogger("demo"), "job.failed", "token hf_abc123secret rejected", job=3)
+    >>> json.loads(stream.getvalue())["message"]
+    'token *** rejected'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import IO, Any
+
+REDACTED = "***"
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """Formats a record as one JSON line; `redact` strings are replaced by ``***`` wherever they appear."""
+
+    def __init__(self, redact: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.redact = sorted({value for value in redact if value}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = dict(getattr(record, "fields", None) or {})
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": fields.pop("event", "log"),
+            "message": record.getMessage(),
+            **fields,
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        for value in self.redact:
+            # A secret may also appear JSON-escaped in the line.
+            for form in {value, json.dumps(value)[1:-1]}:
+                line = line.replace(form, REDACTED)
+        return line
+
+
+def configure_logging(*, redact: Iterable[str] = (), level: int = logging.INFO, stream: IO[str] | None = None
+                      ) -> None:
+    """Send every logger's records to `stream` (default stderr) as JSON lines, redacting `redact`."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonLinesFormatter(redact))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for ours in ("hub_scripts", "speat_metric"):  # the `speat` entry point quiets them; the service reports
+        logging.getLogger(ours).setLevel(logging.NOTSET)
+    for library in ("huggingface_hub", "transformers", "datasets", "evaluate", "accelerate"):
+        library_logger = logging.getLogger(library)  # their own plain-text handlers would break the JSON lines
+        for own in list(library_logger.handlers):
+            library_logger.removeHandler(own)
+        library_logger.propagate = True
+        library_logger.setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def log_event(logger: logging.Logger, event: str, message: str = "", *, level: int = logging.INFO,
+              exc_info: bool = False, **fields: Any) -> None:
+    """Log a structured event: `event` names it, `fields` are its data (JSON values)."""
+    logger.log(level, message or event, exc_info=exc_info, extra={"fields": {"event": event, **fields}})

@@ -1,0 +1,230 @@
+"""hub_scripts.annotate (and hub.py): card PRs on the Hub test server, never duplicated, never reopened, no leaks."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+
+import pytest
+from http_servers import HubServer
+from hub_testing import (
+    FOREIGN_CARD,
+    added_lines,
+    as_hub_records,
+    files_containing,
+    hub_env,
+    publish_tiny_model,
+    run_speat,
+    server_texts,
+)
+from huggingface_hub import HfApi
+from tiny_models import save_tiny_model
+
+from hub_scripts import SPEAT_COMMIT_MARKER, is_speat_change
+from hub_scripts.annotate import STATUSES, AnnotationOutcome, annotate_model, publish_records
+from hub_scripts.card import BEGIN_MARKER, EVAL_RESULTS_PATH, CardError
+from hub_scripts.hub import HubError
+from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.results import load_records
+
+BOT, OWNER = "hf_speatBotSECRET0123456789", "hf_ownerSECRET9876543210"
+REPO = "owner/tiny"
+
+
+@pytest.fixture
+def server():
+    with HubServer(tokens={BOT: "speat-bot-user", OWNER: "owner"}) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="module")
+def local_records(tmp_path_factory):
+    """Real records of a tiny local model (gender, demo stimuli), to publish as if evaluated from the Hub."""
+    folder = tmp_path_factory.mktemp("annotate")
+    model = save_tiny_model("wav2vec2", folder / "tiny")
+    settings = EvaluationSettings(tests=("gender",), num_permutations=200, progress=False, cache_dir=folder / "cache")
+    return evaluate_models([str(model)], settings)
+
+
+def publish(server, records, **options):
+    return publish_records(REPO, records, allow_synthetic=True, token=options.pop("token", BOT), endpoint=server.url,
+                           **options)
+
+
+def renumbered(records, shift):
+    return [record.replace(speat=record.speat.replace(effect_size=record.speat.effect_size + shift))
+            for record in records]
+
+
+def test_annotate_twice_opens_one_pr_updates_it_and_leaks_no_token(tmp_path, server):
+    """The CLI end to end: evaluate at main's commit, PR; new numbers update that PR; same numbers change nothing."""
+    commit = publish_tiny_model(server, REPO)
+    env = hub_env(server, tmp_path, HF_TOKEN=BOT)
+    command = ("hub", "annotate", REPO, "--evaluate", "--stimuli", "demo", "--allow-synthetic", "--tests", "gender",
+               "--no-progress", "--out", str(tmp_path / "records"))
+    first = run_speat(*command, "--permutations", "200", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert f"{REPO}: opened-pr {server.url}/{REPO}/discussions/1" in first.stdout
+    second = run_speat(*command, "--permutations", "300", env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert f"{REPO}: updated-pr {server.url}/{REPO}/discussions/1" in second.stdout
+    third = run_speat(*command, "--permutations", "300", env=env, cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert f"{REPO}: unchanged {server.url}/{REPO}/discussions/1" in third.stdout
+
+    [pull_request] = server.discussions(REPO)
+    assert pull_request.is_pull_request and pull_request.status == "open" and pull_request.author == "speat-bot-user"
+    assert is_speat_change(pull_request.title) and is_speat_change(pull_request.events[0]["data"]["latest"]["raw"])
+    assert [event["type"] for event in pull_request.events] == ["comment", "commit", "commit"]
+    assert server.files(REPO)["README.md"].decode() == FOREIGN_CARD  # main untouched
+    proposed = server.files(REPO, revision="refs/pr/1")
+    readme = proposed["README.md"].decode()
+    added_lines(FOREIGN_CARD, readme)  # every line of the owner's card is still there, unchanged, in order
+    assert readme.count(BEGIN_MARKER) == 1 and commit in readme and "300 random partitions" in readme
+    assert "gender" in proposed[EVAL_RESULTS_PATH].decode()
+    assert all(SPEAT_COMMIT_MARKER in message for message in server.commit_messages(REPO)[2:])
+    assert {record.model.revision for record in load_records(tmp_path / "records")} == {commit}
+
+    outputs = [run.stdout + run.stderr for run in (first, second, third)]
+    assert not [text for text in outputs + server_texts(server) if BOT in text]
+    assert files_containing(tmp_path, BOT) == []
+
+
+def test_dry_run_prints_the_diff_and_pushes_nothing(tmp_path, server, local_records):
+    commit = publish_tiny_model(server, REPO)
+    for record in as_hub_records(local_records, REPO, commit):
+        record.save(tmp_path / "results")
+    requests_before = len(server.commit_messages(REPO))
+    completed = run_speat("hub", "annotate", REPO, "--results", str(tmp_path / "results"), "--dry-run",
+                          "--allow-synthetic", env=hub_env(server, tmp_path, HF_TOKEN=BOT), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    out = completed.stdout
+    assert out.startswith("--- a/README.md\n+++ b/README.md\n") and f"+{BEGIN_MARKER}" in out
+    assert f"--- /dev/null\n+++ b/{EVAL_RESULTS_PATH}\n" in out and f"{REPO}: dry-run" in out
+    assert len(server.commit_messages(REPO)) == requests_before and server.discussions(REPO) == []
+    assert server.count("POST", f"/api/models/{REPO}/commit/main") == 0
+
+
+def test_an_owner_closed_pr_is_never_reopened_and_force_opens_a_new_one(server, local_records):
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    assert publish(server, records).status == "opened-pr"
+    HfApi(endpoint=server.url, token=OWNER).change_discussion_status(REPO, 1, "closed", comment="no, thanks")
+    skipped = publish(server, renumbered(records, 0.3))
+    assert (skipped.status, skipped.pr_number, skipped.commit) == ("skipped-owner-closed", 1, None)
+    assert [(d.num, d.status) for d in server.discussions(REPO)] == [(1, "closed")]
+    forced = publish(server, renumbered(records, 0.3), force=True)
+    assert (forced.status, forced.pr_number) == ("opened-pr", 2)
+    again = publish(server, renumbered(records, 0.3))  # our open PR #2 is found despite the declined #1
+    assert (again.status, again.pr_number, again.commit) == ("unchanged", 2, None)
+    assert [(d.num, d.status) for d in server.discussions(REPO)] == [(1, "closed"), (2, "open")]
+    HfApi(endpoint=server.url, token=OWNER).merge_pull_request(REPO, 2)  # accepted since: the refusal is over
+    assert publish(server, renumbered(records, 0.6)).pr_number == 3
+
+
+def test_a_pr_we_closed_ourselves_is_not_a_refusal(server, local_records):
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    publish(server, records)
+    HfApi(endpoint=server.url, token=BOT).change_discussion_status(REPO, 1, "closed")
+    assert publish(server, records).status == "opened-pr"
+
+
+def test_merged_results_make_no_new_pr_and_new_numbers_do(server, local_records):
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    publish(server, records)
+    HfApi(endpoint=server.url, token=OWNER).merge_pull_request(REPO, 1)
+    assert BEGIN_MARKER in server.files(REPO)["README.md"].decode()
+    assert publish(server, records).status == "unchanged"
+    assert publish(server, renumbered(records, 0.2)).pr_number == 2
+
+
+def test_commit_mode_writes_main_once_and_a_stale_parent_is_refused(server, local_records):
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    committed = publish(server, records, create_pr=False, token=OWNER)
+    assert committed.status == "committed" and committed.commit == server.repos[("model", REPO)].branches["main"]
+    assert is_speat_change(server.commit_messages(REPO)[-1])
+    assert publish(server, records, create_pr=False, token=OWNER).status == "unchanged"
+    # someone commits to main between our read of the card and our commit: ours is refused, theirs kept
+    path = f"/api/models/{REPO}/preupload/main"
+    seen = server.count("POST", path)
+    server.hold(path)
+    errors = []
+    pushing = threading.Thread(target=lambda: errors.append(_catch(lambda: publish(
+        server, renumbered(records, 0.4), create_pr=False, token=OWNER))))
+    pushing.start()
+    while server.count("POST", path) == seen:
+        threading.Event().wait(0.01)
+    theirs = server.commit(REPO, {"NOTES.md": b"theirs"}, message="owner edit")
+    server.release(path)
+    pushing.join(60)
+    assert isinstance(errors[0], HubError) and "changed while we were writing" in str(errors[0])
+    assert server.repos[("model", REPO)].branches["main"] == theirs
+
+
+def _catch(function):
+    try:
+        return function()
+    except Exception as error:  # the test inspects it
+        return error
+
+
+def test_our_pr_is_found_beyond_the_first_page_of_discussions(server, local_records):
+    server.DISCUSSIONS_PER_PAGE = 2
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    publish(server, records)
+    owner = HfApi(endpoint=server.url, token=OWNER)
+    for number in range(3):
+        owner.create_discussion(REPO, title=f"question {number}", description="?")
+    updated = publish(server, renumbered(records, 0.1))
+    assert (updated.status, updated.pr_number) == ("updated-pr", 1)
+    assert sum(d.is_pull_request for d in server.discussions(REPO)) == 1
+
+
+def test_a_card_that_cannot_be_merged_stops_before_any_push(server, local_records):
+    publish_tiny_model(server, REPO, readme="---\nlicense: [mit\n---\nBroken header.\n")
+    records = as_hub_records(local_records, REPO, server.repos[("model", REPO)].branches["main"])
+    with pytest.raises(CardError, match=r"owner/tiny \(main\): README.md has invalid YAML metadata"):
+        publish(server, records)
+    assert server.discussions(REPO) == [] and server.count("POST", f"/api/models/{REPO}/commit/main") == 0
+
+
+def test_cli_refuses_a_broken_card_before_evaluating(tmp_path, server):
+    publish_tiny_model(server, REPO, readme=f"# Model\n\n{BEGIN_MARKER}\nhalf a section\n")
+    completed = run_speat("hub", "annotate", REPO, "--stimuli", "demo", "--allow-synthetic", "--no-progress",
+                          env=hub_env(server, tmp_path, HF_TOKEN=BOT), cwd=tmp_path)
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert "speat hub: error: owner/tiny (main): README.md has a broken speat section" in completed.stderr
+    assert not (tmp_path / "speat-cache" / "embeddings").exists()  # no model was evaluated
+    assert server.discussions(REPO) == []
+
+
+def test_synthetic_stimuli_and_per_layer_pooling_are_refused_before_any_work():
+    with pytest.raises(CardError, match="--stimuli demo is the embedded SYNTHETIC demo set"):
+        annotate_model(REPO, revision="main", settings=EvaluationSettings())
+    from speat_metric.pooling import LayerPooling
+
+    with pytest.raises(CardError, match="--pooling per-layer"):
+        annotate_model(REPO, revision="main", settings=EvaluationSettings(layer_pooling=LayerPooling("per-layer")),
+                       allow_synthetic=True)
+
+
+def test_records_of_another_model_or_without_a_revision_are_refused(server, local_records):
+    with pytest.raises(CardError, match="carry no Hub revision"):
+        publish_records(REPO, as_hub_records(local_records, REPO, None), allow_synthetic=True)
+    with pytest.raises(CardError, match="not of 'owner/tiny'"):
+        publish_records(REPO, as_hub_records(local_records, "other/model", "a" * 40), allow_synthetic=True)
+    with pytest.raises(HubError, match="the Hub has no model 'owner/tiny'"):
+        publish(server, as_hub_records(local_records, REPO, "a" * 40))
+
+
+def test_the_webhook_interface_is_as_documented():
+    parameters = inspect.signature(annotate_model).parameters
+    assert list(parameters) == ["repo_id", "revision", "settings", "create_pr", "force", "allow_synthetic",
+                                "dry_run", "token", "endpoint"]
+    assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(parameters)[1:])
+    assert {name: parameters[name].default for name in list(parameters)[3:]} == {
+        "create_pr": True, "force": False, "allow_synthetic": False, "dry_run": False, "token": None,
+        "endpoint": None}
+    assert set(STATUSES) == {"opened-pr", "updated-pr", "committed", "unchanged", "skipped-owner-closed", "dry-run"}
+    fields = {field for field in AnnotationOutcome.__dataclass_fields__}
+    assert {"status", "pr_url", "pr_number", "commit", "evaluated_revision", "diff"} <= fields
+    assert AnnotationOutcome.__dataclass_params__.frozen

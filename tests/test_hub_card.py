@@ -1,0 +1,159 @@
+"""hub_scripts.card and hub_scripts.card_merge: card content from records, and merging it into cards safely."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+
+import pytest
+import yaml
+from hub_testing import FOREIGN_CARD, added_lines
+from huggingface_hub import ModelCard, parse_eval_result_entries
+from tiny_models import save_tiny_model
+
+from hub_scripts.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card, reproduce_command
+from hub_scripts.card_merge import card_provenance, merge_card, set_yaml_keys
+from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.report import format_p_value
+
+REPO = "owner/tiny"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """Real records of a tiny model (gender and age, demo stimuli), as if evaluated from the Hub at REVISION."""
+    folder = tmp_path_factory.mktemp("card")
+    model = save_tiny_model("wav2vec2", folder / "tiny")
+    settings = EvaluationSettings(tests=("gender", "age"), num_permutations=300, progress=False,
+                                  cache_dir=folder / "cache")
+    made = evaluate_models([str(model)], settings)
+    return [record.replace(model=dataclasses.replace(record.model, name=REPO, revision=REVISION)) for record in made]
+
+
+def renumbered(records, shift):
+    return [record.replace(speat=record.speat.replace(effect_size=record.speat.effect_size + shift,
+                                                      p_value=0.25)) for record in records]
+
+
+def our_results(text):
+    data = yaml.safe_load(text.split("---")[1])
+    return [result for result in data["model-index"][0]["results"]
+            if any(metric["type"].startswith("speat_") for metric in result["metrics"])]
+
+
+def test_reannotating_replaces_only_our_entries_and_keeps_every_other_byte(records):
+    first = merge_card(FOREIGN_CARD, render_card(records, repo_id=REPO, allow_synthetic=True))
+    ours_first = added_lines(FOREIGN_CARD, first)  # the owner's lines all stay, in order
+    second = merge_card(first, render_card(renumbered(records, 0.5), repo_id=REPO, allow_synthetic=True))
+    first_lines, second_lines = first.splitlines(keepends=True), second.splitlines(keepends=True)
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(a=first_lines, b=second_lines, autojunk=False).get_opcodes():
+        if tag != "equal":
+            assert set(range(i1, i2)) <= ours_first, f"a line speat did not write changed: {first_lines[i1:i2]!r}"
+    assert second != first
+    added_lines(FOREIGN_CARD, second)
+    original = yaml.safe_load(FOREIGN_CARD.split("---")[1])
+    merged = yaml.safe_load(second.split("---")[1])
+    assert list(merged) == list(original)  # same keys, same order
+    assert {k: v for k, v in merged.items() if k != "model-index"} == {k: v for k, v in original.items()
+                                                                         if k != "model-index"}
+    assert merged["model-index"][0]["results"][0] == original["model-index"][0]["results"][0]
+    results = our_results(second)
+    assert [result["dataset"]["config"] for result in results] == ["gender", "age"]  # once each, not duplicated
+    d_values = {result["dataset"]["config"]: next(m["value"] for m in result["metrics"] if m["type"] == "speat_d")
+                for result in results}
+    assert d_values == {record.test: pytest.approx(record.speat.effect_size + 0.5, abs=1e-4) for record in records}
+    assert second.count(BEGIN_MARKER) == second.count(END_MARKER) == 1
+    assert merge_card(second, render_card(renumbered(records, 0.5), repo_id=REPO, allow_synthetic=True)) == second
+    library = ModelCard(second).data.eval_results
+    assert {result.metric_type for result in library} >= {"wer", "speat_d", "speat_p_value", "speat_d_ci_low"}
+
+
+def test_card_shows_the_table_labels_revision_and_reproduction(records):
+    content = render_card(records, repo_id=REPO, allow_synthetic=True)
+    section = content.section
+    for record in records:
+        row = next(line for line in section.splitlines() if line.startswith(f"| {record.test} |"))
+        assert f"{record.speat.effect_size:+.2f}" in row and record.speat.effect_size_label in row
+        assert f"| {format_p_value(record.speat)} |" in row
+        assert f"[{record.speat.ci_low:+.2f}, {record.speat.ci_high:+.2f}]" in row and "| 12/12 |" in row
+    assert "WARNING: SYNTHETIC STIMULI" in section and "NOT a bias measurement" in section
+    assert "synthetic-stimuli" in section and "profile hf" in section and REVISION in section
+    command = reproduce_command(records, REPO)
+    assert command == (f"speat evaluate {REPO} --revision {REVISION} --stimuli demo --tests gender,age "
+                       "--permutations 300 --seed 0")
+    assert command in section
+    assert card_provenance(merge_card(None, content)) == {"revision": REVISION, "speat": records[0].speat.speat_version}
+    entries = parse_eval_result_entries(yaml.safe_load(content.eval_file))
+    assert [(entry.dataset_id, entry.task_id) for entry in entries] == [("speat/speat-demo", "gender"),
+                                                                        ("speat/speat-demo", "age")]
+    assert entries[0].value == pytest.approx(records[0].speat.effect_size, abs=1e-4)
+    assert f"p = {format_p_value(records[0].speat)}" in entries[0].notes and "CI [" in entries[0].notes
+    assert "300 random partitions" in entries[0].notes and REVISION in entries[0].notes
+
+
+def test_synthetic_and_random_results_are_refused_unless_allowed(records):
+    with pytest.raises(CardError, match="SYNTHETIC demo stimuli .*--allow-synthetic"):
+        render_card(records, repo_id=REPO)
+    random_init = [record.replace(labels=("random-init",)) for record in records]
+    with pytest.raises(CardError, match="RANDOMLY INITIALISED"):
+        check_card_records(random_init)
+    assert "WARNING: RANDOMLY INITIALISED MODEL" in render_card(random_init, allow_synthetic=True).section
+
+
+def test_records_must_be_one_model_one_revision_one_per_test(records):
+    other = records[0].replace(model=dataclasses.replace(records[0].model, revision="f" * 40))
+    with pytest.raises(CardError, match="2 models or revisions"):
+        check_card_records([*records, other], allow_synthetic=True)
+    layer = records[0].replace(pooling={**records[0].pooling, "layer_pooling": "layer", "layer": 1})
+    with pytest.raises(CardError, match="test 'gender' has 2 records"):
+        check_card_records([*records, layer], allow_synthetic=True)
+    with pytest.raises(CardError, match="no evaluation records"):
+        check_card_records([])
+
+
+def test_a_card_without_yaml_gets_one_and_keeps_its_body(records):
+    body = "# Model\r\n\r\nWindows line endings.\r\n"
+    merged = merge_card(body, render_card(records, repo_id=REPO, allow_synthetic=True))
+    assert merged.startswith("---\r\nmodel-index:\r\n") and "\n" not in merged.replace("\r\n", "")
+    assert merged.split("\r\n---\r\n", 1)[1].startswith(body)
+    assert len(our_results(merged.replace("\r\n", "\n"))) == 2
+    assert merge_card(None, render_card(records, repo_id=REPO, allow_synthetic=True)).startswith("---\nmodel-index:")
+
+
+@pytest.mark.parametrize("card,message", [
+    ("---\nlicense: [mit\n---\nBody\n", "invalid YAML metadata"),
+    ("---\n- a list\n---\nBody\n", "not a mapping"),
+    ("---\nmodel-index:\n- results: []\n---\nBody\n", "metadata is not valid"),
+    (f"Body\n{BEGIN_MARKER}\nhalf a section\n", "broken speat section .*begin marker at line 2; end marker at "
+                                                  "lines none"),
+    (f"{BEGIN_MARKER}\n{END_MARKER}\n{BEGIN_MARKER}\n{END_MARKER}\n", "broken speat section"),
+    (f"{END_MARKER}\n{BEGIN_MARKER}\n", "broken speat section"),
+])
+def test_cards_that_cannot_be_merged_safely_are_errors(records, card, message):
+    with pytest.raises(CardError, match=message):
+        merge_card(card, render_card(records, repo_id=REPO, allow_synthetic=True))
+
+
+def test_flow_style_model_index_is_rewritten_through_the_card_api(records, caplog):
+    card = "---\nlicense: mit\nmodel-index: [{name: m, results: [{task: {type: asr}, dataset: {type: d, name: D}, " \
+           "metrics: [{type: wer, value: 1.0}]}]}]\n---\nBody\n"
+    with caplog.at_level(logging.WARNING):
+        merged = merge_card(card, render_card(records, repo_id=REPO, allow_synthetic=True))
+    assert "could not be edited in place" in caplog.text
+    data = yaml.safe_load(merged.split("---")[1])
+    assert list(data) == ["license", "model-index"] and data["model-index"][0]["results"][0]["metrics"][0] == {
+        "type": "wer", "value": 1.0}
+    assert len(our_results(merged)) == 2 and merged.endswith(f"{END_MARKER}\n")
+
+
+def test_set_yaml_keys_replaces_and_adds_top_level_keys_only():
+    card = "---\nlicense: mit  # theirs\nconfigs:\n- old\npretty_name: x\n---\nBody\n"
+    updated = set_yaml_keys(card, {"configs": [{"config_name": "default"}], "dataset_info": {"a": 1}})
+    assert updated == ("---\nlicense: mit  # theirs\nconfigs:\n- config_name: default\npretty_name: x\n"
+                       "dataset_info:\n  a: 1\n---\nBody\n")
+    assert set_yaml_keys(updated, {"configs": [{"config_name": "default"}], "dataset_info": {"a": 1}}) == updated
+    assert set_yaml_keys("Body\n", {"a": 1}) == "---\na: 1\n---\nBody\n"
+    with pytest.raises(CardError, match="invalid YAML"):
+        set_yaml_keys("---\na: [\n---\n", {"a": 1})

@@ -1,0 +1,271 @@
+"""`speat hub webhook` end to end: the real service in a subprocess on 127.0.0.1, the test Hub serving tiny model
+repos, hub_scripts.annotate opening the card PRs. One PR per commit, none for replays, our own commits or text models;
+a real SIGKILL with one job queued and one running, then a restart; two workers on ten jobs; no secret or token
+anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile
+import transformers
+from http_servers import HubServer
+from hub_testing import FOREIGN_CARD, SPEAT, added_lines, files_containing, hub_env, publish_tiny_model, server_texts
+from huggingface_hub import HfApi, ModelCard
+from tiny_models import save_tiny_model
+
+from hub_scripts import SPEAT_TITLE_PREFIX
+from hub_scripts.card import BEGIN_MARKER, EVAL_RESULTS_PATH
+from hub_scripts.webhook.events import content_update_payload
+from speat_metric.evaluation import EvaluationSettings, evaluate_models
+
+TOKEN, OWNER = "hf_webhookBotTOKEN0123456789abcdef", "hf_ownerTOKEN0123456789abcdef"
+SECRET = "webhook-SECRET-9f8e7d6c5b4a3210"
+BOT = "speat-bot-user"
+WAIT = 240.0  # seconds a wait may take on a loaded machine before the test gives up
+PERMUTATIONS = "100"
+
+
+def write_tone_test(folder: Path) -> Path:
+    """A small custom test (4 short tones per group), so that each evaluation takes a moment."""
+    groups = {}
+    for offset, role in enumerate("xyab"):
+        groups[role] = []
+        for index in range(4):
+            path = folder / role / f"{index}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            time_axis = np.arange(4800) / 16_000
+            tone = 0.3 * np.sin(2 * np.pi * (220 + 90 * offset + 17 * index) * time_axis)
+            soundfile.write(path, tone + np.random.default_rng(index + 10 * offset).normal(0, 0.02, 4800), 16_000)
+            groups[role].append(f"{role}/{index}.wav")
+    test = folder / "tones.json"
+    test.write_text(json.dumps({"name": "tones", **groups, "group_names": ["low", "mid", "high", "top"]}))
+    return test
+
+
+class Service:
+    """`speat hub webhook` in a subprocess; its stderr (JSON-lines logs) is collected as it comes."""
+
+    def __init__(self, hub: HubServer, folder: Path, test: Path, *, workers: int = 1) -> None:
+        self.folder = folder
+        self.env = hub_env(hub, folder, HF_TOKEN=TOKEN, SPEAT_WEBHOOK_SECRET=SECRET)
+        self.arguments = [SPEAT, "hub", "webhook", "--port", "0", "--db", str(folder / "jobs.sqlite"), "--workers",
+                          str(workers), "--tests", str(test), "--permutations", PERMUTATIONS, "--retry-delay", "0.2",
+                          "--max-attempts", "2"]
+        self.logs: list[str] = []
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> Service:
+        self.process = subprocess.Popen(self.arguments, cwd=self.folder, env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        listening = threading.Event()
+
+        def collect(stream):
+            for line in stream:
+                self.logs.append(line)
+                if '"service.listening"' in line:
+                    self.url = json.loads(line)["url"]
+                    listening.set()
+
+        for stream in (self.process.stdout, self.process.stderr):
+            threading.Thread(target=collect, args=(stream,), daemon=True).start()
+        deadline = time.monotonic() + WAIT
+        while not listening.wait(0.1):
+            assert self.process.poll() is None and time.monotonic() < deadline, "".join(self.logs)
+        return self
+
+    def post(self, payload: dict) -> httpx.Response:
+        return httpx.post(f"{self.url}/webhooks/speat", json=payload, headers={"X-Webhook-Secret": SECRET},
+                          timeout=WAIT)
+
+    def status(self) -> dict:
+        return httpx.get(f"{self.url}/status", headers={"X-Webhook-Secret": SECRET}, timeout=WAIT).json()
+
+    def job(self, job_id: int) -> dict:
+        """Wait until job `job_id` is finished and return it."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            for job in self.status()["recent"]:
+                if job["id"] == job_id and job["state"] in ("done", "ignored", "failed", "superseded"):
+                    return job
+            assert self.process.poll() is None, "".join(self.logs)
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not finish:\n" + "".join(self.logs[-30:]))
+
+    def kill(self) -> None:
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(WAIT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(WAIT)
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer(tokens={TOKEN: BOT, OWNER: "alice"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("webhook-service")
+
+
+@pytest.fixture(scope="module")
+def tone_test(folder):
+    return write_tone_test(folder / "stimuli")
+
+
+@pytest.fixture(scope="module")
+def service(hub, folder, tone_test):
+    running = Service(hub, folder / "service", tone_test, workers=2)
+    (folder / "service").mkdir()
+    yield running.start()
+    running.stop()
+    # SIGTERM is a clean stop (uvicorn re-raises the signal once it has shut down)
+    assert running.process.returncode in (0, -signal.SIGTERM), "".join(running.logs[-20:])
+    assert any('"service.stopped"' in line for line in running.logs)
+
+
+def pull_requests(hub: HubServer, repo_id: str) -> list:
+    return [discussion for discussion in hub.discussions(repo_id) if discussion.is_pull_request]
+
+
+def test_a_pushed_speech_encoder_gets_one_pr_at_that_commit(hub, service, folder, tone_test):
+    commit = publish_tiny_model(hub, "alice/tiny-w2v")
+    accepted = service.post(content_update_payload("alice/tiny-w2v", commit))
+    assert accepted.status_code == 202 and accepted.json()["duplicate"] is False
+    job = service.job(accepted.json()["job"])
+    assert job["state"] == "done" and job["outcome"]["status"] == "opened-pr", job
+    assert job["outcome"]["evaluated_revision"] == commit
+    [pr] = pull_requests(hub, "alice/tiny-w2v")
+    assert (pr.author, pr.status, pr.base_commit) == (BOT, "open", commit)
+    assert pr.title.startswith(SPEAT_TITLE_PREFIX)
+    files = hub.files("alice/tiny-w2v", revision=f"refs/pr/{pr.num}")
+    readme = files["README.md"].decode()
+    added_lines(FOREIGN_CARD, readme)  # the owner's card is untouched: only lines added
+    assert BEGIN_MARKER in readme and f"at revision `{commit}`" in readme and EVAL_RESULTS_PATH in files
+    # the card's d is the d of an independent evaluation of the same model at that commit
+    model = save_tiny_model("wav2vec2", folder / "independent-model")
+    [record] = evaluate_models([str(model)], EvaluationSettings(tests=(str(tone_test),), stimuli="speat",
+                                                                 num_permutations=int(PERMUTATIONS), progress=False,
+                                                                 cache_dir=folder / "independent-cache"))
+    card_d = next(result.metric_value for result in ModelCard(readme).data.eval_results
+                  if result.metric_type == "speat_d")
+    assert card_d == pytest.approx(record.speat.effect_size, abs=1e-4)  # the card rounds d to 4 decimals
+
+    replay = service.post(content_update_payload("alice/tiny-w2v", commit))
+    assert replay.status_code == 202 and replay.json() == {**accepted.json(), "duplicate": True, "state": "done"}
+    # the events our PR causes: its ref moving, then the owner merging it into main
+    pr_head = hub.repos[("model", "alice/tiny-w2v")].branches[f"refs/pr/{pr.num}"]
+    assert service.post(content_update_payload("alice/tiny-w2v", pr_head, ref=f"refs/pr/{pr.num}")
+                        ).json()["accepted"] is False
+    HfApi(endpoint=hub.url, token=OWNER).merge_pull_request("alice/tiny-w2v", pr.num)
+    merged = hub.repos[("model", "alice/tiny-w2v")].branches["main"]
+    merge_job = service.post(content_update_payload("alice/tiny-w2v", merged, base_revision=commit)).json()["job"]
+    ignored = service.job(merge_job)
+    assert ignored["state"] == "ignored" and ignored["reason"].startswith("our own commit")
+    assert len(pull_requests(hub, "alice/tiny-w2v")) == 1
+
+
+def test_a_text_model_is_acknowledged_and_ignored(hub, service):
+    hub.create_repo("alice/tiny-bert")
+    config = transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    commit = hub.commit("alice/tiny-bert", {"config.json": config.to_json_string().encode(),
+                                            "model.safetensors": b"not speech"})
+    accepted = service.post(content_update_payload("alice/tiny-bert", commit))
+    assert accepted.status_code == 202
+    job = service.job(accepted.json()["job"])
+    assert job["state"] == "ignored" and "is a 'bert' model, not a speech encoder" in job["reason"]
+    assert hub.discussions("alice/tiny-bert") == []
+    assert any('"job.ignored"' in line and "alice/tiny-bert" in line for line in service.logs)  # logged, with why
+
+
+def test_two_workers_and_ten_queued_jobs_make_ten_prs_none_doubled(hub, service):
+    repos = [f"alice/batch-{number}" for number in range(10)]
+    commits = {repo: publish_tiny_model(hub, repo, readme=None, seed=number) for number, repo in enumerate(repos)}
+    events = [content_update_payload(repo, commit) for repo, commit in commits.items()]
+    with httpx.Client(timeout=WAIT) as client:  # every event twice, as fast as they go
+        answers = [client.post(f"{service.url}/webhooks/speat", json=event, headers={"X-Webhook-Secret": SECRET})
+                   for event in events + events]
+    assert [answer.status_code for answer in answers] == [202] * 20
+    assert [answer.json()["duplicate"] for answer in answers] == [False] * 10 + [True] * 10
+    jobs = [service.job(answer.json()["job"]) for answer in answers[:10]]
+    assert [job["outcome"]["status"] for job in jobs] == ["opened-pr"] * 10, jobs
+    assert {job["worker"].rsplit(":", 1)[1] for job in jobs} == {"worker-1", "worker-2"}
+    for repo, commit in commits.items():
+        [pr] = pull_requests(hub, repo)
+        assert pr.base_commit == commit
+
+
+def test_a_killed_service_runs_its_running_and_queued_jobs_once_after_a_restart(folder, tone_test):
+    class HoldingHub(HubServer):
+        """Holds the first request for `held` until `release` is set, then answers 503 without acting on it."""
+
+        held, arrived, release = None, threading.Event(), threading.Event()
+
+        def route(self, request, handler):
+            if request.path == self.held and not self.arrived.is_set():
+                self.arrived.set()
+                self.release.wait(WAIT)
+                self.respond(handler, 503)
+                return
+            super().route(request, handler)
+
+    with HoldingHub(tokens={TOKEN: BOT}) as hub:
+        first = publish_tiny_model(hub, "alice/killed-while-running", readme=None)
+        second = publish_tiny_model(hub, "alice/queued-meanwhile", readme=None, seed=1)
+        hub.held = f"/api/models/alice/killed-while-running/commits/{first}"  # the worker's first look at the Hub
+        (folder / "restart").mkdir()
+        service = Service(hub, folder / "restart", tone_test).start()
+        running = service.post(content_update_payload("alice/killed-while-running", first)).json()["job"]
+        assert hub.arrived.wait(WAIT), "".join(service.logs)
+        queued = service.post(content_update_payload("alice/queued-meanwhile", second)).json()["job"]
+        status = service.status()
+        assert (status["running"], status["queued"]) == (1, 1)
+        service.kill()  # SIGKILL: no cleanup at all
+        hub.release.set()
+        restarted = Service(hub, folder / "restart", tone_test).start()
+        try:
+            jobs = [restarted.job(running), restarted.job(queued)]
+        finally:
+            restarted.stop()
+        assert [job["state"] for job in jobs] == ["done", "done"], jobs
+        assert [job["attempts"] for job in jobs] == [2, 1]  # the interrupted one ran again, once
+        assert any('"service.recovered"' in line for line in restarted.logs)
+        for repo in ("alice/killed-while-running", "alice/queued-meanwhile"):
+            assert len(pull_requests(hub, repo)) == 1
+        assert len(hub.commit_messages("alice/killed-while-running")) == 3  # initial, model, one card commit
+
+
+def test_a_failing_job_is_retried_then_failed_with_a_reason(hub, service):
+    broken_card = "---\nlicense: [unclosed\n---\n# my model\n"
+    commit = publish_tiny_model(hub, "alice/broken-card", readme=broken_card)
+    job = service.job(service.post(content_update_payload("alice/broken-card", commit)).json()["job"])
+    assert job["state"] == "failed" and job["attempts"] == 2
+    assert "alice/broken-card" in job["reason"] and job["reason"].endswith("(attempt 2 of 2)")
+    assert hub.discussions("alice/broken-card") == []
+    assert any(error["job"] == job["id"] for error in service.status()["last_errors"])
+
+
+def test_the_secret_and_the_token_appear_nowhere(hub, service, folder):
+    """Run last in this module: everything the service printed, stored or pushed so far."""
+    texts = ["".join(service.logs), json.dumps(service.status()), httpx.get(f"{service.url}/").text,
+             *server_texts(hub)]
+    assert service.logs and any('"job.done"' in line for line in service.logs)
+    for secret in (SECRET, TOKEN):
+        assert not [text for text in texts if secret in text]
+        assert files_containing(folder, secret) == []  # job store (and its WAL), caches, downloads
+    assert not any(secret in " ".join(service.arguments) for secret in (SECRET, TOKEN))  # nothing in `ps`

@@ -1,0 +1,80 @@
+"""The Docker Space of the webhook service: its README header, Dockerfile and requirements agree, and its app.py
+starts the service (a real process answering /healthz)."""
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from http_servers import HubServer
+from hub_testing import hub_env
+from huggingface_hub import SpaceCard
+
+from speat_metric.cli import build_parser
+
+SPACE = Path(__file__).parents[1] / "hub_scripts" / "webhook_space"
+TOKEN = "hf_spaceTOKEN0123456789abcdef"
+
+
+def load_app():
+    spec = importlib.util.spec_from_file_location("webhook_space_app", SPACE / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_space_is_a_docker_space_on_the_port_the_app_uses():
+    card = SpaceCard.load(SPACE / "README.md")
+    assert card.data.sdk == "docker" and card.data.app_port == 7860
+    dockerfile = (SPACE / "Dockerfile").read_text()
+    assert re.search(r"^EXPOSE 7860$", dockerfile, re.MULTILINE)
+    assert 'CMD ["python", "app.py"]' in dockerfile and "COPY --chown=user app.py" in dockerfile
+    requirements = [line for line in (SPACE / "requirements.txt").read_text().splitlines()
+                    if line and not line.startswith("#")]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
+    assert any(line.startswith("speat") for line in requirements)
+    assert load_app().service_arguments({})[:5] == ["hub", "webhook", "--host", "0.0.0.0", "--port"]
+
+
+def test_the_app_command_line_is_a_valid_speat_command(tmp_path):
+    arguments = load_app().service_arguments({"PORT": "8080", "SPEAT_WEBHOOK_DATA": str(tmp_path),
+                                              "SPEAT_WEBHOOK_WORKERS": "2",
+                                              "SPEAT_WEBHOOK_ARGS": "--tests gender --permutations 5000"})
+    args = build_parser().parse_args(arguments)
+    assert (args.host, args.port, args.workers, args.db) == ("0.0.0.0", 8080, 2, tmp_path / "speat-webhook.sqlite")
+    assert (args.tests, args.permutations, args.stimuli) == ("gender", 5000, "speat")
+
+
+def test_the_app_starts_the_service(tmp_path):
+    with HubServer(tokens={TOKEN: "speat-bot-user"}) as hub:
+        env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN, SPEAT_WEBHOOK_SECRET="space-SECRET-0123456789", PORT="0",
+                      SPEAT_WEBHOOK_DATA=str(tmp_path / "data"), SPEAT_WEBHOOK_ARGS="--host 127.0.0.1")
+        for key in ("HF_HOME", "SPEAT_CACHE"):  # the app puts them beside the job store
+            env.pop(key)
+        process = subprocess.Popen([sys.executable, str(SPACE / "app.py")], cwd=tmp_path, env=env,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            for line in process.stderr:
+                if '"service.listening"' in line:
+                    port = json.loads(line)["port"]
+                    break
+            else:
+                raise AssertionError(f"the app exited with {process.wait()}")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            assert health.json() == {"status": "ok"}
+            assert (tmp_path / "data" / "speat-webhook.sqlite").is_file()
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(60)
