@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +32,8 @@ from huggingface_hub.utils import yaml_dump
 
 from hub_scripts import SPEAT_COMMIT_MARKER
 from speat_metric import __version__
-from speat_metric.report import format_p_value
-from speat_metric.results import DEFAULT_PROFILE, EvaluationRecord
+from speat_metric.report import STUDY_TESTS, format_p_value, reproduce_command, stimulus_source
+from speat_metric.results import EvaluationRecord
 
 README_PATH = "README.md"
 EVAL_RESULTS_PATH = ".eval_results/speat.yaml"
@@ -171,74 +170,13 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
                        section=section, provenance=provenance, labels=labels)
 
 
-def reproduce_command(records: Sequence[EvaluationRecord], model: str) -> str:
-    """The ``speat evaluate`` command that reproduces `records` (no machine path: a local stimulus directory or a
-    custom test file is shown as a placeholder).
-
-    Example:
-        >>> reproduce_command([], "me/model")
-        'speat evaluate me/model'
-    """
-    if not records:
-        return f"speat evaluate {shlex.quote(model)}"
-    first = records[0]
-    arguments = ["speat", "evaluate", model]
-    if first.model.revision:
-        arguments += ["--revision", first.model.revision]
-    if _source(first.stimuli).get("kind") != "files":  # a custom test with all its audio needs no stimuli
-        arguments += ["--stimuli", _stimuli_argument(first.stimuli)]
-    arguments += ["--tests", ",".join(record.test if _is_study_test(record.test) else f"{record.test}.json"
-                                      for record in records)]
-    layer_pooling = first.pooling.get("layer_pooling", "mean")
-    if layer_pooling != "mean":
-        arguments += ["--pooling", layer_pooling]
-        if layer_pooling == "layer":
-            arguments += ["--layer", str(first.pooling.get("layer"))]
-    if first.pooling.get("frame_pooling", "mean") != "mean":
-        arguments += ["--frame-pooling", first.pooling["frame_pooling"]]
-    if any(record.stimuli.get("dropped_ids") for record in records):
-        arguments.append("--allow-missing")
-    if first.profile != DEFAULT_PROFILE:
-        arguments += ["--profile", first.profile]
-    dtype = first.model.settings.get("dtype")
-    if dtype and dtype != "float32":
-        arguments += ["--dtype", dtype]
-    arguments += ["--permutations", str(max(record.speat.num_permutations for record in records)),
-                  "--seed", str(first.speat.seed)]
-    return " ".join(shlex.quote(argument) if not argument.startswith("<") else argument for argument in arguments)
-
-
 def _test_order(test: str) -> tuple[int, str]:
-    order = ("gender", "age", "native")
-    return (order.index(test), test) if test in order else (len(order), test)
-
-
-def _is_study_test(test: str) -> bool:
-    return test in ("gender", "age", "native")
-
-
-def _source(stimuli: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The stimulus source of a record's provenance (the first part's, for concatenated tests)."""
-    if "parts" in stimuli and stimuli["parts"]:
-        return _source(stimuli["parts"][0])
-    return stimuli.get("source") or {}
-
-
-def _stimuli_argument(stimuli: Mapping[str, Any]) -> str:
-    source = _source(stimuli)
-    kind = source.get("kind")
-    if kind == "demo":
-        return "demo"
-    if kind == "download":
-        return "speat"
-    if kind == "hub":
-        return f"{source['repo_id']}@{source.get('commit') or source.get('revision') or 'main'}"
-    return "<your copy of the stimuli>"
+    return (STUDY_TESTS.index(test), test) if test in STUDY_TESTS else (len(STUDY_TESTS), test)
 
 
 def _dataset(record: EvaluationRecord) -> tuple[str, str | None]:
     """(dataset id, revision) of the stimuli of a record."""
-    source = _source(record.stimuli)
+    source = stimulus_source(record.stimuli)
     kind = source.get("kind")
     if kind == "hub":
         return source["repo_id"], source.get("commit")
@@ -328,7 +266,7 @@ def _warnings(labels: Iterable[str]) -> list[str]:
 
 
 def _stimuli_sentence(record: EvaluationRecord) -> str:
-    source = _source(record.stimuli)
+    source = stimulus_source(record.stimuli)
     kind = source.get("kind")
     selections = _selections_version(record)
     selection = f" (selections {selections})" if selections else ""

@@ -3,59 +3,11 @@
 from __future__ import annotations
 
 import json
-import shlex
-from collections.abc import Sequence
 
 from spaces_app import about
-from spaces_app import columns as C
 from spaces_app.rows import ResultTable, card_url, family, records_of
-from speat_metric.results import DEFAULT_PROFILE, EvaluationRecord
-
-_LAYER_POOLING_FLAGS = {"mean": [], "last": ["--pooling", "last"], "per-layer": ["--pooling", "per-layer"]}
-
-
-def stimuli_argument(record: EvaluationRecord) -> str:
-    """The ``--stimuli`` value that reads the same stimuli again."""
-    source = record.stimuli.get("source") or {}
-    kind = source.get("kind") if isinstance(source, dict) else None
-    if kind == "demo":
-        return "demo"
-    if kind == "download":
-        return "speat"
-    if kind == "hub":
-        return f"{source.get('repo_id')}@{source.get('commit') or source.get('revision') or 'main'}"
-    if kind == "local":
-        return "DIR"  # the recorded path is of the machine that ran it
-    return "speat"
-
-
-def reproduce_command(records: Sequence[EvaluationRecord]) -> str:
-    """The ``speat evaluate`` command that recomputes these records (one model, one recipe, any tests)."""
-    first = records[0]
-    tests = list(dict.fromkeys(record.test for record in records))
-    custom = [test for test in tests if test not in C.STANDARD_TESTS]
-    arguments = ["speat", "evaluate", first.model.name]
-    settings = first.model.settings
-    revision = settings.get("requested_revision") or first.model.revision
-    if revision and first.model.kind == "transformers" and card_url(first):
-        arguments += ["--revision", str(revision)]
-    arguments += ["--stimuli", stimuli_argument(first),
-                  "--tests", ",".join(test if test not in custom else f"{test}.json" for test in tests)]
-    layer_pooling = first.pooling.get("layer_pooling", "mean")
-    if layer_pooling == "layer":
-        arguments += ["--pooling", "layer", "--layer", str(first.pooling.get("layer"))]
-    else:
-        arguments += _LAYER_POOLING_FLAGS.get(layer_pooling, [])
-    if first.pooling.get("frame_pooling", "mean") != "mean":
-        arguments += ["--frame-pooling", str(first.pooling["frame_pooling"])]
-    if first.profile != DEFAULT_PROFILE:
-        arguments += ["--profile", first.profile]
-    if settings.get("dtype") not in (None, "float32"):
-        arguments += ["--dtype", str(settings["dtype"])]
-    if first.stimuli.get("dropped_ids"):
-        arguments.append("--allow-missing")
-    arguments += ["--permutations", str(first.speat.num_permutations), "--seed", str(first.speat.seed)]
-    return " ".join(shlex.quote(argument) for argument in arguments)
+from speat_metric.report import reproduce_command
+from speat_metric.results import EvaluationRecord
 
 
 def _recipe(record: EvaluationRecord) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from collections.abc import Sequence
 
 from speat_metric import profiles
@@ -126,3 +127,74 @@ def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
                      f"p: one-sided permutation p-value ({kind}, seed {first.seed}); CI: {first.confidence:.0%} "
                      f"bootstrap interval over targets.")
     return notes
+
+
+STUDY_TESTS = ("gender", "age", "native")
+OWN_STIMULI = "<your copy of the stimuli>"
+"""What a reproduce command shows for stimuli from a local directory: the recorded path is of another machine."""
+
+
+def stimulus_source(stimuli: dict) -> dict:
+    """The source of a record's stimulus provenance (the first part's, for datasets concatenated from several)."""
+    if stimuli.get("parts"):
+        return stimulus_source(stimuli["parts"][0])
+    source = stimuli.get("source")
+    return source if isinstance(source, dict) else {}
+
+
+def stimuli_argument(stimuli: dict) -> str:
+    """The ``--stimuli`` value that reads a record's stimuli again (a placeholder for a local directory)."""
+    source = stimulus_source(stimuli)
+    kind = source.get("kind")
+    if kind == "demo":
+        return "demo"
+    if kind == "download":
+        return "speat"
+    if kind == "hub":
+        return f"{source['repo_id']}@{source.get('commit') or source.get('revision') or 'main'}"
+    return OWN_STIMULI
+
+
+def reproduce_command(records: Sequence[EvaluationRecord], model: str | None = None) -> str:
+    """The ``speat evaluate`` command that recomputes `records` (one model and one recipe, any tests).
+
+    Every option that changes a result is there: revision, stimuli, tests (a custom test as ``<name>.json``),
+    layer and frame pooling, profile, CMVN, dtype, missing stimuli, permutations and seed. Model cards and the Space
+    show it; no machine path appears (a local stimulus directory is a placeholder).
+
+    Args:
+        records: records of one model made with one recipe.
+        model: the model string to show (default: the records' model name), e.g. the Hub id of a card.
+
+    Example:
+        >>> reproduce_command([], "me/model")
+        'speat evaluate me/model'
+    """
+    if not records:
+        return f"speat evaluate {shlex.quote(model or '')}".rstrip()
+    first = records[0]
+    arguments = ["speat", "evaluate", model or first.model.name]
+    if first.model.revision and first.model.kind == "transformers":  # a Hub commit
+        arguments += ["--revision", first.model.revision]
+    if stimulus_source(first.stimuli).get("kind") != "files":  # a custom test that brings all its audio
+        arguments += ["--stimuli", stimuli_argument(first.stimuli)]
+    tests = dict.fromkeys(record.test if record.test in STUDY_TESTS else f"{record.test}.json" for record in records)
+    arguments += ["--tests", ",".join(tests)]
+    layer_pooling = first.pooling.get("layer_pooling", "mean")
+    if layer_pooling != "mean":
+        arguments += ["--pooling", layer_pooling]
+        if layer_pooling == "layer":
+            arguments += ["--layer", str(first.pooling.get("layer"))]
+    if first.pooling.get("frame_pooling", "mean") != "mean":
+        arguments += ["--frame-pooling", str(first.pooling["frame_pooling"])]
+    if first.profile != "hf":
+        arguments += ["--profile", first.profile]
+    if first.model.settings.get("cmvn"):
+        arguments.append("--cmvn")
+    if first.model.settings.get("dtype") not in (None, "float32"):
+        arguments += ["--dtype", str(first.model.settings["dtype"])]
+    if any(record.stimuli.get("dropped_ids") for record in records):
+        arguments.append("--allow-missing")
+    arguments += ["--permutations", str(max(record.speat.num_permutations for record in records)),
+                  "--seed", str(first.speat.seed)]
+    return " ".join(argument if argument == OWN_STIMULI else shlex.quote(argument) for argument in arguments)

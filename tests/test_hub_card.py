@@ -12,10 +12,10 @@ from hub_testing import FOREIGN_CARD, added_lines
 from huggingface_hub import ModelCard, parse_eval_result_entries
 from tiny_models import save_tiny_model
 
-from hub_scripts.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card, reproduce_command
+from hub_scripts.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card
 from hub_scripts.card_merge import card_provenance, merge_card, set_yaml_keys
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
-from speat_metric.report import format_p_value
+from speat_metric.report import format_p_value, reproduce_command
 
 REPO = "owner/tiny"
 REVISION = "0123456789abcdef0123456789abcdef01234567"

@@ -77,3 +77,19 @@ def test_plural():
 
 def test_docstring_examples_run():
     assert doctest.testmod(report).failed == 0
+
+
+def test_the_reproduce_command_keeps_every_setting_and_no_machine_path(result):
+    from speat_metric.report import reproduce_command
+
+    local = _record(result, stimuli={"synthetic": False, "source": {"kind": "local", "path": "/home/me/saa"}},
+                    labels=())
+    feature = local.replace(model=local.model.__class__(
+        name="mfcc", kind="feature", revision=None, weights_sha256=None, num_parameters=0, num_layers=1,
+        settings={"cmvn": True}))
+    command = reproduce_command([feature, feature.replace(test="mine")])
+    assert command == ("speat evaluate mfcc --stimuli <your copy of the stimuli> --tests gender,mine.json --cmvn "
+                       f"--permutations {result.num_permutations} --seed 0")
+    assert "/home/me" not in command
+    hub = local.replace(model=local.model.__class__(**{**local.model.to_dict(), "name": "org/m", "revision": "abc"}))
+    assert reproduce_command([hub], "org/m").startswith("speat evaluate org/m --revision abc --stimuli")

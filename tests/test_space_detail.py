@@ -7,9 +7,10 @@ import shlex
 import pytest
 from test_space_fixtures import bundled, of
 
-from spaces_app.detail import model_detail, reproduce_command
+from spaces_app.detail import model_detail
 from spaces_app.rows import build_table
 from speat_metric.cli import main
+from speat_metric.report import reproduce_command
 from speat_metric.results import load_records
 
 
