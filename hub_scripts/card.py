@@ -155,7 +155,8 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
         CardError: records that cannot go on one card.
     """
     check_card_records(records, allow_synthetic=allow_synthetic)
-    records = sorted(records, key=lambda record: _test_order(record.test))
+    records = sorted((record.without_machine_paths() for record in records),
+                     key=lambda record: _test_order(record.test))
     first = records[0]
     model = repo_id or first.model.name
     labels = tuple(dict.fromkeys(label for record in records for label in record.labels))

@@ -165,7 +165,7 @@ def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: 
     if not records:
         raise ValueError("no evaluation records to push")
     newest: dict[str, EvaluationRecord] = {}
-    for record in records:
+    for record in (record.without_machine_paths() for record in records):  # no home directory leaves the machine
         path = dataset_path(record)
         if path not in newest or record.created > newest[path].created:
             newest[path] = record

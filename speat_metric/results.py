@@ -293,6 +293,12 @@ class EvaluationRecord:
         """A copy with some fields changed (records are frozen)."""
         return dataclasses.replace(self, **changes)
 
+    def without_machine_paths(self) -> EvaluationRecord:
+        """A copy fit to publish: every absolute path of this machine (a local model, a stimulus directory, a
+        checkpoint) is cut to its last two parts (``/home/me/runs/run/checkpoint-200`` -> ``run/checkpoint-200``), so
+        names and labels stay readable and no home directory leaves the machine."""
+        return EvaluationRecord.from_dict(_strip_machine_paths(self.to_dict()))
+
     def save(self, directory: str | Path) -> Path:
         """Write the record as ``directory/<file_name>`` atomically; returns the path."""
         path = Path(directory) / self.file_name
@@ -309,6 +315,20 @@ def load_records(directory: str | Path) -> list[EvaluationRecord]:
         except (ValueError, json.JSONDecodeError) as error:
             raise ValueError(f"{path} is not a speat evaluation record: {error}") from None
     return records
+
+
+_ABSOLUTE_PATH = re.compile(r"^(?P<prefix>[a-z0-9]+:)?(?P<path>(?:/|~/|[A-Za-z]:[\\/])\S*)$")
+
+
+def _strip_machine_paths(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: _strip_machine_paths(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_strip_machine_paths(value) for value in data]
+    if isinstance(data, str) and (match := _ABSOLUTE_PATH.match(data)):
+        parts = [part for part in re.split(r"[\\/]", match["path"]) if part and part not in ("~",)]
+        return (match["prefix"] or "") + "/".join(parts[-2:])
+    return data
 
 
 def _slug(text: str) -> str:

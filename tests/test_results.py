@@ -118,3 +118,22 @@ def test_a_checkpoint_reads_as_run_at_step_whatever_its_path(result):
                                  num_layers=2)
         record = _record(result, model=model, checkpoint={"name": "checkpoint-500", "step": 500})
         assert record.model_label == "pretraining-run @ step 500", name
+
+
+def test_records_to_publish_carry_no_machine_path(result):
+    from speat_metric.results import ModelDescription
+
+    model = ModelDescription(name="/home/me/runs/run/checkpoint-200", kind="transformers", revision=None,
+                             weights_sha256="0" * 64, num_parameters=1, num_layers=2)
+    record = _record(result, model=model, checkpoint={"name": "checkpoint-200", "step": 200},
+                     stimuli={"synthetic": False, "source": {"kind": "local", "path": "/home/me/data/saa"}},
+                     compression={"method": "rows", "base_model": "melhubert:/home/me/ckpt/base.ckpt"})
+    public = record.without_machine_paths()
+    text = public.to_json()
+    assert "/home/me" not in text and "home" not in text
+    assert public.model.name == "run/checkpoint-200" and public.model_label == record.model_label == "run @ step 200"
+    assert public.stimuli["source"]["path"] == "data/saa"
+    assert public.compression["base_model"] == "melhubert:ckpt/base.ckpt"
+    assert public.association_scores == record.association_scores and public.speat == record.speat
+    hub = record.replace(model=ModelDescription(**{**model.to_dict(), "name": "facebook/hubert-base-ls960"}))
+    assert hub.without_machine_paths().model.name == "facebook/hubert-base-ls960"
