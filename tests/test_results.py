@@ -57,7 +57,8 @@ def _record(result, **changes):
         test="gender", groups={"X": "female", "Y": "male", "A": "pleasant", "B": "unpleasant"}, model=model,
         speat=result, pooling={"frame_pooling": "mean", "layer_pooling": "mean", "layer": None},
         stimuli={"source": "demo", "synthetic": True}, environment={"speat": "0"}, created="2026-01-01T00:00:00+00:00",
-        labels=("synthetic-stimuli",), association_scores={"X": [{"id": "x1", "s": 0.5}], "Y": [{"id": "y1", "s": -0.1}]})
+        labels=("synthetic-stimuli",),
+        association_scores={"X": [{"id": "x1", "s": 0.5}], "Y": [{"id": "y1", "s": -0.1}]})
     return record.replace(**changes)
 
 

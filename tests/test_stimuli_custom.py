@@ -52,11 +52,12 @@ def test_a_partial_mapping_keeps_the_defaults_for_the_rest(folder):
 
 
 def test_pairs_by_path_or_by_id_resolve_to_the_same_stimuli(folder):
-    by_path = load_custom_test(write(folder, x=files("us"), y={"k1": "kr/ann.wav", "k2": "kr/bob.wav", "k3": "kr/cy.wav"},
+    korean = {"k1": "kr/ann.wav", "k2": "kr/bob.wav", "k3": "kr/cy.wav"}
+    by_path = load_custom_test(write(folder, x=files("us"), y=korean,
                                      a=files("good"), b=files("bad"),
                                      pairs=[["us/ann.wav", "kr/bob.wav"], ["us/bob.wav", "kr/ann.wav"],
                                             ["us/cy.wav", "kr/cy.wav"]]))
-    by_id = load_custom_test(write(folder, x=files("us"), y={"k1": "kr/ann.wav", "k2": "kr/bob.wav", "k3": "kr/cy.wav"},
+    by_id = load_custom_test(write(folder, x=files("us"), y=korean,
                                    a=files("good"), b=files("bad"),
                                    pairs=[["custom/us/ann", "k2"], ["custom/us/bob", "k1"], ["custom/us/cy", "k3"]]))
     assert by_path.pairs == by_id.pairs == (("custom/us/ann", "k2"), ("custom/us/bob", "k1"), ("custom/us/cy", "k3"))
@@ -84,7 +85,8 @@ def test_bad_definitions_name_the_file_and_the_entry(folder, definition, message
 def test_clashing_ids_get_advice_that_works(folder, make_audio):
     (folder / "kr" / "ann.flac").write_bytes(make_audio("flac", frequency=777))
     clashing = dict(x=files("us"), y=["kr/ann.wav", "kr/ann.flac", "kr/bob.wav"], a=files("good"), b=files("bad"))
-    with pytest.raises(StimulusError, match=r"'kr/ann.wav' and 'kr/ann.flac' in 'y' would both get the id 'custom/kr/ann'; "
+    with pytest.raises(StimulusError, match=r"'kr/ann.wav' and 'kr/ann.flac' in 'y' would both get the id "
+                                            r"'custom/kr/ann'; "
                                             r"give 'y' as a mapping of unique stimulus ids to paths instead"):
         load_custom_test(write(folder, **clashing))
     advice = {"y": {"kr-ann-wav": "kr/ann.wav", "kr-ann-flac": "kr/ann.flac", "kr-bob": "kr/bob.wav"}}
@@ -96,7 +98,8 @@ def test_clashing_ids_get_advice_that_works(folder, make_audio):
 def test_an_empty_audio_file_says_it_is_empty_without_download_advice(folder):
     (folder / "us" / "cy.wav").write_bytes(b"")
     spec = load_custom_test(write(folder, x=files("us"), y=files("kr"), a=files("good"), b=files("bad")))
-    with pytest.raises(StimulusError, match=r"cy\.wav' \(stimulus custom/us/cy\) is empty \(0 bytes\); replace it") as error:
+    with pytest.raises(StimulusError,
+                       match=r"cy\.wav' \(stimulus custom/us/cy\) is empty \(0 bytes\); replace it") as error:
         load_speat_test(spec, progress=False)
     assert "download" not in str(error.value)
 

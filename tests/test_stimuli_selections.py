@@ -31,6 +31,7 @@ from speat_metric.stimuli.selections import (
     speat_tests,
 )
 
+
 def rows(file_name: str) -> list[dict[str, str]]:
     with open(SELECTIONS_DIR / file_name, newline="") as file:
         return list(csv.DictReader(file))
@@ -251,7 +252,8 @@ def test_from_files_reports_a_missing_file_and_clashing_stems(tmp_path: Path) ->
     # the advice works: group Y as a mapping of unique ids
     spec = SpeatTestSpec.from_files("t", x=[tmp_path / "a" / "same.wav", tmp_path / "c.wav"],
                                     y={"y-same": tmp_path / "b" / "same.wav", "y-d": tmp_path / "d.wav"},
-                                    a=[tmp_path / "e.wav", tmp_path / "f.wav"], b=[tmp_path / "g.wav", tmp_path / "h.wav"])
+                                    a=[tmp_path / "e.wav", tmp_path / "f.wav"],
+                                    b=[tmp_path / "g.wav", tmp_path / "h.wav"])
     assert spec.y.stimulus_ids == ("y-same", "y-d") and spec.x.stimulus_ids == ("custom/same", "custom/c")
     with pytest.raises(StimulusError, match=r"group_names needs 4 names \(X, Y, A, B\), got \['x', 'y'\]"):
         SpeatTestSpec.from_files("t", x=[], y=[], a=[], b=[], group_names=("x", "y"))

@@ -6,7 +6,8 @@ Representation to Speech using Denoising Distillation") adds a denoising-distill
 (80 mel bins x 2 frames = one 20 ms step, Section 4.3), where general M2D uses 16x16. This module is our own
 PyTorch encoder; each detail was read from the authors' repository GitHub ``nttcslab/m2d``: ``m2d/models_mae.py``
 (model), ``m2d/runtime_audio.py`` and ``examples/portable_m2d.py`` (front end, checkpoint loading, chunking),
-``superb/upstream/m2d/expert.py`` (the SUPERB wrapper the paper's speech results use), ``util/to_encoder_only_weight.py``.
+``superb/upstream/m2d/expert.py`` (the SUPERB wrapper the paper's speech results use),
+``util/to_encoder_only_weight.py``.
 
 Architecture (``models_mae.py``, ``M2DViT.forward_encoder``):
     1. Front end (``runtime_audio.Config`` / ``get_to_melspec``, paper Section 4.1): 16 kHz, 25 ms periodic Hann

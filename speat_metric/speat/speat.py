@@ -93,7 +93,8 @@ class Speat(evaluate.Measurement):
         x, y, a, b = ([vector for vector, group in zip(embeddings, groups) if group == role] for role in ROLES)
         missing = [role for role, rows in zip(ROLES, (x, y, a, b)) if not rows]
         if missing:
-            raise ValueError(f"no embeddings with group {' or '.join(repr(role) for role in missing)}: SpEAT needs rows "
+            named = " or ".join(repr(role) for role in missing)
+            raise ValueError(f"no embeddings with group {named}: SpEAT needs rows "
                              "of all four roles X, Y (targets) and A, B (attributes)")
         result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed, alternative=alternative,
                             confidence=confidence, n_bootstrap=n_bootstrap, pairs=pairs, ddof=ddof)

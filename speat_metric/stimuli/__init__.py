@@ -42,6 +42,7 @@ __all__ = [
     "STIMULUS_FEATURES", "TEST_NAMES", "DemoSource", "DownloadError", "DownloadSource", "HubSource",
     "LocalDirectorySource", "MissingStimuliError", "RetryPolicy", "SpeatTestSpec", "StimulusError", "StimulusGroup",
     "StimulusSource", "default_cache_dir", "demo_available", "demo_speat_test", "get_speat_test",
-    "load_accent_archive", "load_custom_test", "load_morgan", "load_speat_test", "resolve_source", "speat_tests", "stimulus_provenance",
+    "load_accent_archive", "load_custom_test", "load_morgan", "load_speat_test", "resolve_source", "speat_tests",
+    "stimulus_provenance",
     "stimulus_refs",
 ]
