@@ -1,15 +1,13 @@
 """The embedding pipeline and SpEAT runs over stimuli: caching, batching, records, distributed runs."""
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from launching import accelerate_launch
 from tiny_models import save_tiny_model
 
 from speat_metric.adapters.base import SpeechEncoder
@@ -199,10 +197,7 @@ Path({str(tmp_path)!r}, "count-" + os.environ["RANK"]).write_text(str(encoder.cl
 if is_main_process():
     json.dump({{key: value.tolist() for key, value in embeddings.items()}}, open({str(tmp_path / "out.json")!r}, "w"))
 """)
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    completed = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                                "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
-                               capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(accelerate_launch(str(script)), capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     counts = [int(path.read_text()) for path in tmp_path.glob("count-*")]
     assert sorted(counts) == [8, 8]

@@ -4,7 +4,6 @@ same command runs on two processes under `accelerate launch` on the CPU."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
+from launching import accelerate_launch
 from test_pruning_cli import TINY
 from test_pruning_models import save_model, write_audio_folder, write_tone_test
 
@@ -77,13 +77,11 @@ def test_a_killed_run_resumed_ends_with_the_same_pruned_model_as_an_uninterrupte
 
 def test_accelerate_launch_on_two_cpu_processes_runs_a_method_end_to_end(workspace):
     out = workspace / "two-processes"
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     completed = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "-m", "pruning", "rows", str(workspace / "hubert"), "--data",
+        accelerate_launch("-m", "pruning", "rows", str(workspace / "hubert"), "--data",
          str(workspace / "audio"), "--out", str(out), "--config", str(workspace / "tiny.yaml"), "--batch-size", "1",
          "--steps-per-prune", "2", "--warmup-steps", "1", "--rows-per-step", "16", "--min-rows", "32", "--tests",
-         str(workspace / "stimuli" / "tone.json"), "--permutations", "20", "--no-progress"],
+         str(workspace / "stimuli" / "tone.json"), "--permutations", "20", "--no-progress"),
         capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = load_records(out / "results")
