@@ -12,23 +12,28 @@ Example:
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from speat_metric.training.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    TrackingConfig,
+    TrainingConfig,
+    check_positive,
+    check_tracking,
+    check_training,
+    merge,
+    read_yaml,
+)
+from speat_metric.training.config import build as build_config
 
 CONFIG_DIRECTORY = Path(__file__).parent / "configs"
 METHODS = ("heads", "rows", "weights")
 OBJECTIVES = ("auto", "native", "teacher")
-
-
-class ConfigError(ValueError):
-    """A pruning setting is unknown or out of range; the message names it and its source."""
 
 
 @dataclass(frozen=True)
@@ -75,40 +80,6 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
-    """Batches, crops, precision, seed, length and checkpointing of the fine-tuning."""
-
-    batch_size: int | dict[str, int] = 12
-    gradient_accumulation_steps: int = 1
-    crop_seconds: float | dict[str, float] = 15.625
-    min_seconds: float = 2.0
-    mixed_precision: str = "auto"
-    num_workers: int = 0
-    seed: int = 0
-    max_steps: int | None = None
-    save_state_every: int | None = 5000
-    keep_states: int = 2
-
-    def for_family(self, name: str, family: str) -> Any:
-        """A setting that may differ by model family (``{melhubert: 4, default: 12}``), for `family`."""
-        value = getattr(self, name)
-        if isinstance(value, Mapping):
-            return value.get(family, value["default"])
-        return value
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the training audio comes from (``--data`` and how to read a datasets dataset)."""
-
-    path: str | None = None
-    audio_column: str | None = None
-    config: str | None = None
-    split: str = "train"
-    revision: str | None = None
-
-
-@dataclass(frozen=True)
 class TeacherSettings:
     l1_weight: float = 1.0
     cosine_weight: float = 1.0
@@ -143,18 +114,7 @@ class ObjectiveConfig:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
-    """The SpEAT after every pruning step (options of ``speat evaluate``)."""
-
-    stimuli: str = "demo"
-    tests: tuple[str, ...] = ("gender", "age", "native")
-    permutations: int = 1_000_000
-    allow_missing: bool = False
-    profile: str = "hf"
-
-
-@dataclass(frozen=True)
-class PruningConfig:
+class PruningConfig(RunConfig):
     """A whole pruning run: the model, the method, its schedule, the fine-tuning, the tracking.
 
     Attributes:
@@ -180,15 +140,6 @@ class PruningConfig:
     def __post_init__(self) -> None:
         _check(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON- and YAML-ready (tuples as lists)."""
-        return _plain(dataclasses.asdict(self))
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    def replace(self, **changes: Any) -> PruningConfig:
-        return dataclasses.replace(self, **changes)
 
 
 def load_config(method: str, *, model: str, out: str | Path, data: str | None = None, path: str | Path | None = None,
@@ -212,12 +163,12 @@ def load_config(method: str, *, model: str, out: str | Path, data: str | None = 
     """
     if method not in METHODS:
         raise ConfigError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}")
-    merged = _merge(_read_yaml(CONFIG_DIRECTORY / "common.yaml"), _read_yaml(CONFIG_DIRECTORY / f"{method}.yaml"))
+    merged = merge(read_yaml(CONFIG_DIRECTORY / "common.yaml"), read_yaml(CONFIG_DIRECTORY / f"{method}.yaml"))
     if path is not None:
-        user = _read_yaml(Path(path))
+        user = read_yaml(Path(path))
         if user.get("method", method) != method:
             raise ConfigError(f"--config {path} is a {user['method']!r} recipe, not {method!r}")
-        merged = _merge(merged, user)
+        merged = merge(merged, user)
     merged.update(method=method, model=model, out=str(out), revision=revision, mean_std=mean_std)
     if data is not None:
         merged.setdefault("data", {})["path"] = str(data)
@@ -229,38 +180,12 @@ def load_config(method: str, *, model: str, out: str | Path, data: str | None = 
 
 def read_run_config(path: str | Path) -> PruningConfig:
     """The configuration a run saved (``RUN_DIR/config.yaml``)."""
-    return build(_read_yaml(Path(path)), where=str(path))
+    return build(read_yaml(Path(path)), where=str(path))
 
 
 def build(data: Mapping[str, Any], *, where: str) -> PruningConfig:
     """A `PruningConfig` from a nested mapping; unknown keys and bad values are ConfigErrors naming `where`."""
-    try:
-        return _build(PruningConfig, data, where)
-    except (TypeError, KeyError) as error:
-        raise ConfigError(f"{where}: {error}") from None
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path} must hold a mapping of settings, not {type(data).__name__}")
-    return data
-
-
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict) and key not in ("batch_size",
-                                                                                             "crop_seconds"):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    return build_config(PruningConfig, data, where=where)
 
 
 def _override(merged: dict[str, Any], key: str, value: Any) -> None:
@@ -283,78 +208,32 @@ def _override(merged: dict[str, Any], key: str, value: Any) -> None:
     merged.setdefault(section, {})[name] = value
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping of settings, got {data!r}")
-    fields = {item.name: item for item in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known here: {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            value = _build(hint, value or {}, f"{where}: {name}")
-        elif typing.get_origin(hint) is tuple:
-            arguments = typing.get_args(hint)
-            if not isinstance(value, (list, tuple)):
-                if isinstance(value, str) and arguments[0] is str:
-                    value = [part.strip() for part in value.split(",") if part.strip()]
-                else:
-                    raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
-            if arguments and dataclasses.is_dataclass(arguments[0]):
-                value = tuple(_build(arguments[0], item, f"{where}: {name}[{index}]")
-                              for index, item in enumerate(value))
-            else:
-                value = tuple(value)
-        values[name] = value
-    return cls(**values)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _positive(value: Any, name: str, *, integer: bool = True, allow_none: bool = False, zero: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0 or (value == 0 and not zero):
-        kind = "whole number" if integer else "number"
-        raise ConfigError(f"{name} must be a {'non-negative' if zero else 'positive'} {kind}, got {value!r}")
-
-
 def _check(config: PruningConfig) -> None:
     """Every value in range, and the method's schedule complete."""
     schedule, training, optimizer = config.schedule, config.training, config.optimizer
     if config.method not in METHODS:
         raise ConfigError(f"unknown pruning method {config.method!r}; use one of {', '.join(METHODS)}")
-    _positive(schedule.warmup_steps, "schedule.warmup_steps (--warmup-steps)", zero=True)
+    check_positive(schedule.warmup_steps, "schedule.warmup_steps (--warmup-steps)", zero=True)
     if config.method in ("heads", "rows"):
         per_step = "heads_per_step" if config.method == "heads" else "rows_per_step"
         flag = "--heads-per-step" if config.method == "heads" else "--rows-per-step"
-        _positive(getattr(schedule, per_step), f"schedule.{per_step} ({flag})")
+        check_positive(getattr(schedule, per_step), f"schedule.{per_step} ({flag})")
         if not schedule.phases:
             raise ConfigError(f"schedule.phases is empty: the {config.method} method needs at least one phase "
                               "{every, until}")
         for index, phase in enumerate(schedule.phases):
-            _positive(phase.every, f"schedule.phases[{index}].every (--steps-per-prune)")
-            _positive(phase.until, f"schedule.phases[{index}].until (--min-{config.method})")
+            check_positive(phase.every, f"schedule.phases[{index}].every (--steps-per-prune)")
+            check_positive(phase.until, f"schedule.phases[{index}].until (--min-{config.method})")
     else:
-        _positive(schedule.check_every, "schedule.check_every (--steps-per-prune)")
-        _positive(schedule.plateau_window, "schedule.plateau_window")
+        check_positive(schedule.check_every, "schedule.check_every (--steps-per-prune)")
+        check_positive(schedule.plateau_window, "schedule.plateau_window")
         if schedule.plateau_window >= min(schedule.check_every, schedule.warmup_steps):
             raise ConfigError(f"schedule.plateau_window ({schedule.plateau_window}) must be shorter than "
                               f"schedule.check_every ({schedule.check_every}, --steps-per-prune) and "
                               f"schedule.warmup_steps ({schedule.warmup_steps}, --warmup-steps): the loss EMA is "
                               "compared with its value plateau_window steps before each check, within the interval "
                               "since the last pruning step")
-        _positive(schedule.plateau_tolerance, "schedule.plateau_tolerance", integer=False, zero=True)
+        check_positive(schedule.plateau_tolerance, "schedule.plateau_tolerance", integer=False, zero=True)
         if not (isinstance(schedule.ema_decay, float) and 0 < schedule.ema_decay < 1):
             raise ConfigError(f"schedule.ema_decay must be between 0 and 1, got {schedule.ema_decay!r}")
         if not schedule.sparsity:
@@ -370,25 +249,10 @@ def _check(config: PruningConfig) -> None:
         if getattr(schedule, name) is not None and name[:4] != config.method[:4]:
             raise ConfigError(f"schedule.{name} (--{name.replace('_', '-')}) does not apply to the {config.method} "
                               "method")
-    _positive(optimizer.lr, "optimizer.lr (--lr)", integer=False)
-    _positive(optimizer.gradient_clipping, "optimizer.gradient_clipping", integer=False, allow_none=True)
-    for name in ("batch_size", "crop_seconds"):
-        value = getattr(training, name)
-        values = value.values() if isinstance(value, Mapping) else [value]
-        if isinstance(value, Mapping) and "default" not in value:
-            raise ConfigError(f"training.{name} {dict(value)} needs a 'default' entry besides the model families")
-        for item in values:
-            _positive(item, f"training.{name} (--{name.replace('_', '-')})", integer=name == "batch_size")
-    _positive(training.min_seconds, "training.min_seconds", integer=False)
-    _positive(training.gradient_accumulation_steps, "training.gradient_accumulation_steps")
-    _positive(training.num_workers, "training.num_workers", zero=True)
-    _positive(training.seed, "training.seed (--seed)", zero=True)
-    _positive(training.max_steps, "training.max_steps (--max-steps)", allow_none=True)
-    _positive(training.save_state_every, "training.save_state_every", allow_none=True)
-    _positive(training.keep_states, "training.keep_states")
+    check_positive(optimizer.lr, "optimizer.lr (--lr)", integer=False)
+    check_positive(optimizer.gradient_clipping, "optimizer.gradient_clipping", integer=False, allow_none=True)
+    check_training(training)
     if config.objective.name not in OBJECTIVES:
         raise ConfigError(f"objective.name (--objective) must be one of {', '.join(OBJECTIVES)}, got "
                           f"{config.objective.name!r}")
-    _positive(config.tracking.permutations, "tracking.permutations (--permutations)")
-    if not config.tracking.tests:
-        raise ConfigError("tracking.tests (--tests) is empty; use gender, age, native or custom test files")
+    check_tracking(config.tracking)

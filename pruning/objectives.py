@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from pruning.config import MelHuBERTSettings, TeacherSettings, Wav2Vec2Settings
-from pruning.models import MELHUBERT, ModelInputs, PruningModel
 from speat_metric.adapters.pruned import pruned_layout_of_config
 from speat_metric.files import atomic_open
 from speat_metric.training.loop import numpy_seed
+from speat_metric.training.models import MELHUBERT, ModelInputs, TrainableEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class TeacherObjective:
 
     name = "teacher"
 
-    def __init__(self, target: PruningModel, settings: TeacherSettings) -> None:
+    def __init__(self, target: TrainableEncoder, settings: TeacherSettings) -> None:
         self.target = target
         self.settings = settings
         self.teacher = target.frozen_copy()
@@ -120,7 +120,7 @@ class Wav2Vec2Objective:
 
     name = "native"
 
-    def __init__(self, target: PruningModel, settings: Wav2Vec2Settings, *, revision: str | None = None) -> None:
+    def __init__(self, target: TrainableEncoder, settings: Wav2Vec2Settings, *, revision: str | None = None) -> None:
         import transformers
         from transformers import AutoConfig, Wav2Vec2ForPreTraining
 
@@ -182,7 +182,7 @@ class MelHuBERTObjective:
 
     name = "native"
 
-    def __init__(self, target: PruningModel, settings: MelHuBERTSettings, *, seed: int) -> None:
+    def __init__(self, target: TrainableEncoder, settings: MelHuBERTSettings, *, seed: int) -> None:
         self.target = target
         self.settings = settings
         self.seed = seed
@@ -243,7 +243,7 @@ class MelHuBERTObjective:
         return masked_prediction_loss(logits, labels, batch["mask"] & batch["frame_mask"])
 
 
-def build_objective(name: str, target: PruningModel, settings: Any, *, seed: int, revision: str | None = None):
+def build_objective(name: str, target: TrainableEncoder, settings: Any, *, seed: int, revision: str | None = None):
     """The objective `name` (``auto``, ``native`` or ``teacher``) for `target`.
 
     Raises:

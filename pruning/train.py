@@ -28,13 +28,11 @@ from accelerate.utils import set_seed
 
 from pruning.config import PruningConfig
 from pruning.methods import build_method, sizes
-from pruning.models import PruningModel, load_pruning_model
 from pruning.objectives import KMEANS_FILE, MelHuBERTObjective, build_objective
 from pruning.weights import prunable_parameters
 from speat_metric.adapters.pruned import PrunedLayout, apply_layout, layout_of
 from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
-from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
 from speat_metric.training.checkpoints import (
     TrainerState,
     load_training_state,
@@ -43,8 +41,9 @@ from speat_metric.training.checkpoints import (
     resume_batches,
     save_training_state,
 )
-from speat_metric.training.data import RandomCrops, make_dataloader, open_training_audio
-from speat_metric.training.loop import StepProgress, make_accelerator
+from speat_metric.training.data import RandomCrops, make_dataloader
+from speat_metric.training.loop import StepProgress, flat_settings, open_run
+from speat_metric.training.models import TrainableEncoder, load_trainable_encoder
 from speat_metric.training.plots import write_curve
 
 logger = logging.getLogger(__name__)
@@ -76,28 +75,18 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
     Raises:
         ValueError: bad data, model, stimuli or settings, all found before training starts.
     """
-    from speat_metric.evaluation import EvaluationSettings
-
     run_dir = Path(config.out)
     resume_from = resolve_resume(run_dir, resume=resume)
-    if not config.data.path:
-        raise ValueError("no training data: give --data (a folder of audio files or a datasets dataset)")
 
     # The cheap checks first: the data can be read, the tests and their stimuli exist.
     training = config.training
-    accelerator = make_accelerator(project_dir=run_dir, mixed_precision=training.mixed_precision, report_to=report_to,
-                                   gradient_accumulation_steps=training.gradient_accumulation_steps)
-    audio = open_training_audio(config.data.path, audio_column=config.data.audio_column, config=config.data.config,
-                                split=config.data.split, revision=config.data.revision)
-    tracker = BiasTracker(EvaluationSettings(
-        tests=config.tracking.tests, stimuli=config.tracking.stimuli, allow_missing=config.tracking.allow_missing,
-        num_permutations=config.tracking.permutations, seed=training.seed, mean_std=config.mean_std,
-        profile=config.tracking.profile, progress=progress), run_dir / RESULTS_DIRECTORY)
+    accelerator, audio, tracker = open_run(run_dir, data=config.data, training=training, tracking=config.tracking,
+                                           mean_std=config.mean_std, report_to=report_to, progress=progress)
 
     # The model, what it is pruned with, and how much there is before pruning. Seeded first: a quantizer or
     # anything else not in the checkpoint is initialised at random, and dropout follows the same generators.
     set_seed(training.seed, device_specific=True)
-    target = load_pruning_model(config.model, revision=config.revision, mean_std=config.mean_std)
+    target = load_trainable_encoder(config.model, revision=config.revision, mean_std=config.mean_std)
     base_prunable = sum(parameter.numel() for _, parameter in prunable_parameters(target.encoder))
     method = build_method(config.method, config.schedule, target.encoder)
     objective = build_objective(config.objective.name, target, config.objective, seed=training.seed,
@@ -131,7 +120,7 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
         load_training_state(accelerator, resume_from)
         logger.info("resumed from %s at step %d", resume_from, state.step)
     if report_to:
-        accelerator.init_trackers("speat-prune", config=_flat(config.to_dict()))
+        accelerator.init_trackers("speat-prune", config=flat_settings(config.to_dict()))
 
     summary = RunSummary(run_dir)
 
@@ -143,14 +132,7 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
 
     def checkpoint_and_track(step: int) -> None:
         """Save the model as it is now and record its SpEAT."""
-        path = target.checkpoint_path(run_dir, step)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            target.save(run_dir, step)
-        accelerator.wait_for_everyone()
-        records = tracker.evaluate(target.checkpoint_spec(path), compression=compression(step),
-                                   checkpoint={"name": path.name, "step": step})
-        accelerator.log({f"speat/{record.test}/d": record.speat.effect_size for record in records}, step=step)
+        tracker.checkpoint(target, run_dir, step, accelerator=accelerator, compression=compression(step))
 
     if not any(record.compression and record.compression.get("step") == 0 for record in tracker.records()):
         tracker.evaluate(config.model, compression=compression(0))  # the unpruned model: the dashed lines
@@ -230,7 +212,7 @@ def _optimizer(module: torch.nn.Module, config: PruningConfig) -> torch.optim.Op
                             weight_decay=settings.weight_decay)
 
 
-def _save_state(accelerator, run_dir: Path, state: TrainerState, method, target: PruningModel, keep: int) -> None:
+def _save_state(accelerator, run_dir: Path, state: TrainerState, method, target: TrainableEncoder, keep: int) -> None:
     state.recipe = {"method": method.state_dict(), "layout": layout_of(target.encoder).to_dict()}
     save_training_state(accelerator, run_dir, state, keep=keep)
 
@@ -245,15 +227,3 @@ def _kmeans_labels(objective: MelHuBERTObjective, dataloader, run_dir: Path, acc
     if not path.is_file():
         raise ValueError(f"{path} is missing: the run's k-means labels cannot be restored; start a new run")
     objective.load_clusters(path)
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``a/b`` keys with scalar values (what trackers accept)."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{name}/"))
-        else:
-            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat

@@ -152,7 +152,7 @@ def test_errors_before_any_training(workspace, capsys):
                  "2", *common[:6]]) == 2
     assert "--objective native is available for wav2vec2 and MelHuBERT, not hubert" in capsys.readouterr().err
     assert main(["prune", "rows", "mfcc", "--out", str(workspace / "e2"), *common]) == 2
-    assert "which speat prune cannot prune" in capsys.readouterr().err
+    assert "which speat prune cannot train" in capsys.readouterr().err
     assert main(["prune", "rows", hubert, "--out", str(workspace / "e3"), *common, "--tests", "nonsense"]) == 2
     assert "nonsense" in capsys.readouterr().err
     assert main(["prune", "rows", hubert, "--out", str(workspace / "e4"), "--report-to", "tensorboard", *common]) == 2

@@ -7,6 +7,10 @@
 - `checkpoints`: ``save_state`` / ``load_state`` checkpoints with the recipe's position, and which one to resume.
 - `bias_tracking`: SpEAT of a model under compression, appended as `EvaluationRecord`s with ``compression`` filled.
 - `plots`: the curve of d against a compression measure, as PNG, CSV and Markdown.
+- `models`: the encoder a recipe trains (loaded through the adapters, its inputs, hidden states and checkpoints).
+- `config`: typed YAML recipes (defaults, a user's ``--config``, options; every value checked) and their shared
+  sections (data, training, tracking).
+- `cli`: the options every recipe command has, and checking a ``--resume`` against the run's saved settings.
 
 A recipe's training function reads top to bottom: config, data, model, ``accelerator.prepare``, resume, the loop
 (with its pruning or distillation steps), checkpoints and bias evaluations, the curve.

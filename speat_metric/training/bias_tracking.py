@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from speat_metric.adapters.base import SpeechEncoder
     from speat_metric.evaluation import EvaluationSettings
     from speat_metric.results import EvaluationRecord
+    from speat_metric.training.models import TrainableEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +59,14 @@ class BiasTracker:
 
         return any(stimulus_provenance(dataset).get("synthetic") for dataset in self.tests.values())
 
-    def evaluate(self, model: str | Path | SpeechEncoder, *, compression: Mapping[str, Any],
+    def evaluate(self, model: str | Path | SpeechEncoder, *, compression: Mapping[str, Any] | None,
                  checkpoint: Mapping[str, Any] | None = None, labels: Sequence[str] = ()) -> list[EvaluationRecord]:
         """SpEAT of one model on every test; records carry `compression` and are saved by the main process.
 
         Args:
             model: a model string of `speat_metric.adapters.load_encoder` (e.g. a checkpoint directory) or an adapter.
-            compression: how the model was made (method, step, sizes, settings: see ``EvaluationRecord.compression``).
+            compression: how the model was made (method, step, sizes, settings: see ``EvaluationRecord.compression``);
+                None for an uncompressed model evaluated as it is (a distillation's teacher).
             checkpoint: the checkpoint's name and step, for per-checkpoint curves (None for the unpruned model).
             labels: extra record labels.
 
@@ -88,10 +90,30 @@ class BiasTracker:
             cache_dir=None, batch_seconds=settings.batch_seconds, trim_silence=settings.trim_silence,
             num_permutations=settings.num_permutations, seed=settings.seed,
             labels=[*record_labels(encoder, spec), *labels], checkpoint=checkpoint, progress=settings.progress)
-        records = [record.replace(compression=dict(compression)) for record in records]
+        if compression is not None:
+            records = [record.replace(compression=dict(compression)) for record in records]
         if is_main_process():
             for record in records:
                 record.save(self.results_dir)
+        return records
+
+    def checkpoint(self, model: TrainableEncoder, directory: str | Path, step: int, *, accelerator: Any,
+                   compression: Mapping[str, Any], log_prefix: str = "") -> list[EvaluationRecord]:
+        """Save `model` as it is now as the checkpoint of `step` in `directory` (main process), then record its SpEAT
+        (every process) and log each test's d to the trackers as ``<log_prefix>speat/<test>/d``.
+
+        Returns:
+            The checkpoint's records.
+        """
+        path = model.checkpoint_path(directory, step)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            model.save(directory, step)
+        accelerator.wait_for_everyone()
+        records = self.evaluate(model.checkpoint_spec(path), compression=compression,
+                                checkpoint={"name": path.name, "step": step})
+        accelerator.log({f"{log_prefix}speat/{record.test}/d": record.speat.effect_size for record in records},
+                        step=step)
         return records
 
     def records(self) -> list[EvaluationRecord]:

@@ -104,6 +104,38 @@ def make_accelerator(*, project_dir: Path, gradient_accumulation_steps: int = 1,
     )
 
 
+def open_run(run_dir: Path, *, data: Any, training: Any, tracking: Any, mean_std: str | None, report_to: Any,
+             progress: bool) -> tuple[Any, Any, Any]:
+    """The parts every recipe opens first, cheapest checks first: the accelerator, the training audio (``--data``
+    opened, not yet checked file by file) and the bias tracker (tests and stimuli loaded and checked).
+
+    Args:
+        run_dir: the run directory.
+        data, training, tracking: the recipe's `speat_metric.training.config` sections.
+        mean_std: MelHuBERT's mean/std file, for the tracker.
+        report_to: accelerate trackers (`parse_report_to`).
+        progress: show progress bars.
+
+    Returns:
+        ``(accelerator, audio, tracker)``.
+
+    Raises:
+        ValueError: no ``--data``, or data, tests or stimuli that cannot be used.
+    """
+    from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
+    from speat_metric.training.data import open_training_audio
+
+    if not data.path:
+        raise ValueError("no training data: give --data (a folder of audio files or a datasets dataset)")
+    accelerator = make_accelerator(project_dir=run_dir, mixed_precision=training.mixed_precision, report_to=report_to,
+                                   gradient_accumulation_steps=training.gradient_accumulation_steps)
+    audio = open_training_audio(data.path, audio_column=data.audio_column, config=data.config, split=data.split,
+                                revision=data.revision)
+    tracker = BiasTracker(tracking.settings(seed=training.seed, mean_std=mean_std, progress=progress),
+                          Path(run_dir) / RESULTS_DIRECTORY)
+    return accelerator, audio, tracker
+
+
 class StepProgress:
     """A progress bar over optimiser steps, shown on the main process only; the total can grow (a schedule that
     waits for the loss to settle does not know its length in advance).
@@ -136,6 +168,23 @@ class StepProgress:
 
     def close(self) -> None:
         self._bar.close()
+
+
+def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``a/b`` keys with scalar values (what trackers accept).
+
+    Example:
+        >>> flat_settings({"optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}})
+        {'optimizer/lr': 0.1, 'optimizer/betas': '[0.9, 0.99]'}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_settings(value, f"{name}/"))
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
 
 
 @contextlib.contextmanager

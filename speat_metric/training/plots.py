@@ -74,18 +74,37 @@ def write_curve(records: Sequence[EvaluationRecord], directory: str | Path, *, x
     rows = curve_rows(records, x=x)
     if not rows:
         raise ValueError("no compression records to draw (evaluate at least one checkpoint first)")
+    return write_figure_and_table(directory, name, curve_figure(rows, x=x, title=title), rows, CSV_COLUMNS,
+                                  curve_markdown(rows, x=x, title=title))
+
+
+def write_figure_and_table(directory: str | Path, name: str, figure: Any, rows: Sequence[dict[str, Any]],
+                           columns: Sequence[str], markdown: str) -> dict[str, Path]:
+    """Write ``<name>.png`` (the figure), ``<name>.csv`` (the rows) and ``<name>.md``, each atomically."""
     directory = Path(directory)
     paths = {"png": directory / f"{name}.png", "csv": directory / f"{name}.csv", "markdown": directory / f"{name}.md"}
-    figure = curve_figure(rows, x=x, title=title)
     with atomic_open(paths["png"], "wb") as file:
         figure.savefig(file, format="png", dpi=120)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(paths["csv"], buffer.getvalue())
-    atomic_write_text(paths["markdown"], curve_markdown(rows, x=x, title=title))
+    atomic_write_text(paths["markdown"], markdown)
     return paths
+
+
+def interval_errors(rows: Sequence[dict[str, Any]]) -> list[list[float]]:
+    """matplotlib's ``yerr`` (below, above) of each row's 95% CI around its d; 0 where a row has no interval."""
+    return [[max(row["d"] - row["ci_low"], 0) if row["ci_low"] is not None else 0 for row in rows],
+            [max(row["ci_high"] - row["d"], 0) if row["ci_high"] is not None else 0 for row in rows]]
+
+
+def set_heading(axes: Any, heading: str, rows: Sequence[dict[str, Any]]) -> None:
+    """The axes' title, with the synthetic-stimuli warning when any row was measured on the demo set."""
+    if any(row["synthetic"] for row in rows):
+        heading += "\nSYNTHETIC demo stimuli: a pipeline check, not a bias measurement"
+    axes.set_title(heading, fontsize=10)
 
 
 def curve_markdown(rows: Sequence[dict[str, Any]], *, x: str = "parameters_removed", title: str | None = None) -> str:
@@ -123,17 +142,12 @@ def curve_figure(rows: Sequence[dict[str, Any]], *, x: str = "parameters_removed
         points = [row for row in rows if row["test"] == test]
         xs = [row["x"] / scale for row in points]
         ds = [row["d"] for row in points]
-        errors = [[max(row["d"] - (row["ci_low"] if row["ci_low"] is not None else row["d"]), 0) for row in points],
-                  [max((row["ci_high"] if row["ci_high"] is not None else row["d"]) - row["d"], 0) for row in points]]
-        axes.errorbar(xs, ds, yerr=errors, color=colour, marker="o", capsize=3, label=test)
+        axes.errorbar(xs, ds, yerr=interval_errors(points), color=colour, marker="o", capsize=3, label=test)
         for baseline in (row for row in points if row["step"] == 0):
             axes.axhline(baseline["d"], color=colour, linestyle="--", linewidth=1)
     axes.axhline(0.0, color="grey", linewidth=0.5)
     axes.set_xlabel(_X_LABELS.get(x, x) + (" (millions)" if scale == 1e6 else ""))
     axes.set_ylabel("SpEAT effect size d")
-    heading = title or "SpEAT d under compression"
-    if any(row["synthetic"] for row in rows):
-        heading += "\nSYNTHETIC demo stimuli: a pipeline check, not a bias measurement"
-    axes.set_title(heading, fontsize=10)
+    set_heading(axes, title or "SpEAT d under compression", rows)
     axes.legend(title="test (dashed: uncompressed)", fontsize=8, title_fontsize=8)
     return figure

@@ -1,6 +1,7 @@
-"""The model being pruned: how it is loaded, what its inputs are, how its hidden states come out, how it is saved.
+"""The encoder a compression recipe trains (the model pruned, the teacher and student of a distillation): how it is
+loaded, what its inputs are, how its hidden states come out, how it is saved.
 
-`load_pruning_model` accepts the model strings of ``speat evaluate`` that name a prunable encoder: a transformers
+`load_trainable_encoder` accepts the model strings of ``speat evaluate`` that name a trainable encoder: a transformers
 wav2vec2, HuBERT, WavLM or data2vec-audio (a Hub id or directory, also one pruned before) and MelHuBERT
 (``melhubert:FILE`` or ``random:melhubert-small|slim|base[@SEED]``). The adapters of `speat_metric.adapters` load
 it, so its input normalisation (the feature extractor, MelHuBERT's filter banks and mean/std) is the one SpEAT uses.
@@ -33,14 +34,14 @@ _TRAINING_CONFIG = {"layerdrop": 0.0, "apply_spec_augment": False}
 
 
 @dataclass
-class PruningModel:
-    """A speech encoder to prune (the "expert" of a recipe).
+class TrainableEncoder:
+    """A speech encoder a recipe trains (the "expert" of pruning, a distillation's teacher or student).
 
     Attributes:
         spec: the model string the user gave.
         family: the transformers ``model_type`` or ``melhubert``.
-        encoder: the module that is pruned, trained and saved (a transformers base model or a `MelHuBERTModel`).
-        description: the unpruned model's description (name, weights, parameter count) from its adapter.
+        encoder: the module that is trained and saved (a transformers base model or a `MelHuBERTModel`).
+        description: the loaded model's description (name, weights, parameter count) from its adapter.
         feature_extractor: a transformers model's feature extractor (None for MelHuBERT).
         mean, std: MelHuBERT's filter-bank statistics (None without ``--mean-std``).
     """
@@ -146,11 +147,17 @@ class ModelInputs:
         return length
 
 
-def load_pruning_model(spec: str, *, revision: str | None = None, mean_std: str | None = None) -> PruningModel:
-    """Load the model to prune from a model string (see the module docstring), on the CPU, in float32.
+def load_trainable_encoder(spec: str, *, revision: str | None = None, mean_std: str | None = None,
+                           command: str = "speat prune") -> TrainableEncoder:
+    """Load the model to train from a model string (see the module docstring), on the CPU, in float32.
+
+    Args:
+        spec: the model string.
+        revision, mean_std: as for ``speat evaluate``.
+        command: the command the model is for, named in the error of an unsupported kind.
 
     Raises:
-        ModelLoadError: the model cannot be loaded, or is of a kind that cannot be pruned.
+        ModelLoadError: the model cannot be loaded, or is of a kind the recipes cannot train.
     """
     from speat_metric.adapters import load_encoder
     from speat_metric.adapters.melhubert import MelHuBERTEncoder
@@ -158,16 +165,16 @@ def load_pruning_model(spec: str, *, revision: str | None = None, mean_std: str 
 
     adapter = load_encoder(spec, revision=revision, mean_std_path=mean_std)
     if isinstance(adapter, MelHuBERTEncoder):
-        return PruningModel(spec, MELHUBERT, adapter.model, adapter.description, mean=adapter.mean, std=adapter.std)
+        return TrainableEncoder(spec, MELHUBERT, adapter.model, adapter.description, mean=adapter.mean, std=adapter.std)
     if isinstance(adapter, TransformersEncoder):
         model_type = adapter.model.config.model_type
         if model_type in PRUNABLE_MODEL_TYPES:
-            return PruningModel(spec, model_type, adapter.model, adapter.description,
+            return TrainableEncoder(spec, model_type, adapter.model, adapter.description,
                                 feature_extractor=adapter.extractor)
         kind = f"a {model_type!r} model"
     else:
         kind = f"a {adapter.description.kind} ({adapter.description.name})"
-    raise ModelLoadError(f"{spec!r} is {kind}, which speat prune cannot prune; prunable models: "
+    raise ModelLoadError(f"{spec!r} is {kind}, which {command} cannot train; supported models: "
                          f"{', '.join(PRUNABLE_MODEL_TYPES)} (transformers) and MelHuBERT (melhubert:FILE, "
                          "random:melhubert-small|slim|base)")
 

@@ -1,0 +1,187 @@
+"""The command-line options every compression recipe has (``speat prune``, ``speat distill``), and resuming a run.
+
+A recipe's parser adds its own options, then `add_training_options`, `add_tracking_options` and `add_run_options`;
+`common_overrides` turns what the user gave into dotted configuration keys, and `resumed_config` checks a
+``--resume`` against the run's saved ``config.yaml``: the run keeps its settings, and only `RESUMABLE_CHANGES` may be
+given anew (a longer ``--max-steps``, other dataloader workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+RESUMABLE_CHANGES = frozenset({"training.max_steps", "training.num_workers"})
+"""Settings a resumed run may change; anything else must stay as the run began (RUN_DIR/config.yaml)."""
+
+
+def add_model_and_data_options(parser: argparse.ArgumentParser, *, dest: str, metavar: str, out_help: str) -> None:
+    """The model to train (positional `dest`), ``--data`` and ``--out``."""
+    parser.add_argument(dest, metavar=metavar,
+                        help="a wav2vec2, HuBERT, WavLM or data2vec-audio model (Hub id or save_pretrained directory), "
+                        "melhubert:CHECKPOINT or random:melhubert-small|slim|base[@SEED]")
+    parser.add_argument("--data", default=None,
+                        help="training audio: a folder of WAV/FLAC/MP3 files (any rate, searched recursively), a "
+                        "datasets folder (save_to_disk) or a Hub dataset id (with --data-config, --data-split)")
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+
+
+def add_training_options(parser: argparse.ArgumentParser, *, lr_help: str, batch_help: str,
+                         crop_help: str) -> None:
+    """The ``training`` options: steps, learning rate, batches, crops, precision, seed, the data's columns."""
+    training = parser.add_argument_group("training")
+    training.add_argument("--max-steps", type=int, default=None, help="stop at this step (default: the schedule's end)")
+    training.add_argument("--lr", type=float, default=None, help=lr_help)
+    training.add_argument("--batch-size", type=int, default=None, help=batch_help)
+    training.add_argument("--gradient-accumulation-steps", type=int, default=None, help="micro-batches per step")
+    training.add_argument("--crop-seconds", type=float, default=None, help=crop_help)
+    training.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default=None,
+                          help="auto (default): bf16 or fp16 on a CUDA GPU that has it, none otherwise")
+    training.add_argument("--seed", type=int, default=None,
+                          help="seed of the data order, crops and masks, and of the SpEAT permutations (default 0)")
+    training.add_argument("--audio-column", default=None, help="the audio column of a datasets dataset")
+    training.add_argument("--data-config", default=None, help="the configuration of a Hub dataset (LibriSpeech: all)")
+    training.add_argument("--data-split", default=None,
+                          help="the split(s) of a Hub dataset, joined by + (default train)")
+    training.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the model")
+    training.add_argument("--mean-std", default=None, help="MelHuBERT: the authors' mean/std .npy")
+
+
+def add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """The ``bias tracking`` options, as ``speat evaluate`` takes them."""
+    from speat_metric.profiles import PROFILE_NAMES
+
+    tracking = parser.add_argument_group("bias tracking (as speat evaluate)")
+    tracking.add_argument("--stimuli", default=None,
+                          help="demo (embedded, synthetic: the default), speat (download the study's stimuli), a "
+                          "local directory, or a Hub dataset owner/name[@revision]")
+    tracking.add_argument("--tests", default=None,
+                          help="comma-separated tests: gender, age, native, or custom test JSON files "
+                          "(default gender,age,native)")
+    tracking.add_argument("--permutations", type=int, default=None,
+                          help="permutation budget of each SpEAT (default 1000000)")
+    tracking.add_argument("--allow-missing", action="store_true", default=None,
+                          help="go on without missing stimuli (they are recorded in every result)")
+    tracking.add_argument("--profile", default=None, choices=PROFILE_NAMES,
+                          help="extraction profile (default hf; s3prl is our reading of Lin et al. 2024; see "
+                          "docs/reproducibility.md)")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The ``run`` options: resume, trackers, progress bars."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--resume", nargs="?", const=True, default=False, metavar="STATE",
+                     help="continue the run in --out from its latest saved state (or from STATE, a state/step-N "
+                     "directory), at the same position")
+    run.add_argument("--report-to", default="none",
+                     help="accelerate trackers: none (default), all, or a comma-separated list (tensorboard, wandb, "
+                     "mlflow, ...)")
+    run.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The training, data and tracking settings the command line gives explicitly, as dotted configuration keys."""
+    return {key: value for key, value in {
+        "training.max_steps": args.max_steps,
+        "optimizer.lr": args.lr,
+        "training.batch_size": args.batch_size,
+        "training.gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "training.crop_seconds": args.crop_seconds,
+        "training.mixed_precision": args.mixed_precision,
+        "training.seed": args.seed,
+        "data.audio_column": args.audio_column,
+        "data.config": args.data_config,
+        "data.split": args.data_split,
+        "tracking.stimuli": args.stimuli,
+        "tracking.tests": args.tests,
+        "tracking.permutations": args.permutations,
+        "tracking.allow_missing": args.allow_missing,
+        "tracking.profile": args.profile,
+    }.items() if value is not None}
+
+
+def lookup(data: Mapping[str, Any], key: str) -> Any:
+    """The value of a dotted key in nested settings."""
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
+def resumed_config(saved: Any, requested: Any, given: Mapping[str, Any], *, saved_path: Path, config_given: bool,
+                   read: Callable[[Mapping[str, Any], str], Any] = lookup,
+                   resumable: frozenset[str] = RESUMABLE_CHANGES) -> Any:
+    """The configuration of a resumed run: the saved one, with the `resumable` settings the user gave anew.
+
+    Args:
+        saved: the run's configuration (``RUN_DIR/config.yaml``), a recipe dataclass with ``to_dict``.
+        requested: what the command line asks for now (defaults, ``--config``, options).
+        given: the dotted keys the user gave explicitly on the command line.
+        saved_path: the saved file, for the message.
+        config_given: ``--config`` was given (then every key it changes must agree too).
+        read: how to read a dotted key (a recipe may map one option onto several settings).
+        resumable: the ``training.*`` settings that may change (`RESUMABLE_CHANGES` by default).
+
+    Raises:
+        ValueError: the options contradict the run's settings (each difference named).
+    """
+    from speat_metric.training.config import differences
+
+    old_settings, new_settings = saved.to_dict(), requested.to_dict()
+    conflicts = [f"{key}: {read(old_settings, key)!r} in the run, {read(new_settings, key)!r} now"
+                 for key in given if key not in resumable
+                 and read(old_settings, key) != read(new_settings, key)]
+    if config_given:
+        conflicts += [f"--config: {change}" for change in differences(
+            old_settings, new_settings, ignore={*resumable, "out", "data.path"})]
+    if conflicts:
+        raise ValueError(f"--resume keeps the run's settings ({saved_path}); these differ: {'; '.join(conflicts)}")
+    allowed = {key.split(".")[1]: lookup(new_settings, key) for key in resumable if key in given}
+    if allowed:
+        saved = saved.replace(training=dataclasses.replace(saved.training, **allowed))
+    return saved
+
+
+def saved_run_config(out: Path, config_file: str) -> Path:
+    """The saved configuration of the run in `out` that ``--resume`` continues.
+
+    Raises:
+        ValueError: `out` holds no run.
+    """
+    path = Path(out) / config_file
+    if not path.is_file():
+        raise ValueError(f"--resume: {out} has no {config_file}, so it holds no run to resume; run without --resume")
+    return path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a model string (for default run directories)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
+
+
+def start_run(args: argparse.Namespace, run_config: Callable[[argparse.Namespace], Any]) -> tuple[Any, Any]:
+    """What a recipe command does before its run: check ``--report-to`` (it fails fast), resolve the configuration
+    with the recipe's `run_config`, and silence the libraries' progress bars under ``--no-progress``.
+
+    Returns:
+        ``(config, report_to)``.
+    """
+    from speat_metric.training.loop import parse_report_to
+
+    report_to = parse_report_to(args.report_to)
+    config = run_config(args)
+    if args.no_progress:
+        quiet_progress_bars()
+    return config, report_to
+
+
+def quiet_progress_bars() -> None:
+    """Silence transformers' and huggingface_hub's own progress bars (``--no-progress``)."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()

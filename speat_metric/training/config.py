@@ -1,0 +1,246 @@
+"""Typed recipe configuration shared by ``speat prune`` and ``speat distill``: YAML defaults, a user's file, options.
+
+A recipe (`pruning.config`, `distill.config`) is a frozen dataclass tree. `read_yaml` reads its YAML files, `merge`
+lays a user's ``--config`` file (only the keys it changes) and the command-line overrides over the defaults, `build`
+turns the result into the dataclasses (an unknown key is an error naming where it came from and what is known
+there), and the ``check_*`` functions check every value, naming the setting and its option. The sections every
+recipe has are here: `DataConfig` (``--data``), `TrainingConfig` (batches, crops, precision, seed, states) and
+`TrackingConfig` (the SpEAT at each checkpoint, as ``speat evaluate`` takes it).
+
+Example:
+    >>> from dataclasses import field
+    >>> @dataclass(frozen=True)
+    ... class Recipe:
+    ...     training: TrainingConfig = field(default_factory=TrainingConfig)
+    >>> build(Recipe, merge({"training": {"seed": 1}}, {"training": {"max_steps": 9}}), where="x").training.max_steps
+    9
+    >>> build(Recipe, {"training": {"sead": 1}}, where="my.yaml")
+    Traceback (most recent call last):
+    ...
+    speat_metric.training.config.ConfigError: my.yaml: training: unknown setting(s) sead; known here: batch_size, ...
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from speat_metric.evaluation import EvaluationSettings
+
+_FAMILY_SETTINGS = ("batch_size", "crop_seconds")
+"""Settings that may differ by model family (``{melhubert: 4, default: 12}``): merged as values, not sections."""
+
+
+class ConfigError(ValueError):
+    """A recipe setting is unknown or out of range; the message names it and its source."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Batches, crops, precision, seed, length and checkpointing of the training."""
+
+    batch_size: int | dict[str, int] = 12
+    gradient_accumulation_steps: int = 1
+    crop_seconds: float | dict[str, float] = 15.625
+    min_seconds: float = 2.0
+    mixed_precision: str = "auto"
+    num_workers: int = 0
+    seed: int = 0
+    max_steps: int | None = None
+    save_state_every: int | None = 5000
+    keep_states: int = 2
+
+    def for_family(self, name: str, family: str) -> Any:
+        """A setting that may differ by model family (``{melhubert: 4, default: 12}``), for `family`."""
+        value = getattr(self, name)
+        if isinstance(value, Mapping):
+            return value.get(family, value["default"])
+        return value
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training audio comes from (``--data`` and how to read a datasets dataset)."""
+
+    path: str | None = None
+    audio_column: str | None = None
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """The SpEAT at every checkpoint (options of ``speat evaluate``)."""
+
+    stimuli: str = "demo"
+    tests: tuple[str, ...] = ("gender", "age", "native")
+    permutations: int = 1_000_000
+    allow_missing: bool = False
+    profile: str = "hf"
+
+    def settings(self, *, seed: int, mean_std: str | None = None, progress: bool = True) -> EvaluationSettings:
+        """The `EvaluationSettings` of the bias tracker (the permutations seeded with the training seed)."""
+        from speat_metric.evaluation import EvaluationSettings
+
+        return EvaluationSettings(tests=self.tests, stimuli=self.stimuli, allow_missing=self.allow_missing,
+                                  num_permutations=self.permutations, seed=seed, mean_std=mean_std,
+                                  profile=self.profile, progress=progress)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file of settings (a mapping).
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or does not hold a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`update`'s keys laid over `base`, section by section (a copy; per-family settings are replaced whole)."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict) and key not in _FAMILY_SETTINGS:
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def build(cls: type, data: Any, *, where: str) -> Any:
+    """The dataclass `cls` from a nested mapping: sections become their dataclasses, lists become tuples.
+
+    Raises:
+        ConfigError: an unknown key, a section that is not a mapping, or a value the dataclass refuses, naming
+            `where` (the file or "the configuration").
+    """
+    try:
+        return _build(cls, data, where)
+    except (TypeError, KeyError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping of settings, got {data!r}")
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known here: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value or {}, f"{where}: {name}")
+        elif typing.get_origin(hint) is tuple:
+            arguments = typing.get_args(hint)
+            if not isinstance(value, (list, tuple)):
+                if isinstance(value, str) and arguments[0] in (str, int):
+                    try:
+                        value = [arguments[0](part.strip()) for part in value.split(",") if part.strip()]
+                    except ValueError:
+                        raise ConfigError(f"{where}: {name} must be a comma-separated list of "
+                                          f"{arguments[0].__name__}s, got {value!r}") from None
+                elif isinstance(value, int) and not isinstance(value, bool) and arguments[0] is int:
+                    value = [value]
+                else:
+                    raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
+            if arguments and dataclasses.is_dataclass(arguments[0]):
+                value = tuple(_build(arguments[0], item, f"{where}: {name}[{index}]")
+                              for index, item in enumerate(value))
+            else:
+                value = tuple(value)
+        values[name] = value
+    return cls(**values)
+
+
+def plain(value: Any) -> Any:
+    """Dataclass dictionaries made JSON- and YAML-ready (tuples as lists)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+class RunConfig:
+    """What a run's recipe dataclass (`PruningConfig`, `DistillationConfig`) can do besides holding its values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON- and YAML-ready (tuples as lists)."""
+        return plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        """The YAML of ``RUN_DIR/config.yaml``."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)
+
+
+def check_positive(value: Any, name: str, *, integer: bool = True, allow_none: bool = False,
+                   zero: bool = False) -> None:
+    """Raise a `ConfigError` naming `name` unless `value` is a positive (or, with `zero`, non-negative) number."""
+    if value is None and allow_none:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0 or (value == 0 and not zero):
+        kind = "whole number" if integer else "number"
+        raise ConfigError(f"{name} must be a {'non-negative' if zero else 'positive'} {kind}, got {value!r}")
+
+
+def check_training(training: TrainingConfig) -> None:
+    """Every training setting in range (`ConfigError` naming the setting and its option)."""
+    for name in _FAMILY_SETTINGS:
+        value = getattr(training, name)
+        values = value.values() if isinstance(value, Mapping) else [value]
+        if isinstance(value, Mapping) and "default" not in value:
+            raise ConfigError(f"training.{name} {dict(value)} needs a 'default' entry besides the model families")
+        for item in values:
+            check_positive(item, f"training.{name} (--{name.replace('_', '-')})", integer=name == "batch_size")
+    check_positive(training.min_seconds, "training.min_seconds", integer=False)
+    check_positive(training.gradient_accumulation_steps, "training.gradient_accumulation_steps")
+    check_positive(training.num_workers, "training.num_workers", zero=True)
+    check_positive(training.seed, "training.seed (--seed)", zero=True)
+    check_positive(training.max_steps, "training.max_steps (--max-steps)", allow_none=True)
+    check_positive(training.save_state_every, "training.save_state_every", allow_none=True)
+    check_positive(training.keep_states, "training.keep_states")
+
+
+def check_tracking(tracking: TrackingConfig) -> None:
+    """The bias tracking's settings in range (the tests themselves are checked when the tracker loads them)."""
+    check_positive(tracking.permutations, "tracking.permutations (--permutations)")
+    if not tracking.tests:
+        raise ConfigError("tracking.tests (--tests) is empty; use gender, age, native or custom test files")
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], *, ignore: set[str] = frozenset(),
+                prefix: str = "") -> list[str]:
+    """``key: old in the run, new now`` for every dotted key whose value differs (keys in `ignore` skipped)."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        if isinstance(old.get(key), Mapping) and isinstance(new.get(key), Mapping):
+            changes += differences(old[key], new[key], ignore=ignore, prefix=f"{name}.")
+        elif old.get(key) != new.get(key) and name not in ignore:
+            changes.append(f"{name}: {old.get(key)!r} in the run, {new.get(key)!r} now")
+    return changes
