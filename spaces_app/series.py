@@ -15,6 +15,7 @@ import pandas as pd
 
 from spaces_app import columns as C
 from spaces_app.rows import ResultTable
+from speat_metric.report import plural
 from speat_metric.results import EvaluationRecord
 from speat_metric.statistics import effect_size
 
@@ -124,7 +125,8 @@ def distillation_curves(table: ResultTable, teacher: str, stimuli: str) -> Curve
     students = rows[(rows["method"] == "distill") & (rows["origin"] == teacher)]
     students = students.assign(_order=students["compression_step"].fillna(-1).astype(float))
     students = students.sort_values("_order").drop_duplicates(["student_layers", "test"], keep="last")
-    depth = students["student_layers"].map(lambda layers: "student" if pd.isna(layers) else f"{int(layers)} layers")
+    depth = students["student_layers"].map(
+        lambda layers: "student" if pd.isna(layers) else plural(int(layers), "layer"))
     baseline = _baseline(table, teacher, stimuli)
     points = pd.concat([_curve(baseline, series="teacher", panel="", x=pd.Series("base", index=baseline.index)),
                         _curve(students, series="student", panel="", x=depth)], ignore_index=True)
