@@ -7,9 +7,9 @@ labelled ``synthetic-stimuli`` and none is a bias measurement. It gives each vie
   random wav2vec2, HuBERT and WavLM models, and a small wav2vec2 (mean and per-layer pooling);
 - ``speat evaluate`` of a directory of checkpoints (``pretraining-run/checkpoint-N``; the weights move from one
   random initialisation towards another), for the curve over training steps;
-- ``speat prune rows|heads|weights`` (a tiny sweep each) and ``speat distill --layers 2`` of the small wav2vec2, on
-  the demo audio as training data. While those commands are not built yet they are skipped with a message; run this
-  script again once they are.
+- ``speat prune rows|heads|weights`` (a tiny sweep each) and ``speat distill --layers 1,2,3`` of the small
+  wav2vec2, on the demo audio as training data (a command that fails is skipped with a message, and the bundle is
+  made without it).
 
 Machine paths (the temporary folder, the checkout) are removed from the records, which are then checked for any
 absolute path left. Usage::
@@ -90,7 +90,8 @@ def speat(*arguments: str, cwd: Path, optional: bool = False) -> str | None:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         if optional:
-            return f"`speat {' '.join(arguments[:2])}` failed: {done.stderr.strip()[-1500:]}"
+            return (f"`speat {' '.join(arguments[:2])}` failed (exit code {done.returncode}; -9: killed, e.g. out of "
+                    f"memory): {done.stderr.strip()[-1500:]}")
         raise SystemExit(f"speat {' '.join(arguments)} failed:\n{done.stderr[-4000:]}")
     return None
 
@@ -144,9 +145,15 @@ def main() -> None:
         skipped = ["--skip-compression was given"] if args.skip_compression else compression_runs(work, args)
 
         records, warnings = read_record_files(results)
-        if (work / "runs").is_dir():
-            compressed, more_warnings = read_record_files(work / "runs")
+        prefixes = [""] * len(records)
+        # A compression run's records are named as in its own results/ folder: prefixed with the run, they cannot
+        # collide when flattened. A distillation's teacher records (no compression) are a re-run of the plain
+        # evaluation above, which the Space would only list as superseded: left out.
+        for run in sorted((work / "runs").iterdir()) if (work / "runs").is_dir() else []:
+            run_records, more_warnings = read_record_files(run)
+            compressed = [record for record in run_records if record.compression is not None]
             records += compressed
+            prefixes += [f"{run.name}__"] * len(compressed)
             warnings += [warning for warning in more_warnings if "not a speat evaluation record" not in warning]
         if warnings:
             raise SystemExit("unreadable records:\n" + "\n".join(warnings))
@@ -158,8 +165,8 @@ def main() -> None:
 
         staging = work / "staging"
         staging.mkdir()
-        for record in cleaned:
-            path = staging / record.file_name
+        for prefix, record in zip(prefixes, cleaned):
+            path = staging / f"{prefix}{record.file_name}"
             if path.exists():
                 raise SystemExit(f"two records would share the file name {record.file_name}")
             path.write_text(json.dumps(record.to_dict(), allow_nan=False, separators=(",", ":")) + "\n")
@@ -174,18 +181,26 @@ def main() -> None:
 
 
 def compression_runs(work: Path, args: argparse.Namespace) -> list[str]:
-    """A tiny sweep of each pruning method and a 2-layer distillation of the small wav2vec2; returns what was
-    skipped and why."""
+    """A tiny sweep of each pruning method and a distillation into 1, 2 and 3-layer students of the small wav2vec2;
+    returns what was skipped and why."""
+    # Short crops and small batches: the small wav2vec2 makes 800 frames a second (a 15.625 s crop of the default
+    # would need tens of GB for attention).
     training = ["--data", str(DEMO_AUDIO), "--stimuli", "demo", "--permutations", str(args.permutations),
-                "--no-progress"]
+                "--batch-size", "4", "--crop-seconds", "2", "--no-progress"]
     small = "models/small-wav2vec2"
+    pruning = ["--objective", "teacher", "--warmup-steps", "1"]  # the small model has no pre-training head
+    (work / "weights.yaml").write_text(  # every check a plateau: sparsity 25% at step 2, 50% at 4, the end at 6
+        "schedule: {warmup_steps: 2, check_every: 2, plateau_window: 1, plateau_tolerance: 1000.0,\n"
+        "           sparsity: [{increment: 0.25, until: 0.5}]}\n")
     runs = [
         ("prune", "rows", small, "--out", "runs/prune-rows", "--rows-per-step", "16", "--min-rows", "16",
-         "--steps-per-prune", "2", "--max-steps", "8"),
+         "--steps-per-prune", "2", "--max-steps", "8", *pruning),
         ("prune", "heads", small, "--out", "runs/prune-heads", "--heads-per-step", "1", "--min-heads", "1",
-         "--steps-per-prune", "2", "--max-steps", "8"),
-        ("prune", "weights", small, "--out", "runs/prune-weights", "--max-steps", "12"),
-        ("distill", small, "--layers", "2", "--out", "runs/distill", "--max-steps", "6"),
+         "--steps-per-prune", "2", "--max-steps", "8", *pruning),
+        ("prune", "weights", small, "--out", "runs/prune-weights", "--config", "weights.yaml", "--objective",
+         "teacher"),
+        ("distill", small, "--layers", "1,2,3", "--targets", "2,4", "--out", "runs/distill", "--max-steps", "6",
+         "--checkpoint-every", "3"),
     ]
     return [reason for run in runs if (reason := speat(*run, *training, cwd=work, optional=True))]
 

@@ -1,5 +1,5 @@
-"""Records for the Space's tests: the bundled example records, and records derived from them for the views that the
-bundle cannot feed yet (pruning sweeps, distillation, real stimuli), plus bad and foreign files.
+"""Records for the Space's tests: the bundled example records, and records derived from the bundle's uncompressed
+ones with values a test can predict (pruning sweeps, distilled students, real stimuli), plus bad and foreign files.
 
 Derived records change only what the view reads (names, parameters, compression, d and its interval); the
 statistics in them are not recomputed, which is fine for display tests and stated here so nobody reads them as
@@ -9,7 +9,6 @@ measurements.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from spaces_app.sources import bundled_records_dir, read_record_files
@@ -18,10 +17,12 @@ from speat_metric.results import EvaluationRecord
 SMALL = "models/small-wav2vec2"
 
 
-def bundled() -> list[EvaluationRecord]:
+def bundled(*, compressed: bool = False) -> list[EvaluationRecord]:
+    """The bundled records; without ``compressed``, only those of uncompressed models (the tests that derive their
+    own pruning sweeps and students from them know every value they put in)."""
     records, warnings = read_record_files(bundled_records_dir())
     assert records and not warnings, warnings
-    return records
+    return records if compressed else [record for record in records if record.compression is None]
 
 
 def of(records: list[EvaluationRecord], name: str, test: str, *, layer: int | None = None) -> EvaluationRecord:
@@ -96,8 +97,10 @@ FOREIGN = {"model_name": "bert-base-uncased", "results": {"accuracy": 0.91}, "co
 def write_results_dir(root: Path, *, extra: list[EvaluationRecord] = ()) -> Path:
     """A results directory: the bundled records, a pruning sweep, distilled students, a version-1 record in a
     subfolder, `extra` records, and three files that are not records (foreign JSON, broken JSON, newer schema)."""
-    shutil.copytree(bundled_records_dir(), root)
     records = bundled()
+    root.mkdir(parents=True)
+    for record in records:
+        record.save(root)
     for record in pruning_sweep(records) + distilled_students(records) + list(extra):
         record.save(root / "compressed")
     (root / "old").mkdir()

@@ -121,3 +121,29 @@ def test_figures_draw_every_series_with_its_interval(table):
     frame = series.association_frame(table.records[0])
     scatter = plots.association_figure(frame, title="scores")
     assert sum(len(collection.get_offsets()) for collection in scatter.axes[0].collections) == len(frame)
+
+
+def test_the_bundled_compression_runs_feed_the_pruning_and_distillation_views():
+    """The bundle carries real `speat prune` and `speat distill` runs of the small wav2vec2 (made by
+    scripts/make_example_records.py): the Space shows them without any derived record."""
+    records = bundled(compressed=True)
+    table = build_table(records)
+    assert series.pruned_models(table, "synthetic") == [SMALL]
+    pruning = series.pruning_curves(table, SMALL, "synthetic")
+    pruned = [record for record in records if record.compression and record.compression["method"] != "distill"]
+    assert set(pruning.points["panel"]) == {f"{record.compression['method']} pruning" for record in pruned}
+    assert pruning.x_label == "parameters removed (millions)"
+    assert sorted(set(pruning.points["x"])) == pytest.approx(
+        sorted({record.compression["parameters_removed"] / 1e6 for record in pruned}))
+    step_zero = next(record for record in pruned if record.compression["step"] == 0 and record.test == "age")
+    assert pruning.references[f"{step_zero.compression['method']} pruning"]["age"] == step_zero.speat.effect_size
+    assert series.distilled_models(table, "synthetic") == [SMALL]
+    distillation = series.distillation_curves(table, SMALL, "synthetic")
+    depths = sorted({record.compression["layers"] for record in records
+                     if record.compression and record.compression["method"] == "distill"})
+    gender = distillation.points[distillation.points["test"] == "gender"]
+    assert [str(x) for x in gender["x"]] == ["base"] + [f"{depth} layer{'s' * (depth > 1)}" for depth in depths]
+    last = {record.compression["layers"]: record for record in sorted(
+        (record for record in records if record.compression and record.compression["method"] == "distill"
+         and record.test == "gender"), key=lambda record: record.compression["step"])}
+    assert gender["d"].tolist()[1:] == pytest.approx([last[depth].speat.effect_size for depth in depths])

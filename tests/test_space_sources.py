@@ -23,8 +23,7 @@ def test_bad_and_foreign_files_are_skipped_with_a_warning_naming_each(tmp_path):
     (root / ".cache" / "hidden.json").write_text("not even json")
     (root / "list_of_numbers.json").write_text("[1, 2]")
     records, warnings = read_record_files(root)
-    assert len(records) == len(list(bundled_records_dir().glob("*.json"))) + len(list((root / "compressed").glob(
-        "*.json"))) + 1
+    assert len(records) == len(bundled()) + len(list((root / "compressed").glob("*.json"))) + 1
     named = {warning.split(" skipped")[0]: warning for warning in warnings}
     assert set(named) == {"foreign_results.json", "broken.json", "from_the_future.json", "list_of_numbers.json"}
     assert "upgrade speat" in named["from_the_future.json"]
@@ -63,14 +62,15 @@ def test_choose_source_checks_its_arguments_first(tmp_path):
 
 
 def test_bundled_records_are_synthetic_portable_and_feed_every_bundled_view():
-    records = bundled()
+    records = bundled(compressed=True)
     assert all("synthetic-stimuli" in record.labels and record.stimuli["synthetic"] for record in records)
     text = "\n".join(record.to_json() for record in records)
     assert "/tmp/" not in text and str(Path.cwd()) not in text and '"/' not in text
     assert len({record.checkpoint["step"] for record in records if record.checkpoint}) >= 3
     assert len({record.pooling["layer"] for record in records if record.model.name == "random:melhubert-small"}) >= 3
     assert all(record.association_scores for record in records)
-    assert sum(path.stat().st_size for path in bundled_records_dir().glob("*.json")) < 400_000
+    # The bundle ships inside the wheel and the Space: its compression runs and per-stimulus scores fit in 600 KB.
+    assert sum(path.stat().st_size for path in bundled_records_dir().glob("*.json")) < 600_000
 
 
 def _hub_files(records, folder: str = "") -> dict[str, bytes]:
