@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from speat_metric.report import plural
+from speat_metric.report import ordered_tests, plural
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.plots import interval_errors, set_heading, write_figure_and_table
 
@@ -67,7 +67,7 @@ def report_markdown(rows: Sequence[dict[str, Any]], *, title: str | None = None)
     lines += ["SpEAT d (95% CI) of the teacher (base) and of each student at its last step.", "",
               "| test | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     by_cell = {(row["test"], row["model"]): row for row in rows}
-    for test in sorted({row["test"] for row in rows}):
+    for test in ordered_tests(row["test"] for row in rows):
         cells = []
         for model in models:
             row = by_cell.get((test, model))
@@ -86,7 +86,7 @@ def report_figure(rows: Sequence[dict[str, Any]], *, title: str | None = None):
     import matplotlib
     from matplotlib.figure import Figure
 
-    tests = sorted({row["test"] for row in rows})
+    tests = ordered_tests(row["test"] for row in rows)
     models = list(dict.fromkeys(row["model"] for row in sorted(rows, key=lambda row: row["layers"] or 0)))
     by_cell = {(row["test"], row["model"]): row for row in rows}
     figure = Figure(figsize=(7, 4.5), layout="constrained")

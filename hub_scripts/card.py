@@ -32,7 +32,7 @@ from huggingface_hub.utils import yaml_dump
 
 from hub_scripts import SPEAT_COMMIT_MARKER
 from speat_metric import __version__
-from speat_metric.report import STUDY_TESTS, format_p_value, reproduce_command, stimulus_source
+from speat_metric.report import format_p_value, reproduce_command, stimulus_source, test_sort_key
 from speat_metric.results import EvaluationRecord
 
 README_PATH = "README.md"
@@ -156,7 +156,7 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
     """
     check_card_records(records, allow_synthetic=allow_synthetic)
     records = sorted((record.without_machine_paths() for record in records),
-                     key=lambda record: _test_order(record.test))
+                     key=lambda record: test_sort_key(record.test))
     first = records[0]
     model = repo_id or first.model.name
     labels = tuple(dict.fromkeys(label for record in records for label in record.labels))
@@ -169,10 +169,6 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
     section = _section(records, model, labels, provenance)
     return CardContent(model=model, revision=first.model.revision, eval_results=eval_results, eval_file=eval_file,
                        section=section, provenance=provenance, labels=labels)
-
-
-def _test_order(test: str) -> tuple[int, str]:
-    return (STUDY_TESTS.index(test), test) if test in STUDY_TESTS else (len(STUDY_TESTS), test)
 
 
 def _dataset(record: EvaluationRecord) -> tuple[str, str | None]:

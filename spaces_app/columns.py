@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STANDARD_TESTS = ("gender", "age", "native")
+from speat_metric.report import STUDY_TESTS
+
+STANDARD_TESTS = STUDY_TESTS
 """The SpEAT tests of the study, always first and in this order; custom tests follow alphabetically."""
 
 
@@ -59,11 +61,6 @@ def test_columns(test: str) -> tuple[Column, ...]:
 
 def leaderboard_columns(tests: tuple[str, ...]) -> tuple[Column, ...]:
     return (*LEADING, *(column for test in tests for column in test_columns(test)), *TRAILING)
-
-
-def ordered_tests(names: set[str]) -> tuple[str, ...]:
-    """The study's tests first, in their usual order, then any custom tests alphabetically."""
-    return tuple(test for test in STANDARD_TESTS if test in names) + tuple(sorted(names - set(STANDARD_TESTS)))
 
 
 # Filter choices ----------------------------------------------------------------------------------------------------

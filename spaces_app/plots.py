@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from spaces_app.columns import STANDARD_TESTS
 from spaces_app.series import Curves
+from speat_metric.report import test_sort_key
 
 TEST_COLOURS = {"gender": "#c2410c", "age": "#1d4ed8", "native": "#15803d"}
 _CYCLE = ("#7c3aed", "#0891b2", "#be185d", "#4d7c0f", "#b45309", "#475569", "#9333ea", "#0f766e")
@@ -44,9 +44,8 @@ def _style(axes, *, zero_at: str = "y") -> None:
 
 
 def _ordered(values: pd.Series) -> list[str]:
-    present = list(dict.fromkeys(values))
-    return [test for test in STANDARD_TESTS if test in present] + [value for value in present
-                                                                   if value not in STANDARD_TESTS]
+    """The study's tests first, in their order; other values (custom tests, panels, runs) as they come."""
+    return sorted(dict.fromkeys(values), key=lambda value: test_sort_key(value)[0])
 
 
 def curve_figure(curves: Curves, *, title: str, facet: str = "panel", colour_by: str = "test",

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from spaces_app import columns as C
+from speat_metric.report import ordered_tests
 from speat_metric.results import EvaluationRecord
 
 HUB_URL = "https://huggingface.co"
@@ -231,7 +232,7 @@ def build_table(records: Sequence[EvaluationRecord], *, warnings: Sequence[str] 
     before = len(frame)
     frame = (frame.sort_values(["created", "record"]).drop_duplicates(["variant", "test"], keep="last")
              .sort_values("record").reset_index(drop=True))
-    tests = C.ordered_tests(set(frame["test"]))
+    tests = ordered_tests(frame["test"])
     return ResultTable(records=tuple(records), frame=frame, leaderboard=_leaderboard(frame, tests), tests=tests,
                        warnings=tuple(notes), origin=origin, superseded=before - len(frame))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from speat_metric import profiles
 from speat_metric.results import EvaluationRecord, SpeatResult
@@ -130,6 +130,18 @@ def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
 
 
 STUDY_TESTS = ("gender", "age", "native")
+"""The study's tests in the order of its tables (`speat_metric.stimuli.TEST_NAMES`, without importing datasets)."""
+
+
+def test_sort_key(test: str) -> tuple[int, str]:
+    """The study's tests first, in `STUDY_TESTS` order, then custom tests by name: how every table orders tests."""
+    return (STUDY_TESTS.index(test), "") if test in STUDY_TESTS else (len(STUDY_TESTS), test)
+
+
+def ordered_tests(names: Iterable[str]) -> tuple[str, ...]:
+    """The distinct test names, ordered by `test_sort_key`."""
+    return tuple(sorted(set(names), key=test_sort_key))
+
 OWN_STIMULI = "<your copy of the stimuli>"
 """What a reproduce command shows for stimuli from a local directory: the recorded path is of another machine."""
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from speat_metric import report, speat_test
-from speat_metric.report import format_p_value, format_records, plural
+from speat_metric.report import format_p_value, format_records, ordered_tests, plural
 from speat_metric.results import EvaluationRecord, ModelDescription
 
 
@@ -94,3 +94,8 @@ def test_the_reproduce_command_keeps_every_setting_and_no_machine_path(result):
     assert "/home/me" not in command
     hub = local.replace(model=local.model.__class__(**{**local.model.to_dict(), "name": "org/m", "revision": "abc"}))
     assert reproduce_command([hub], "org/m").startswith("speat evaluate org/m --revision abc --stimuli")
+
+
+def test_tests_are_ordered_as_the_study_shows_them_then_custom_ones_by_name():
+    assert ordered_tests(["native", "zeta", "gender", "accent", "native"]) == ("gender", "native", "accent", "zeta")
+    assert ordered_tests(["age", "gender", "native"]) == ("gender", "age", "native")

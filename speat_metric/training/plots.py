@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from speat_metric.files import atomic_open, atomic_write_text
+from speat_metric.report import ordered_tests
 from speat_metric.results import EvaluationRecord
 
 CSV_COLUMNS = ("test", "step", "x", "d", "ci_low", "ci_high", "p_value", "size", "parameters", "parameters_removed",
@@ -135,7 +136,7 @@ def curve_figure(rows: Sequence[dict[str, Any]], *, x: str = "parameters_removed
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.subplots()
     scale = 1e6 if x in ("parameters_removed", "parameters") and max(abs(row["x"]) for row in rows) >= 1e6 else 1
-    tests = sorted({row["test"] for row in rows})
+    tests = ordered_tests(row["test"] for row in rows)
     colours = matplotlib.colormaps["tab10"]
     for number, test in enumerate(tests):
         colour = colours(number % 10)
