@@ -30,6 +30,7 @@ from speat_metric.training.config import (
     check_training,
     merge,
     read_yaml,
+    with_run_settings,
 )
 from speat_metric.training.config import build as build_config
 
@@ -142,17 +143,8 @@ def load_config(*, teacher: str, out: str | Path, data: str | None = None, path:
         file = CONFIG_DIRECTORY / f"{path}.yaml" if str(path) in BUNDLED_CONFIGS else Path(path)
         merged = merge(merged, read_yaml(file))
         where = str(path)
-    merged.update(teacher=teacher, out=str(out), revision=revision, mean_std=mean_std)
-    if data is not None:
-        merged.setdefault("data", {})["path"] = str(data)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            section, _, name = key.partition(".")
-            if name:
-                merged.setdefault(section, {})[name] = value
-            else:
-                merged[section] = value
-    return build(merged, where=where)
+    settings = {"teacher": teacher, "out": str(out), "revision": revision, "mean_std": mean_std}
+    return build(with_run_settings(merged, settings, data=data, overrides=overrides), where=where)
 
 
 def read_run_config(path: str | Path) -> DistillationConfig:

@@ -28,6 +28,8 @@ from speat_metric.training.config import (
     check_training,
     merge,
     read_yaml,
+    set_dotted,
+    with_run_settings,
 )
 from speat_metric.training.config import build as build_config
 
@@ -169,12 +171,8 @@ def load_config(method: str, *, model: str, out: str | Path, data: str | None = 
         if user.get("method", method) != method:
             raise ConfigError(f"--config {path} is a {user['method']!r} recipe, not {method!r}")
         merged = merge(merged, user)
-    merged.update(method=method, model=model, out=str(out), revision=revision, mean_std=mean_std)
-    if data is not None:
-        merged.setdefault("data", {})["path"] = str(data)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _override(merged, key, value)
+    settings = {"method": method, "model": model, "out": str(out), "revision": revision, "mean_std": mean_std}
+    merged = with_run_settings(merged, settings, data=data, overrides=overrides, override=_override)
     return build(merged, where=str(path) if path else "the configuration")
 
 
@@ -205,7 +203,7 @@ def _override(merged: dict[str, Any], key: str, value: Any) -> None:
         phases[-1]["until"] = value
         merged["schedule"]["phases"] = phases
         return
-    merged.setdefault(section, {})[name] = value
+    set_dotted(merged, key, value)
 
 
 def _check(config: PruningConfig) -> None:

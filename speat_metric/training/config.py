@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +180,29 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
     return value
+
+
+def set_dotted(merged: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``section.name`` (or a top-level ``name``) in a recipe mapping, as a command-line option does."""
+    section, _, name = key.partition(".")
+    if name:
+        merged.setdefault(section, {})[name] = value
+    else:
+        merged[section] = value
+
+
+def with_run_settings(merged: dict[str, Any], settings: Mapping[str, Any], *, data: str | None,
+                      overrides: Mapping[str, Any] | None,
+                      override: Callable[[dict[str, Any], str, Any], None] = set_dotted) -> dict[str, Any]:
+    """The recipe mapping with the run's own `settings` (model, out, ...), ``--data`` and the command line's
+    `overrides` (dotted keys; None means not given), each set by `override`."""
+    merged.update(settings)
+    if data is not None:
+        merged.setdefault("data", {})["path"] = str(data)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            override(merged, key, value)
+    return merged
 
 
 class RunConfig:
