@@ -29,7 +29,8 @@ from pruned_inference import ASSUMED_GPU_FLOPS, ASSUMED_STEP_FLOOR
 from torch.utils.flop_counter import FlopCounterMode
 
 from distill.objective import distillation_loss
-from distill.student import DistillationModel, build_student, parameter_count, width
+from distill.student import DistillationModel, build_student, width
+from speat_metric.adapters.base import count_parameters
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel
 from speat_metric.results import ModelDescription
 from speat_metric.training.models import TrainableEncoder
@@ -68,7 +69,7 @@ def main() -> None:
     base = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config())
     teacher = TrainableEncoder("random wav2vec2-base", "wav2vec2", base,
                                ModelDescription("random wav2vec2-base", "transformers", None, None,
-                                                parameter_count(base), 13),
+                                                count_parameters(base), 13),
                                feature_extractor=transformers.Wav2Vec2FeatureExtractor())
     teacher_module = teacher.frozen_copy()
     student = build_student(teacher, 2)
@@ -76,9 +77,9 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, betas=(0.9, 0.98), eps=1e-6)
     waveforms = list(np.random.default_rng(0).normal(0, 0.1, (args.batch, 4 * 16_000)).astype(np.float32))
     batch = teacher.inputs(waveforms)
-    print(f"teacher {parameter_count(base) / 1e6:.1f}M parameters, 2-layer student "
-          f"{parameter_count(student.encoder) / 1e6:.1f}M "
-          f"(+ {parameter_count(model.heads) / 1e6:.1f}M in training-only heads); batch {args.batch} x 4 s; "
+    print(f"teacher {count_parameters(base) / 1e6:.1f}M parameters, 2-layer student "
+          f"{count_parameters(student.encoder) / 1e6:.1f}M "
+          f"(+ {count_parameters(model.heads) / 1e6:.1f}M in training-only heads); batch {args.batch} x 4 s; "
           f"{torch.get_num_threads()} threads")
 
     def teacher_targets() -> list[torch.Tensor]:

@@ -115,7 +115,3 @@ class DistillationModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         hidden_states = self._student.hidden_states(self.student, batch)
         return self.heads(hidden_states[-1])
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())

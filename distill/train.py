@@ -30,7 +30,8 @@ from distill.config import DistillationConfig
 from distill.noise import NoiseSource
 from distill.objective import DistillationBatches, distillation_loss
 from distill.report import write_report
-from distill.student import DistillationModel, build_student, check_layers, parameter_count, width
+from distill.student import DistillationModel, build_student, check_layers, width
+from speat_metric.adapters.base import count_parameters
 from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
@@ -61,7 +62,6 @@ class DistillationSummary:
     checkpoints: dict[int, list[str]] = field(default_factory=dict)
     records: list[EvaluationRecord] = field(default_factory=list)
     report: dict[str, Path] = field(default_factory=dict)
-    steps: int = 0
 
 
 def student_directory(run_dir: str | Path, layers: int) -> Path:
@@ -129,17 +129,15 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
                        resume_from=starts.get(layers), progress=progress)
 
     accelerator.wait_for_everyone()
-    summary.steps = config.max_steps
     summary.records = [record for record in tracker.records() if _belongs(record, config)]
+    steps: dict[int, set[int]] = {}
     for record in summary.records:
         if record.compression and record.checkpoint:
-            summary.checkpoints.setdefault(record.compression["layers"], [])
-    for layers in summary.checkpoints:
-        steps = sorted({record.checkpoint["step"] for record in summary.records
-                        if record.compression and record.compression["layers"] == layers})
-        student = student_directory(run_dir, layers)
-        summary.checkpoints[layers] = [teacher.checkpoint_spec(teacher.checkpoint_path(student, step))
-                                       for step in steps]
+            steps.setdefault(record.compression["layers"], set()).add(record.checkpoint["step"])
+    summary.checkpoints = {
+        layers: [teacher.checkpoint_spec(teacher.checkpoint_path(student_directory(run_dir, layers), step))
+                 for step in sorted(student_steps)]
+        for layers, student_steps in steps.items()}
     if accelerator.is_main_process:
         summary.report = write_report(summary.records, run_dir, teacher=teacher_name,
                                       title=f"Distilling {Path(config.teacher).name or config.teacher}")
@@ -168,7 +166,7 @@ def _train_student(config: DistillationConfig, layers: int, *, teacher: Trainabl
         logger.info("resumed the %d-layer student from %s at step %d", layers, resume_from, state.step)
 
     def compression(step: int) -> dict[str, Any]:
-        parameters = parameter_count(student.encoder)
+        parameters = count_parameters(student.encoder)
         return {"method": METHOD, "teacher": teacher_name, "teacher_model": config.teacher, "layers": layers,
                 "targets": list(config.targets), "step": step, "noise": config.noise.source,
                 "mix_ratio": config.noise.mix_ratio if config.noise.source else None, "parameters": parameters,
