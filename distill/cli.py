@@ -12,6 +12,7 @@ from speat_metric.training.cli import (
     add_tracking_options,
     add_training_options,
     common_overrides,
+    number_list,
     resumed_config,
     saved_run_config,
     slug,
@@ -61,29 +62,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_training_options(parser, lr_help="AdamW's peak learning rate (default 2e-4; 7%% linear warm-up, then linear "
                          "decay to 0 at --max-steps)",
                          batch_help="recordings per step and process (default 24)",
-                         crop_help="random crop of each recording (default 15.625 s)")
-    parser.set_defaults(handler=_distill)
+                         crop_help="random crop of each recording (default 15.625 s)",
+                         max_steps_help="the run's length in optimiser steps per student (default 200000, "
+                         "DistilHuBERT); the learning-rate schedule follows it")
     add_tracking_options(parser)
     add_run_options(parser)
-    for action in parser._actions:  # the run's length drives the learning-rate schedule
-        if action.dest == "max_steps":
-            action.help = "the run's length in optimiser steps per student (default 200000, DistilHuBERT)"
-
-
-def _layer_list(text: str | None, option: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{option} must be comma-separated layer numbers, got {text!r}") from None
+    parser.set_defaults(handler=_distill)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings the command line gives explicitly, as dotted configuration keys."""
     return {key: value for key, value in {
-        "layers": _layer_list(args.layers, "--layers"),
-        "targets": _layer_list(args.targets, "--targets"),
+        "layers": number_list(args.layers, "--layers", "layer"),
+        "targets": number_list(args.targets, "--targets", "layer"),
         "noise.source": args.noise,
         "noise.mix_ratio": args.mix_ratio,
         "checkpoint_every": args.checkpoint_every,

@@ -120,7 +120,6 @@ class DistillationConfig(RunConfig):
         return [*steps, self.max_steps]
 
 
-
 def load_config(*, teacher: str, out: str | Path, data: str | None = None, path: str | Path | None = None,
                 overrides: Mapping[str, Any] | None = None, revision: str | None = None,
                 mean_std: str | None = None) -> DistillationConfig:

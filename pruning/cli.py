@@ -13,6 +13,7 @@ from speat_metric.training.cli import (
     add_training_options,
     common_overrides,
     lookup,
+    number_list,
     resumed_config,
     saved_run_config,
     slug,
@@ -92,7 +93,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "schedule.heads_per_step": getattr(args, "heads_per_step", None),
         "schedule.rows_per_step": getattr(args, "rows_per_step", None),
         "schedule.until": getattr(args, "min_heads", None) or getattr(args, "min_rows", None),
-        "schedule.prune_at": _steps(getattr(args, "prune_at", None)),
+        "schedule.prune_at": number_list(getattr(args, "prune_at", None), "--prune-at", "step"),
     }.items() if value is not None} | common_overrides(args)
 
 
@@ -114,15 +115,6 @@ def run_config(args: argparse.Namespace):
              **_overrides(args)}
     return resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,
                           config_given=args.config is not None, read=_lookup)
-
-
-def _steps(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"--prune-at must be comma-separated step numbers, got {text!r}") from None
 
 
 def _lookup(data: dict, key: str) -> object:

@@ -30,11 +30,11 @@ def add_model_and_data_options(parser: argparse.ArgumentParser, *, dest: str, me
     parser.add_argument("--out", type=Path, default=None, help=out_help)
 
 
-def add_training_options(parser: argparse.ArgumentParser, *, lr_help: str, batch_help: str,
-                         crop_help: str) -> None:
+def add_training_options(parser: argparse.ArgumentParser, *, lr_help: str, batch_help: str, crop_help: str,
+                         max_steps_help: str = "stop at this step (default: the schedule's end)") -> None:
     """The ``training`` options: steps, learning rate, batches, crops, precision, seed, the data's columns."""
     training = parser.add_argument_group("training")
-    training.add_argument("--max-steps", type=int, default=None, help="stop at this step (default: the schedule's end)")
+    training.add_argument("--max-steps", type=int, default=None, help=max_steps_help)
     training.add_argument("--lr", type=float, default=None, help=lr_help)
     training.add_argument("--batch-size", type=int, default=None, help=batch_help)
     training.add_argument("--gradient-accumulation-steps", type=int, default=None, help="micro-batches per step")
@@ -102,6 +102,20 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "tracking.allow_missing": args.allow_missing,
         "tracking.profile": args.profile,
     }.items() if value is not None}
+
+
+def number_list(text: str | None, option: str, noun: str) -> list[int] | None:
+    """A comma-separated option (``--layers 2,4,6``) as whole numbers; None when the option was not given.
+
+    Raises:
+        ValueError: a part is not a whole number (the message names the option and what it lists).
+    """
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated {noun} numbers, got {text!r}") from None
 
 
 def lookup(data: Mapping[str, Any], key: str) -> Any:
