@@ -63,6 +63,9 @@ def test_missing_or_empty_data_is_a_clear_error(tmp_path):
         open_training_audio(tmp_path / "empty")
     with pytest.raises(TrainingDataError, match="no such folder"):
         open_training_audio(tmp_path / "absent")
+    for relative in ("absent/", "absent/sub/", "absent"):  # none of them a Hub dataset id owner/name
+        with pytest.raises(TrainingDataError, match=f"--data {relative}: no such folder"):
+            open_training_audio(relative)
 
 
 def test_crops_are_fixed_length_and_reproducible_from_seed_epoch_and_index(folder):

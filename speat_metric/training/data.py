@@ -160,7 +160,8 @@ def open_training_audio(data: str | Path | Any, *, audio_column: str | None = No
         return TrainingAudio(text, files=files)
     if path.exists():
         raise TrainingDataError(f"--data {text} is a file; give a folder of audio files or a datasets dataset")
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:
+    owner, _, name = text.partition("/")
+    if text.startswith((".", "/", "~")) or not owner or not name or "/" in name:  # not owner/name: a missing folder
         raise TrainingDataError(f"--data {text}: no such folder (and not a Hub dataset id owner/name)")
     try:
         dataset = datasets.load_dataset(text, config, split=split, revision=revision)
