@@ -1,12 +1,13 @@
 """Distillation throughput: a 2-layer student of a random base-size wav2vec 2.0 teacher, on this machine's CPU.
 
-The teacher is built in this run from ``Wav2Vec2Config()`` (95M parameters, the compute of the real wav2vec2-base);
-the student is `distill.student.build_student` of it with DistilHuBERT's three heads (targets 4, 8, 12). Printed:
+The teacher is built in this run from ``Wav2Vec2Config()`` (95M parameters, the compute of the real wav2vec2-base); the
+student is `speat_metric.distill.student.build_student` of it with DistilHuBERT's three heads (targets 4, 8, 12).
+Printed:
 
 1. Training steps per second on a batch of 4 s crops (``--batch``, default 4; the study's 24 does not fit a CPU's
-   patience), the step as `distill.train` runs it (teacher forward, student forward and backward, AdamW), and the
-   same step with the teacher's hidden states cached for the batch (computed once, reused), i.e. what the student
-   alone costs; the difference is the teacher's share of a step. Steps alternate and the best of each is kept.
+patience), the step as `speat_metric.distill.train` runs it (teacher forward, student forward and backward, AdamW), and
+the same step with the teacher's hidden states cached for the batch (computed once, reused), i.e. what the student alone
+costs; the difference is the teacher's share of a step. Steps alternate and the best of each is kept.
 2. Inference: the student's forward time (and FLOPs) against the teacher's on the same inputs, with every hidden
    state as ``speat evaluate`` asks for them (target: a 2-layer student at most 0.35x the teacher): the training
    batch, one 25 s clip (a Speech Accent Archive reading), and the same clip through a random MelHuBERT base and
@@ -26,10 +27,10 @@ import numpy as np
 import torch
 import transformers
 from pruned_inference import ASSUMED_GPU_FLOPS, ASSUMED_STEP_FLOOR
+from speat_metric.distill.objective import distillation_loss
+from speat_metric.distill.student import DistillationModel, build_student, width
 from torch.utils.flop_counter import FlopCounterMode
 
-from distill.objective import distillation_loss
-from distill.student import DistillationModel, build_student, width
 from speat_metric.adapters.base import count_parameters
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel
 from speat_metric.results import ModelDescription

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from spaces_app.sources import DirectorySource, bundled_records_dir, read_record_files  # noqa: E402
+from speat_metric.space.sources import DirectorySource, bundled_records_dir, read_record_files  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -78,8 +78,7 @@ def main() -> None:
         write_records(folder, args.records)
         before = rss_mb()
         import gradio  # noqa: F401  (imported before the clock starts: it is the same for any number of records)
-
-        from spaces_app.app import launch
+        from speat_metric.space.app import launch
 
         port = free_port()
         start = time.perf_counter()

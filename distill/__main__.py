@@ -1,4 +1,4 @@
-"""`python -m distill ...` is `speat distill ...`."""
+"""`python -m speat_metric.distill ...` is `speat distill ...`."""
 
 import sys
 

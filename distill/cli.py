@@ -1,11 +1,13 @@
-"""`speat distill TEACHER` (also `python -m distill`, and `accelerate launch -m distill` for several processes or
-GPUs): DistilHuBERT-style distillation of speech encoders, with SpEAT measured at every student checkpoint."""
+"""`speat distill TEACHER` (also `python -m speat_metric.distill`, and `accelerate launch -m speat_metric.distill` for
+several processes or GPUs): DistilHuBERT-style distillation of speech encoders, with SpEAT measured at every student
+checkpoint."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from speat_metric.extras import require_extra
 from speat_metric.training.cli import (
     add_model_and_data_options,
     add_run_options,
@@ -29,7 +31,7 @@ _DESCRIPTION = (
     "student checkpoint; the run ends with distill.png and a table like Lin et al. (2024), Figure 3. Every "
     "hyperparameter is a default in distill/configs/common.yaml; --config FILE (or --config study, the study's 4th "
     "and 12th-layer targets with 2, 4 and 6-layer students) replaces any of them, the options below the common ones. "
-    "Several processes or GPUs: accelerate launch -m distill TEACHER ...")
+    "Several processes or GPUs: accelerate launch -m speat_metric.distill TEACHER ...")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -84,8 +86,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 def run_config(args: argparse.Namespace):
     """The configuration of the run: from the defaults, --config and the options; or, with --resume, the run's own
     (RUN_DIR/config.yaml), which the options may not contradict."""
-    from distill.config import load_config, read_run_config
-    from distill.train import CONFIG_FILE
+    from speat_metric.distill.config import load_config, read_run_config
+    from speat_metric.distill.train import CONFIG_FILE
 
     out = args.out or Path("runs") / f"distill-{slug(Path(args.teacher).name or args.teacher)}"
     requested = load_config(teacher=args.teacher, out=out, data=args.data, path=args.config,
@@ -103,8 +105,10 @@ def run_config(args: argparse.Namespace):
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from distill.report import report_markdown, report_rows
-    from distill.train import distill
+    require_extra("train", "distill")
+    from speat_metric.distill.report import report_markdown, report_rows
+    from speat_metric.distill.train import distill
+
     from speat_metric.pipeline import is_main_process
 
     config, report_to = start_run(args, run_config)

@@ -48,7 +48,7 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of the two terms of `distill.objective.distillation_loss`."""
+    """Weights of the two terms of `speat_metric.distill.objective.distillation_loss`."""
 
     l1_weight: float = 1.0
     cosine_weight: float = 1.0

@@ -5,7 +5,7 @@ error between the head's prediction and the teacher's hidden state, plus ``-log 
 frame, averaged (``loss_type: l1``, ``cosine_loss: 1``); each target counts equally.
 
 `DistillationBatches` turns crops into the teacher's inputs and, for denoising distillation, the student's inputs
-from the same crops mixed with noise (`distill.noise.mix`); without noise both see the same inputs.
+from the same crops mixed with noise (`speat_metric.distill.noise.mix`); without noise both see the same inputs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from speat_metric.distill.noise import NoiseSource, mix
 
-from distill.noise import NoiseSource, mix
 from speat_metric.training.models import ModelInputs
 
 
@@ -56,7 +56,7 @@ class DistillationBatches:
         inputs: the model inputs (the teacher's feature extractor or MelHuBERT's filter banks; the student's are the
             same).
         noise: the noise of denoising distillation (None: the student sees the clean speech too).
-        mix_ratio: alpha of `distill.noise.mix`.
+        mix_ratio: alpha of `speat_metric.distill.noise.mix`.
     """
 
     inputs: ModelInputs

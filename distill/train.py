@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 from accelerate.utils import set_seed
+from speat_metric.distill.config import DistillationConfig
+from speat_metric.distill.noise import NoiseSource
+from speat_metric.distill.objective import DistillationBatches, distillation_loss
+from speat_metric.distill.report import write_report
+from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
 
-from distill.config import DistillationConfig
-from distill.noise import NoiseSource
-from distill.objective import DistillationBatches, distillation_loss
-from distill.report import write_report
-from distill.student import DistillationModel, build_student, check_layers, width
 from speat_metric.adapters.base import count_parameters
 from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
@@ -82,7 +82,7 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
     """Distil the teacher into each student depth of the config, with bias tracking (what ``speat distill`` runs).
 
     Args:
-        config: the resolved settings (`distill.config.load_config`).
+        config: the resolved settings (`speat_metric.distill.config.load_config`).
         resume: continue the run in ``config.out`` (True: each student from its latest state; a path: that state
             of its student), or start (False).
         report_to: accelerate trackers (`speat_metric.training.loop.parse_report_to`).

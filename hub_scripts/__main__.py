@@ -1,4 +1,4 @@
-"""`python -m hub_scripts ...` is `speat hub ...`."""
+"""`python -m speat_metric.hub ...` is `speat hub ...`."""
 
 import sys
 

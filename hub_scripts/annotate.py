@@ -7,8 +7,8 @@ NOTE for the webhook service (issue 10): this interface is final and is what its
                    token: str | None = None, endpoint: str | None = None) -> AnnotationOutcome
 
 ``AnnotationOutcome.status`` is one of `STATUSES`. Our commits and pull requests carry
-``hub_scripts.SPEAT_COMMIT_MARKER`` in their summary, title and description (test with
-``hub_scripts.is_speat_change``), so events they cause can be ignored.
+``speat_metric.hub.SPEAT_COMMIT_MARKER`` in their summary, title and description (test with
+``speat_metric.hub.is_speat_change``), so events they cause can be ignored.
 
 The steps, each looking before it writes (``huggingface/community-evals``' rule: never a duplicate PR):
 
@@ -17,7 +17,7 @@ The steps, each looking before it writes (``huggingface/community-evals``' rule:
    (then stop, unless `force`), and the card as it stands there (invalid YAML or broken markers stop here, before
    any evaluation); a card that already shows these settings at this revision needs no evaluation at all;
 3. evaluate the model at that commit (`speat_metric.evaluation.evaluate_models`);
-4. render and merge (`hub_scripts.card`, `hub_scripts.card_merge`): our entries replaced, everything else
+4. render and merge (`speat_metric.hub.card`, `speat_metric.hub.card_merge`): our entries replaced, everything else
    byte-identical;
 5. push only what changed, as one commit: onto our open PR, as a new PR, or to main (`create_pr=False`); nothing
    changed means no commit and no PR. `dry_run` stops before pushing and returns the unified diff.
@@ -41,10 +41,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hub_scripts import SPEAT_COMMIT_MARKER, SPEAT_TITLE_PREFIX
-from hub_scripts.card import EVAL_RESULTS_PATH, README_PATH, CardContent, CardError, render_card
-from hub_scripts.card_merge import card_provenance, check_card, merge_card, unified_diff
-from hub_scripts.hub import HubClient, PullRequest
+from speat_metric.hub import SPEAT_COMMIT_MARKER, SPEAT_TITLE_PREFIX
+from speat_metric.hub.card import EVAL_RESULTS_PATH, README_PATH, CardContent, CardError, render_card
+from speat_metric.hub.card_merge import card_provenance, check_card, merge_card, unified_diff
+from speat_metric.hub.hub import HubClient, PullRequest
+
 from speat_metric import __version__
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.results import EvaluationRecord
@@ -154,7 +155,7 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
     Raises:
         ValueError: bad settings, synthetic stimuli without `allow_synthetic`, per-layer pooling, a card with
             invalid YAML or broken markers (`CardError`), a model that is not a speech encoder, or a Hub failure
-            (`hub_scripts.hub.HubError`, one line, never the token); all but Hub failures after evaluation are
+            (`speat_metric.hub.hub.HubError`, one line, never the token); all but Hub failures after evaluation are
             raised before the model is loaded.
     """
     _check_endpoint(endpoint)

@@ -2,7 +2,7 @@
 
 Models come from a list file (one Hub id per line; blank lines and ``#`` comments ignored) or a Hub search
 (`find_speech_models`: the search's results that are speech encoders speat reads, by their ``model_type`` tag).
-Each is annotated with `hub_scripts.annotate.annotate_model` at its current main commit. The state file (JSON,
+Each is annotated with `speat_metric.hub.annotate.annotate_model` at its current main commit. The state file (JSON,
 rewritten atomically after every model) records each model's outcome, revision and settings, so a batch that was
 killed resumes where it stopped: a model already annotated at its current revision with the same settings is
 skipped, a model that failed is tried again, and nothing is annotated twice (and were a model's PR opened just
@@ -27,8 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hub_scripts.annotate import AnnotationOutcome, annotate_model, check_settings, settings_fingerprint
-from hub_scripts.hub import HubClient
+from speat_metric.hub.annotate import AnnotationOutcome, annotate_model, check_settings, settings_fingerprint
+from speat_metric.hub.hub import HubClient
+
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.files import atomic_write_text
 from speat_metric.report import plural

@@ -9,8 +9,8 @@ From the `EvaluationRecord`s of one model at one revision (one record per test),
   ``age``, ``native``; p, CI, pooling, permutations and the model revision in ``notes``;
 - a readable "Social bias (SpEAT)" section of the card body between `BEGIN_MARKER` and `END_MARKER`.
 
-`hub_scripts.card_merge` writes them into an existing README without touching anything else. Text in, text out:
-no network (see ``hub_scripts.hub``).
+`speat_metric.hub.card_merge` writes them into an existing README without touching anything else. Text in, text out:
+no network (see ``speat_metric.hub.hub``).
 
 Example:
     >>> from speat_metric.results import load_records
@@ -29,8 +29,8 @@ from typing import Any
 from huggingface_hub import EvalResult, EvalResultEntry, eval_result_entries_to_yaml
 from huggingface_hub.repocard_data import eval_results_to_model_index
 from huggingface_hub.utils import yaml_dump
+from speat_metric.hub import SPEAT_COMMIT_MARKER
 
-from hub_scripts import SPEAT_COMMIT_MARKER
 from speat_metric import __version__
 from speat_metric.report import format_p_value, reproduce_command, stimulus_source, test_sort_key
 from speat_metric.results import EvaluationRecord
@@ -110,7 +110,7 @@ def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: 
         >>> check_card_records([])
         Traceback (most recent call last):
         ...
-        hub_scripts.card.CardError: no evaluation records to put on a card
+        speat_metric.hub.card.CardError: no evaluation records to put on a card
     """
     if not records:
         raise CardError("no evaluation records to put on a card")
@@ -144,7 +144,7 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
         records: one record per test (see `check_card_records`).
         repo_id: the Hub model the card belongs to (default: the records' model name).
         allow_synthetic: accept synthetic-stimuli and random-init records; the card then says so loudly.
-        settings_fingerprint: `hub_scripts.annotate.settings_fingerprint` of the settings that made the records,
+        settings_fingerprint: `speat_metric.hub.annotate.settings_fingerprint` of the settings that made the records,
             stored in the section's provenance so that a later run with the same settings at the same revision can
             skip the evaluation.
 

@@ -1,7 +1,7 @@
 """Merge speat's card content into an existing README, leaving every other byte alone.
 
-`merge_card` writes a `hub_scripts.card.CardContent` into a README: our ``model-index`` results and our section
-(between `hub_scripts.card.BEGIN_MARKER` and `END_MARKER`) are replaced, never duplicated; everything else stays
+`merge_card` writes a `speat_metric.hub.card.CardContent` into a README: our ``model-index`` results and our section
+(between `speat_metric.hub.card.BEGIN_MARKER` and `END_MARKER`) are replaced, never duplicated; everything else stays
 byte-identical: other YAML keys and their order, comments, other evaluation results, every other line of the body,
 the line endings. It edits the YAML header's text at the positions PyYAML reports, then checks by re-parsing that
 only our entries changed; a header it cannot edit that way (a flow-style ``model-index``) is rewritten through
@@ -12,7 +12,7 @@ invalid or whose markers are broken raises `CardError` (`check_card`), and nothi
 Text in, text out: no network.
 
 Example:
-    >>> from hub_scripts.card import render_card                                     # doctest: +SKIP
+    >>> from speat_metric.hub.card import render_card                                     # doctest: +SKIP
     >>> readme = merge_card(old_readme, render_card(records, repo_id="me/model"))   # doctest: +SKIP
 """
 
@@ -30,8 +30,7 @@ import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.utils import yaml_dump
-
-from hub_scripts.card import BEGIN_MARKER, END_MARKER, METRIC_PREFIX, PROVENANCE_LINE, CardContent, CardError
+from speat_metric.hub.card import BEGIN_MARKER, END_MARKER, METRIC_PREFIX, PROVENANCE_LINE, CardContent, CardError
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``speat hub`` (also ``python -m hub_scripts``): SpEAT results on the Hugging Face Hub.
+"""``speat hub`` (also ``python -m speat_metric.hub``): SpEAT results on the Hugging Face Hub.
 
     speat hub render RESULTS_DIR [--model ID] [--card README.md]   # the YAML and section a card would get
     speat hub annotate MODEL_ID [--results DIR | --evaluate] [--commit | --create-pr] [--dry-run] [--force]
@@ -23,7 +23,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUBCOMMAND_MODULES = ("hub_scripts.webhook.cli",)
+SUBCOMMAND_MODULES = ("speat_metric.hub.webhook.cli",)
 """Modules that add a ``speat hub`` subcommand of their own, when they exist (``webhook``: issue 10)."""
 
 
@@ -160,9 +160,8 @@ def _records_of(results: Path, model: str | None) -> list:
 
 def _render(args: argparse.Namespace) -> int:
     from huggingface_hub.utils import yaml_dump
-
-    from hub_scripts.card import render_card
-    from hub_scripts.card_merge import merge_card
+    from speat_metric.hub.card import render_card
+    from speat_metric.hub.card_merge import merge_card
 
     content = render_card(_records_of(args.results, args.model), repo_id=args.model,
                           allow_synthetic=args.allow_synthetic)
@@ -182,7 +181,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _annotate(args: argparse.Namespace) -> int:
-    from hub_scripts.annotate import annotate_model, publish_records
+    from speat_metric.hub.annotate import annotate_model, publish_records
 
     options = dict(create_pr=args.create_pr, force=args.force, allow_synthetic=args.allow_synthetic,
                    dry_run=args.dry_run)
@@ -206,10 +205,10 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _annotate_many(args: argparse.Namespace) -> int:
+    from speat_metric.hub.batch import annotate_many, find_speech_models, read_model_list
+    from speat_metric.hub.hub import HubClient
     from tqdm.auto import tqdm
 
-    from hub_scripts.batch import annotate_many, find_speech_models, read_model_list
-    from hub_scripts.hub import HubClient
     from speat_metric.cli import evaluation_settings
 
     settings = evaluation_settings(args)
@@ -230,7 +229,7 @@ def _annotate_many(args: argparse.Namespace) -> int:
 
 
 def _push_results(args: argparse.Namespace) -> int:
-    from hub_scripts.results_dataset import push_results
+    from speat_metric.hub.results_dataset import push_results
 
     outcome = push_results(_records_of(args.results, None), args.repo, private=args.private, dry_run=args.dry_run)
     print(("dry run: " if args.dry_run else "") + outcome.summary)
@@ -238,7 +237,7 @@ def _push_results(args: argparse.Namespace) -> int:
 
 
 def _publish_module(args: argparse.Namespace) -> int:
-    from hub_scripts.module_space import publish_module
+    from speat_metric.hub.module_space import publish_module
 
     outcome = publish_module(args.space, private=args.private, dry_run=args.dry_run)
     if outcome.diff:

@@ -31,8 +31,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
-from hub_scripts import SPEAT_TITLE_PREFIX
+from speat_metric.hub import SPEAT_TITLE_PREFIX
 
 logger = logging.getLogger(__name__)
 

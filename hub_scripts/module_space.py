@@ -6,7 +6,7 @@ Afterwards ``evaluate.load("ORG/NAME")`` works for anyone, without ``speat regis
 - ``NAME.py``: the measurement shipped with this package (``speat_metric/speat/speat.py``), byte for byte but for a
   ``# From: speat`` hint on its ``speat_metric`` import, which makes evaluate's dependency check tell a user without
   speat installed to ``pip install speat``;
-- ``app.py``: our own Gradio app (`hub_scripts.space_app`; evaluate's ``launch_gradio_widget`` is broken on
+- ``app.py``: our own Gradio app (`speat_metric.hub.space_app`; evaluate's ``launch_gradio_widget`` is broken on
   gradio 6), ``requirements.txt`` (this speat version);
 - ``README.md``: the Space card, with the ``evaluate`` and ``measurement`` tags and the module's documentation.
 
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import SpaceCardData
+from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.hub.card_merge import unified_diff
+from speat_metric.hub.hub import HubClient, HubError
 
-from hub_scripts import SPEAT_TITLE_PREFIX
-from hub_scripts.card_merge import unified_diff
-from hub_scripts.hub import HubClient, HubError
 from speat_metric import __version__
 from speat_metric.evaluate_registration import MODULE_PATH
 
@@ -80,7 +80,7 @@ def publish_module(space_id: str, *, private: bool = False, dry_run: bool = Fals
         space_id: the Space, ``owner/name``; ``evaluate.load`` will look for ``name.py`` at its root.
         private: create the Space as private (an existing one keeps its visibility).
         dry_run: push nothing; the outcome carries the diff.
-        token, endpoint: as in `hub_scripts.hub.HubClient`.
+        token, endpoint: as in `speat_metric.hub.hub.HubClient`.
 
     Raises:
         ValueError: a malformed Space id, or a Hub failure (`HubError`).

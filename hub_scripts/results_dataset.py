@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hub_scripts import SPEAT_TITLE_PREFIX
-from hub_scripts.card_merge import set_yaml_keys
-from hub_scripts.hub import HubClient
+from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.hub.card_merge import set_yaml_keys
+from speat_metric.hub.hub import HubClient
+
 from speat_metric import __version__
 from speat_metric.results import RECORD_SCHEMA_VERSION, EvaluationRecord
 
@@ -154,7 +155,7 @@ def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: 
         repo_id: the dataset repository, ``owner/name``.
         private: create the repository as private (an existing one keeps its visibility).
         dry_run: count what would change, push nothing (and create nothing).
-        token, endpoint: as in `hub_scripts.hub.HubClient`.
+        token, endpoint: as in `speat_metric.hub.hub.HubClient`.
 
     Returns:
         The `PushOutcome`.
@@ -213,7 +214,7 @@ def dataset_card(readme: str | None, repo_id: str) -> str:
 
 
 def _exists(client: HubClient, repo_id: str) -> bool:
-    from hub_scripts.hub import HubError
+    from speat_metric.hub.hub import HubError
 
     try:
         client.head(repo_id, repo_type="dataset")

@@ -27,12 +27,12 @@ def measurement() -> Any:
 
 
 def compute(path: str, num_permutations: int = 100_000, seed: int = 0) -> dict[str, Any]:
-    """The SpEAT result of an uploaded embeddings file (see `spaces_app.uploads.read_embeddings` for the formats).
+    """The SpEAT result of an uploaded embeddings file (formats: `speat_metric.space.uploads.read_embeddings`).
 
     Raises:
         ValueError: a file that cannot be read as labelled embeddings (the message says what to fix).
     """
-    from spaces_app.uploads import read_embeddings
+    from speat_metric.space.uploads import read_embeddings
 
     upload = read_embeddings(path)
     return measurement().compute(embeddings=upload.embeddings.tolist(), groups=list(upload.groups),

@@ -1,4 +1,4 @@
-"""`python -m pruning ...` is `speat prune ...`."""
+"""`python -m speat_metric.pruning ...` is `speat prune ...`."""
 
 import sys
 

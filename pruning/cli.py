@@ -1,11 +1,12 @@
-"""`speat prune` (also `python -m pruning`, and `accelerate launch -m pruning` for several processes or GPUs):
-head, row and weight pruning of speech encoders, with SpEAT measured after every pruning step."""
+"""`speat prune` (also `python -m speat_metric.pruning`, and `accelerate launch -m speat_metric.pruning` for several
+processes or GPUs): head, row and weight pruning of speech encoders, with SpEAT measured after every pruning step."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from speat_metric.extras import require_extra
 from speat_metric.training.cli import (
     add_model_and_data_options,
     add_run_options,
@@ -36,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Prune a speech encoder as Lin et al. (2024) did, fine-tuning between pruning steps, and measure "
         "SpEAT after every pruning step. Every hyperparameter of the study is a default in pruning/configs/*.yaml; "
         "--config FILE replaces any of them, the options below replace the common ones. Several processes or GPUs: "
-        "accelerate launch -m pruning METHOD MODEL ...")
+        "accelerate launch -m speat_metric.pruning METHOD MODEL ...")
     methods = prune.add_subparsers(dest="method", title="methods", metavar="{heads,rows,weights}", required=True)
     for method, help_text in _METHODS.items():
         parser = methods.add_parser(method, help=help_text, description=(help_text[0].upper() + help_text[1:] + ".")
@@ -100,8 +101,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 def run_config(args: argparse.Namespace):
     """The configuration of the run: from the defaults, --config and the options; or, with --resume, the run's own
     (RUN_DIR/config.yaml), which the options may not contradict."""
-    from pruning.config import load_config, read_run_config
-    from pruning.train import CONFIG_FILE
+    from speat_metric.pruning.config import load_config, read_run_config
+    from speat_metric.pruning.train import CONFIG_FILE
 
     out = args.out or Path("runs") / f"{args.method}-{slug(Path(args.model).name or args.model)}"
     requested = load_config(args.method, model=args.model, out=out, data=args.data, path=args.config,
@@ -127,7 +128,9 @@ def _lookup(data: dict, key: str) -> object:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from pruning.train import prune
+    require_extra("train", "prune")
+    from speat_metric.pruning.train import prune
+
     from speat_metric.pipeline import is_main_process
     from speat_metric.training.plots import curve_markdown, curve_rows
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 from accelerate.utils import set_seed
+from speat_metric.pruning.config import PruningConfig
+from speat_metric.pruning.methods import build_method, sizes
+from speat_metric.pruning.objectives import KMEANS_FILE, MelHuBERTObjective, build_objective
+from speat_metric.pruning.weights import prunable_parameters
 
-from pruning.config import PruningConfig
-from pruning.methods import build_method, sizes
-from pruning.objectives import KMEANS_FILE, MelHuBERTObjective, build_objective
-from pruning.weights import prunable_parameters
 from speat_metric.adapters.pruned import PrunedLayout, apply_layout, layout_of
 from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
@@ -67,7 +67,7 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
     """Prune a model with bias tracking (what ``speat prune`` runs).
 
     Args:
-        config: the resolved settings (`pruning.config.load_config`).
+        config: the resolved settings (`speat_metric.pruning.config.load_config`).
         resume: continue the run in ``config.out`` from its latest state (True), from a given state, or start (False).
         report_to: accelerate trackers (`speat_metric.training.loop.parse_report_to`).
         progress: show progress bars.

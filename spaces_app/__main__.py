@@ -1,4 +1,4 @@
-"""`python -m spaces_app ...` is `speat space ...`."""
+"""`python -m speat_metric.space ...` is `speat space ...`."""
 
 import sys
 

@@ -1,6 +1,6 @@
-"""The SpEAT Space: composes the views of `spaces_app.views` into a Gradio app.
+"""The SpEAT Space: composes the views of `speat_metric.space.views` into a Gradio app.
 
-Run it with ``speat space`` (or ``python -m spaces_app``), or as a Hugging Face Space: the Space runs
+Run it with ``speat space`` (or ``python -m speat_metric.space``), or as a Hugging Face Space: the Space runs
 ``python app.py``, which reads its settings from the environment (``SPEAT_SPACE_RESULTS``, ``SPEAT_SPACE_REPO``,
 ``SPEAT_SPACE_REVISION``, ``SPEAT_SPACE_EVALUATE_MODELS``) and its code from this folder.
 """
@@ -8,27 +8,13 @@ Run it with ``speat space`` (or ``python -m spaces_app``), or as a Hugging Face 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    # Run as a script (a Hugging Face Space runs `python app.py`): make this folder the `spaces_app` package, so
-    # the Space runs the code beside this file even when an installed speat also ships a `spaces_app`.
-    import importlib.util
-
-    _here = Path(__file__).resolve().parent
-    _spec = importlib.util.spec_from_file_location("spaces_app", _here / "__init__.py",
-                                                   submodule_search_locations=[str(_here)])
-    sys.modules["spaces_app"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["spaces_app"])
-
-import gradio as gr  # noqa: E402
-
-from spaces_app import about, model_runs, reference  # noqa: E402
-from spaces_app import columns as C  # noqa: E402
-from spaces_app.sources import RecordSource, choose_source  # noqa: E402
-from spaces_app.store import RecordStore  # noqa: E402
-from spaces_app.views import SpaceViews, example_files  # noqa: E402
+import gradio as gr
+from speat_metric.space import about, model_runs, reference
+from speat_metric.space import columns as C
+from speat_metric.space.sources import RecordSource, choose_source
+from speat_metric.space.store import RecordStore
+from speat_metric.space.views import SpaceViews, example_files
 
 # System fonts only: the Space must render the same offline and behind firewalls (no web-font downloads).
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=("ui-sans-serif", "system-ui", "sans-serif"),

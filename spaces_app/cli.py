@@ -1,4 +1,4 @@
-"""`speat space` (also `python -m spaces_app`): the Gradio Space that browses, compares and explains SpEAT results.
+"""`speat space` (also `python -m speat_metric.space`): the Gradio Space that browses, compares and explains results.
 
     speat space                                  # the bundled example records (synthetic), on 127.0.0.1:7860
     speat space --results results/               # a results directory (speat evaluate --out, a pruning run, ...)
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from speat_metric.extras import require_extra
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -39,14 +41,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _space(args: argparse.Namespace) -> int:
-    from spaces_app.sources import choose_source
+    require_extra("space", "space")
+    from speat_metric.space.sources import choose_source
 
     if args.revision is not None and args.repo is None:
         raise ValueError("--revision applies to --repo; give --repo ORG/NAME too")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     source = choose_source(results=args.results, repo=args.repo, revision=args.revision)
-    from spaces_app.app import launch
+    from speat_metric.space.app import launch
 
     print(f"speat space: serving {source.describe()} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     launch(source, host=args.host, port=args.port, evaluate_models=args.evaluate_models)

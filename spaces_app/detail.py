@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from spaces_app import about
-from spaces_app.rows import ResultTable, card_url, family, records_of
+from speat_metric.space import about
+from speat_metric.space.rows import ResultTable, card_url, family, records_of
+
 from speat_metric.report import reproduce_command
 from speat_metric.results import EvaluationRecord
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from spaces_app import about
+from speat_metric.space import about
+
 from speat_metric.results import EvaluationRecord
 
 STIMULI_CHOICES = (("demo (synthetic, offline: a pipeline check)", "demo"),

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from speat_metric.space.series import Curves
 
-from spaces_app.series import Curves
 from speat_metric.report import test_sort_key
 
 TEST_COLOURS = {"gender": "#c2410c", "age": "#1d4ed8", "native": "#15803d"}

@@ -12,9 +12,8 @@ from functools import cache
 from pathlib import Path
 
 import pandas as pd
-
-from spaces_app import columns as C
-from spaces_app.rows import ResultTable
+from speat_metric.space import columns as C
+from speat_metric.space.rows import ResultTable
 
 
 def reference_dir() -> Path:

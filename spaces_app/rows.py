@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from speat_metric.space import columns as C
 
-from spaces_app import columns as C
 from speat_metric.report import ordered_tests
 from speat_metric.results import EvaluationRecord
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from speat_metric.space import columns as C
+from speat_metric.space.rows import ResultTable
 
-from spaces_app import columns as C
-from spaces_app.rows import ResultTable
 from speat_metric.report import plural
 from speat_metric.results import EvaluationRecord
 from speat_metric.statistics import effect_size

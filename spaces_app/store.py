@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from spaces_app.rows import ResultTable, build_table
-from spaces_app.sources import RecordSource
+from speat_metric.space.rows import ResultTable, build_table
+from speat_metric.space.sources import RecordSource
+
 from speat_metric.results import EvaluationRecord
 
 

@@ -13,10 +13,9 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import pandas as pd
-
-from spaces_app import about, detail, model_runs, plots, reference, rows, series, uploads
-from spaces_app import columns as C
-from spaces_app.store import RecordStore
+from speat_metric.space import about, detail, model_runs, plots, reference, rows, series, uploads
+from speat_metric.space import columns as C
+from speat_metric.space.store import RecordStore
 
 
 class SpaceViews:

@@ -6,23 +6,30 @@
     speat example      # SpEAT through the evaluate module on the bundled (synthetic) example embeddings
     speat stimuli list       # the SpEAT tests, their groups and sizes (and the synthetic demo set)
     speat stimuli download   # fetch the real stimuli into the cache; says what it has and what is missing
-    speat hub ...      # model cards, card PRs, the results dataset, the webhook service (hub_scripts)
-    speat prune ...    # head, row and weight pruning with bias tracking (pruning)
-    speat distill ...  # DistilHuBERT-style distillation with bias tracking (distill)
-    speat space        # the Gradio Space over SpEAT results (spaces_app)
+    speat hub ...      # model cards, card PRs, the results dataset, the Spaces, the webhook service
+    speat prune ...    # head, row and weight pruning with bias tracking
+    speat distill ...  # DistilHuBERT-style distillation with bias tracking
+    speat space        # the Gradio Space over SpEAT results
+
+The commands above `speat hub` are the core's own; the others are found through the ``speat.commands`` entry points
+(`COMMAND_GROUP`) and imported only when they run, or to list them in ``speat --help``: ``speat evaluate`` loads none
+of the Hub, training or Space code. A package adds a command by declaring an entry point in that group whose object
+is ``add_parser(commands)``, a function that adds one subparser (its handler taking the parsed arguments and
+returning the exit code).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speat_metric import __version__
+from speat_metric.extras import MissingExtraError
 from speat_metric.pooling import FRAME_POOLINGS, LAYER_POOLINGS, LayerPooling
 from speat_metric.profiles import PROFILE_NAMES
 from speat_metric.report import FORMATS
@@ -33,15 +40,17 @@ if TYPE_CHECKING:
 
 EXAMPLE_EMBEDDINGS = Path(__file__).parent / "data" / "example_embeddings.npz"
 
-PACKAGE_COMMANDS = {"hub": "hub_scripts.cli", "prune": "pruning.cli", "distill": "distill.cli",
-                    "space": "spaces_app.cli"}
-"""Commands that live in the project's other packages: each module's ``add_parser(commands)`` adds its own
-subcommand (keeping heavy imports inside its handlers), and ``python -m PACKAGE`` runs the same command."""
+COMMAND_GROUP = "speat.commands"
+"""Entry-point group of the commands that live outside the core (``hub``, ``prune``, ``distill``, ``space``, and any
+third party's); ``python -m speat_metric.hub`` and the like run the same commands."""
+CORE_COMMANDS = ("register", "example", "evaluate", "stimuli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``speat`` console script; returns the process exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_name(argv)
+    parser = build_parser(command, plug_ins=command is not None or "--version" not in argv)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     if args.command is None:
@@ -49,21 +58,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, MissingExtraError) as error:
         print(f"speat {args.command}: error: {error}", file=sys.stderr)
         return 2
 
 
 def _configure_logging(verbose: bool) -> None:
-    """Warnings from everything; with -v, also the progress details of our own packages (not every library's)."""
+    """Warnings from everything; with -v, also the progress details of our own package (not every library's)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    for package in ("speat_metric", *(module.split(".")[0] for module in PACKAGE_COMMANDS.values())):
-        logging.getLogger(package).setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("speat_metric").setLevel(logging.INFO if verbose else logging.WARNING)
     # huggingface_hub prints through its own handler; propagating as well would print each line twice
     logging.getLogger("huggingface_hub").propagate = False
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_name(argv: Sequence[str]) -> str | None:
+    """The command an argument list asks for: its first word that is not an option (``speat``'s own options take
+    no value), or None.
+
+    Example:
+        >>> command_name(["-v", "evaluate", "--help"]), command_name(["--version"])
+        ('evaluate', None)
+    """
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def command_entry_points() -> dict[str, EntryPoint]:
+    """The installed commands of the ``speat.commands`` group, by name (the first installed wins a name)."""
+    found: dict[str, EntryPoint] = {}
+    for entry_point in entry_points(group=COMMAND_GROUP):
+        found.setdefault(entry_point.name, entry_point)
+    return found
+
+
+def build_parser(command: str | None = None, *, plug_ins: bool = True) -> argparse.ArgumentParser:
+    """The ``speat`` parser. With `command` a core command, no entry point is loaded; with another name, only that
+    command's; with None or a name nobody provides, every installed command (to list them, or to say which exist).
+    `plug_ins` False loads none (``speat --version``).
+    """
     parser = argparse.ArgumentParser(
         prog="speat",
         description="Measure social bias in self-supervised speech models with the Speech Embedding Association "
@@ -94,8 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     example.set_defaults(handler=_example)
     _add_evaluate_parser(commands)
     _add_stimuli_parser(commands)
-    for module in PACKAGE_COMMANDS.values():
-        importlib.import_module(module).add_parser(commands)
+    if plug_ins and command not in CORE_COMMANDS:
+        installed = command_entry_points()
+        for name, entry_point in installed.items():
+            if command in installed and name != command:
+                continue
+            if name in CORE_COMMANDS:
+                raise RuntimeError(f"the entry point {entry_point.value!r} ({COMMAND_GROUP}) takes the name of the "
+                                   f"core command {name!r}")
+            entry_point.load()(commands)
     return parser
 
 

@@ -12,13 +12,13 @@ import pytest
 import soundfile
 import torch
 import transformers
+from speat_metric.distill.config import ConfigError, load_config
+from speat_metric.distill.noise import NoiseSource, scaled_noise
+from speat_metric.distill.objective import DistillationBatches, distillation_loss
+from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
+from speat_metric.distill.train import learning_rate
 from test_pruning_models import _SMALL, KINDS, MELHUBERT
 
-from distill.config import ConfigError, load_config
-from distill.noise import NoiseSource, scaled_noise
-from distill.objective import DistillationBatches, distillation_loss
-from distill.student import DistillationModel, build_student, check_layers, width
-from distill.train import learning_rate
 from speat_metric.adapters import load_encoder
 from speat_metric.adapters.melhubert import (
     MelHuBERTConfig,

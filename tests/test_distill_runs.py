@@ -17,10 +17,10 @@ import torch
 import transformers
 from accelerate.tracking import GeneralTracker
 from launching import accelerate_launch
+from speat_metric.distill.train import learning_rate
 from test_distill_parts import save_melhubert_teacher, save_teacher
 from test_pruning_models import write_audio_folder, write_tone_test
 
-from distill.train import learning_rate
 from speat_metric.cli import main
 from speat_metric.results import load_records
 
@@ -213,8 +213,8 @@ class RecordingTracker(GeneralTracker):
 
 
 def test_trackers_get_the_settings_each_steps_losses_and_each_checkpoints_d(workspace):
-    from distill.config import load_config
-    from distill.train import distill
+    from speat_metric.distill.config import load_config
+    from speat_metric.distill.train import distill
 
     tracker = RecordingTracker()
     config = load_config(teacher=str(workspace / "wav2vec2"), out=workspace / "tracked", data=str(workspace / "audio"),

@@ -1,4 +1,4 @@
-"""hub_scripts.annotate (and hub.py): card PRs on the Hub test server, never duplicated, never reopened, no leaks."""
+"""speat_metric.hub.annotate and .hub: card PRs on the Hub test server, never duplicated, never reopened, no leaks."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from hub_testing import (
     server_texts,
 )
 from huggingface_hub import HfApi
+from speat_metric.hub import SPEAT_COMMIT_MARKER, is_speat_change
+from speat_metric.hub.annotate import STATUSES, AnnotationOutcome, annotate_model, publish_records
+from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH, CardError
+from speat_metric.hub.hub import HubError
 from tiny_models import save_tiny_model
 
-from hub_scripts import SPEAT_COMMIT_MARKER, is_speat_change
-from hub_scripts.annotate import STATUSES, AnnotationOutcome, annotate_model, publish_records
-from hub_scripts.card import BEGIN_MARKER, EVAL_RESULTS_PATH, CardError
-from hub_scripts.hub import HubError
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
 from speat_metric.results import load_records
 

@@ -1,4 +1,4 @@
-"""hub_scripts.batch: annotate-many, killed and resumed; model lists and Hub search; the state file."""
+"""speat_metric.hub.batch: annotate-many, killed and resumed; model lists and Hub search; the state file."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import pytest
 import transformers
 from http_servers import HubServer
 from hub_testing import SPEAT, hub_env, publish_tiny_model, run_speat, write_tone_test
-
-from hub_scripts.batch import find_speech_models, load_state, read_model_list
-from hub_scripts.hub import HubClient
+from speat_metric.hub.batch import find_speech_models, load_state, read_model_list
+from speat_metric.hub.hub import HubClient
 
 TOKEN = "hf_batchBotSECRET42"
 MODELS = ["owner/m1", "owner/m2", "owner/m3", "owner/not-speech", "owner/m5"]

@@ -1,4 +1,4 @@
-"""hub_scripts.module_space: the evaluate module as a Hub Space, loaded by name through the Hub test server."""
+"""speat_metric.hub.module_space: the evaluate module as a Hub Space, loaded by name through the Hub test server."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 from http_servers import HubServer
 from hub_testing import hub_env, run_python, run_speat
+from speat_metric.hub.module_space import INSTALL_HINT, publish_module
 
-from hub_scripts.module_space import INSTALL_HINT, publish_module
 from speat_metric import speat_test
 
 TOKEN = "hf_spaceSECRET31415"

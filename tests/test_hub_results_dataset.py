@@ -1,4 +1,4 @@
-"""hub_scripts.results_dataset: push-results merges records into a Hub dataset that datasets.load_dataset reads."""
+"""speat_metric.hub.results_dataset: push-results merges records into a Hub dataset that datasets.load_dataset reads."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 from http_servers import HubServer
 from hub_testing import hub_env, run_python, run_speat, write_tone_test
+from speat_metric.hub.results_dataset import dataset_path, push_results
 
-from hub_scripts.results_dataset import dataset_path, push_results
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
 
 TOKEN = "hf_resultsSECRET777"

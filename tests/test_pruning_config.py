@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 import yaml
+from speat_metric.pruning.cli import run_config
+from speat_metric.pruning.config import CONFIG_DIRECTORY, ConfigError, load_config, read_run_config
 
-from pruning.cli import run_config
-from pruning.config import CONFIG_DIRECTORY, ConfigError, load_config, read_run_config
 from speat_metric.cli import build_parser
 
 
@@ -108,10 +108,10 @@ def test_a_resumed_run_keeps_its_settings_and_refuses_contradictions(tmp_path):
 def test_docstring_examples_run():
     import doctest
 
-    import pruning.config
-    import pruning.methods
-    import pruning.weights
+    import speat_metric.pruning.config
+    import speat_metric.pruning.methods
+    import speat_metric.pruning.weights
 
-    for module in (pruning.config, pruning.methods, pruning.weights):
+    for module in (speat_metric.pruning.config, speat_metric.pruning.methods, speat_metric.pruning.weights):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__

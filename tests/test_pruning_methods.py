@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from speat_metric.pruning.config import Phase, ScheduleConfig, load_config
+from speat_metric.pruning.methods import StructuredPruning, sizes, structured_steps
+from speat_metric.pruning.structured import head_scores, lowest, row_scores
+from speat_metric.pruning.weights import prunable_parameters
 from test_pruning_models import MELHUBERT
 
-from pruning.config import Phase, ScheduleConfig, load_config
-from pruning.methods import StructuredPruning, sizes, structured_steps
-from pruning.structured import head_scores, lowest, row_scores
-from pruning.weights import prunable_parameters
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel
 from speat_metric.adapters.pruned import transformer_layers
 

@@ -14,9 +14,9 @@ import pytest
 import soundfile
 import torch
 import transformers
+from speat_metric.pruning.structured import prune_heads, prune_rows
 from torch import nn
 
-from pruning.structured import prune_heads, prune_rows
 from speat_metric.adapters import load_encoder
 from speat_metric.adapters.base import ModelLoadError
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel, save_melhubert_checkpoint

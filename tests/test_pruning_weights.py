@@ -10,12 +10,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from speat_metric.pruning.config import ScheduleConfig, SparsityStep
+from speat_metric.pruning.methods import WeightPruning
+from speat_metric.pruning.weights import LossPlateau, WeightMasks, prunable_parameters, sparsity_targets
 from test_pruning_models import MELHUBERT
 from torch import nn
 
-from pruning.config import ScheduleConfig, SparsityStep
-from pruning.methods import WeightPruning
-from pruning.weights import LossPlateau, WeightMasks, prunable_parameters, sparsity_targets
 from speat_metric.adapters.melhubert import MelHuBERTModel
 
 # The authors' weight_pruning/config/config_runner_prune.yaml, up to the study's 80%.

@@ -1,4 +1,4 @@
-"""`speat space` and `python -m spaces_app`: the parser is cheap to build and bad arguments fail before gradio loads."""
+"""`speat space` and `python -m speat_metric.space`: a cheap parser, and bad arguments fail before gradio loads."""
 
 from __future__ import annotations
 

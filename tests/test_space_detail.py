@@ -1,14 +1,14 @@
-"""spaces_app.detail: a model's results, how each was made, and a reproduce command that really reproduces it."""
+"""speat_metric.space.detail: a model's results, how each was made, and the command that reproduces it."""
 
 from __future__ import annotations
 
 import shlex
 
 import pytest
+from speat_metric.space.detail import model_detail
+from speat_metric.space.rows import build_table
 from test_space_fixtures import bundled, of
 
-from spaces_app.detail import model_detail
-from spaces_app.rows import build_table
 from speat_metric.cli import main
 from speat_metric.report import reproduce_command
 from speat_metric.results import load_records

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spaces_app.sources import bundled_records_dir, read_record_files
+from speat_metric.space.sources import bundled_records_dir, read_record_files
+
 from speat_metric.results import EvaluationRecord
 
 SMALL = "models/small-wav2vec2"

@@ -1,10 +1,9 @@
-"""spaces_app.model_runs: evaluating a model from the Space is off unless allowed, and inputs are checked first."""
+"""speat_metric.space.model_runs: evaluating a model from the Space is off unless allowed; inputs checked first."""
 
 from __future__ import annotations
 
 import pytest
-
-from spaces_app.model_runs import ModelEvaluationDisabled, check_request, evaluate_model
+from speat_metric.space.model_runs import ModelEvaluationDisabled, check_request, evaluate_model
 
 
 def test_a_space_without_the_resources_says_how_to_turn_it_on():

@@ -1,14 +1,13 @@
-"""spaces_app.reference: the published values shipped as package data, and their comparison with our results."""
+"""speat_metric.space.reference: the published values shipped as package data, and their comparison with our results."""
 
 from __future__ import annotations
 
 import csv
 
 import pytest
+from speat_metric.space.reference import comparison, normalised_name, published_tables, reference_dir
+from speat_metric.space.rows import build_table
 from test_space_fixtures import bundled, of, on_real_stimuli
-
-from spaces_app.reference import comparison, normalised_name, published_tables, reference_dir
-from spaces_app.rows import build_table
 
 
 def _csv(name: str) -> list[dict[str, str]]:

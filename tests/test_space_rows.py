@@ -1,12 +1,10 @@
-"""spaces_app.rows and columns: records -> tidy rows -> the leaderboard, its filters and ranking."""
+"""speat_metric.space.rows and columns: records -> tidy rows -> the leaderboard, its filters and ranking."""
 
 from __future__ import annotations
 
 import pytest
-from test_space_fixtures import SMALL, bundled, distilled_students, of, on_real_stimuli, pruning_sweep, shifted
-
-from spaces_app import columns as C
-from spaces_app.rows import (
+from speat_metric.space import columns as C
+from speat_metric.space.rows import (
     Compression,
     LeaderboardQuery,
     build_table,
@@ -15,6 +13,7 @@ from spaces_app.rows import (
     run_name,
     visible_columns,
 )
+from test_space_fixtures import SMALL, bundled, distilled_students, of, on_real_stimuli, pruning_sweep, shifted
 
 
 @pytest.fixture(scope="module")

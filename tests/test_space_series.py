@@ -1,14 +1,13 @@
-"""spaces_app.series and plots: the curves behind each figure, and the figures drawn from them."""
+"""speat_metric.space.series and plots: the curves behind each figure, and the figures drawn from them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from speat_metric.space import plots, series
+from speat_metric.space.rows import build_table
 from test_space_fixtures import SMALL, bundled, distilled_students, of, pruning_sweep, shifted
-
-from spaces_app import plots, series
-from spaces_app.rows import build_table
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""spaces_app.sources: reading records from directories and from the Hub dataset of `speat hub push-results`."""
+"""speat_metric.space.sources: reading records from directories and from the Hub dataset of `speat hub push-results`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from test_space_fixtures import FOREIGN, bundled, of, version_1, write_results_dir
-
-from spaces_app.sources import (
+from speat_metric.space.sources import (
     DirectorySource,
     HubDatasetSource,
     bundled_records_dir,
     choose_source,
     read_record_files,
 )
+from test_space_fixtures import FOREIGN, bundled, of, version_1, write_results_dir
 
 
 def test_bad_and_foreign_files_are_skipped_with_a_warning_naming_each(tmp_path):

@@ -1,12 +1,12 @@
-"""spaces_app.uploads: CSV and NPZ embeddings -> the evaluate module's SpEAT, and clear errors for bad files."""
+"""speat_metric.space.uploads: CSV and NPZ embeddings -> the evaluate module's SpEAT, and clear errors for bad files."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from speat_metric.space.uploads import EmbeddingsFileError, evaluate_upload, read_embeddings, upload_scores
 
-from spaces_app.uploads import EmbeddingsFileError, evaluate_upload, read_embeddings, upload_scores
 from speat_metric.statistics import speat_test
 
 

@@ -5,9 +5,8 @@ import doctest
 import json
 
 import pytest
-
-from hub_scripts.webhook import events
-from hub_scripts.webhook.events import (
+from speat_metric.hub.webhook import events
+from speat_metric.hub.webhook.events import (
     AnnotationRequest,
     IgnoredEvent,
     PayloadError,

@@ -6,11 +6,10 @@ import json
 import pytest
 import transformers
 from http_servers import HubServer
+from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.hub.webhook.events import AnnotationRequest
+from speat_metric.hub.webhook.filtering import Screening, screen_commit
 from tiny_models import KINDS
-
-from hub_scripts import SPEAT_TITLE_PREFIX
-from hub_scripts.webhook.events import AnnotationRequest
-from hub_scripts.webhook.filtering import Screening, screen_commit
 
 REPO = "alice/tiny-model"
 WEIGHTS = {"model.safetensors": b"weights v1"}

@@ -12,10 +12,9 @@ import textwrap
 import threading
 
 import pytest
-
-from hub_scripts.webhook import auth, jobs, logs
-from hub_scripts.webhook.events import AnnotationRequest
-from hub_scripts.webhook.jobs import JobStore, worker_name
+from speat_metric.hub.webhook import auth, jobs, logs
+from speat_metric.hub.webhook.events import AnnotationRequest
+from speat_metric.hub.webhook.jobs import JobStore, worker_name
 
 
 def sha(number: int) -> str:
@@ -153,7 +152,7 @@ def test_a_job_of_an_earlier_process_with_our_pid_is_recovered(store):
 
 CLAIMER = textwrap.dedent("""
     import sys, time
-    from hub_scripts.webhook.jobs import JobStore, worker_name
+    from speat_metric.hub.webhook.jobs import JobStore, worker_name
     store = JobStore(sys.argv[1])
     print("ready", flush=True)
     sys.stdin.readline()

@@ -9,12 +9,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-
-from hub_scripts.webhook.auth import WebhookSecret
-from hub_scripts.webhook.events import content_update_payload
-from hub_scripts.webhook.filtering import Screening
-from hub_scripts.webhook.jobs import JobStore
-from hub_scripts.webhook.server import ServiceConfig, bind
+from speat_metric.hub.webhook.auth import WebhookSecret
+from speat_metric.hub.webhook.events import content_update_payload
+from speat_metric.hub.webhook.filtering import Screening
+from speat_metric.hub.webhook.jobs import JobStore
+from speat_metric.hub.webhook.server import ServiceConfig, bind
 
 SECRET = "webhook-secret-for-the-server-tests"
 SIGNED = {"X-Webhook-Secret": SECRET}

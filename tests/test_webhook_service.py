@@ -1,6 +1,6 @@
-"""`speat hub webhook` end to end: the real service in a subprocess on 127.0.0.1, the test Hub serving tiny model
-repos, hub_scripts.annotate opening the card PRs. One PR per commit, none for replays, our own commits or text models;
-a real SIGKILL with one job queued and one running, then a restart; two workers on ten jobs; no secret or token
+"""`speat hub webhook` end to end: the real service in a subprocess on 127.0.0.1, the test Hub serving tiny model repos,
+speat_metric.hub.annotate opening the card PRs. One PR per commit, none for replays, our own commits or text models; a
+real SIGKILL with one job queued and one running, then a restart; two workers on ten jobs; no secret or token
 anywhere."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import transformers
 from http_servers import HubServer
 from hub_testing import FOREIGN_CARD, SPEAT, added_lines, files_containing, hub_env, publish_tiny_model, server_texts
 from huggingface_hub import HfApi, ModelCard
+from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH
+from speat_metric.hub.webhook.events import content_update_payload
 from tiny_models import save_tiny_model
 
-from hub_scripts import SPEAT_TITLE_PREFIX
-from hub_scripts.card import BEGIN_MARKER, EVAL_RESULTS_PATH
-from hub_scripts.webhook.events import content_update_payload
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
 
 TOKEN, OWNER = "hf_webhookBotTOKEN0123456789abcdef", "hf_ownerTOKEN0123456789abcdef"

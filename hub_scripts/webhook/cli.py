@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from speat_metric.extras import require_extra
+
 DEFAULT_DB = Path("speat-webhook.sqlite")
 
 
@@ -79,13 +81,14 @@ class _RefuseSecretValue(argparse.Action):
 
 def run(args: argparse.Namespace) -> int:
     """The ``speat hub webhook`` handler."""
-    from hub_scripts.webhook.auth import load_secret
-    from hub_scripts.webhook.logs import configure_logging
+    require_extra("hub", "hub webhook")
+    from speat_metric.hub.webhook.auth import load_secret
+    from speat_metric.hub.webhook.logs import configure_logging
 
     secret = load_secret(args.secret_file)
     if args.register or args.target_url is not None or args.watch:
         return _register(args, secret)
-    from hub_scripts.webhook.server import ServiceConfig, serve
+    from speat_metric.hub.webhook.server import ServiceConfig, serve
 
     config = ServiceConfig(db=args.db, secret=secret, settings=_settings(args), host=args.host, port=args.port,
                            workers=args.workers, allow_synthetic=args.allow_synthetic,
@@ -96,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace, secret: object) -> int:
-    from hub_scripts.webhook.logs import configure_logging
-    from hub_scripts.webhook.register import describe, register_webhook
+    from speat_metric.hub.webhook.logs import configure_logging
+    from speat_metric.hub.webhook.register import describe, register_webhook
 
     if not args.register:
         raise ValueError("--target-url and --watch are for --register; add --register to create the webhook")

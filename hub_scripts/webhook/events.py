@@ -8,7 +8,7 @@ An event asks for an annotation when it is a content update (scope ``repo.conten
 moved its main branch to a commit. Everything else is acknowledged and ignored with a reason: other repository
 types, discussions and comments (our own pull requests among them), pushes to pull-request refs, tags and other
 branches, deleted branches. Checks that need the Hub (is the commit ours, is it a speech encoder) run later, in the
-worker (`hub_scripts.webhook.filtering`), so that the request is answered at once.
+worker (`speat_metric.hub.webhook.filtering`), so that the request is answered at once.
 
 Example:
     >>> body = b'''{"event": {"action": "update", "scope": "repo.content"},

@@ -2,8 +2,8 @@
 
 `screen_commit` answers, in this order (the first that applies decides):
 
-1. the commit is our own (its title or message carries `hub_scripts.SPEAT_COMMIT_MARKER`, see
-   `hub_scripts.is_speat_change`): ignored, so that our card commits never start another annotation;
+1. the commit is our own (its title or message carries `speat_metric.hub.SPEAT_COMMIT_MARKER`, see
+   `speat_metric.hub.is_speat_change`): ignored, so that our card commits never start another annotation;
 2. the push changed only the model card (``README.md``, ``.eval_results/``) or no file at all: ignored, the model
    is unchanged (this also covers the merge of our card PR, whatever the merge commit says);
 3. ``config.json`` at that commit names a ``model_type`` speat reads as a speech encoder
@@ -14,7 +14,7 @@ A repository or commit that no longer exists is ignored; other errors (the Hub u
 that the job is retried later.
 
 Example:
-    >>> from hub_scripts.webhook.events import AnnotationRequest
+    >>> from speat_metric.hub.webhook.events import AnnotationRequest
     >>> screen_commit(AnnotationRequest("alice/tiny-hubert", "575db8b7..."))  # doctest: +SKIP
     Screening(annotate=True, reason="a 'hubert' speech encoder", model_type='hubert')
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hub_scripts.webhook.events import AnnotationRequest
+from speat_metric.hub.webhook.events import AnnotationRequest
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -60,8 +60,7 @@ def screen_commit(request: AnnotationRequest, *, endpoint: str | None = None, to
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    from hub_scripts import is_speat_change
+    from speat_metric.hub import is_speat_change
 
     api = HfApi(endpoint=endpoint, token=token)
     try:

@@ -23,7 +23,7 @@ triggers a checkpoint waits for its copy and fsyncs, and a smaller one keeps tha
 
 Example:
     >>> import tempfile
-    >>> from hub_scripts.webhook.events import AnnotationRequest
+    >>> from speat_metric.hub.webhook.events import AnnotationRequest
     >>> store = JobStore(Path(tempfile.mkdtemp()) / "jobs.sqlite")
     >>> store.submit(AnnotationRequest("alice/tiny", "a" * 40)).created
     True
@@ -50,8 +50,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hub_scripts.webhook.events import AnnotationRequest
-from hub_scripts.webhook.logs import log_event
+from speat_metric.hub.webhook.events import AnnotationRequest
+from speat_metric.hub.webhook.logs import log_event
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from hub_scripts.webhook.auth import WebhookSecret
-from hub_scripts.webhook.server import WEBHOOK_PATH
+from speat_metric.hub.webhook.auth import WebhookSecret
+from speat_metric.hub.webhook.server import WEBHOOK_PATH
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, WebhookInfo, WebhookWatchedItem

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-
-from hub_scripts.webhook.auth import SECRET_HEADER, WebhookSecret
-from hub_scripts.webhook.events import IgnoredEvent, PayloadError, classify, parse_payload
-from hub_scripts.webhook.jobs import DEFAULT_LEASE_SECONDS, JobStore
-from hub_scripts.webhook.logs import log_event
-from hub_scripts.webhook.worker import Annotator, Screener, WorkerPool
+from speat_metric.hub.webhook.auth import SECRET_HEADER, WebhookSecret
+from speat_metric.hub.webhook.events import IgnoredEvent, PayloadError, classify, parse_payload
+from speat_metric.hub.webhook.jobs import DEFAULT_LEASE_SECONDS, JobStore
+from speat_metric.hub.webhook.logs import log_event
+from speat_metric.hub.webhook.worker import Annotator, Screener, WorkerPool
 
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
@@ -135,14 +134,15 @@ def default_screener(config: ServiceConfig) -> Screener:
     """`screen_commit` on the configured Hub."""
     from functools import partial
 
-    from hub_scripts.webhook.filtering import screen_commit
+    from speat_metric.hub.webhook.filtering import screen_commit
 
     return partial(screen_commit, endpoint=config.endpoint)
 
 
 def default_annotator(config: ServiceConfig) -> Annotator:
     """`HubAnnotator` with the configured settings."""
-    from hub_scripts.webhook.worker import HubAnnotator
+    from speat_metric.hub.webhook.worker import HubAnnotator
+
     from speat_metric.evaluation import EvaluationSettings
 
     return HubAnnotator(config.settings or EvaluationSettings(stimuli="speat", progress=False),

@@ -1,9 +1,9 @@
 """The worker pool: threads that claim jobs from the `JobStore`, screen the commit, and annotate it.
 
 Each worker loops: claim the oldest ready job (one SQLite transaction), screen its commit
-(`hub_scripts.webhook.filtering.screen_commit`: ours? only the card changed? a speech encoder?), then run the
+(`speat_metric.hub.webhook.filtering.screen_commit`: ours? only the card changed? a speech encoder?), then run the
 annotator, which evaluates the model at exactly that commit and opens or updates the card PR
-(`hub_scripts.annotate.annotate_model`, see `HubAnnotator`). A failure is retried with exponential back-off up to
+(`speat_metric.hub.annotate.annotate_model`, see `HubAnnotator`). A failure is retried with exponential back-off up to
 ``max_attempts`` times, then the job is marked failed with the reason. A heartbeat thread renews the lease of every
 running job, so a job whose process died is taken up again (`JobStore.claim` requeues it).
 
@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hub_scripts.webhook.events import AnnotationRequest
-from hub_scripts.webhook.filtering import Screening
-from hub_scripts.webhook.jobs import Job, JobStore, worker_name
-from hub_scripts.webhook.logs import REDACTED, log_event
+from speat_metric.hub.webhook.events import AnnotationRequest
+from speat_metric.hub.webhook.filtering import Screening
+from speat_metric.hub.webhook.jobs import Job, JobStore, worker_name
+from speat_metric.hub.webhook.logs import REDACTED, log_event
 
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
@@ -38,7 +38,7 @@ OUTCOME_FIELDS = ("status", "pr_url", "pr_number", "commit", "evaluated_revision
 
 @dataclass(frozen=True)
 class HubAnnotator:
-    """The production annotator: `hub_scripts.annotate.annotate_model` at the job's commit, as a pull request.
+    """The production annotator: `speat_metric.hub.annotate.annotate_model` at the job's commit, as a pull request.
 
     Attributes:
         settings: how to evaluate (the ``speat evaluate`` options).
@@ -51,7 +51,7 @@ class HubAnnotator:
     endpoint: str | None = None
 
     def __call__(self, job: Job) -> dict[str, Any]:
-        from hub_scripts.annotate import annotate_model
+        from speat_metric.hub.annotate import annotate_model
 
         outcome = annotate_model(job.repo_id, revision=job.revision, settings=self.settings, create_pr=True,
                                  allow_synthetic=self.allow_synthetic, endpoint=self.endpoint)

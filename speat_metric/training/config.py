@@ -1,8 +1,9 @@
 """Typed recipe configuration shared by ``speat prune`` and ``speat distill``: YAML defaults, a user's file, options.
 
-A recipe (`pruning.config`, `distill.config`) is a frozen dataclass tree. `read_yaml` reads its YAML files, `merge`
-lays a user's ``--config`` file (only the keys it changes) and the command-line overrides over the defaults, `build`
-turns the result into the dataclasses (an unknown key is an error naming where it came from and what is known
+A recipe (`speat_metric.pruning.config`, `speat_metric.distill.config`) is a frozen dataclass tree. `read_yaml` reads
+its YAML files, `merge` lays a user's ``--config`` file (only the keys it changes) and the command-line overrides over
+the defaults, `build` turns the result into the dataclasses (an unknown key is an error naming where it came from and
+what is known
 there), and the ``check_*`` functions check every value, naming the setting and its option. The sections every
 recipe has are here: `DataConfig` (``--data``), `TrainingConfig` (batches, crops, precision, seed, states) and
 `TrackingConfig` (the SpEAT at each checkpoint, as ``speat evaluate`` takes it).
