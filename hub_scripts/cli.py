@@ -5,6 +5,8 @@
     speat hub annotate-many (--models FILE | --search QUERY [--filter TAG ...]) --state FILE
     speat hub push-results DIR --repo ORG/NAME                     # records -> a Hub dataset (load_dataset reads it)
     speat hub publish-module --space ORG/speat                     # evaluate.load("ORG/speat") from the Hub
+    speat hub publish-space --space ORG/NAME --results-repo ORG/DATA   # the leaderboard as a Space
+    speat hub publish-webhook --space ORG/NAME                     # the webhook service as a Docker Space
     speat hub webhook ...                                          # the annotation service (hub_scripts/webhook)
 
 Commands that evaluate take every option of ``speat evaluate`` (``--stimuli``, ``--tests``, ``--permutations``,
@@ -107,12 +109,33 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     publish = hub_commands.add_parser(
         "publish-module", help='push the evaluate module as a Hub Space, so that evaluate.load("ORG/speat") works',
         description="Create or update a Space with the SpEAT measurement at its root (NAME.py), its card (tags "
-        "evaluate, measurement) and a Gradio app, so that anyone can evaluate.load(\"ORG/NAME\") without speat "
-        "register (speat itself must be installed: pip install speat).")
-    publish.add_argument("--space", required=True, metavar="ORG/NAME", help="the Space, e.g. my-org/speat")
-    publish.add_argument("--private", action="store_true", help="create the Space as private")
-    publish.add_argument("--dry-run", action="store_true", help="print the diff; push nothing")
+        "evaluate, measurement), a Gradio app, and the speat it installs: the wheel of this speat, built from its "
+        "source, or a release named by --requirement. Anyone with speat installed can then evaluate.load(\"ORG/NAME\") "
+        "without speat register; the card and evaluate's own message say how to install it.")
+    _add_space_options(publish, "e.g. my-org/speat")
     publish.set_defaults(handler=_publish_module)
+
+    board = hub_commands.add_parser(
+        "publish-space", help="push the SpEAT leaderboard (the Gradio app of `speat space`) as a Hub Space",
+        description="Create or update a Gradio Space that runs `speat space` over a results dataset (the one `speat "
+        "hub push-results` writes; default: the bundled synthetic example records), with the speat it installs: the "
+        "wheel of this speat, built from its source, or a release named by --requirement. Publishing an unchanged "
+        "speat again makes no commit.")
+    _add_space_options(board, "e.g. my-org/speat-leaderboard")
+    board.add_argument("--results-repo", default=None, metavar="ORG/NAME",
+                       help="the results dataset the Space shows (a Space variable SPEAT_SPACE_REPO overrides it)")
+    board.add_argument("--results-revision", default=None, metavar="REV",
+                       help="a branch, tag or commit of --results-repo (default main)")
+    board.set_defaults(handler=_publish_leaderboard)
+
+    service = hub_commands.add_parser(
+        "publish-webhook", help="push the webhook service (`speat hub webhook`) as a Docker Space",
+        description="Create or update a Docker Space that runs `speat hub webhook`, with the speat it installs: the "
+        "wheel of this speat, built from its source, or a release named by --requirement. Set the secrets "
+        "SPEAT_WEBHOOK_SECRET and HF_TOKEN in the Space's settings (never on a command line); docs/webhook.md says "
+        "how to register the webhook.")
+    _add_space_options(service, "e.g. my-org/speat-webhook")
+    service.set_defaults(handler=_publish_webhook)
 
     for module_name in SUBCOMMAND_MODULES:
         try:
@@ -139,6 +162,15 @@ def _add_push_options(parser: argparse.ArgumentParser) -> None:
                         "loudly as not a bias measurement")
     parser.add_argument("--out", type=Path, default=None,
                         help="also write the records to this directory (default: not kept)")
+
+
+def _add_space_options(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument("--space", required=True, metavar="ORG/NAME", help=f"the Space ({example})")
+    parser.add_argument("--requirement", default=None, metavar="SPEC",
+                        help="install this released speat in the Space (e.g. 'speat==0.2.0') instead of uploading "
+                        "the wheel of this speat")
+    parser.add_argument("--private", action="store_true", help="create the Space as private")
+    parser.add_argument("--dry-run", action="store_true", help="print what would change; push nothing")
 
 
 def _records_of(results: Path, model: str | None) -> list:
@@ -239,10 +271,30 @@ def _push_results(args: argparse.Namespace) -> int:
 def _publish_module(args: argparse.Namespace) -> int:
     from speat_metric.hub.module_space import publish_module
 
-    outcome = publish_module(args.space, private=args.private, dry_run=args.dry_run)
-    if outcome.diff:
+    outcome = publish_module(args.space, requirement=args.requirement, private=args.private, dry_run=args.dry_run)
+    return _published(outcome, f"load it with evaluate.load({args.space!r})")
+
+
+def _publish_leaderboard(args: argparse.Namespace) -> int:
+    from speat_metric.hub.leaderboard_space import publish_leaderboard
+
+    outcome = publish_leaderboard(args.space, results_repo=args.results_repo, revision=args.results_revision,
+                                  requirement=args.requirement, private=args.private, dry_run=args.dry_run)
+    return _published(outcome, "the Space builds and starts on its own")
+
+
+def _publish_webhook(args: argparse.Namespace) -> int:
+    from speat_metric.hub.webhook.space import publish_webhook_space
+
+    outcome = publish_webhook_space(args.space, requirement=args.requirement, private=args.private,
+                                    dry_run=args.dry_run)
+    return _published(outcome, "set its secrets SPEAT_WEBHOOK_SECRET and HF_TOKEN in the Space's settings")
+
+
+def _published(outcome: object, next_step: str) -> int:
+    if outcome.diff and outcome.status == "dry-run":
         print(outcome.diff, end="")
-    print(outcome.summary)
+    print(f"{'dry run: ' if outcome.status == 'dry-run' else ''}{outcome.summary}; {next_step}")
     return 0
 
 

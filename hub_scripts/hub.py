@@ -17,12 +17,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelInfo, hf_hub_url
+from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi, ModelInfo, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -70,6 +72,25 @@ class PullRequest:
     def revision(self) -> str:
         """The git reference to commit to, to add to this pull request."""
         return f"refs/pr/{self.number}"
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """What the Hub says of a file's content: its git blob id and, for an LFS file, the content's SHA-256."""
+
+    blob_id: str
+    lfs_sha256: str | None = None
+
+    def matches(self, content: bytes) -> bool:
+        """Whether `content` is this file's content."""
+        if self.lfs_sha256 is not None:
+            return hashlib.sha256(content).hexdigest() == self.lfs_sha256
+        return git_blob_id(content) == self.blob_id
+
+
+def git_blob_id(content: bytes) -> str:
+    """The git blob id (SHA-1 of ``blob <size>\\0`` + content) the Hub reports for a regular file."""
+    return hashlib.sha1(b"blob %d\x00" % len(content) + content).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,8 +142,22 @@ class HubClient:
 
     def head(self, repo_id: str, revision: str = "main", *, repo_type: str = "model") -> str:
         """The commit sha that `revision` (a branch, tag, ``refs/pr/N`` or sha) of a repository points to."""
+        return self.info(repo_id, revision, repo_type=repo_type).sha
+
+    def info(self, repo_id: str, revision: str = "main", *, repo_type: str = "model") -> Any:
+        """huggingface_hub's info of a repository at `revision` (its ``sha``, ``private``, ...)."""
         with hub_errors(f"{repo_type} {repo_id!r}", revision=revision):
-            return self.api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+            return self.api.repo_info(repo_id, repo_type=repo_type, revision=revision)
+
+    def file_digests(self, repo_id: str, paths: Sequence[str], *, revision: str, repo_type: str = "model"
+                     ) -> dict[str, FileDigest]:
+        """The digests of those of `paths` that exist at `revision` (one request, no download)."""
+        from huggingface_hub.hf_api import RepoFile
+
+        with hub_errors(f"files of {repo_type} {repo_id!r}", revision=revision):
+            entries = self.api.get_paths_info(repo_id, list(paths), revision=revision, repo_type=repo_type)
+        return {entry.path: FileDigest(entry.blob_id, entry.lfs.sha256 if entry.lfs else None)
+                for entry in entries if isinstance(entry, RepoFile)}
 
     def read_text(self, repo_id: str, path: str, *, revision: str, repo_type: str = "model") -> str | None:
         """The text of one file at a revision, or None when the file does not exist there (read fresh, not cached)."""
@@ -164,8 +199,9 @@ class HubClient:
 
     def commit(self, repo_id: str, files: Mapping[str, str | bytes], *, summary: str, description: str,
                revision: str = "main", create_pr: bool = False, parent_commit: str | None = None,
-               repo_type: str = "model") -> CommitInfo:
-        """Commit files (path -> text or bytes) to `revision`, or open a pull request against it with them.
+               repo_type: str = "model", delete: Sequence[str] = ()) -> CommitInfo:
+        """Commit files (path -> text or bytes) and the deletion of `delete` to `revision`, or open a pull request
+        against it with them.
 
         Raises:
             HubError: the repository or revision does not exist, the token may not write, or `revision` moved past
@@ -173,6 +209,7 @@ class HubClient:
         """
         operations = [CommitOperationAdd(path, content.encode("utf-8") if isinstance(content, str) else content)
                       for path, content in files.items()]
+        operations += [CommitOperationDelete(path) for path in delete]
         with hub_errors(f"{repo_type} {repo_id!r}", revision=revision, writing=True):
             return self.api.create_commit(repo_id, operations, commit_message=summary, commit_description=description,
                                           revision=revision, create_pr=create_pr, parent_commit=parent_commit,

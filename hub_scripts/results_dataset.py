@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from speat_metric.hub import SPEAT_TITLE_PREFIX
 from speat_metric.hub.card_merge import set_yaml_keys
-from speat_metric.hub.hub import HubClient
+from speat_metric.hub.hub import HubClient, git_blob_id
 
 from speat_metric import __version__
 from speat_metric.results import RECORD_SCHEMA_VERSION, EvaluationRecord
@@ -184,7 +183,7 @@ def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: 
         content = record.to_json() + "\n"
         if path not in remote:
             files[path], added = content, added + 1
-        elif remote[path] == _git_blob_id(content.encode()):
+        elif remote[path] == git_blob_id(content.encode()):
             unchanged += 1
         elif _remote_is_newer(client, repo_id, path, head, record):
             kept += 1
@@ -229,8 +228,3 @@ def _remote_is_newer(client: HubClient, repo_id: str, path: str, head: str, reco
         return EvaluationRecord.from_json(text).created > record.created if text else False
     except (ValueError, json.JSONDecodeError):
         return False  # a damaged file: replace it
-
-
-def _git_blob_id(content: bytes) -> str:
-    """The git object id of a file's content, as the Hub reports it for regular files."""
-    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()

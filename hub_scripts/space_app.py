@@ -5,7 +5,7 @@ embeddings (CSV with a ``group`` column of X, Y, A or B and one column per dimen
 A and B), get the measurement's result. The measurement is the module file beside this one (`MODULE_FILE`), the
 very file ``evaluate.load("ORG/NAME")`` downloads.
 
-Run it locally with ``python app.py`` in the Space's folder (needs ``pip install speat``).
+Run it locally with ``python app.py`` in the Space's folder, once its ``requirements.txt`` is installed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Head, row (FFN) and weight pruning of speech SSL models under `accelerate`, with SpEAT measured at every step.
 
 ``speat prune {heads,rows,weights} MODEL --data AUDIO --out RUN`` (``python -m speat_metric.pruning``, ``accelerate
-launch -m pruning``). The recipe of Lin et al. (2024) is the default (``pruning/configs/*.yaml``);
+launch -m speat_metric.pruning``). The recipe of Lin et al. (2024) is the default (``pruning/configs/*.yaml``);
 `speat_metric.pruning.train.prune` runs it; the shared machinery (data, accelerate loop, checkpoints, bias tracking,
 curves) is `speat_metric.training`.
 

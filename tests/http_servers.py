@@ -320,6 +320,7 @@ class _Repo:
     tags: dict[str, str] = field(default_factory=dict)
     parents: dict[str, str | None] = field(default_factory=dict)  # commit -> parent commit (for commit listings)
     discussions: list[_Discussion] = field(default_factory=list)  # discussions and pull requests, numbered from 1
+    private: bool = False  # reported by the repository's info (access is not enforced)
 
     def resolve(self, revision: str) -> str | None:
         if revision in self.branches:
@@ -358,12 +359,12 @@ class HubServer(RecordingServer):
         self._holds: dict[str, threading.Event] = {}  # path -> released when set (see `hold`)
 
     # test-side helpers -----------------------------------------------------------------------------------------
-    def create_repo(self, repo_id: str, *, repo_type: str = "model") -> None:
+    def create_repo(self, repo_id: str, *, repo_type: str = "model", private: bool = False) -> None:
         """Create a repository with an initial commit holding ``.gitattributes`` (as the Hub does)."""
         with self._lock:
             if (repo_type, repo_id) in self.repos:
                 raise ValueError(f"{repo_type} repo {repo_id} exists")
-            self.repos[(repo_type, repo_id)] = _Repo(repo_type, repo_id)
+            self.repos[(repo_type, repo_id)] = _Repo(repo_type, repo_id, private=private)
         self.commit(repo_id, {".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n"},
                     repo_type=repo_type, message="initial commit")
 
@@ -490,7 +491,7 @@ class HubServer(RecordingServer):
         repo_id = f"{payload.get('organization') or handler._user}/{payload['name']}"
         url = f"{self.url}/{_URL_PREFIX[repo_type]}{repo_id}"
         try:
-            self.create_repo(repo_id, repo_type=repo_type)
+            self.create_repo(repo_id, repo_type=repo_type, private=bool(payload.get("private")))
         except ValueError:
             self.respond_json(handler, {"error": "You already created this repo", "url": url}, 409)
             return
@@ -590,7 +591,7 @@ class HubServer(RecordingServer):
         tags = list(dict.fromkeys(str(tag) for tag in [*card_tags, library, model_type] if tag))
         now = _now()
         summary = {"_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
-                   "author": repo.repo_id.split("/")[0], "sha": sha, "private": False, "lastModified": now,
+                   "author": repo.repo_id.split("/")[0], "sha": sha, "private": repo.private, "lastModified": now,
                    "createdAt": now, "tags": tags, "downloads": 0, "likes": 0}
         if repo.repo_type == "model":
             summary.update(pipeline_tag=card.get("pipeline_tag"), library_name=library,

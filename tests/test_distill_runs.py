@@ -141,7 +141,8 @@ def test_a_killed_run_resumed_ends_with_the_same_students_as_an_uninterrupted_on
     uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
     assert main(["distill", *_kill_resume_options(workspace), "--out", str(uninterrupted)]) == 0
 
-    command = [sys.executable, "-m", "distill", *_kill_resume_options(workspace), "--out", str(interrupted)]
+    command = [sys.executable, "-m", "speat_metric.distill", *_kill_resume_options(workspace), "--out",
+               str(interrupted)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     second_student_midway = interrupted / "student-2-layers" / "state" / "step-000000003" / "trainer_state.json"
     deadline = time.monotonic() + 300
@@ -178,7 +179,7 @@ def test_a_killed_run_resumed_ends_with_the_same_students_as_an_uninterrupted_on
 def test_accelerate_launch_on_two_cpu_processes_distils_end_to_end(workspace):
     out = workspace / "two-processes"
     completed = subprocess.run(
-        accelerate_launch("-m", "distill", str(workspace / "wav2vec2"), "--out", str(out), "--layers", "1",
+        accelerate_launch("-m", "speat_metric.distill", str(workspace / "wav2vec2"), "--out", str(out), "--layers", "1",
                           "--targets", "2", "--max-steps", "3", "--checkpoint-every", "2", "--batch-size", "1",
                           *options(workspace)),
         capture_output=True, text=True, timeout=600)

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from http_servers import HubServer
 from hub_testing import hub_env, run_python, run_speat
-from speat_metric.hub.module_space import INSTALL_HINT, publish_module
+from speat_metric.hub.module_space import publish_module
 
-from speat_metric import speat_test
+from speat_metric import __version__, speat_test
 
 TOKEN = "hf_spaceSECRET31415"
 SPACE = "lab/speat"
@@ -37,13 +37,17 @@ def test_evaluate_load_by_hub_name_gives_the_same_d_as_speat_test(tmp_path):
         published = run_speat("hub", "publish-module", "--space", SPACE, env=env, cwd=tmp_path)
         assert published.returncode == 0, published.stderr
         assert f"{SPACE}: committed" in published.stdout and f"evaluate.load({SPACE!r})" in published.stdout
-        files = {path: content.decode() for path, content in server.files(SPACE, repo_type="space").items()}
+        wheel = f"speat-{__version__}-py3-none-any.whl"
+        files = {path: content.decode() for path, content in server.files(SPACE, repo_type="space").items()
+                 if path != wheel}
+        wheel_url = f"{server.url}/spaces/{SPACE}/resolve/main/{wheel}#sha256="
         card = yaml.safe_load(files["README.md"].split("---")[1])
         assert {"evaluate", "measurement"} <= set(card["tags"]) and card["sdk"] == "gradio"
-        assert card["app_file"] == "app.py" and "pip install speat" in files["README.md"]
-        assert f"from speat_metric.statistics import speat_test  {INSTALL_HINT}" in files["speat.py"]
+        assert card["app_file"] == "app.py" and card["sdk_version"] and card["python_version"]
+        assert f"pip install '{wheel_url}" in files["README.md"] and "pip install speat" not in files["README.md"]
+        assert f"from speat_metric.statistics import speat_test  # From: {wheel_url}" in files["speat.py"]
         assert 'MODULE_FILE = "speat.py"' in files["app.py"] or "MODULE_FILE = 'speat.py'" in files["app.py"]
-        assert files["requirements.txt"].startswith("speat==")
+        assert files["requirements.txt"].splitlines()[-1].startswith(f"speat[space] @ {wheel_url}")
         again = publish_module(SPACE, token=TOKEN, endpoint=server.url)
         assert (again.status, again.commit) == ("unchanged", None)
 
@@ -56,7 +60,7 @@ def test_evaluate_load_by_hub_name_gives_the_same_d_as_speat_test(tmp_path):
 
         fresh = {**env, "HF_MODULES_CACHE": str(tmp_path / "fresh-modules")}  # a user who never loaded it
         without_speat = run_python("import sys\nsys.modules['speat_metric'] = None\n" + LOAD, env=fresh, cwd=tmp_path)
-        assert without_speat.returncode != 0 and "pip install speat" in without_speat.stderr
+        assert without_speat.returncode != 0 and f"pip install {wheel_url}" in without_speat.stderr
 
 
 def test_the_space_app_computes_with_the_spaces_own_module(tmp_path):
@@ -82,5 +86,6 @@ def test_dry_run_and_bad_space_ids():
     with HubServer() as server:
         outcome = publish_module(SPACE, dry_run=True, endpoint=server.url)
         assert outcome.status == "dry-run" and "+++ b/speat.py" in outcome.diff and server.repos == {}
+        assert f"added speat-{__version__}-py3-none-any.whl" in outcome.diff
     with pytest.raises(ValueError, match="--space 'speat' is not a Space id; use OWNER/NAME"):
         publish_module("speat")

@@ -43,7 +43,7 @@ def test_a_killed_run_resumed_ends_with_the_same_pruned_model_as_an_uninterrupte
     uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
     assert main(["prune", *_options(workspace), "--out", str(uninterrupted)]) == 0
 
-    command = [sys.executable, "-m", "pruning", *_options(workspace), "--out", str(interrupted)]
+    command = [sys.executable, "-m", "speat_metric.pruning", *_options(workspace), "--out", str(interrupted)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     after_second_pruning_step = interrupted / "state" / "step-000000005" / "trainer_state.json"
     deadline = time.monotonic() + 300
@@ -78,7 +78,7 @@ def test_a_killed_run_resumed_ends_with_the_same_pruned_model_as_an_uninterrupte
 def test_accelerate_launch_on_two_cpu_processes_runs_a_method_end_to_end(workspace):
     out = workspace / "two-processes"
     completed = subprocess.run(
-        accelerate_launch("-m", "pruning", "rows", str(workspace / "hubert"), "--data",
+        accelerate_launch("-m", "speat_metric.pruning", "rows", str(workspace / "hubert"), "--data",
          str(workspace / "audio"), "--out", str(out), "--config", str(workspace / "tiny.yaml"), "--batch-size", "1",
          "--steps-per-prune", "2", "--warmup-steps", "1", "--rows-per-step", "16", "--min-rows", "32", "--tests",
          str(workspace / "stimuli" / "tone.json"), "--permutations", "20", "--no-progress"),

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-from pathlib import Path
 
-import gradio
 import pytest
-import yaml
 
-from speat_metric import __version__
 from speat_metric.cli import main
 
-SPACE = Path(__file__).resolve().parent.parent / "spaces_app"
 
-
-def test_python_dash_m_spaces_app_is_speat_space_and_its_parser_does_not_import_gradio():
-    code = ("import runpy, sys\nsys.argv = ['spaces_app', '--help']\ntry:\n    runpy.run_module('spaces_app', "
-            "run_name='__main__')\nexcept SystemExit:\n    pass\nprint('gradio loaded:', 'gradio' in sys.modules)")
+def test_python_dash_m_speat_metric_space_is_speat_space_and_its_parser_does_not_import_gradio():
+    code = ("import runpy, sys\nsys.argv = ['speat_metric.space', '--help']\ntry:\n"
+            "    runpy.run_module('speat_metric.space', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('gradio loaded:', 'gradio' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.startswith("usage: speat space [-h] [--results DIR | --repo ORG/NAME]")
     assert "--evaluate-models" in done.stdout
@@ -44,15 +38,3 @@ def test_results_and_repo_exclude_each_other(capsys):
         main(["space", "--results", ".", "--repo", "a/b"])
     assert exit_info.value.code == 2
     assert "argument --repo: not allowed with argument --results" in capsys.readouterr().err
-
-
-def test_the_folder_is_a_gradio_space_that_installs_this_speat():
-    header = (SPACE / "README.md").read_text().split("---")[1]
-    card = yaml.safe_load(header)
-    assert (card["sdk"], card["app_file"]) == ("gradio", "app.py")
-    assert card["sdk_version"].split(".")[0] == gradio.__version__.split(".")[0]
-    requirements = [line for line in (SPACE / "requirements.txt").read_text().splitlines()
-                    if line.strip() and not line.startswith(("#", "-"))]
-    assert requirements == [f"speat[space]=={__version__}"], "pin the speat this folder comes from"
-    assert re.search(r"^--extra-index-url https://download.pytorch.org/whl/cpu$",
-                     (SPACE / "requirements.txt").read_text(), re.MULTILINE)

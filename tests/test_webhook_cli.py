@@ -20,7 +20,7 @@ def _secret(monkeypatch):
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """The command configures the process's logging (JSON lines) when it gets that far: undo it after each test."""
-    names = ("", "hub_scripts", "speat_metric", "huggingface_hub", "transformers", "datasets", "evaluate",
+    names = ("", "speat_metric", "huggingface_hub", "transformers", "datasets", "evaluate",
              "accelerate", "httpx", "httpx2", "httpcore", "urllib3", "filelock")
     saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level,
                     logging.getLogger(name).propagate) for name in names}

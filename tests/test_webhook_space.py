@@ -15,6 +15,8 @@ import httpx
 from http_servers import HubServer
 from hub_testing import hub_env
 from huggingface_hub import SpaceCard
+from speat_metric.hub.spaces import SpeatPackage
+from speat_metric.hub.webhook.space import space_files
 
 from speat_metric.cli import build_parser
 
@@ -34,11 +36,13 @@ def test_the_space_is_a_docker_space_on_the_port_the_app_uses():
     assert card.data.sdk == "docker" and card.data.app_port == 7860
     dockerfile = (SPACE / "Dockerfile").read_text()
     assert re.search(r"^EXPOSE 7860$", dockerfile, re.MULTILINE)
-    assert 'CMD ["python", "app.py"]' in dockerfile and "COPY --chown=user app.py" in dockerfile
-    requirements = [line for line in (SPACE / "requirements.txt").read_text().splitlines()
-                    if line and not line.startswith("#")]
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
-    assert any(line.startswith("speat") for line in requirements)
+    assert 'CMD ["python", "app.py"]' in dockerfile
+    assert dockerfile.index("COPY --chown=user . .") < dockerfile.index("-r requirements.txt")  # the wheel is there
+    files = space_files(SpeatPackage(release="speat==1.0"))
+    requirements = [line for line in files["requirements.txt"].splitlines() if line and not line.startswith("#")]
+    assert requirements[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    assert requirements[-1] == "speat[hub]==1.0" and set(files) == {"README.md", "Dockerfile", "app.py",
+                                                                      "requirements.txt"}
     assert load_app().service_arguments({})[:5] == ["hub", "webhook", "--host", "0.0.0.0", "--port"]
 
 

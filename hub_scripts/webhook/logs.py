@@ -62,8 +62,7 @@ def configure_logging(*, redact: Iterable[str] = (), level: int = logging.INFO, 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for ours in ("hub_scripts", "speat_metric"):  # the `speat` entry point quiets them; the service reports
-        logging.getLogger(ours).setLevel(logging.NOTSET)
+    logging.getLogger("speat_metric").setLevel(logging.NOTSET)  # the `speat` entry point quiets it; the service logs
     for library in ("huggingface_hub", "transformers", "datasets", "evaluate", "accelerate"):
         library_logger = logging.getLogger(library)  # their own plain-text handlers would break the JSON lines
         for own in list(library_logger.handlers):

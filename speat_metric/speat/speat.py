@@ -82,7 +82,7 @@ class Speat(evaluate.Measurement):
             features=datasets.Features(
                 {"embeddings": datasets.Sequence(datasets.Value("float64")), "groups": datasets.Value("string")}
             ),
-            reference_urls=["https://github.com/isaacOnline/SpEAT"],
+            reference_urls=["https://arxiv.org/abs/2310.18877", "https://arxiv.org/abs/2406.04997"],
         )
 
     def _compute(self, embeddings, groups, num_permutations=1_000_000, seed=None, alternative="greater",

@@ -1,0 +1,261 @@
+"""speat's Spaces, each built from its own repository: the speat they install, their metadata, and publishing them.
+
+speat publishes three Spaces: the leaderboard (`speat_metric.hub.leaderboard_space`), the evaluate module
+(`speat_metric.hub.module_space`) and the webhook service (`speat_metric.hub.webhook.space`). A Space's builder
+installs its ``requirements.txt`` and runs its app. speat is on no package index, so each Space carries the wheel of
+the speat that publishes it (`speat_metric.hub.wheel`) and a ``requirements.txt`` that installs exactly that wheel,
+with the extra the app needs, beside a CPU build of torch (`SpeatPackage`). Once a speat release exists,
+``--requirement SPEC`` names it instead and no wheel is uploaded.
+
+A Gradio Space's builder runs ``pip install -r requirements.txt`` with nothing but that file (the repository is
+copied in afterwards), so the wheel is named by its URL in the Space itself, pinned by its SHA-256 (``#sha256=``,
+which pip checks). That builder has no token: a private Gradio Space needs ``--requirement``. A Docker Space's
+Dockerfile copies the repository first and installs the wheel from the file.
+
+`publish_space` creates or updates a Space with such files: only what changed is committed, another speat wheel is
+removed, an unchanged speat makes no commit, and a dry run shows the diff and pushes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.hub.card_merge import unified_diff
+from speat_metric.hub.hub import HubClient, HubError
+from speat_metric.hub.wheel import SpeatWheel, build_speat_wheel
+
+from speat_metric import __version__
+
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+WHEEL_PATTERN = re.compile(r"^speat-[^/-]+-py3-none-any\.whl$")
+_SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+class SpaceError(ValueError):
+    """A Space cannot be published as asked; the message says what to do."""
+
+
+def check_space_id(space_id: str) -> str:
+    """`space_id` if it is ``OWNER/NAME``, else a `SpaceError` saying so."""
+    if not _SPACE_ID.match(space_id):
+        raise SpaceError(f"--space {space_id!r} is not a Space id; use OWNER/NAME, e.g. my-org/speat")
+    return space_id
+
+
+@dataclass(frozen=True)
+class SpeatPackage:
+    """How a Space installs speat: the wheel of the speat that publishes it, or a released speat.
+
+    Attributes:
+        wheel: the wheel built from this speat's source (uploaded beside the app), or None.
+        release: a requirement naming a released speat (``speat==0.2.0``, ``speat @ git+https://...``), or None.
+    """
+
+    wheel: SpeatWheel | None = None
+    release: str | None = None
+
+    @classmethod
+    def prepare(cls, requirement: str | None, scratch: Path) -> SpeatPackage:
+        """The released speat `requirement` names, or else this speat's wheel, built into `scratch`.
+
+        Raises:
+            SpaceError: `requirement` does not name speat.
+            WheelError: this speat cannot be built (no source tree).
+        """
+        if requirement is not None:
+            return cls(release=released_requirement(requirement))
+        return cls(wheel=build_speat_wheel(scratch))
+
+    def files(self) -> dict[str, bytes]:
+        """The files this package puts in the Space (the wheel, if any)."""
+        return {self.wheel.name: self.wheel.path.read_bytes()} if self.wheel else {}
+
+    def requirement(self, extra: str | None, *, wheel_url: str | None) -> str:
+        """The requirements-file line that installs this speat (with `extra`): the wheel by `wheel_url` (pinned by
+        its SHA-256), the wheel file beside the requirements when `wheel_url` is None, or the release."""
+        extras = f"[{extra}]" if extra else ""
+        if self.release is not None:
+            from packaging.requirements import Requirement
+
+            requirement = Requirement(self.release)
+            requirement.extras = {extra} if extra else set()
+            return str(requirement)
+        if wheel_url is None:
+            return f"./{self.wheel.name}{extras}"
+        return f"speat{extras} @ {wheel_url}#sha256={self.wheel.sha256}"
+
+    def install_target(self, wheel_url: str | None) -> str:
+        """What ``pip install`` takes to install this speat, as one shell word (no extra): the wheel's URL, or the
+        release (its URL when it names one)."""
+        if self.release is None:
+            return f"{wheel_url}#sha256={self.wheel.sha256}"
+        from packaging.requirements import Requirement
+
+        requirement = Requirement(self.release)
+        return requirement.url or str(requirement).replace(" ", "")
+
+    def describe(self) -> str:
+        """One line for cards and summaries: which speat the Space runs."""
+        if self.release is not None:
+            return f"the released `{self.release}`"
+        return f"speat {__version__}, from the wheel `{self.wheel.name}` in this Space (SHA-256 `{self.wheel.sha256}`)"
+
+
+def gradio_space_package(client: HubClient, space_id: str, *, requirement: str | None, private: bool,
+                         scratch: Path) -> tuple[SpeatPackage, str | None]:
+    """The speat a Gradio Space installs, and the URL its wheel will have in the Space (None for a release).
+
+    Raises:
+        SpaceError: the Space is (or is to be) private and no released speat is named: its builder, which has no
+            token, could not download the wheel.
+    """
+    _, is_private = space_state(client, space_id)
+    if requirement is None and (private or is_private):
+        raise SpaceError(f"{space_id} is private, and a Gradio Space's builder (which has no token) cannot download "
+                         "the speat wheel from a private Space: make the Space public, or pass --requirement SPEC "
+                         "naming a speat release it can install")
+    package = SpeatPackage.prepare(requirement, scratch)
+    return package, wheel_url(client.endpoint, space_id, package.wheel.name) if package.wheel else None
+
+
+def released_requirement(requirement: str) -> str:
+    """`requirement` if it is a valid requirement of the distribution ``speat`` (``speat==0.2.0``, ``speat>=0.2``,
+    ``speat @ URL``), else a `SpaceError`."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement:
+        raise SpaceError(f"--requirement {requirement!r} is not a pip requirement; e.g. 'speat==0.2.0'") from None
+    if parsed.name.lower() != "speat" or parsed.extras or parsed.marker:
+        raise SpaceError(f"--requirement {requirement!r} must name the speat distribution itself, without extras or "
+                         "markers, e.g. 'speat==0.2.0' or 'speat @ https://.../speat-0.2.0-py3-none-any.whl'")
+    return str(parsed)
+
+
+def wheel_url(endpoint: str, space_id: str, wheel_name: str, revision: str = "main") -> str:
+    """Where a file of a Space's repository is downloaded from (what pip fetches)."""
+    return f"{endpoint.rstrip('/')}/spaces/{space_id}/resolve/{revision}/{wheel_name}"
+
+
+def requirements_text(package: SpeatPackage, extra: str | None, *, wheel_url: str | None, purpose: str) -> str:
+    """The ``requirements.txt`` of a Space: a CPU torch and this speat (see `SpeatPackage.requirement`)."""
+    torch = metadata.version("torch").split("+")[0]
+    where = ("the wheel in this repository, by its URL (the builder sees only this file) and checked against its "
+             "SHA-256" if package.wheel and wheel_url else
+             "the wheel file in this repository" if package.wheel else "a released speat")
+    return "\n".join([
+        f"# What the Space installs before it runs {purpose}. speat comes from {where};",
+        "# torch is the CPU build from PyTorch's CPU index (on GPU hardware, remove the index line).",
+        f"# Written by `speat hub` of speat {__version__}.",
+        f"--extra-index-url {TORCH_CPU_INDEX}",
+        f"torch=={torch}",
+        package.requirement(extra, wheel_url=wheel_url),
+        "",
+    ])
+
+
+def python_version() -> str:
+    """The Python of this environment, ``3.X``: the Space runs the version the publisher ran."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def gradio_version() -> str:
+    """The gradio of this environment: a Gradio Space's ``sdk_version`` (the app was tested against it)."""
+    from speat_metric.extras import require_extra
+
+    require_extra("space", "hub publish-*")
+    return metadata.version("gradio")
+
+
+def space_card(data: object, body: str) -> str:
+    """A Space's README.md: `data` (``huggingface_hub.SpaceCardData``) as its YAML header, then `body`."""
+    return f"---\n{data.to_yaml()}\n---\n{body}"
+
+
+@dataclass(frozen=True)
+class SpaceOutcome:
+    """What `publish_space` did: ``committed``, ``unchanged`` or ``dry-run`` (with the diff).
+
+    Attributes:
+        space_id: the Space.
+        status: ``committed``, ``unchanged`` or ``dry-run``.
+        url: the Space's page.
+        commit: the commit made, if any.
+        diff: what changed (text files as a unified diff, binary files as one line each).
+    """
+
+    space_id: str
+    status: str
+    url: str
+    commit: str | None = None
+    diff: str = ""
+
+    @property
+    def summary(self) -> str:
+        pushed = f" commit {self.commit[:12]}" if self.commit else ""
+        return f"{self.space_id}: {self.status}{pushed} ({self.url})"
+
+
+def space_state(client: HubClient, space_id: str) -> tuple[str | None, bool]:
+    """(head commit, private) of a Space, or (None, False) when it does not exist."""
+    try:
+        info = client.info(space_id, repo_type="space")
+    except HubError as error:
+        if "has no space" in str(error):
+            return None, False
+        raise
+    return info.sha, bool(info.private)
+
+
+def publish_space(client: HubClient, space_id: str, files: Mapping[str, str | bytes], *, sdk: str, what: str,
+                  private: bool = False, dry_run: bool = False) -> SpaceOutcome:
+    """Create the Space (unless it exists) and commit those of `files` that differ from its main branch, removing
+    any other speat wheel at its root.
+
+    Args:
+        client: the Hub.
+        space_id: ``OWNER/NAME``.
+        files: path -> text or bytes.
+        sdk: ``gradio`` or ``docker`` (for a new Space).
+        what: what the Space is, for the commit summary (``the SpEAT leaderboard``).
+        private: create the Space as private (an existing Space keeps its visibility).
+        dry_run: push nothing; the outcome carries the diff.
+    """
+    url = f"{client.endpoint}/spaces/{space_id}"
+    head, _ = space_state(client, space_id)
+    if head is None and not dry_run:
+        client.ensure_repo(space_id, repo_type="space", private=private, space_sdk=sdk)
+        head = client.head(space_id, repo_type="space")
+    existing = client.file_ids(space_id, "", repo_type="space", revision=head) if head else {}
+    digests = client.file_digests(space_id, list(files), revision=head, repo_type="space") if head else {}
+    changed = {path: content for path, content in files.items()
+               if path not in digests or not digests[path].matches(_bytes(content))}
+    stale = sorted(path for path in existing if WHEEL_PATTERN.match(path) and path not in files)
+    diff = "".join(_diff(client, space_id, head, path, content, path in digests) for path, content in changed.items())
+    diff += "".join(f"deleted {path}\n" for path in stale)
+    if dry_run:
+        return SpaceOutcome(space_id, "dry-run", url, diff=diff)
+    if not changed and not stale:
+        return SpaceOutcome(space_id, "unchanged", url)
+    info = client.commit(space_id, changed, delete=stale, repo_type="space", parent_commit=head,
+                         summary=f"{SPEAT_TITLE_PREFIX} Publish {what} (speat {__version__})",
+                         description="Published by `speat hub`.")
+    return SpaceOutcome(space_id, "committed", url, commit=info.oid, diff=diff)
+
+
+def _bytes(content: str | bytes) -> bytes:
+    return content.encode("utf-8") if isinstance(content, str) else content
+
+
+def _diff(client: HubClient, space_id: str, head: str | None, path: str, content: str | bytes, exists: bool) -> str:
+    if isinstance(content, bytes):
+        return f"{'changed' if exists else 'added'} {path} ({len(content):,} bytes)\n"
+    old = client.read_text(space_id, path, revision=head, repo_type="space") if exists else None
+    return unified_diff(path, old, content)
