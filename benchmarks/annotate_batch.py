@@ -64,9 +64,9 @@ def main() -> None:
 def in_process(models: list[str], permutations: int, work: Path) -> None:
     import torch
     import transformers
-    from speat_metric.hub.batch import annotate_many
 
     from speat_metric.evaluation import EvaluationSettings
+    from speat_metric.hub.batch import annotate_many
 
     forward = {"seconds": 0.0, "depth": 0, "start": 0.0}
 
@@ -105,10 +105,9 @@ def in_process(models: list[str], permutations: int, work: Path) -> None:
 
 def _timed_parts() -> dict[str, dict[str, float]]:
     """Wrap the main steps to time them (a benchmark's instrumentation: the code under test is not changed)."""
-    import speat_metric.hub.annotate as annotate
-
     import speat_metric.adapters as adapters
     import speat_metric.evaluation as evaluation
+    import speat_metric.hub.annotate as annotate
     import speat_metric.pipeline as pipeline
 
     parts: dict[str, dict[str, float]] = {}

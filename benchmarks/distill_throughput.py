@@ -27,12 +27,12 @@ import numpy as np
 import torch
 import transformers
 from pruned_inference import ASSUMED_GPU_FLOPS, ASSUMED_STEP_FLOOR
-from speat_metric.distill.objective import distillation_loss
-from speat_metric.distill.student import DistillationModel, build_student, width
 from torch.utils.flop_counter import FlopCounterMode
 
 from speat_metric.adapters.base import count_parameters
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel
+from speat_metric.distill.objective import distillation_loss
+from speat_metric.distill.student import DistillationModel, build_student, width
 from speat_metric.results import ModelDescription
 from speat_metric.training.models import TrainableEncoder
 

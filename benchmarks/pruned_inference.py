@@ -26,12 +26,12 @@ import time
 import numpy as np
 import torch
 import transformers
-from speat_metric.pruning.objectives import hidden_state_loss
-from speat_metric.pruning.structured import prune_heads, prune_rows
-from speat_metric.pruning.weights import WeightMasks, prunable_parameters
 from torch.utils.flop_counter import FlopCounterMode
 
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel, melhubert_features
+from speat_metric.pruning.objectives import hidden_state_loss
+from speat_metric.pruning.structured import prune_heads, prune_rows
+from speat_metric.pruning.weights import WeightMasks, prunable_parameters
 
 BATCHES = ((4, 6), (1, 25))  # 6 s clips, and one 25 s clip (a Speech Accent Archive reading)
 REPETITIONS = 5

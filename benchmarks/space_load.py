@@ -78,6 +78,7 @@ def main() -> None:
         write_records(folder, args.records)
         before = rss_mb()
         import gradio  # noqa: F401  (imported before the clock starts: it is the same for any number of records)
+
         from speat_metric.space.app import launch
 
         port = free_port()

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from http_servers import HubServer  # noqa: E402
+
 from speat_metric.hub.webhook.events import content_update_payload  # noqa: E402
 
 SECRET = "benchmark-webhook-secret-0123456789"

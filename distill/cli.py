@@ -108,7 +108,6 @@ def _distill(args: argparse.Namespace) -> int:
     require_extra("train", "distill")
     from speat_metric.distill.report import report_markdown, report_rows
     from speat_metric.distill.train import distill
-
     from speat_metric.pipeline import is_main_process
 
     config, report_to = start_run(args, run_config)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from speat_metric.distill.noise import NoiseSource, mix
 
+from speat_metric.distill.noise import NoiseSource, mix
 from speat_metric.training.models import ModelInputs
 
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 from accelerate.utils import set_seed
+
+from speat_metric.adapters.base import count_parameters
 from speat_metric.distill.config import DistillationConfig
 from speat_metric.distill.noise import NoiseSource
 from speat_metric.distill.objective import DistillationBatches, distillation_loss
 from speat_metric.distill.report import write_report
 from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
-
-from speat_metric.adapters.base import count_parameters
 from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker

@@ -41,13 +41,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from speat_metric import __version__
+from speat_metric.evaluation import EvaluationSettings
 from speat_metric.hub import SPEAT_COMMIT_MARKER, SPEAT_TITLE_PREFIX
 from speat_metric.hub.card import EVAL_RESULTS_PATH, README_PATH, CardContent, CardError, render_card
 from speat_metric.hub.card_merge import card_provenance, check_card, merge_card, unified_diff
 from speat_metric.hub.hub import HubClient, PullRequest
-
-from speat_metric import __version__
-from speat_metric.evaluation import EvaluationSettings
+from speat_metric.hub.source import SpeatSource
 from speat_metric.results import EvaluationRecord
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ def check_settings(settings: EvaluationSettings, *, allow_synthetic: bool = Fals
 
 def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings, create_pr: bool = True,
                    force: bool = False, allow_synthetic: bool = False, dry_run: bool = False,
-                   token: str | None = None, endpoint: str | None = None) -> AnnotationOutcome:
+                   token: str | None = None, endpoint: str | None = None, source: SpeatSource = SpeatSource()
+                   ) -> AnnotationOutcome:
     """Evaluate a Hub model at one commit and put the results on its card.
 
     Args:
@@ -146,6 +147,7 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
         token: a Hub token; None uses huggingface_hub's usual sources (``HF_TOKEN``, the stored login).
         endpoint: the Hub's URL; None is ``HF_ENDPOINT``. The model itself is downloaded through transformers,
             which always uses ``HF_ENDPOINT``, so a different endpoint is refused.
+        source: where the card tells readers to get speat (`speat_metric.hub.source`); the default links nothing.
 
     Returns:
         The `AnnotationOutcome`: ``opened-pr``, ``updated-pr``, ``committed``, ``unchanged`` (nothing to change;
@@ -177,19 +179,20 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
     revisions = {record.model.revision for record in records}
     if revisions != {commit}:
         raise RuntimeError(f"{repo_id}: evaluated revision {commit}, but the records say {sorted(map(str, revisions))}")
-    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, settings_fingerprint=fingerprint)
+    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, settings_fingerprint=fingerprint,
+                          source=source)
     return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run)
 
 
 def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create_pr: bool = True, force: bool = False,
                     allow_synthetic: bool = False, dry_run: bool = False, token: str | None = None,
-                    endpoint: str | None = None) -> AnnotationOutcome:
+                    endpoint: str | None = None, source: SpeatSource = SpeatSource()) -> AnnotationOutcome:
     """Put existing records of a Hub model (``speat evaluate ORG/NAME`` output) on its card.
 
     Args:
         repo_id: the model repository; the records must be of this model, at one Hub revision, one per test.
         records: the records.
-        create_pr, force, allow_synthetic, dry_run, token, endpoint: as in `annotate_model`.
+        create_pr, force, allow_synthetic, dry_run, token, endpoint, source: as in `annotate_model`.
 
     Returns:
         The `AnnotationOutcome` (its ``evaluated_revision`` is the records' revision).
@@ -198,7 +201,7 @@ def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create
         ValueError: records of another model, of no Hub revision, several per test, synthetic without
             `allow_synthetic` (`CardError`); a card that cannot be merged; a Hub failure (`HubError`).
     """
-    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic)
+    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, source=source)
     names = {record.model.name for record in records}
     if names != {repo_id}:
         raise CardError(f"the records are of {', '.join(sorted(names))}, not of {repo_id!r}: annotate the model they "

@@ -27,11 +27,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from speat_metric.hub.annotate import AnnotationOutcome, annotate_model, check_settings, settings_fingerprint
-from speat_metric.hub.hub import HubClient
-
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.files import atomic_write_text
+from speat_metric.hub.annotate import AnnotationOutcome, annotate_model, check_settings, settings_fingerprint
+from speat_metric.hub.hub import HubClient
+from speat_metric.hub.source import SpeatSource
 from speat_metric.report import plural
 
 STATE_VERSION = 1
@@ -116,14 +116,14 @@ def load_state(path: Path) -> dict[str, Any]:
 def annotate_many(models: Sequence[str], settings: EvaluationSettings, *, state_path: Path, create_pr: bool = True,
                   force: bool = False, allow_synthetic: bool = False, dry_run: bool = False,
                   token: str | None = None, endpoint: str | None = None, out: Path | None = None,
-                  report: Callable[[str], None] = print) -> BatchSummary:
+                  report: Callable[[str], None] = print, source: SpeatSource = SpeatSource()) -> BatchSummary:
     """Annotate each model at its current main commit, recording every outcome in the state file as it happens.
 
     Args:
         models: Hub model ids.
         settings: how to evaluate (its ``revision`` is ignored: each model is evaluated at its main commit).
         state_path: the state file (created, or resumed from).
-        create_pr, force, allow_synthetic, dry_run, token, endpoint: as in `annotate_model`.
+        create_pr, force, allow_synthetic, dry_run, token, endpoint, source: as in `annotate_model`.
         out: a directory to write each model's records to (None: not kept).
         report: called with one line per model as it completes (under the progress bar).
 
@@ -147,7 +147,7 @@ def annotate_many(models: Sequence[str], settings: EvaluationSettings, *, state_
         for model in models:
             _annotate_one(model, settings, state, summary, client=client, state_path=state_path, create_pr=create_pr,
                           force=force, allow_synthetic=allow_synthetic, dry_run=dry_run, token=token,
-                          endpoint=endpoint, out=out, report=report)
+                          endpoint=endpoint, out=out, report=report, source=source)
             bar.advance()
     return summary
 

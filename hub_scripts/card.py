@@ -4,7 +4,7 @@ From the `EvaluationRecord`s of one model at one revision (one record per test),
 
 - ``model-index`` results (``huggingface_hub.EvalResult``, legacy but read everywhere): one result per test, the SpEAT
   d as its value, the p-value and the confidence interval alongside, the stimuli (and their revision) as the dataset,
-  a source naming speat and its version;
+  a source naming speat and its version (and linking where to get it, when the operator says: `SpeatSource`);
 - ``.eval_results/speat.yaml`` (``huggingface_hub.EvalResultEntry``): one entry per test, task ids ``gender``,
   ``age``, ``native``; p, CI, pooling, permutations and the model revision in ``notes``;
 - a readable "Social bias (SpEAT)" section of the card body between `BEGIN_MARKER` and `END_MARKER`.
@@ -29,9 +29,10 @@ from typing import Any
 from huggingface_hub import EvalResult, EvalResultEntry, eval_result_entries_to_yaml
 from huggingface_hub.repocard_data import eval_results_to_model_index
 from huggingface_hub.utils import yaml_dump
-from speat_metric.hub import SPEAT_COMMIT_MARKER
 
 from speat_metric import __version__
+from speat_metric.hub import SPEAT_COMMIT_MARKER
+from speat_metric.hub.source import PAPERS, SpeatSource
 from speat_metric.report import format_p_value, reproduce_command, stimulus_source, test_sort_key
 from speat_metric.results import EvaluationRecord
 
@@ -43,8 +44,6 @@ END_MARKER = f"<!-- {SPEAT_COMMIT_MARKER}:end -->"
 PROVENANCE_LINE = re.compile(rf"^<!-- {SPEAT_COMMIT_MARKER}:provenance (\{{.*\}}) -->$", re.MULTILINE)
 """The section's last line before the end marker: JSON of what it was made from (`CardContent.provenance`)."""
 
-SPEAT_SOURCE_URL = "https://pypi.org/project/speat/"
-METHOD_URL = "https://github.com/isaacOnline/SpEAT"
 METRIC_PREFIX = "speat_"
 """Every ``model-index`` metric speat writes has a type starting with this; it is how our results are found."""
 TASK_TYPE = "social-bias"
@@ -137,7 +136,7 @@ def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: 
 
 
 def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = None, allow_synthetic: bool = False,
-                settings_fingerprint: str | None = None) -> CardContent:
+                settings_fingerprint: str | None = None, source: SpeatSource = SpeatSource()) -> CardContent:
     """Render the card content of the records of one model at one revision.
 
     Args:
@@ -147,6 +146,7 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
         settings_fingerprint: `speat_metric.hub.annotate.settings_fingerprint` of the settings that made the records,
             stored in the section's provenance so that a later run with the same settings at the same revision can
             skip the evaluation.
+        source: where readers get speat (linked and shown as the install line); the default links nothing.
 
     Returns:
         The `CardContent`.
@@ -160,13 +160,13 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
     first = records[0]
     model = repo_id or first.model.name
     labels = tuple(dict.fromkeys(label for record in records for label in record.labels))
-    eval_results = tuple(result for record in records for result in _eval_results(record))
-    entries = [_eval_result_entry(record) for record in records]
+    eval_results = tuple(result for record in records for result in _eval_results(record, source))
+    entries = [_eval_result_entry(record, source) for record in records]
     eval_file = yaml_dump(eval_result_entries_to_yaml(entries), sort_keys=False)
     provenance = {"revision": first.model.revision, "speat": __version__}
     if settings_fingerprint is not None:
         provenance["settings"] = settings_fingerprint
-    section = _section(records, model, labels, provenance)
+    section = _section(records, model, labels, provenance, source)
     return CardContent(model=model, revision=first.model.revision, eval_results=eval_results, eval_file=eval_file,
                        section=section, provenance=provenance, labels=labels)
 
@@ -206,7 +206,7 @@ def _p_value(record: EvaluationRecord) -> float | str:
         return text
 
 
-def _eval_results(record: EvaluationRecord) -> list[EvalResult]:
+def _eval_results(record: EvaluationRecord, source: SpeatSource) -> list[EvalResult]:
     """The ``model-index`` results of one record: d, then its p-value and confidence interval."""
     dataset_id, dataset_revision = _dataset(record)
     groups = record.groups
@@ -216,7 +216,7 @@ def _eval_results(record: EvaluationRecord) -> list[EvalResult]:
         dataset_config=record.test, dataset_revision=dataset_revision,
         dataset_args={"selections": _selections_version(record), "layers": _layer_view(record),
                       "frame_pooling": record.pooling.get("frame_pooling", "mean"), "profile": record.profile},
-        source_name=f"speat {record.speat.speat_version}", source_url=SPEAT_SOURCE_URL,
+        **_source_fields(record, source),
     )
     result = record.speat
     kind = "exact" if result.exact else f"{result.num_permutations} random partitions"
@@ -234,7 +234,12 @@ def _eval_results(record: EvaluationRecord) -> list[EvalResult]:
     return metrics
 
 
-def _eval_result_entry(record: EvaluationRecord) -> EvalResultEntry:
+def _source_fields(record: EvaluationRecord, source: SpeatSource) -> dict[str, str]:
+    """A result's source (name and link) when the operator said where speat is; the Hub requires a link with a name."""
+    return {"source_name": f"speat {record.speat.speat_version}", "source_url": source.url} if source.url else {}
+
+
+def _eval_result_entry(record: EvaluationRecord, source: SpeatSource) -> EvalResultEntry:
     dataset_id, dataset_revision = _dataset(record)
     result = record.speat
     kind = "exact" if result.exact else f"{result.num_permutations:,} random partitions"
@@ -244,10 +249,15 @@ def _eval_result_entry(record: EvaluationRecord) -> EvalResultEntry:
     notes = (f"SpEAT d ({record.groups['X']} vs {record.groups['Y']}); p = {format_p_value(result)} (one-sided "
              f"permutation test, {kind}, seed {result.seed}){interval}; n {result.n_x}/{result.n_y}; pooling: "
              f"{record.pooling.get('frame_pooling', 'mean')} over frames, {_layer_view(record)}; profile "
-             f"{record.profile}; model revision {record.model.revision or 'n/a'}{labels}")
+             f"{record.profile}; model revision {record.model.revision or 'n/a'}{labels}; computed by speat "
+             f"{result.speat_version}")
     return EvalResultEntry(dataset_id=dataset_id, task_id=record.test, value=_rounded(result.effect_size),
-                           dataset_revision=dataset_revision, date=record.created, source_url=SPEAT_SOURCE_URL,
-                           source_name=f"speat {result.speat_version}", notes=notes)
+                           dataset_revision=dataset_revision, date=record.created, notes=notes,
+                           **_source_fields(record, source))
+
+
+def _where_to_get(source: SpeatSource) -> str:
+    return f" ([source]({source.url}))" if source.url else ""
 
 
 def _warnings(labels: Iterable[str]) -> list[str]:
@@ -288,7 +298,7 @@ def _stimuli_sentence(record: EvaluationRecord) -> str:
 
 
 def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[str],
-             provenance: Mapping[str, Any]) -> str:
+             provenance: Mapping[str, Any], source: SpeatSource) -> str:
     first = records[0]
     result = first.speat
     revision = first.model.revision
@@ -326,14 +336,16 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
         "measure of harm in any downstream use, a small |d| is not evidence that a model is fair, and results on "
         "other stimuli or layers can differ.",
         "",
-        "Reproduce (`pip install speat`):",
+        f"Reproduce with speat {result.speat_version}{_where_to_get(source)}:",
         "",
         "```bash",
+        *([source.install_line] if source.install_line else []),
         reproduce_command(records, model),
         "```",
         "",
-        f"Method: SpEAT (Slaughter et al., 2023, {METHOD_URL}), as applied to speech SSL models by Lin et al. (2024), "
-        f"*On the social bias of speech self-supervised models*. Computed by speat {result.speat_version}.",
+        f"Method: SpEAT (Slaughter et al., 2023, {PAPERS['Slaughter et al. (2023)']}), as applied to speech SSL models "
+        f"by Lin et al. (2024, {PAPERS['Lin et al. (2024)']}), *On the social bias of speech self-supervised models*. "
+        f"Computed by speat {result.speat_version}.",
         f"<!-- {SPEAT_COMMIT_MARKER}:provenance {json.dumps(dict(provenance), sort_keys=True)} -->",
         END_MARKER,
     ]

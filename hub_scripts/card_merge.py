@@ -30,6 +30,7 @@ import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.utils import yaml_dump
+
 from speat_metric.hub.card import BEGIN_MARKER, END_MARKER, METRIC_PREFIX, PROVENANCE_LINE, CardContent, CardError
 
 logger = logging.getLogger(__name__)

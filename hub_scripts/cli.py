@@ -25,6 +25,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from speat_metric.hub.source import add_source_options, source_from_options
+
 SUBCOMMAND_MODULES = ("speat_metric.hub.webhook.cli",)
 """Modules that add a ``speat hub`` subcommand of their own, when they exist (``webhook``: issue 10)."""
 
@@ -53,6 +55,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="a README.md to merge into: print the whole merged card instead")
     render.add_argument("--allow-synthetic", action="store_true",
                         help="accept synthetic-stimuli or random-init records (labelled loudly)")
+    add_source_options(render)
     render.set_defaults(handler=_render)
 
     annotate = hub_commands.add_parser(
@@ -72,6 +75,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="publish these records (a speat evaluate --out directory) instead of evaluating")
     source.add_argument("--evaluate", action="store_true", help="evaluate the model now (the default)")
     _add_push_options(annotate)
+    add_source_options(annotate)
     annotate.set_defaults(handler=_annotate)
 
     many = hub_commands.add_parser(
@@ -93,6 +97,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     many.add_argument("--state", type=Path, required=True, metavar="FILE",
                       help="the state file (JSON) that makes the batch resumable")
     _add_push_options(many)
+    add_source_options(many)
     many.set_defaults(handler=_annotate_many)
 
     push = hub_commands.add_parser(
@@ -104,6 +109,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     push.add_argument("--repo", required=True, metavar="ORG/NAME", help="the dataset repository")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.add_argument("--dry-run", action="store_true", help="say what would change; push nothing")
+    add_source_options(push)
     push.set_defaults(handler=_push_results)
 
     publish = hub_commands.add_parser(
@@ -192,11 +198,12 @@ def _records_of(results: Path, model: str | None) -> list:
 
 def _render(args: argparse.Namespace) -> int:
     from huggingface_hub.utils import yaml_dump
+
     from speat_metric.hub.card import render_card
     from speat_metric.hub.card_merge import merge_card
 
     content = render_card(_records_of(args.results, args.model), repo_id=args.model,
-                          allow_synthetic=args.allow_synthetic)
+                          allow_synthetic=args.allow_synthetic, source=source_from_options(args))
     if args.card is not None:
         if not args.card.is_file():
             raise FileNotFoundError(f"--card {str(args.card)!r} does not exist")
@@ -216,7 +223,7 @@ def _annotate(args: argparse.Namespace) -> int:
     from speat_metric.hub.annotate import annotate_model, publish_records
 
     options = dict(create_pr=args.create_pr, force=args.force, allow_synthetic=args.allow_synthetic,
-                   dry_run=args.dry_run)
+                   dry_run=args.dry_run, source=source_from_options(args))
     if args.results is not None:
         outcome = publish_records(args.model, _records_of(args.results, args.model), **options)
     else:
@@ -237,13 +244,14 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _annotate_many(args: argparse.Namespace) -> int:
-    from speat_metric.hub.batch import annotate_many, find_speech_models, read_model_list
-    from speat_metric.hub.hub import HubClient
     from tqdm.auto import tqdm
 
     from speat_metric.cli import evaluation_settings
+    from speat_metric.hub.batch import annotate_many, find_speech_models, read_model_list
+    from speat_metric.hub.hub import HubClient
 
     settings = evaluation_settings(args)
+    source = source_from_options(args)
     if args.models is not None:
         if args.filter or args.limit is not None:
             raise ValueError("--filter and --limit go with --search, not --models")
@@ -255,7 +263,7 @@ def _annotate_many(args: argparse.Namespace) -> int:
                              "speech encoder that speat reads")
     summary = annotate_many(models, settings, state_path=args.state, create_pr=args.create_pr, force=args.force,
                             allow_synthetic=args.allow_synthetic, dry_run=args.dry_run, out=args.out,
-                            report=tqdm.write)
+                            report=tqdm.write, source=source)
     print("\n".join(summary.lines()))
     return 1 if summary.failed else 0
 
@@ -263,7 +271,8 @@ def _annotate_many(args: argparse.Namespace) -> int:
 def _push_results(args: argparse.Namespace) -> int:
     from speat_metric.hub.results_dataset import push_results
 
-    outcome = push_results(_records_of(args.results, None), args.repo, private=args.private, dry_run=args.dry_run)
+    outcome = push_results(_records_of(args.results, None), args.repo, private=args.private, dry_run=args.dry_run,
+                           source=source_from_options(args))
     print(("dry run: " if args.dry_run else "") + outcome.summary)
     return 0
 

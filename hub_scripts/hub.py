@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi, ModelInfo, hf_hub_url
 from huggingface_hub.errors import (
@@ -33,6 +33,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
 from speat_metric.hub import SPEAT_TITLE_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class HubClient:
         endpoint: the Hub's URL; None uses ``HF_ENDPOINT`` (default https://huggingface.co).
     """
 
+    _users: ClassVar[dict[tuple[str, str], str]] = {}
+    """(endpoint, SHA-256 of the token) -> its user. ``whoami`` is rate-limited on the Hub: it is asked once per
+    process and token, however many clients a batch or a service makes."""
+
     def __init__(self, *, token: str | None = None, endpoint: str | None = None) -> None:
         self.api = HfApi(endpoint=endpoint, token=token)
         self._token = token
@@ -131,13 +136,17 @@ class HubClient:
             HubError: the Hub refused the token.
         """
         if self._user is False:
-            from huggingface_hub.errors import LocalTokenNotFoundError
+            from huggingface_hub import get_token
 
-            try:
-                with hub_errors("the token's user"):
-                    self._user = self.api.whoami()["name"]
-            except LocalTokenNotFoundError:
+            token = self._token or get_token()
+            if token is None:
                 self._user = None
+                return None
+            key = (self.endpoint, hashlib.sha256(token.encode()).hexdigest())
+            if key not in HubClient._users:
+                with hub_errors("the token's user"):
+                    HubClient._users[key] = self.api.whoami(token=token)["name"]
+            self._user = HubClient._users[key]
         return self._user
 
     def head(self, repo_id: str, revision: str = "main", *, repo_type: str = "model") -> str:
@@ -239,7 +248,7 @@ class HubClient:
         """Models matching a Hub search (``list_models``: `search` in the id, every filter tag, `author`)."""
         with hub_errors("the model search"):
             return list(self.api.list_models(search=search, filter=list(filters) or None, author=author,
-                                              limit=limit))
+                                              limit=limit, fetch_config=True))
 
     def file_ids(self, repo_id: str, folder: str, *, repo_type: str, revision: str) -> dict[str, str]:
         """Path -> git blob id of every file under `folder` at `revision` (empty when the folder does not exist)."""

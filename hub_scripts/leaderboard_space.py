@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import SpaceCardData
+
+from speat_metric import __version__
 from speat_metric.hub.hub import HubClient
 from speat_metric.hub.spaces import (
     SpaceError,
@@ -35,8 +37,6 @@ from speat_metric.hub.spaces import (
     requirements_text,
     space_card,
 )
-
-from speat_metric import __version__
 
 APP = '''"""The SpEAT leaderboard Space, published by `speat hub publish-space` (speat {version}).
 

@@ -27,6 +27,9 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import SpaceCardData
+
+from speat_metric import __version__
+from speat_metric.evaluate_registration import MODULE_PATH
 from speat_metric.hub.hub import HubClient
 from speat_metric.hub.spaces import (
     SpaceOutcome,
@@ -39,9 +42,6 @@ from speat_metric.hub.spaces import (
     requirements_text,
     space_card,
 )
-
-from speat_metric import __version__
-from speat_metric.evaluate_registration import MODULE_PATH
 
 APP_PATH = Path(__file__).with_name("space_app.py")
 HINT = "# From:"

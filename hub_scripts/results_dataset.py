@@ -29,11 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from speat_metric import __version__
 from speat_metric.hub import SPEAT_TITLE_PREFIX
 from speat_metric.hub.card_merge import set_yaml_keys
 from speat_metric.hub.hub import HubClient, git_blob_id
-
-from speat_metric import __version__
+from speat_metric.hub.source import SpeatSource
 from speat_metric.results import RECORD_SCHEMA_VERSION, EvaluationRecord
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ _DATASET_CARD_BODY = """
 # SpEAT results
 
 Speech Embedding Association Test (SpEAT) results of speech models, written by
-[speat](https://pypi.org/project/speat/)'s `speat hub push-results`: one row per evaluation record
+{speat}'s `speat hub push-results`: one row per evaluation record
 (`speat_metric.results.EvaluationRecord`), one JSON file per record in `records/`.
 
 ```python
@@ -146,6 +146,7 @@ def check_records(records: Sequence[EvaluationRecord]) -> None:
 
 
 def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: bool = False, dry_run: bool = False,
+                 source: SpeatSource = SpeatSource(),
                  token: str | None = None, endpoint: str | None = None) -> PushOutcome:
     """Merge records into a Hub dataset repository (created if needed), in one commit, or none if nothing changed.
 
@@ -154,6 +155,7 @@ def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: 
         repo_id: the dataset repository, ``owner/name``.
         private: create the repository as private (an existing one keeps its visibility).
         dry_run: count what would change, push nothing (and create nothing).
+        source: where a new dataset card tells readers to get speat (`speat_metric.hub.source`).
         token, endpoint: as in `speat_metric.hub.hub.HubClient`.
 
     Returns:
@@ -190,7 +192,7 @@ def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: 
         else:
             files[path], updated = content, updated + 1
     readme = client.read_text(repo_id, README_PATH, revision=head, repo_type="dataset") if head else None
-    card = dataset_card(readme, repo_id)
+    card = dataset_card(readme, repo_id, source)
     if card != (readme or ""):
         files[README_PATH] = card
     commit = None
@@ -202,13 +204,14 @@ def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: 
     return PushOutcome(repo_id, added, updated, unchanged, kept, commit, url)
 
 
-def dataset_card(readme: str | None, repo_id: str) -> str:
+def dataset_card(readme: str | None, repo_id: str, source: SpeatSource = SpeatSource()) -> str:
     """The dataset card with our ``configs`` and ``dataset_info`` in its YAML header (everything else kept)."""
     features = record_features()._to_yaml_list()
     values = {"configs": [{"config_name": "default", "data_files": [{"split": "train",
                                                                      "path": f"{RECORDS_FOLDER}/*.json"}]}],
               "dataset_info": {"config_name": "default", "features": features}}
-    body = readme if readme is not None else _DATASET_CARD_BODY.format(repo_id=repo_id)
+    speat = f"[speat]({source.url})" if source.url else "speat"
+    body = readme if readme is not None else _DATASET_CARD_BODY.format(repo_id=repo_id, speat=speat)
     return set_yaml_keys(body, values)
 
 

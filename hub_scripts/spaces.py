@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from speat_metric import __version__
 from speat_metric.hub import SPEAT_TITLE_PREFIX
 from speat_metric.hub.card_merge import unified_diff
 from speat_metric.hub.hub import HubClient, HubError
 from speat_metric.hub.wheel import SpeatWheel, build_speat_wheel
-
-from speat_metric import __version__
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 WHEEL_PATTERN = re.compile(r"^speat-[^/-]+-py3-none-any\.whl$")

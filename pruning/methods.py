@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from speat_metric.pruning.config import Phase, ScheduleConfig
-from speat_metric.pruning.structured import prune_heads, prune_rows
-from speat_metric.pruning.weights import LossPlateau, WeightMasks, prunable_parameters, sparsity_targets
 from torch import nn
 
 from speat_metric.adapters.base import count_parameters
 from speat_metric.adapters.pruned import transformer_layers
+from speat_metric.pruning.config import Phase, ScheduleConfig
+from speat_metric.pruning.structured import prune_heads, prune_rows
+from speat_metric.pruning.weights import LossPlateau, WeightMasks, prunable_parameters, sparsity_targets
 
 
 def structured_steps(*, warmup: int, phases: Sequence[Phase], start: int, per_step: int,

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from speat_metric.pruning.config import MelHuBERTSettings, TeacherSettings, Wav2Vec2Settings
 from torch import nn
 
 from speat_metric.adapters.pruned import pruned_layout_of_config
 from speat_metric.files import atomic_open
+from speat_metric.pruning.config import MelHuBERTSettings, TeacherSettings, Wav2Vec2Settings
 from speat_metric.training.loop import numpy_seed
 from speat_metric.training.models import MELHUBERT, ModelInputs, TrainableEncoder
 

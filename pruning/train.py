@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 from accelerate.utils import set_seed
+
+from speat_metric.adapters.pruned import PrunedLayout, apply_layout, layout_of
+from speat_metric.files import atomic_write_text
 from speat_metric.pruning.config import PruningConfig
 from speat_metric.pruning.methods import build_method, sizes
 from speat_metric.pruning.objectives import KMEANS_FILE, MelHuBERTObjective, build_objective
 from speat_metric.pruning.weights import prunable_parameters
-
-from speat_metric.adapters.pruned import PrunedLayout, apply_layout, layout_of
-from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.checkpoints import (
     TrainerState,

@@ -35,10 +35,10 @@ sys.path.insert(0, str(REPO / "tests"))  # tiny_models: the tiny random encoders
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from speat_metric.space.sources import read_record_files  # noqa: E402
 from tiny_models import save_tiny_model  # noqa: E402
 
 from speat_metric.results import EvaluationRecord  # noqa: E402
+from speat_metric.space.sources import read_record_files  # noqa: E402
 
 logger = logging.getLogger("make_example_records")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import gradio as gr
+
 from speat_metric.space import about, model_runs, reference
 from speat_metric.space import columns as C
 from speat_metric.space.sources import RecordSource, choose_source

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from speat_metric.space import about
-from speat_metric.space.rows import ResultTable, card_url, family, records_of
-
 from speat_metric.report import reproduce_command
 from speat_metric.results import EvaluationRecord
+from speat_metric.space import about
+from speat_metric.space.rows import ResultTable, card_url, family, records_of
 
 
 def _recipe(record: EvaluationRecord) -> str:

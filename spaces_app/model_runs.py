@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from speat_metric.space import about
-
 from speat_metric.results import EvaluationRecord
+from speat_metric.space import about
 
 STIMULI_CHOICES = (("demo (synthetic, offline: a pipeline check)", "demo"),
                    ("the study's stimuli (downloaded once)", "speat"))

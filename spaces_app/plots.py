@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from speat_metric.space.series import Curves
 
 from speat_metric.report import test_sort_key
+from speat_metric.space.series import Curves
 
 TEST_COLOURS = {"gender": "#c2410c", "age": "#1d4ed8", "native": "#15803d"}
 _CYCLE = ("#7c3aed", "#0891b2", "#be185d", "#4d7c0f", "#b45309", "#475569", "#9333ea", "#0f766e")

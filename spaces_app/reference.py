@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import pandas as pd
+
 from speat_metric.space import columns as C
 from speat_metric.space.rows import ResultTable
 

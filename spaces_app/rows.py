@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from speat_metric.space import columns as C
 
 from speat_metric.report import ordered_tests
 from speat_metric.results import EvaluationRecord
+from speat_metric.space import columns as C
 
 HUB_URL = "https://huggingface.co"
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from speat_metric.space import columns as C
-from speat_metric.space.rows import ResultTable
 
 from speat_metric.report import plural
 from speat_metric.results import EvaluationRecord
+from speat_metric.space import columns as C
+from speat_metric.space.rows import ResultTable
 from speat_metric.statistics import effect_size
 
 PRUNING_METHODS = ("heads", "rows", "weights")

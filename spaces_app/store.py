@@ -8,10 +8,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+from speat_metric.results import EvaluationRecord
 from speat_metric.space.rows import ResultTable, build_table
 from speat_metric.space.sources import RecordSource
-
-from speat_metric.results import EvaluationRecord
 
 
 class RecordStore:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from speat_metric.space.series import scores_frame
 
+from speat_metric.space.series import scores_frame
 from speat_metric.statistics import association_scores
 
 ROLES = ("X", "Y", "A", "B")

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import pandas as pd
+
 from speat_metric.space import about, detail, model_runs, plots, reference, rows, series, uploads
 from speat_metric.space import columns as C
 from speat_metric.space.store import RecordStore

@@ -726,6 +726,9 @@ class HubServer(RecordingServer):
         """``GET /api/models?search=&filter=&author=&limit=``: models whose id contains `search` (any case) and whose
         tags, library or pipeline tag include every `filter`, by `author`; one page, in id order."""
         search = request.query.get("search", [""])[0].lower()
+        # As on the Hub, a model's config (model_type) comes only when asked for.
+        with_config = request.query.get("config", [""])[0].lower() == "true" or "config" in request.query.get(
+            "expand", []) or request.query.get("full", [""])[0].lower() == "true"
         filters = request.query.get("filter", [])
         author = request.query.get("author", [None])[0]
         limit = int(request.query.get("limit", ["0"])[0] or 0)
@@ -737,7 +740,8 @@ class HubServer(RecordingServer):
             labels = {*summary["tags"], summary["library_name"], summary["pipeline_tag"]}
             if search in repo.repo_id.lower() and all(tag in labels for tag in filters) and (
                     author is None or summary["author"] == author):
-                found.append(summary)
+                found.append(summary if with_config else {key: value for key, value in summary.items()
+                                                          if key != "config"})
         self.respond_json(handler, found[:limit] if limit else found)
 
     # discussions and pull requests -----------------------------------------------------------------------------

@@ -12,11 +12,6 @@ import pytest
 import soundfile
 import torch
 import transformers
-from speat_metric.distill.config import ConfigError, load_config
-from speat_metric.distill.noise import NoiseSource, scaled_noise
-from speat_metric.distill.objective import DistillationBatches, distillation_loss
-from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
-from speat_metric.distill.train import learning_rate
 from test_pruning_models import _SMALL, KINDS, MELHUBERT
 
 from speat_metric.adapters import load_encoder
@@ -26,6 +21,11 @@ from speat_metric.adapters.melhubert import (
     load_melhubert_checkpoint,
     save_melhubert_checkpoint,
 )
+from speat_metric.distill.config import ConfigError, load_config
+from speat_metric.distill.noise import NoiseSource, scaled_noise
+from speat_metric.distill.objective import DistillationBatches, distillation_loss
+from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
+from speat_metric.distill.train import learning_rate
 from speat_metric.training.models import load_trainable_encoder
 
 THREE_LAYERS = {**_SMALL, "num_hidden_layers": 3}

@@ -17,11 +17,11 @@ import torch
 import transformers
 from accelerate.tracking import GeneralTracker
 from launching import accelerate_launch
-from speat_metric.distill.train import learning_rate
 from test_distill_parts import save_melhubert_teacher, save_teacher
 from test_pruning_models import write_audio_folder, write_tone_test
 
 from speat_metric.cli import main
+from speat_metric.distill.train import learning_rate
 from speat_metric.results import load_records
 
 TINY = "training: {batch_size: 2, crop_seconds: 0.5, min_seconds: 0.3, num_workers: 0, save_state_every: null}\n"

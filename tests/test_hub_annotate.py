@@ -18,13 +18,14 @@ from hub_testing import (
     server_texts,
 )
 from huggingface_hub import HfApi
+from tiny_models import save_tiny_model
+
+from speat_metric.evaluation import EvaluationSettings, evaluate_models
 from speat_metric.hub import SPEAT_COMMIT_MARKER, is_speat_change
 from speat_metric.hub.annotate import STATUSES, AnnotationOutcome, annotate_model, publish_records
 from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH, CardError
 from speat_metric.hub.hub import HubError
-from tiny_models import save_tiny_model
-
-from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.hub.source import SpeatSource
 from speat_metric.results import load_records
 
 BOT, OWNER = "hf_speatBotSECRET0123456789", "hf_ownerSECRET9876543210"
@@ -219,11 +220,11 @@ def test_records_of_another_model_or_without_a_revision_are_refused(server, loca
 def test_the_webhook_interface_is_as_documented():
     parameters = inspect.signature(annotate_model).parameters
     assert list(parameters) == ["repo_id", "revision", "settings", "create_pr", "force", "allow_synthetic",
-                                "dry_run", "token", "endpoint"]
+                                "dry_run", "token", "endpoint", "source"]
     assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(parameters)[1:])
     assert {name: parameters[name].default for name in list(parameters)[3:]} == {
         "create_pr": True, "force": False, "allow_synthetic": False, "dry_run": False, "token": None,
-        "endpoint": None}
+        "endpoint": None, "source": SpeatSource()}
     assert set(STATUSES) == {"opened-pr", "updated-pr", "committed", "unchanged", "skipped-owner-closed", "dry-run"}
     fields = {field for field in AnnotationOutcome.__dataclass_fields__}
     assert {"status", "pr_url", "pr_number", "commit", "evaluated_revision", "diff"} <= fields

@@ -10,6 +10,7 @@ import pytest
 import transformers
 from http_servers import HubServer
 from hub_testing import SPEAT, hub_env, publish_tiny_model, run_speat, write_tone_test
+
 from speat_metric.hub.batch import find_speech_models, load_state, read_model_list
 from speat_metric.hub.hub import HubClient
 
@@ -75,6 +76,7 @@ def test_a_killed_batch_resumes_without_doing_anything_twice(tmp_path):
         assert final["owner/m1"] == killed["owner/m1"]  # untouched by the resumed run
         assert final["owner/m3"]["revision"] == server.repos[("model", "owner/m3")].branches["main"]
         assert TOKEN not in resumed.stdout + resumed.stderr and TOKEN not in state.read_text()
+        assert server.count("GET", "/api/whoami-v2") == 2  # once per run (whoami is rate-limited), not per model
 
 
 def test_search_keeps_speech_encoders_matching_every_filter(tmp_path):
@@ -90,6 +92,8 @@ def test_search_keeps_speech_encoders_matching_every_filter(tmp_path):
         assert find_speech_models(client, search="TINY", filters=["transformers", "speech"]) == ["lab/tiny-w2v"]
         assert find_speech_models(client, search="tiny", filters=["feature-extraction"]) == ["lab/tiny-hubert"]
         assert find_speech_models(client, search="w2v", limit=1) == ["lab/tiny-w2v"]
+        searches = [request for request in server.requests if request.path == "/api/models"]
+        assert searches and all(request.query.get("config") == ["true"] for request in searches)
 
 
 def test_model_lists_and_state_files_are_checked_first(tmp_path):

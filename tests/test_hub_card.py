@@ -10,11 +10,11 @@ import pytest
 import yaml
 from hub_testing import FOREIGN_CARD, added_lines
 from huggingface_hub import ModelCard, parse_eval_result_entries
-from speat_metric.hub.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card
-from speat_metric.hub.card_merge import card_provenance, merge_card, set_yaml_keys
 from tiny_models import save_tiny_model
 
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.hub.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card
+from speat_metric.hub.card_merge import card_provenance, merge_card, set_yaml_keys
 from speat_metric.report import format_p_value, reproduce_command
 
 REPO = "owner/tiny"

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from http_servers import HubServer
 from hub_testing import hub_env, run_python, run_speat
-from speat_metric.hub.module_space import publish_module
 
 from speat_metric import __version__, speat_test
+from speat_metric.hub.module_space import publish_module
 
 TOKEN = "hf_spaceSECRET31415"
 SPACE = "lab/speat"

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 import pytest
 from http_servers import HubServer
 from hub_testing import hub_env, run_python, run_speat, write_tone_test
-from speat_metric.hub.results_dataset import dataset_path, push_results
 
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.hub.results_dataset import dataset_path, push_results
 
 TOKEN = "hf_resultsSECRET777"
 REPO = "lab/speat-results"

@@ -6,10 +6,10 @@ import argparse
 
 import pytest
 import yaml
-from speat_metric.pruning.cli import run_config
-from speat_metric.pruning.config import CONFIG_DIRECTORY, ConfigError, load_config, read_run_config
 
 from speat_metric.cli import build_parser
+from speat_metric.pruning.cli import run_config
+from speat_metric.pruning.config import CONFIG_DIRECTORY, ConfigError, load_config, read_run_config
 
 
 def test_the_defaults_are_the_studys_hyperparameters():

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from speat_metric.pruning.config import Phase, ScheduleConfig, load_config
-from speat_metric.pruning.methods import StructuredPruning, sizes, structured_steps
-from speat_metric.pruning.structured import head_scores, lowest, row_scores
-from speat_metric.pruning.weights import prunable_parameters
 from test_pruning_models import MELHUBERT
 
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel
 from speat_metric.adapters.pruned import transformer_layers
+from speat_metric.pruning.config import Phase, ScheduleConfig, load_config
+from speat_metric.pruning.methods import StructuredPruning, sizes, structured_steps
+from speat_metric.pruning.structured import head_scores, lowest, row_scores
+from speat_metric.pruning.weights import prunable_parameters
 
 # The authors' head_pruning/config/l1/config_runner.yaml: interval, warm_up and total_steps.
 AUTHORS_HEAD_INTERVALS = [0, 25000, 50000, 75000, 100000, 125000, 165000, 205000, 245000, 285000, 325000]

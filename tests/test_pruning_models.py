@@ -14,7 +14,6 @@ import pytest
 import soundfile
 import torch
 import transformers
-from speat_metric.pruning.structured import prune_heads, prune_rows
 from torch import nn
 
 from speat_metric.adapters import load_encoder
@@ -29,6 +28,7 @@ from speat_metric.adapters.pruned import (
     save_pruned_model,
     transformer_layers,
 )
+from speat_metric.pruning.structured import prune_heads, prune_rows
 
 _CNN = dict(conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8))
 _SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,

@@ -10,13 +10,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from speat_metric.pruning.config import ScheduleConfig, SparsityStep
-from speat_metric.pruning.methods import WeightPruning
-from speat_metric.pruning.weights import LossPlateau, WeightMasks, prunable_parameters, sparsity_targets
 from test_pruning_models import MELHUBERT
 from torch import nn
 
 from speat_metric.adapters.melhubert import MelHuBERTModel
+from speat_metric.pruning.config import ScheduleConfig, SparsityStep
+from speat_metric.pruning.methods import WeightPruning
+from speat_metric.pruning.weights import LossPlateau, WeightMasks, prunable_parameters, sparsity_targets
 
 # The authors' weight_pruning/config/config_runner_prune.yaml, up to the study's 80%.
 AUTHORS_SPARSITIES = [.2, .3, .4, .5, .55, .6, .65, .675, .7, .71, .72, .73, .74, .75, .76, .77, .78, .79, .8]

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from speat_metric.space.sources import read_record_files
 from test_space_fixtures import write_results_dir
 
+from speat_metric.space.sources import read_record_files
 from speat_metric.statistics import speat_test
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,13 +5,13 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from speat_metric.space.detail import model_detail
-from speat_metric.space.rows import build_table
 from test_space_fixtures import bundled, of
 
 from speat_metric.cli import main
 from speat_metric.report import reproduce_command
 from speat_metric.results import load_records
+from speat_metric.space.detail import model_detail
+from speat_metric.space.rows import build_table
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from speat_metric.space.sources import bundled_records_dir, read_record_files
-
 from speat_metric.results import EvaluationRecord
+from speat_metric.space.sources import bundled_records_dir, read_record_files
 
 SMALL = "models/small-wav2vec2"
 

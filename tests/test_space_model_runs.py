@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from speat_metric.space.model_runs import ModelEvaluationDisabled, check_request, evaluate_model
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 
 import pytest
+from test_space_fixtures import bundled, of, on_real_stimuli
+
 from speat_metric.space.reference import comparison, normalised_name, published_tables, reference_dir
 from speat_metric.space.rows import build_table
-from test_space_fixtures import bundled, of, on_real_stimuli
 
 
 def _csv(name: str) -> list[dict[str, str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from test_space_fixtures import SMALL, bundled, distilled_students, of, on_real_stimuli, pruning_sweep, shifted
+
 from speat_metric.space import columns as C
 from speat_metric.space.rows import (
     Compression,
@@ -13,7 +15,6 @@ from speat_metric.space.rows import (
     run_name,
     visible_columns,
 )
-from test_space_fixtures import SMALL, bundled, distilled_students, of, on_real_stimuli, pruning_sweep, shifted
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from test_space_fixtures import SMALL, bundled, distilled_students, of, pruning_sweep, shifted
+
 from speat_metric.space import plots, series
 from speat_metric.space.rows import build_table
-from test_space_fixtures import SMALL, bundled, distilled_students, of, pruning_sweep, shifted
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from test_space_fixtures import FOREIGN, bundled, of, version_1, write_results_dir
+
 from speat_metric.space.sources import (
     DirectorySource,
     HubDatasetSource,
@@ -13,7 +15,6 @@ from speat_metric.space.sources import (
     choose_source,
     read_record_files,
 )
-from test_space_fixtures import FOREIGN, bundled, of, version_1, write_results_dir
 
 
 def test_bad_and_foreign_files_are_skipped_with_a_warning_naming_each(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from speat_metric.space.uploads import EmbeddingsFileError, evaluate_upload, read_embeddings, upload_scores
 
+from speat_metric.space.uploads import EmbeddingsFileError, evaluate_upload, read_embeddings, upload_scores
 from speat_metric.statistics import speat_test
 
 

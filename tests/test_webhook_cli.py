@@ -4,10 +4,10 @@ import logging
 
 import pytest
 from http_servers import HubServer
-from speat_metric.hub.webhook.auth import load_secret
-from speat_metric.hub.webhook.server import own_account_ids
 
 from speat_metric.cli import main
+from speat_metric.hub.webhook.auth import load_secret
+from speat_metric.hub.webhook.server import own_account_ids
 
 SECRET = "cli-SECRET-0123456789abc"
 

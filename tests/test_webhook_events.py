@@ -5,6 +5,7 @@ import doctest
 import json
 
 import pytest
+
 from speat_metric.hub.webhook import events
 from speat_metric.hub.webhook.events import (
     AnnotationRequest,
@@ -84,6 +85,7 @@ def test_a_narrower_content_scope_counts_as_a_content_update():
 
 @pytest.mark.parametrize("changes,reason", [
     (dict(repo__type="dataset"), "dataset repository: only model repositories are annotated"),
+    (dict(repo__type="bucket"), "bucket repository: only model repositories are annotated"),
     (dict(event__scope="repo.config"), "repo.config update event: only content updates"),
     (dict(event__scope="repo", event__action="create"), "repo create event"),
     (dict(updatedRefs=[{"ref": "refs/pr/3", "oldSha": None, "newSha": NEW}]),

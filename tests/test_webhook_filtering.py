@@ -6,10 +6,11 @@ import json
 import pytest
 import transformers
 from http_servers import HubServer
+from tiny_models import KINDS
+
 from speat_metric.hub import SPEAT_TITLE_PREFIX
 from speat_metric.hub.webhook.events import AnnotationRequest
 from speat_metric.hub.webhook.filtering import Screening, screen_commit
-from tiny_models import KINDS
 
 REPO = "alice/tiny-model"
 WEIGHTS = {"model.safetensors": b"weights v1"}

@@ -12,6 +12,7 @@ import textwrap
 import threading
 
 import pytest
+
 from speat_metric.hub.webhook import auth, jobs, logs
 from speat_metric.hub.webhook.events import AnnotationRequest
 from speat_metric.hub.webhook.jobs import JobStore, worker_name

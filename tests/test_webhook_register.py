@@ -5,6 +5,7 @@ import doctest
 import pytest
 from http_servers import HubServer
 from hub_testing import hub_env, run_speat
+
 from speat_metric.hub.webhook import register
 from speat_metric.hub.webhook.auth import WebhookSecret
 from speat_metric.hub.webhook.register import parse_watched, register_webhook, webhook_url

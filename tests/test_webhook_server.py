@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+
 from speat_metric.hub.webhook.auth import WebhookSecret
 from speat_metric.hub.webhook.events import content_update_payload
 from speat_metric.hub.webhook.filtering import Screening
@@ -165,7 +166,8 @@ def test_events_that_ask_for_nothing_are_acknowledged_and_ignored(start_service,
                               "changes": {"base": "refs/heads/main"}})
     cases = [(content_update_payload("alice/tiny-hubert", sha(2), ref="refs/pr/3"), "refs/pr/3, not the main branch"),
              (our_pr, "event on our own pull request #3"),
-             (content_update_payload("alice/speech-data", sha(3), repo_type="dataset"), "dataset repository")]
+             (content_update_payload("alice/speech-data", sha(3), repo_type="dataset"), "dataset repository"),
+             (content_update_payload("alice/some-bucket", sha(4), repo_type="bucket"), "bucket repository")]
     for payload, reason in cases:
         response = post(service, payload)
         assert response.status_code == 200 and response.json()["accepted"] is False

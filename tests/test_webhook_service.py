@@ -21,12 +21,12 @@ import transformers
 from http_servers import HubServer
 from hub_testing import FOREIGN_CARD, SPEAT, added_lines, files_containing, hub_env, publish_tiny_model, server_texts
 from huggingface_hub import HfApi, ModelCard
-from speat_metric.hub import SPEAT_TITLE_PREFIX
-from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH
-from speat_metric.hub.webhook.events import content_update_payload
 from tiny_models import save_tiny_model
 
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH
+from speat_metric.hub.webhook.events import content_update_payload
 
 TOKEN, OWNER = "hf_webhookBotTOKEN0123456789abcdef", "hf_ownerTOKEN0123456789abcdef"
 SECRET = "webhook-SECRET-9f8e7d6c5b4a3210"

@@ -15,10 +15,10 @@ import httpx
 from http_servers import HubServer
 from hub_testing import hub_env
 from huggingface_hub import SpaceCard
-from speat_metric.hub.spaces import SpeatPackage
-from speat_metric.hub.webhook.space import space_files
 
 from speat_metric.cli import build_parser
+from speat_metric.hub.spaces import SpeatPackage
+from speat_metric.hub.webhook.space import space_files
 
 SPACE = Path(__file__).parents[1] / "hub_scripts" / "webhook_space"
 TOKEN = "hf_spaceTOKEN0123456789abcdef"

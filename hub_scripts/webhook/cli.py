@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from speat_metric.extras import require_extra
+from speat_metric.hub.source import add_source_options, source_from_options
 
 DEFAULT_DB = Path("speat-webhook.sqlite")
 
@@ -63,6 +64,7 @@ def add_parser(hub_commands: argparse._SubParsersAction) -> None:
                               "(default: the token's own account)")
     service.add_argument("--allow-synthetic", action="store_true",
                          help="allow cards from synthetic stimuli (--stimuli demo), labelled as such")
+    add_source_options(parser)
     # The study's stimuli by default, as a card deserves; each event names the commit to evaluate.
     parser.set_defaults(handler=run, stimuli="speat")
     for action in parser._actions:
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServiceConfig(db=args.db, secret=secret, settings=_settings(args), host=args.host, port=args.port,
                            workers=args.workers, allow_synthetic=args.allow_synthetic,
-                           max_attempts=args.max_attempts, retry_delay=args.retry_delay, redact=[_token()])
+                           max_attempts=args.max_attempts, retry_delay=args.retry_delay, redact=[_token()],
+                           source=source_from_options(args))
     configure_logging(redact=[secret.value, _token()])
     serve(config)
     return 0

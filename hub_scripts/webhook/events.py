@@ -45,6 +45,7 @@ class WebhookRepo(WebhookPayloadRepo):
     field ``head_sha`` without an alias, so the Hub's value would be dropped)."""
 
     head_sha: str | None = Field(default=None, validation_alias=AliasChoices("headSha", "head_sha"))
+    type: str  # the Hub adds repository types (buckets, ...): an event of one we do not handle is ignored, not refused
 
 
 class HubWebhookPayload(WebhookPayload):

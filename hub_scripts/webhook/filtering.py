@@ -60,6 +60,7 @@ def screen_commit(request: AnnotationRequest, *, endpoint: str | None = None, to
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
     from speat_metric.hub import is_speat_change
 
     api = HfApi(endpoint=endpoint, token=token)

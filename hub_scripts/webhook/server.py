@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from speat_metric.hub.source import SpeatSource
 from speat_metric.hub.webhook.auth import SECRET_HEADER, WebhookSecret
 from speat_metric.hub.webhook.events import IgnoredEvent, PayloadError, classify, parse_payload
 from speat_metric.hub.webhook.jobs import DEFAULT_LEASE_SECONDS, JobStore
@@ -58,6 +60,7 @@ class ServiceConfig:
         endpoint: the Hub (default ``HF_ENDPOINT``).
         lease_seconds: how long a running job's claim lasts without a heartbeat.
         shutdown_grace: seconds a stopping service waits for running jobs before handing them back to the queue.
+        source: where the cards tell readers to get speat (`speat_metric.hub.source`).
     """
 
     db: Path
@@ -73,6 +76,7 @@ class ServiceConfig:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     shutdown_grace: float = 10.0
     redact: list[str] = field(default_factory=list)
+    source: SpeatSource = field(default_factory=SpeatSource)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -141,12 +145,11 @@ def default_screener(config: ServiceConfig) -> Screener:
 
 def default_annotator(config: ServiceConfig) -> Annotator:
     """`HubAnnotator` with the configured settings."""
+    from speat_metric.evaluation import EvaluationSettings
     from speat_metric.hub.webhook.worker import HubAnnotator
 
-    from speat_metric.evaluation import EvaluationSettings
-
     return HubAnnotator(config.settings or EvaluationSettings(stimuli="speat", progress=False),
-                        allow_synthetic=config.allow_synthetic, endpoint=config.endpoint)
+                        allow_synthetic=config.allow_synthetic, endpoint=config.endpoint, source=config.source)
 
 
 def create_app(service: WebhookService) -> FastAPI:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import SpaceCard
+
 from speat_metric.hub.hub import HubClient
 from speat_metric.hub.spaces import SpaceOutcome, SpeatPackage, check_space_id, publish_space, requirements_text
 

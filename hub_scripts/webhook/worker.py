@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from speat_metric.hub.source import SpeatSource
 from speat_metric.hub.webhook.events import AnnotationRequest
 from speat_metric.hub.webhook.filtering import Screening
 from speat_metric.hub.webhook.jobs import Job, JobStore, worker_name
@@ -44,17 +45,19 @@ class HubAnnotator:
         settings: how to evaluate (the ``speat evaluate`` options).
         allow_synthetic: allow cards from synthetic stimuli (``--stimuli demo``), labelled as such.
         endpoint: the Hub (default: ``HF_ENDPOINT``).
+        source: where the cards tell readers to get speat.
     """
 
     settings: EvaluationSettings
     allow_synthetic: bool = False
     endpoint: str | None = None
+    source: SpeatSource = SpeatSource()
 
     def __call__(self, job: Job) -> dict[str, Any]:
         from speat_metric.hub.annotate import annotate_model
 
         outcome = annotate_model(job.repo_id, revision=job.revision, settings=self.settings, create_pr=True,
-                                 allow_synthetic=self.allow_synthetic, endpoint=self.endpoint)
+                                 allow_synthetic=self.allow_synthetic, endpoint=self.endpoint, source=self.source)
         if outcome.evaluated_revision not in (None, job.revision):
             raise RuntimeError(f"annotate evaluated {outcome.evaluated_revision}, not the job's commit {job.revision}")
         return {name: getattr(outcome, name, None) for name in OUTCOME_FIELDS}
