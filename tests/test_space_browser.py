@@ -1,5 +1,6 @@
-"""The Space as a visitor uses it: the folder started as a Hugging Face Space starts it (``python app.py`` in a copy
-of ``spaces_app/``, settings from the environment) on 127.0.0.1, driven in headless Debian Chromium.
+"""The Space as a visitor uses it: the app started with ``python app.py`` in a copy of ``spaces_app/`` (settings from
+the environment, speat installed) on 127.0.0.1, driven in headless Debian Chromium. test_spaces_build.py builds the
+published Space itself, from its repository, in a fresh environment.
 
 Screenshots go to the test's temporary folder, and also to ``$SPEAT_TEST_ARTIFACTS`` when that is set.
 """
