@@ -18,9 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from huggingface_hub import SpaceCardData
 
 from speat_metric import __version__
@@ -30,9 +27,8 @@ from speat_metric.hub.spaces import (
     SpaceOutcome,
     SpeatPackage,
     check_space_id,
-    gradio_space_package,
     gradio_version,
-    publish_space,
+    publish_speat_space,
     python_version,
     requirements_text,
     space_card,
@@ -96,13 +92,10 @@ def publish_leaderboard(space_id: str, *, results_repo: str | None = None, revis
     client = HubClient(token=token, endpoint=endpoint)
     if results_repo is not None:
         client.head(results_repo, revision or "main", repo_type="dataset")  # it exists: the Space will find it
-    with tempfile.TemporaryDirectory(prefix="speat-leaderboard-") as scratch:
-        package, url = gradio_space_package(client, space_id, requirement=requirement, private=private,
-                                            scratch=Path(scratch))
-        files = space_files(space_id, package, url, results_repo=results_repo, revision=revision,
-                            endpoint=client.endpoint)
-        return publish_space(client, space_id, files, sdk="gradio", what="the SpEAT leaderboard", private=private,
-                             dry_run=dry_run)
+    return publish_speat_space(
+        client, space_id, lambda package, url: space_files(space_id, package, url, results_repo=results_repo,
+                                                           revision=revision, endpoint=client.endpoint),
+        sdk="gradio", what="the SpEAT leaderboard", requirement=requirement, private=private, dry_run=dry_run)
 
 
 def _space_card(package: SpeatPackage, results_repo: str | None, endpoint: str) -> str:

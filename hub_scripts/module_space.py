@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 
 from huggingface_hub import SpaceCardData
@@ -35,9 +34,8 @@ from speat_metric.hub.spaces import (
     SpaceOutcome,
     SpeatPackage,
     check_space_id,
-    gradio_space_package,
     gradio_version,
-    publish_space,
+    publish_speat_space,
     python_version,
     requirements_text,
     space_card,
@@ -85,12 +83,10 @@ def publish_module(space_id: str, *, requirement: str | None = None, private: bo
             its source tree, or a Hub failure (`HubError`).
     """
     check_space_id(space_id)
-    client = HubClient(token=token, endpoint=endpoint)
-    with tempfile.TemporaryDirectory(prefix="speat-module-space-") as scratch:
-        package, url = gradio_space_package(client, space_id, requirement=requirement, private=private,
-                                            scratch=Path(scratch))
-        return publish_space(client, space_id, space_files(space_id, package, url), sdk="gradio",
-                             what="the SpEAT measurement", private=private, dry_run=dry_run)
+    return publish_speat_space(HubClient(token=token, endpoint=endpoint), space_id,
+                               lambda package, url: space_files(space_id, package, url), sdk="gradio",
+                               what="the SpEAT measurement", requirement=requirement, private=private,
+                               dry_run=dry_run)
 
 
 def _space_card(space_id: str, package: SpeatPackage, install: str) -> str:

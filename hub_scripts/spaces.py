@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -104,23 +105,6 @@ class SpeatPackage:
         if self.release is not None:
             return f"the released `{self.release}`"
         return f"speat {__version__}, from the wheel `{self.wheel.name}` in this Space (SHA-256 `{self.wheel.sha256}`)"
-
-
-def gradio_space_package(client: HubClient, space_id: str, *, requirement: str | None, private: bool,
-                         scratch: Path) -> tuple[SpeatPackage, str | None]:
-    """The speat a Gradio Space installs, and the URL its wheel will have in the Space (None for a release).
-
-    Raises:
-        SpaceError: the Space is (or is to be) private and no released speat is named: its builder, which has no
-            token, could not download the wheel.
-    """
-    _, is_private = space_state(client, space_id)
-    if requirement is None and (private or is_private):
-        raise SpaceError(f"{space_id} is private, and a Gradio Space's builder (which has no token) cannot download "
-                         "the speat wheel from a private Space: make the Space public, or pass --requirement SPEC "
-                         "naming a speat release it can install")
-    package = SpeatPackage.prepare(requirement, scratch)
-    return package, wheel_url(client.endpoint, space_id, package.wheel.name) if package.wheel else None
 
 
 def released_requirement(requirement: str) -> str:
@@ -211,6 +195,31 @@ def space_state(client: HubClient, space_id: str) -> tuple[str | None, bool]:
             return None, False
         raise
     return info.sha, bool(info.private)
+
+
+def publish_speat_space(client: HubClient, space_id: str,
+                        make_files: Callable[[SpeatPackage, str | None], Mapping[str, str | bytes]], *, sdk: str,
+                        what: str, requirement: str | None, private: bool, dry_run: bool) -> SpaceOutcome:
+    """Publish a Space that installs speat: build this speat's wheel (or take the release `requirement` names),
+    make the Space's files with `make_files(package, wheel URL)` and `publish_space` them.
+
+    The wheel URL is where a Gradio Space's builder downloads the wheel from (None for a Docker Space, which installs
+    it from the file, and for a release).
+
+    Raises:
+        SpaceError: a private Gradio Space without `requirement`: its builder, which has no token, could not download
+            the wheel. Raised before anything is built or pushed.
+    """
+    gradio = sdk == "gradio"
+    if gradio and requirement is None and (private or space_state(client, space_id)[1]):
+        raise SpaceError(f"{space_id} is private, and a Gradio Space's builder (which has no token) cannot download "
+                         "the speat wheel from a private Space: make the Space public, or pass --requirement SPEC "
+                         "naming a speat release it can install")
+    with tempfile.TemporaryDirectory(prefix="speat-space-") as scratch:
+        package = SpeatPackage.prepare(requirement, Path(scratch))
+        url = wheel_url(client.endpoint, space_id, package.wheel.name) if gradio and package.wheel else None
+        return publish_space(client, space_id, make_files(package, url), sdk=sdk, what=what, private=private,
+                             dry_run=dry_run)
 
 
 def publish_space(client: HubClient, space_id: str, files: Mapping[str, str | bytes], *, sdk: str, what: str,

@@ -63,6 +63,7 @@ class FreshEnvironment:
 def fresh_environment(root: Path, *, leave_out: Iterable[str] = ()) -> FreshEnvironment:
     """A new virtual environment at `root` that borrows the test environment's packages but speat's and
     `leave_out`'s (distribution names)."""
+    root = root.resolve()
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     overlay = root / "borrowed"
     overlay.mkdir()

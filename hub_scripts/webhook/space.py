@@ -13,13 +13,12 @@ Example:
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from huggingface_hub import SpaceCard
 
 from speat_metric.hub.hub import HubClient
-from speat_metric.hub.spaces import SpaceOutcome, SpeatPackage, check_space_id, publish_space, requirements_text
+from speat_metric.hub.spaces import SpaceOutcome, SpeatPackage, check_space_id, publish_speat_space, requirements_text
 
 SPACE_FOLDER = Path(__file__).resolve().parent.parent / "webhook_space"
 FOLDER_FILES = ("Dockerfile", "app.py")
@@ -49,8 +48,7 @@ def publish_webhook_space(space_id: str, *, requirement: str | None = None, priv
         token, endpoint: as in `speat_metric.hub.hub.HubClient`.
     """
     check_space_id(space_id)
-    client = HubClient(token=token, endpoint=endpoint)
-    with tempfile.TemporaryDirectory(prefix="speat-webhook-space-") as scratch:
-        package = SpeatPackage.prepare(requirement, Path(scratch))
-        return publish_space(client, space_id, space_files(package), sdk="docker",
-                             what="the SpEAT webhook service", private=private, dry_run=dry_run)
+    return publish_speat_space(HubClient(token=token, endpoint=endpoint), space_id,
+                               lambda package, url: space_files(package), sdk="docker",
+                               what="the SpEAT webhook service", requirement=requirement, private=private,
+                               dry_run=dry_run)
