@@ -84,7 +84,7 @@ def resolve_source(*, space: str | None = None, source_url: str | None = None, r
         ValueError: a malformed value, both `space` and `requirement` (two install lines), or a Space without this
             speat's wheel.
     """
-    from speat_metric.hub.spaces import SpaceError, check_space_id, released_requirement, wheel_url
+    from speat_metric.hub.spaces import SpaceError, SpeatPackage, check_space_id, released_requirement, wheel_url
 
     if space and requirement:
         raise SpaceError("--source-space and --requirement both say how to install speat; give one of them")
@@ -95,8 +95,7 @@ def resolve_source(*, space: str | None = None, source_url: str | None = None, r
             raise SpaceError(f"--source-url {source_url!r} is not an http(s) URL")
         url = source_url
     if requirement is not None:
-        released = released_requirement(requirement)
-        install = released.split("@", 1)[1].strip() if "@" in released else released.replace(" ", "")
+        install = SpeatPackage(release=released_requirement(requirement)).install_target(None)
     if space is not None:
         check_space_id(space)
         commit = client.head(space, repo_type="space")

@@ -83,7 +83,8 @@ def build_speat_wheel(directory: Path) -> SpeatWheel:
         try:
             sdist = ProjectBuilder(source, python_executable=sys.executable, runner=runner).build("sdist", scratch)
             with tarfile.open(sdist) as archive:
-                archive.extractall(scratch, filter="data")
+                # Our own sdist; the "data" filter where this Python has it (3.10.12+, 3.11.4+).
+                archive.extractall(scratch, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
             unpacked = Path(scratch) / Path(sdist).name.removesuffix(".tar.gz")
             wheel = ProjectBuilder(unpacked, python_executable=sys.executable, runner=runner).build(
                 "wheel", directory)
