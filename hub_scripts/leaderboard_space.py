@@ -13,7 +13,7 @@ Publishing again with nothing changed makes no commit.
 
 Example:
     >>> publish_leaderboard("me/speat-leaderboard", results_repo="me/speat-results")   # doctest: +SKIP
-    SpaceOutcome(space_id='me/speat-leaderboard', status='committed', ...)
+    PublishOutcome(repo_id='me/speat-leaderboard', status='committed', ...)
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from huggingface_hub import SpaceCardData
 
 from speat_metric import __version__
 from speat_metric.hub.hub import HubClient
+from speat_metric.hub.publishing import PublishOutcome
 from speat_metric.hub.spaces import (
     SpaceError,
-    SpaceOutcome,
     SpeatPackage,
     check_space_id,
     gradio_version,
@@ -69,7 +69,7 @@ def space_files(space_id: str, package: SpeatPackage, wheel_url: str | None, *, 
 
 def publish_leaderboard(space_id: str, *, results_repo: str | None = None, revision: str | None = None,
                         requirement: str | None = None, private: bool = False, dry_run: bool = False,
-                        token: str | None = None, endpoint: str | None = None) -> SpaceOutcome:
+                        token: str | None = None, endpoint: str | None = None) -> PublishOutcome:
     """Create or update the leaderboard Space.
 
     Args:

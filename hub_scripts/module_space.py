@@ -17,7 +17,7 @@ Publishing again with nothing changed makes no commit.
 
 Example:
     >>> publish_module("me/speat")                                                      # doctest: +SKIP
-    SpaceOutcome(space_id='me/speat', status='committed', ...)
+    PublishOutcome(repo_id='me/speat', status='committed', ...)
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from huggingface_hub import SpaceCardData
 from speat_metric import __version__
 from speat_metric.evaluate_registration import MODULE_PATH
 from speat_metric.hub.hub import HubClient
+from speat_metric.hub.publishing import PublishOutcome
 from speat_metric.hub.spaces import (
-    SpaceOutcome,
     SpeatPackage,
     check_space_id,
     gradio_version,
@@ -68,7 +68,7 @@ def space_files(space_id: str, package: SpeatPackage, wheel_url: str | None) -> 
 
 
 def publish_module(space_id: str, *, requirement: str | None = None, private: bool = False, dry_run: bool = False,
-                   token: str | None = None, endpoint: str | None = None) -> SpaceOutcome:
+                   token: str | None = None, endpoint: str | None = None) -> PublishOutcome:
     """Create or update the Space that serves the measurement to ``evaluate.load(space_id)``.
 
     Args:

@@ -12,8 +12,9 @@ copied in afterwards), so the wheel is named by its URL in the Space itself, pin
 which pip checks). That builder has no token: a private Gradio Space needs ``--requirement``. A Docker Space's
 Dockerfile copies the repository first and installs the wheel from the file.
 
-`publish_space` creates or updates a Space with such files: only what changed is committed, another speat wheel is
-removed, an unchanged speat makes no commit, and a dry run shows the diff and pushes nothing.
+`publish_speat_space` creates or updates a Space with such files (`speat_metric.hub.publishing`): only what changed
+is committed, another speat wheel is removed, an unchanged speat makes no commit, and a dry run shows the diff and
+pushes nothing.
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ from importlib import metadata
 from pathlib import Path
 
 from speat_metric import __version__
-from speat_metric.hub import SPEAT_TITLE_PREFIX
-from speat_metric.hub.card_merge import unified_diff
-from speat_metric.hub.hub import HubClient, HubError
+from speat_metric.hub.hub import HubClient
+from speat_metric.hub.publishing import PublishOutcome, publish_files, repo_state
 from speat_metric.hub.wheel import SpeatWheel, build_speat_wheel
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -162,46 +162,12 @@ def space_card(data: object, body: str) -> str:
     return f"---\n{data.to_yaml()}\n---\n{body}"
 
 
-@dataclass(frozen=True)
-class SpaceOutcome:
-    """What `publish_space` did: ``committed``, ``unchanged`` or ``dry-run`` (with the diff).
-
-    Attributes:
-        space_id: the Space.
-        status: ``committed``, ``unchanged`` or ``dry-run``.
-        url: the Space's page.
-        commit: the commit made, if any.
-        diff: what changed (text files as a unified diff, binary files as one line each).
-    """
-
-    space_id: str
-    status: str
-    url: str
-    commit: str | None = None
-    diff: str = ""
-
-    @property
-    def summary(self) -> str:
-        pushed = f" commit {self.commit[:12]}" if self.commit else ""
-        return f"{self.space_id}: {self.status}{pushed} ({self.url})"
-
-
-def space_state(client: HubClient, space_id: str) -> tuple[str | None, bool]:
-    """(head commit, private) of a Space, or (None, False) when it does not exist."""
-    try:
-        info = client.info(space_id, repo_type="space")
-    except HubError as error:
-        if "has no space" in str(error):
-            return None, False
-        raise
-    return info.sha, bool(info.private)
-
-
 def publish_speat_space(client: HubClient, space_id: str,
                         make_files: Callable[[SpeatPackage, str | None], Mapping[str, str | bytes]], *, sdk: str,
-                        what: str, requirement: str | None, private: bool, dry_run: bool) -> SpaceOutcome:
+                        what: str, requirement: str | None, private: bool, dry_run: bool) -> PublishOutcome:
     """Publish a Space that installs speat: build this speat's wheel (or take the release `requirement` names),
-    make the Space's files with `make_files(package, wheel URL)` and `publish_space` them.
+    make the Space's files with `make_files(package, wheel URL)` and publish them (any other speat wheel at the
+    Space's root is removed).
 
     The wheel URL is where a Gradio Space's builder downloads the wheel from (None for a Docker Space, which installs
     it from the file, and for a release).
@@ -211,59 +177,12 @@ def publish_speat_space(client: HubClient, space_id: str,
             the wheel. Raised before anything is built or pushed.
     """
     gradio = sdk == "gradio"
-    if gradio and requirement is None and (private or space_state(client, space_id)[1]):
+    if gradio and requirement is None and (private or repo_state(client, space_id, repo_type="space")[1]):
         raise SpaceError(f"{space_id} is private, and a Gradio Space's builder (which has no token) cannot download "
                          "the speat wheel from a private Space: make the Space public, or pass --requirement SPEC "
                          "naming a speat release it can install")
     with tempfile.TemporaryDirectory(prefix="speat-space-") as scratch:
         package = SpeatPackage.prepare(requirement, Path(scratch))
         url = wheel_url(client.endpoint, space_id, package.wheel.name) if gradio and package.wheel else None
-        return publish_space(client, space_id, make_files(package, url), sdk=sdk, what=what, private=private,
-                             dry_run=dry_run)
-
-
-def publish_space(client: HubClient, space_id: str, files: Mapping[str, str | bytes], *, sdk: str, what: str,
-                  private: bool = False, dry_run: bool = False) -> SpaceOutcome:
-    """Create the Space (unless it exists) and commit those of `files` that differ from its main branch, removing
-    any other speat wheel at its root.
-
-    Args:
-        client: the Hub.
-        space_id: ``OWNER/NAME``.
-        files: path -> text or bytes.
-        sdk: ``gradio`` or ``docker`` (for a new Space).
-        what: what the Space is, for the commit summary (``the SpEAT leaderboard``).
-        private: create the Space as private (an existing Space keeps its visibility).
-        dry_run: push nothing; the outcome carries the diff.
-    """
-    url = f"{client.endpoint}/spaces/{space_id}"
-    head, _ = space_state(client, space_id)
-    if head is None and not dry_run:
-        client.ensure_repo(space_id, repo_type="space", private=private, space_sdk=sdk)
-        head = client.head(space_id, repo_type="space")
-    existing = client.file_ids(space_id, "", repo_type="space", revision=head) if head else {}
-    digests = client.file_digests(space_id, list(files), revision=head, repo_type="space") if head else {}
-    changed = {path: content for path, content in files.items()
-               if path not in digests or not digests[path].matches(_bytes(content))}
-    stale = sorted(path for path in existing if WHEEL_PATTERN.match(path) and path not in files)
-    diff = "".join(_diff(client, space_id, head, path, content, path in digests) for path, content in changed.items())
-    diff += "".join(f"deleted {path}\n" for path in stale)
-    if dry_run:
-        return SpaceOutcome(space_id, "dry-run", url, diff=diff)
-    if not changed and not stale:
-        return SpaceOutcome(space_id, "unchanged", url)
-    info = client.commit(space_id, changed, delete=stale, repo_type="space", parent_commit=head,
-                         summary=f"{SPEAT_TITLE_PREFIX} Publish {what} (speat {__version__})",
-                         description="Published by `speat hub`.")
-    return SpaceOutcome(space_id, "committed", url, commit=info.oid, diff=diff)
-
-
-def _bytes(content: str | bytes) -> bytes:
-    return content.encode("utf-8") if isinstance(content, str) else content
-
-
-def _diff(client: HubClient, space_id: str, head: str | None, path: str, content: str | bytes, exists: bool) -> str:
-    if isinstance(content, bytes):
-        return f"{'changed' if exists else 'added'} {path} ({len(content):,} bytes)\n"
-    old = client.read_text(space_id, path, revision=head, repo_type="space") if exists else None
-    return unified_diff(path, old, content)
+        return publish_files(client, space_id, make_files(package, url), repo_type="space", what=what,
+                             private=private, dry_run=dry_run, space_sdk=sdk, stale=WHEEL_PATTERN.match)

@@ -8,7 +8,7 @@ requirements, so the wheel is installed from the file, which also works for a pr
 
 Example:
     >>> publish_webhook_space("me/speat-webhook")                    # doctest: +SKIP
-    SpaceOutcome(space_id='me/speat-webhook', status='committed', ...)
+    PublishOutcome(repo_id='me/speat-webhook', status='committed', ...)
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from huggingface_hub import SpaceCard
 
 from speat_metric.hub.hub import HubClient
-from speat_metric.hub.spaces import SpaceOutcome, SpeatPackage, check_space_id, publish_speat_space, requirements_text
+from speat_metric.hub.publishing import PublishOutcome
+from speat_metric.hub.spaces import SpeatPackage, check_space_id, publish_speat_space, requirements_text
 
 SPACE_FOLDER = Path(__file__).resolve().parent.parent / "webhook_space"
 FOLDER_FILES = ("Dockerfile", "app.py")
@@ -37,7 +38,7 @@ def space_files(package: SpeatPackage) -> dict[str, str | bytes]:
 
 def publish_webhook_space(space_id: str, *, requirement: str | None = None, private: bool = False,
                           dry_run: bool = False, token: str | None = None, endpoint: str | None = None
-                          ) -> SpaceOutcome:
+                          ) -> PublishOutcome:
     """Create or update the webhook service's Docker Space.
 
     Args:
