@@ -35,16 +35,12 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.network import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("open", "draft")
 
-try:  # huggingface_hub's HTTP client: its connection errors are not OSErrors
-    from httpx2 import TransportError as _TransportError
-except ImportError:  # pragma: no cover (older huggingface_hub: httpx or requests, whose errors are OSErrors or named)
-    _TransportError = OSError
-_UNREACHABLE = (OSError, _TransportError)
 
 
 class HubError(ValueError):
@@ -301,7 +297,7 @@ def hub_errors(what: str, *, revision: str | None = None, writing: bool = False)
             raise HubError(f"{what} changed while we were writing to it (someone committed meanwhile); run the "
                            "command again") from None
         raise HubError(f"the Hub answered {status} for {what}{': ' + reason if reason else ''}") from None
-    except _UNREACHABLE as error:  # connection refused, DNS failure, timeout
+    except UNREACHABLE as error:  # connection refused, DNS failure, timeout
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise HubError(f"the Hub could not be reached for {what} ({first}); check the network and HF_ENDPOINT"
                        ) from None

@@ -231,6 +231,10 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--cmvn", action="store_true",
                           help="classical features: per-clip CMVN as in S3PRL's configs (time-averaged features are "
                           "then rounding residue; without it records are labelled not-table3-comparable)")
+    evaluate.add_argument("--benchmark", default=None, metavar="OWNER/NAME",
+                          help="the SpEAT benchmark on the Hub (default $SPEAT_BENCHMARK): compare the audio with "
+                          "its record (differing clips are named and their results labelled stimuli-differ); the "
+                          "Hub commands attach .eval_results to it")
     evaluate.add_argument("--out", type=Path, default=Path("results"),
                           help="directory of the JSON results, one file per model and test (default ./results)")
     evaluate.add_argument("--format", default="table", choices=FORMATS, help="output format (default table)")
@@ -269,6 +273,7 @@ def evaluation_options() -> argparse.ArgumentParser:
 def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
     """The `EvaluationSettings` of parsed ``speat evaluate`` options (see `evaluation_options`)."""
     from speat_metric.evaluation import EvaluationSettings
+    from speat_metric.stimuli.fingerprints import benchmark_from_environment
 
     return EvaluationSettings(
         tests=args.tests, stimuli=args.stimuli, allow_missing=args.allow_missing,
@@ -276,7 +281,7 @@ def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
         num_permutations=args.permutations, seed=args.seed, revision=args.revision, device=args.device,
         dtype=args.dtype, batch_seconds=args.batch_seconds, trim_silence=args.trim_silence, mean_std=args.mean_std,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.no_progress,
-        profile=args.profile, cmvn=args.cmvn,
+        profile=args.profile, cmvn=args.cmvn, benchmark=benchmark_from_environment(args.benchmark),
     )
 
 
@@ -325,6 +330,9 @@ def _add_stimuli_parser(commands: argparse._SubParsersAction) -> None:
     download.add_argument("--base-url-zenodo", default=None,
                           help="Zenodo server (default $SPEAT_ZENODO_BASE_URL or https://zenodo.org)")
     download.add_argument("--retries", type=int, default=5, help="attempts per file before giving up (default 5)")
+    download.add_argument("--benchmark", default=None, metavar="OWNER/NAME",
+                          help="the SpEAT benchmark on the Hub (default $SPEAT_BENCHMARK): name every clip whose "
+                          "bytes differ from its record")
     download.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     download.set_defaults(handler=_stimuli_download)
 
@@ -353,9 +361,13 @@ def _stimuli_list(args: argparse.Namespace) -> int:
 
 def _stimuli_download(args: argparse.Namespace) -> int:
     from speat_metric.stimuli import DownloadSource, RetryPolicy, get_speat_test, stimulus_refs
+    from speat_metric.stimuli.download import file_sha256
+    from speat_metric.stimuli.fingerprints import benchmark_from_environment, load_reference
 
     names = [name.strip() for name in args.tests.split(",") if name.strip()]
     specs = [get_speat_test(name) for name in names]
+    benchmark = benchmark_from_environment(args.benchmark)
+    reference = load_reference(benchmark) if benchmark else None  # before any download: a bad name stops here
     refs = list({ref.stimulus_id: ref for spec in specs for ref in stimulus_refs(spec)}.values())
     source = DownloadSource(cache_dir=args.cache_dir, saa_base_url=args.base_url_saa,
                             zenodo_base_url=args.base_url_zenodo, retry=RetryPolicy(attempts=args.retries),
@@ -366,6 +378,15 @@ def _stimuli_download(args: argparse.Namespace) -> int:
         counts = "   ".join(f"{group.role} {group.name} {sum(s in resolution.files for s in group.stimulus_ids)}"
                            f"/{len(group)}" for group in spec.groups)
         print(f"  {spec.name:<7} {counts}")
+    if reference is not None:
+        differing = reference.differing({"stimulus_id": stimulus_id, "sha256": file_sha256(path)}
+                                        for stimulus_id, path in resolution.files.items())
+        if differing:
+            shown = ", ".join(differing[:10]) + (f", ... ({len(differing)} in all)" if len(differing) > 10 else "")
+            print(f"{len(differing)} clip(s) differ from the audio of the benchmark {benchmark}: {shown}; results made "
+                  "from them are labelled stimuli-differ")
+        else:
+            print(f"every clip in the cache has the bytes the benchmark {benchmark} lists")
     if not resolution.missing:
         print(f"all {len(refs)} stimuli are in the cache")
         return 0

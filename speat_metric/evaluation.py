@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from speat_metric.adapters.base import SpeechEncoder
     from speat_metric.adapters.preflight import ModelCheck
     from speat_metric.results import EvaluationRecord
+    from speat_metric.stimuli.fingerprints import BenchmarkReference
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class EvaluationSettings:
             ``docs/reproducibility.md``); recorded in every record and part of every cache key.
         cmvn: per-clip CMVN of the classical features, as S3PRL's configs (their records are then labelled
             ``cmvn-rounding-residue``; without it, ``not-table3-comparable``).
+        benchmark: the SpEAT benchmark on the Hub (``OWNER/NAME``, see ``speat hub publish-benchmark``): the audio is
+            compared with the benchmark's (a test with a clip that differs is labelled ``stimuli-differ``), and the
+            Hub commands attach ``.eval_results`` to it. None: no comparison, no ``.eval_results``.
     """
 
     tests: tuple[str, ...] = DEFAULT_TESTS
@@ -83,6 +87,7 @@ class EvaluationSettings:
     stimulus_cache_dir: Path | None = None
     profile: str = "hf"
     cmvn: bool = False
+    benchmark: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.tests, str):
@@ -102,8 +107,11 @@ class EvaluationSettings:
         if self.mean_std is not None and not Path(self.mean_std).is_file():
             raise FileNotFoundError(f"--mean-std file {self.mean_std!r} does not exist")
         from speat_metric.profiles import get_profile
+        from speat_metric.stimuli.fingerprints import benchmark_from_environment
 
         get_profile(self.profile)
+        if self.benchmark is not None:
+            benchmark_from_environment(self.benchmark)  # the format; the Hub is asked when the work starts
 
     @property
     def embedding_cache(self) -> Path | None:
@@ -201,6 +209,16 @@ def load_tests(settings: EvaluationSettings) -> dict[str, datasets.Dataset]:
     return tests
 
 
+def warn_differing_stimuli(tests: dict[str, datasets.Dataset], reference: BenchmarkReference) -> None:
+    """One warning per test whose audio differs from the benchmark's, naming the clips."""
+    for name, dataset in tests.items():
+        differing = reference.differing(dataset)
+        if differing:
+            shown = ", ".join(differing[:10]) + (f", ... ({len(differing)} in all)" if len(differing) > 10 else "")
+            logger.warning("test %s: %d clip(s) differ from the audio of the benchmark %s (%s); its results are "
+                           "labelled stimuli-differ", name, len(differing), reference.benchmark, shown)
+
+
 def record_labels(encoder: SpeechEncoder, model: str) -> list[str]:
     """The labels every record of this model carries (``classical-feature``, ``random-init``); the comparability
     labels (``unnormalised-input``, ``not-table3-comparable``, ...) are added by `evaluate_tests` itself."""
@@ -236,6 +254,7 @@ def evaluate_models(
     from speat_metric.adapters import load_encoder
     from speat_metric.pipeline import evaluate_tests, is_main_process
     from speat_metric.profiles import check_model_type
+    from speat_metric.stimuli.fingerprints import load_reference
 
     device = resolve_device(settings.device)
     if out is not None:
@@ -243,7 +262,10 @@ def evaluate_models(
     runs = plan_models(models, settings.revision)
     for run in runs:
         check_model_type(settings.profile, run.check.model_type, run.model)
+    reference = load_reference(settings.benchmark) if settings.benchmark else None
     tests = load_tests(settings)
+    if reference is not None:
+        warn_differing_stimuli(tests, reference)
     if not settings.progress:
         _silence_library_progress_bars()
     records: list[EvaluationRecord] = []
@@ -256,6 +278,7 @@ def evaluate_models(
             cache_dir=settings.embedding_cache, batch_seconds=settings.batch_seconds,
             trim_silence=settings.trim_silence, num_permutations=settings.num_permutations, seed=settings.seed,
             labels=record_labels(encoder, run.model), checkpoint=run.checkpoint, progress=settings.progress,
+            reference=reference,
         )
         if out is not None and is_main_process():
             for record in model_records:

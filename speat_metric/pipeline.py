@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from speat_metric.profiles import comparability_labels, get_profile
 from speat_metric.progress import ProgressBar
 from speat_metric.results import EvaluationRecord
 from speat_metric.statistics import association_scores, speat_test
+
+if TYPE_CHECKING:
+    from speat_metric.stimuli.fingerprints import BenchmarkReference
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +133,7 @@ def evaluate_tests(
     labels: Sequence[str] = (),
     checkpoint: Mapping[str, Any] | None = None,
     progress: bool = True,
+    reference: BenchmarkReference | None = None,
 ) -> list[EvaluationRecord]:
     """Run every test's SpEAT on one encoder; each distinct clip is embedded once across all tests.
 
@@ -143,11 +147,14 @@ def evaluate_tests(
             stimuli are the demo set, and the comparability labels of `speat_metric.profiles.comparability_labels`
             (e.g. ``unnormalised-input``) always. Records carry the encoder's profile.
         checkpoint: name and step of the checkpoint, for per-checkpoint curves.
+        reference: the benchmark's record of the study's audio: each record's fingerprint is compared with it, and
+            a test with a clip whose bytes differ is labelled ``stimuli-differ``.
 
     Returns:
         One record per test and tested layer view.
     """
     from speat_metric.stimuli import stimulus_provenance
+    from speat_metric.stimuli.fingerprints import stimulus_fingerprint
 
     all_rows = [row for dataset in tests.values() for row in dataset]
     embeddings = embed_stimuli(encoder, clips_of(all_rows), cache_dir=cache_dir, frame_pooling=frame_pooling,
@@ -167,8 +174,11 @@ def evaluate_tests(
         if empty:
             raise ValueError(f"test {name!r} has no stimuli in role(s) {', '.join(empty)}")
         views = {role: layer_pooling.views(per_layer[role]) for role in ROLES}
+        fingerprint = {**stimulus_fingerprint({role: [row["sha256"] for row in by_role[role]] for role in ROLES}),
+                       "reference": reference.comparison(name, rows) if reference is not None else None}
+        differ = ["stimuli-differ"] if fingerprint["reference"] and fingerprint["reference"]["differing"] else []
         record_labels = tuple(dict.fromkeys([*labels, *(["synthetic-stimuli"] if provenance.get("synthetic") else []),
-                                             *comparability_labels(encoder.description, encoder.profile)]))
+                                             *differ, *comparability_labels(encoder.description, encoder.profile)]))
         for view_index, (layer, _) in enumerate(views["X"]):
             x, y, a, b = (views[role][view_index][1] for role in ROLES)
             result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed,
@@ -187,6 +197,7 @@ def evaluate_tests(
                 checkpoint=dict(checkpoint) if checkpoint is not None else None,
                 profile=encoder.profile,
                 association_scores=_scores_by_stimulus(scores, by_role["X"], by_role["Y"]),
+                fingerprint=fingerprint,
             ))
             bar.advance()
     bar.close()

@@ -32,6 +32,8 @@ LABEL_NOTES = {
     profiles.SPEAT2023_HUBERT_LAYERS: "HuBERT under --profile speat2023: layer 0 is the LAST transformer layer (the "
     "SpEAT reference's fairseq output_layer=0 runs every layer), so the mean over layers counts the last layer twice "
     "and leaves out the input layer, as the published numbers did.",
+    "stimuli-differ": "some clips' bytes differ from the audio the SpEAT benchmark (--benchmark) lists (the warning "
+    "above names them): not comparable with results on the benchmark's audio.",
 }
 """The footnote of each comparability label (`speat_metric.profiles`), printed under a table that shows it."""
 

@@ -20,11 +20,12 @@ from speat_metric.files import atomic_write_text
 SCHEMA_VERSION = 1
 """Version of the JSON layout of `SpeatResult`; bumped whenever a field changes meaning or is removed."""
 
-RECORD_SCHEMA_VERSION = 2
+RECORD_SCHEMA_VERSION = 3
 """Version of the JSON layout of `EvaluationRecord`. Version 2 added ``profile``, ``compression`` and
-``association_scores``; version-1 records still load (as profile ``hf``, no compression, no per-stimulus scores)."""
+``association_scores``; version 3 added ``fingerprint`` (which audio made the result). Older records still load (as
+profile ``hf``, no compression, no per-stimulus scores, no fingerprint)."""
 
-READABLE_RECORD_VERSIONS = (1, 2)
+READABLE_RECORD_VERSIONS = (1, 2, 3)
 
 DEFAULT_PROFILE = "hf"
 
@@ -196,6 +197,10 @@ class EvaluationRecord:
             training steps they were applied at); distillation adds its settings (teacher, layers, targets, noise).
         association_scores: per-stimulus association scores s(w) of the targets that gave d:
             ``{"X": [{"id": stimulus id, "s": score}, ...], "Y": [...]}`` (None in version-1 records).
+        fingerprint: which audio made the result (`speat_metric.stimuli.fingerprints`): ``test`` (one SHA-256 over
+            the roles' clips), ``clips`` (each role's sorted clip SHA-256s) and, when compared with a benchmark,
+            ``reference`` (``benchmark``, ``revision``, the test's reference fingerprint ``test`` and the stimulus
+            ids whose bytes ``differing``). None in records older than version 3.
         schema_version: version of this record's JSON layout (`RECORD_SCHEMA_VERSION`).
     """
 
@@ -212,6 +217,7 @@ class EvaluationRecord:
     profile: str = DEFAULT_PROFILE
     compression: dict[str, Any] | None = None
     association_scores: dict[str, list[dict[str, Any]]] | None = None
+    fingerprint: dict[str, Any] | None = None
     schema_version: int = RECORD_SCHEMA_VERSION
 
     @property
@@ -234,6 +240,11 @@ class EvaluationRecord:
             return "synthetic"
         source = self.stimuli.get("source")
         return str(source.get("kind", "real")) if isinstance(source, dict) else "real"
+
+    @property
+    def stimulus_fingerprint(self) -> str | None:
+        """The fingerprint of the audio that made the result (None for records older than version 3)."""
+        return self.fingerprint.get("test") if self.fingerprint else None
 
     @property
     def key(self) -> tuple[str, str | None, str, str, str, str, bool]:
@@ -260,6 +271,7 @@ class EvaluationRecord:
             "stimuli": self.stimuli, "environment": dict(self.environment), "created": self.created,
             "labels": list(self.labels), "checkpoint": self.checkpoint, "profile": self.profile,
             "compression": self.compression, "association_scores": self.association_scores,
+            "fingerprint": self.fingerprint,
         }
 
     def to_json(self, **json_kwargs: Any) -> str:
@@ -281,6 +293,7 @@ class EvaluationRecord:
                 environment=dict(data["environment"]), created=data["created"], labels=tuple(data.get("labels", ())),
                 checkpoint=data.get("checkpoint"), profile=data.get("profile") or DEFAULT_PROFILE,
                 compression=data.get("compression"), association_scores=data.get("association_scores"),
+                fingerprint=data.get("fingerprint"),
             )
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a speat evaluation record: {error!r}") from None

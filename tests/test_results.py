@@ -62,23 +62,39 @@ def _record(result, **changes):
     return record.replace(**changes)
 
 
-def test_record_round_trip_keeps_the_version_2_fields(result):
+def test_record_round_trip_keeps_the_version_2_and_3_fields(result):
     from speat_metric.results import RECORD_SCHEMA_VERSION, EvaluationRecord
+    from speat_metric.stimuli.fingerprints import stimulus_fingerprint
 
-    record = _record(result, profile="speat2023", compression={"method": "rows", "step": 2, "ffn_sizes": [512, 640]})
+    fingerprint = {**stimulus_fingerprint({role: [str(index) * 64] for index, role in enumerate("XYAB")}),
+                   "reference": {"benchmark": "o/b", "revision": "c" * 40, "test": "d" * 64, "differing": ["saa/a"]}}
+    record = _record(result, profile="speat2023", compression={"method": "rows", "step": 2, "ffn_sizes": [512, 640]},
+                     fingerprint=fingerprint)
     data = json.loads(record.to_json())
-    assert data["schema_version"] == RECORD_SCHEMA_VERSION == 2
+    assert data["schema_version"] == RECORD_SCHEMA_VERSION == 3
     again = EvaluationRecord.from_json(record.to_json())
     assert again == record
     assert again.profile == "speat2023" and again.compression["ffn_sizes"] == [512, 640]
     assert again.association_scores["X"][0] == {"id": "x1", "s": 0.5}
+    assert again.stimulus_fingerprint == fingerprint["test"]
+    assert again.fingerprint["reference"]["differing"] == ["saa/a"]
+
+
+def test_version_2_record_loads_without_a_fingerprint(result):
+    from speat_metric.results import EvaluationRecord
+
+    data = json.loads(_record(result).to_json())
+    del data["fingerprint"]
+    data["schema_version"] = 2
+    old = EvaluationRecord.from_dict(data)
+    assert old.fingerprint is None and old.stimulus_fingerprint is None and old.test == "gender"
 
 
 def test_version_1_record_still_loads_as_hf_without_scores(result):
     from speat_metric.results import EvaluationRecord
 
     data = json.loads(_record(result).to_json())
-    for key in ("profile", "compression", "association_scores"):
+    for key in ("profile", "compression", "association_scores", "fingerprint"):
         del data[key]
     data["schema_version"] = 1
     old = EvaluationRecord.from_dict(data)
@@ -89,8 +105,8 @@ def test_version_1_record_still_loads_as_hf_without_scores(result):
 def test_unknown_record_version_is_refused(result):
     from speat_metric.results import EvaluationRecord
 
-    data = {**json.loads(_record(result).to_json()), "schema_version": 3}
-    with pytest.raises(ValueError, match="schema_version 3 is not supported by this speat"):
+    data = {**json.loads(_record(result).to_json()), "schema_version": 4}
+    with pytest.raises(ValueError, match="schema_version 4 is not supported by this speat"):
         EvaluationRecord.from_dict(data)
 
 

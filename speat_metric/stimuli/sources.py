@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
+from speat_metric.network import UNREACHABLE
 from speat_metric.stimuli.download import PARTIAL_SUFFIX, RetryPolicy
 from speat_metric.stimuli.errors import DownloadError, StimulusError
 from speat_metric.stimuli.public import (
@@ -379,7 +380,7 @@ class HubSource(StimulusSource):
         except RevisionNotFoundError:
             raise StimulusError(f"{label}: the revision does not exist; give a branch, tag or commit of the "
                                 "repository") from None
-        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
+        except (HfHubHTTPError, LocalEntryNotFoundError, *UNREACHABLE) as error:
             raise DownloadError(f"could not download the stimuli from {label}: {error}") from error
         self.commit = folder.name
         resolution.details = {"commit": self.commit}
