@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from speat_metric import __version__
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.hub import SPEAT_COMMIT_MARKER, SPEAT_TITLE_PREFIX
+from speat_metric.hub.benchmark import load_benchmark
 from speat_metric.hub.card import EVAL_RESULTS_PATH, README_PATH, CardContent, CardError, render_card
 from speat_metric.hub.card_merge import card_provenance, check_card, merge_card, unified_diff
 from speat_metric.hub.hub import HubClient, PullRequest
@@ -112,7 +113,7 @@ def settings_fingerprint(settings: EvaluationSettings) -> str:
         "layer_pooling": [settings.layer_pooling.mode, settings.layer_pooling.layer],
         "frame_pooling": settings.frame_pooling, "permutations": settings.num_permutations, "seed": settings.seed,
         "revision": settings.revision, "dtype": settings.dtype, "trim_silence": settings.trim_silence,
-        "profile": settings.profile, "cmvn": settings.cmvn, "speat": __version__,
+        "profile": settings.profile, "cmvn": settings.cmvn, "benchmark": settings.benchmark, "speat": __version__,
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -163,6 +164,7 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
     _check_endpoint(endpoint)
     check_settings(settings, allow_synthetic=allow_synthetic)
     client = HubClient(token=token, endpoint=endpoint)
+    benchmark = load_benchmark(client, settings.benchmark) if settings.benchmark else None
     commit = client.head(repo_id, revision)
     settings = dataclasses.replace(settings, revision=commit)
     target = _find_target(client, repo_id, create_pr=create_pr, force=force)
@@ -180,19 +182,21 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
     if revisions != {commit}:
         raise RuntimeError(f"{repo_id}: evaluated revision {commit}, but the records say {sorted(map(str, revisions))}")
     content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, settings_fingerprint=fingerprint,
-                          source=source)
+                          source=source, benchmark=benchmark)
     return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run)
 
 
 def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create_pr: bool = True, force: bool = False,
                     allow_synthetic: bool = False, dry_run: bool = False, token: str | None = None,
-                    endpoint: str | None = None, source: SpeatSource = SpeatSource()) -> AnnotationOutcome:
+                    endpoint: str | None = None, source: SpeatSource = SpeatSource(),
+                    benchmark: str | None = None) -> AnnotationOutcome:
     """Put existing records of a Hub model (``speat evaluate ORG/NAME`` output) on its card.
 
     Args:
         repo_id: the model repository; the records must be of this model, at one Hub revision, one per test.
         records: the records.
         create_pr, force, allow_synthetic, dry_run, token, endpoint, source: as in `annotate_model`.
+        benchmark: the SpEAT benchmark the results attach to (``.eval_results``); None writes none.
 
     Returns:
         The `AnnotationOutcome` (its ``evaluated_revision`` is the records' revision).
@@ -201,7 +205,9 @@ def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create
         ValueError: records of another model, of no Hub revision, several per test, synthetic without
             `allow_synthetic` (`CardError`); a card that cannot be merged; a Hub failure (`HubError`).
     """
-    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, source=source)
+    client = HubClient(token=token, endpoint=endpoint)
+    content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, source=source,
+                          benchmark=load_benchmark(client, benchmark) if benchmark else None)
     names = {record.model.name for record in records}
     if names != {repo_id}:
         raise CardError(f"the records are of {', '.join(sorted(names))}, not of {repo_id!r}: annotate the model they "
@@ -209,7 +215,6 @@ def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create
     if content.revision is None:
         raise CardError(f"the records of {repo_id!r} carry no Hub revision (a local copy?): evaluate the Hub model "
                         f"itself (speat evaluate {repo_id}) so that the card can pin the commit")
-    client = HubClient(token=token, endpoint=endpoint)
     target = _find_target(client, repo_id, create_pr=create_pr, force=force)
     if target.declined is not None and target.pull_request is None:
         return AnnotationOutcome(repo_id, "skipped-owner-closed", content.revision, pr_url=target.declined.url,
@@ -257,28 +262,32 @@ def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target
     readme = merge_card(target.readme, content)
     files = {path: new for path, old, new in ((README_PATH, target.readme, readme),
                                               (EVAL_RESULTS_PATH, target.eval_file, content.eval_file))
-             if (old or "") != new}
+             if new is not None and (old or "") != new}
+    # Without a benchmark there is no .eval_results file: one we wrote before goes (it named no benchmark).
+    delete = [EVAL_RESULTS_PATH] if content.eval_file is None and target.eval_file is not None else []
     diff = "".join(unified_diff(path, old, files[path])
                    for path, old in ((README_PATH, target.readme), (EVAL_RESULTS_PATH, target.eval_file))
-                   if path in files)
+                   if path in files) + "".join(f"deleted {path}\n" for path in delete)
     records = tuple(records)
     if dry_run:
         return _outcome(repo_id, "dry-run", revision, target, diff=diff, records=records)
-    if not files:
+    if not files and not delete:
         return _outcome(repo_id, "unchanged", revision, target, records=records)
     client.validate_card(readme)
     description = _description(content)
     if target.pull_request is not None:
         info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Update SpEAT results to revision "
-                             f"{revision[:12]}", description=description, revision=target.pull_request.revision)
+                             f"{revision[:12]}", description=description, revision=target.pull_request.revision,
+                             delete=delete)
         return _outcome(repo_id, "updated-pr", revision, target, commit=info.oid, records=records)
     if create_pr:
         info = client.commit(repo_id, files, summary=PR_TITLE, description=description, create_pr=True,
-                             parent_commit=target.base_commit)
+                             parent_commit=target.base_commit, delete=delete)
         return AnnotationOutcome(repo_id, "opened-pr", revision, pr_url=info.pr_url, pr_number=info.pr_num,
                                  commit=info.oid, records=records)
     info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Add SpEAT social-bias results (revision "
-                         f"{revision[:12]})", description=description, parent_commit=target.base_commit)
+                         f"{revision[:12]})", description=description, parent_commit=target.base_commit,
+                         delete=delete)
     return AnnotationOutcome(repo_id, "committed", revision, commit=info.oid, records=records)
 
 
@@ -291,8 +300,10 @@ def _description(content: CardContent) -> str:
         f"`{content.revision}`, added to its card:",
         "",
         "- a \"Social bias (SpEAT)\" section in README.md, between speat's markers;",
-        "- `model-index` results in README.md's metadata;",
-        f"- `{EVAL_RESULTS_PATH}` (the Hub's evaluation-results format).",
+        "- `model-index` results in README.md's metadata" + (";" if content.eval_file else "."),
+        *([f"- `{EVAL_RESULTS_PATH}` (the Hub's evaluation-results format), attached to the SpEAT benchmark."]
+          if content.eval_file else []),
+        "" if content.eval_file else "(No `.eval_results`: the results were attached to no SpEAT benchmark.)",
         "",
         "Nothing else in the card changes.",
         "",

@@ -3,10 +3,13 @@
 From the `EvaluationRecord`s of one model at one revision (one record per test), `render_card` makes:
 
 - ``model-index`` results (``huggingface_hub.EvalResult``, legacy but read everywhere): one result per test, the SpEAT
-  d as its value, the p-value and the confidence interval alongside, the stimuli (and their revision) as the dataset,
-  a source naming speat and its version (and linking where to get it, when the operator says: `SpeatSource`);
-- ``.eval_results/speat.yaml`` (``huggingface_hub.EvalResultEntry``): one entry per test, task ids ``gender``,
-  ``age``, ``native``; p, CI, pooling, permutations and the model revision in ``notes``;
+  d as its value, the p-value and the confidence interval alongside; the dataset is the SpEAT benchmark repository
+  (`speat_metric.hub.benchmark`) at its commit when one is given, else the test's name with no repository id (never
+  a made-up id); a source naming speat and its version, linking where to get it when the operator says
+  (`SpeatSource`);
+- ``.eval_results/speat.yaml`` (``huggingface_hub.EvalResultEntry``), only against a benchmark: one entry per test
+  the benchmark's ``eval.yaml`` defines (``dataset.id`` the benchmark at its commit, ``task_id`` the test); p, CI, n,
+  pooling, profile, the audio fingerprint and the model revision in ``notes``; without a benchmark there is none;
 - a readable "Social bias (SpEAT)" section of the card body between `BEGIN_MARKER` and `END_MARKER`.
 
 `speat_metric.hub.card_merge` writes them into an existing README without touching anything else. Text in, text out:
@@ -24,7 +27,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, EvalResultEntry, eval_result_entries_to_yaml
 from huggingface_hub.repocard_data import eval_results_to_model_index
@@ -35,6 +38,10 @@ from speat_metric.hub import SPEAT_COMMIT_MARKER
 from speat_metric.hub.source import PAPERS, SpeatSource
 from speat_metric.report import format_p_value, reproduce_command, stimulus_source, test_sort_key
 from speat_metric.results import EvaluationRecord
+from speat_metric.stimuli.fingerprints import short_fingerprint
+
+if TYPE_CHECKING:
+    from speat_metric.hub.benchmark import Benchmark
 
 README_PATH = "README.md"
 EVAL_RESULTS_PATH = ".eval_results/speat.yaml"
@@ -47,14 +54,6 @@ PROVENANCE_LINE = re.compile(rf"^<!-- {SPEAT_COMMIT_MARKER}:provenance (\{{.*\}}
 METRIC_PREFIX = "speat_"
 """Every ``model-index`` metric speat writes has a type starting with this; it is how our results are found."""
 TASK_TYPE = "social-bias"
-
-STIMULI_DATASET = "speat/speat-stimuli"
-"""Dataset id of the study's stimuli (Speech Accent Archive + Morgan Emotional Speech Set selections) when they were
-not read from a Hub dataset (downloaded or a local copy); a Hub dataset source gives its own id and commit."""
-DEMO_DATASET = "speat/speat-demo"
-"""Dataset id of the embedded synthetic demo stimuli."""
-CUSTOM_DATASET = "speat/custom-test"
-"""Dataset id of a custom test's own audio files (``--tests my-test.json``); the test name is the task id."""
 
 UNPUBLISHABLE_LABELS = {
     "synthetic-stimuli": "made on the embedded SYNTHETIC demo stimuli (a pipeline check, not a bias measurement)",
@@ -74,7 +73,7 @@ class CardContent:
         model: the model id the card is for.
         revision: the model commit the records were computed at (None for a local model).
         eval_results: the ``model-index`` results (`huggingface_hub.EvalResult`), one per test and metric.
-        eval_file: the text of ``.eval_results/speat.yaml``.
+        eval_file: the text of ``.eval_results/speat.yaml``; None without a benchmark (no such file is written).
         section: the body section, markers included.
         provenance: what the section says it was made from (revision, speat version, settings fingerprint), read
             back by `card_provenance` to skip work that was already done.
@@ -84,7 +83,7 @@ class CardContent:
     model: str
     revision: str | None
     eval_results: tuple[EvalResult, ...]
-    eval_file: str
+    eval_file: str | None
     section: str
     provenance: dict[str, Any] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
@@ -136,7 +135,8 @@ def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: 
 
 
 def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = None, allow_synthetic: bool = False,
-                settings_fingerprint: str | None = None, source: SpeatSource = SpeatSource()) -> CardContent:
+                settings_fingerprint: str | None = None, source: SpeatSource = SpeatSource(),
+                benchmark: Benchmark | None = None) -> CardContent:
     """Render the card content of the records of one model at one revision.
 
     Args:
@@ -147,6 +147,8 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
             stored in the section's provenance so that a later run with the same settings at the same revision can
             skip the evaluation.
         source: where readers get speat (linked and shown as the install line); the default links nothing.
+        benchmark: the SpEAT benchmark the results attach to (``.eval_results`` entries for its tasks); None writes
+            no ``.eval_results`` file.
 
     Returns:
         The `CardContent`.
@@ -160,24 +162,24 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
     first = records[0]
     model = repo_id or first.model.name
     labels = tuple(dict.fromkeys(label for record in records for label in record.labels))
-    eval_results = tuple(result for record in records for result in _eval_results(record, source))
-    entries = [_eval_result_entry(record, source) for record in records]
-    eval_file = yaml_dump(eval_result_entries_to_yaml(entries), sort_keys=False)
+    eval_results = tuple(result for record in records for result in _eval_results(record, source, benchmark))
+    entries = [_eval_result_entry(record, source, benchmark) for record in records
+               if benchmark is not None and record.test in benchmark.tasks]
+    eval_file = yaml_dump(eval_result_entries_to_yaml(entries), sort_keys=False) if entries else None
     provenance = {"revision": first.model.revision, "speat": __version__}
     if settings_fingerprint is not None:
         provenance["settings"] = settings_fingerprint
-    section = _section(records, model, labels, provenance, source)
+    section = _section(records, model, labels, provenance, source, benchmark)
     return CardContent(model=model, revision=first.model.revision, eval_results=eval_results, eval_file=eval_file,
                        section=section, provenance=provenance, labels=labels)
 
 
-def _dataset(record: EvaluationRecord) -> tuple[str, str | None]:
-    """(dataset id, revision) of the stimuli of a record."""
-    source = stimulus_source(record.stimuli)
-    kind = source.get("kind")
-    if kind == "hub":
-        return source["repo_id"], source.get("commit")
-    return {"demo": DEMO_DATASET, "files": CUSTOM_DATASET}.get(kind, STIMULI_DATASET), None
+def _dataset(record: EvaluationRecord, benchmark: Benchmark | None) -> tuple[str, str | None]:
+    """(dataset, revision) a result names: the benchmark repository at its commit when the test is one of its tasks,
+    else the test's name, which is no repository id."""
+    if benchmark is not None and record.test in benchmark.tasks:
+        return benchmark.repo_id, benchmark.revision
+    return record.test, None
 
 
 def _selections_version(record: EvaluationRecord) -> str | None:
@@ -206,16 +208,17 @@ def _p_value(record: EvaluationRecord) -> float | str:
         return text
 
 
-def _eval_results(record: EvaluationRecord, source: SpeatSource) -> list[EvalResult]:
+def _eval_results(record: EvaluationRecord, source: SpeatSource, benchmark: Benchmark | None) -> list[EvalResult]:
     """The ``model-index`` results of one record: d, then its p-value and confidence interval."""
-    dataset_id, dataset_revision = _dataset(record)
+    dataset_id, dataset_revision = _dataset(record, benchmark)
     groups = record.groups
     common = dict(
         task_type=TASK_TYPE, task_name="Social bias (SpEAT)", dataset_type=dataset_id,
         dataset_name=f"SpEAT {record.test}: {groups['X']} vs {groups['Y']} ({groups['A']} vs {groups['B']})",
         dataset_config=record.test, dataset_revision=dataset_revision,
-        dataset_args={"selections": _selections_version(record), "layers": _layer_view(record),
-                      "frame_pooling": record.pooling.get("frame_pooling", "mean"), "profile": record.profile},
+        dataset_args=_strings({"selections": _selections_version(record), "layers": _layer_view(record),
+                               "frame_pooling": record.pooling.get("frame_pooling", "mean"), "profile": record.profile,
+                               "audio_fingerprint": short_fingerprint(record.stimulus_fingerprint) or None}),
         **_source_fields(record, source),
     )
     result = record.speat
@@ -223,7 +226,8 @@ def _eval_results(record: EvaluationRecord, source: SpeatSource) -> list[EvalRes
     metrics = [EvalResult(metric_type=f"{METRIC_PREFIX}d", metric_name="SpEAT effect size d",
                           metric_value=_rounded(result.effect_size), **common),
                EvalResult(metric_type=f"{METRIC_PREFIX}p_value", metric_name="SpEAT p-value (one-sided permutation)",
-                          metric_value=_p_value(record), metric_args={"permutations": kind, "seed": result.seed},
+                          metric_value=_p_value(record),
+                          metric_args=_strings({"permutations": kind, "seed": result.seed}),
                           **common)]
     if result.ci_low is not None:
         confidence = f"{result.confidence:.0%}"
@@ -234,13 +238,20 @@ def _eval_results(record: EvaluationRecord, source: SpeatSource) -> list[EvalRes
     return metrics
 
 
+def _strings(values: Mapping[str, Any]) -> dict[str, str]:
+    """``args`` as the Hub's schema types them: strings (a value that is None is left out)."""
+    return {key: str(value) for key, value in values.items() if value is not None}
+
+
 def _source_fields(record: EvaluationRecord, source: SpeatSource) -> dict[str, str]:
     """A result's source (name and link) when the operator said where speat is; the Hub requires a link with a name."""
-    return {"source_name": f"speat {record.speat.speat_version}", "source_url": source.url} if source.url else {}
+    if not source.url:
+        return {}
+    return {"source_name": f"speat {record.speat.speat_version}", "source_url": source.url}
 
 
-def _eval_result_entry(record: EvaluationRecord, source: SpeatSource) -> EvalResultEntry:
-    dataset_id, dataset_revision = _dataset(record)
+def _eval_result_entry(record: EvaluationRecord, source: SpeatSource, benchmark: Benchmark) -> EvalResultEntry:
+    dataset_id, dataset_revision = _dataset(record, benchmark)
     result = record.speat
     kind = "exact" if result.exact else f"{result.num_permutations:,} random partitions"
     interval = "" if result.ci_low is None else (f"; {result.confidence:.0%} CI [{result.ci_low:+.2f}, "
@@ -249,19 +260,28 @@ def _eval_result_entry(record: EvaluationRecord, source: SpeatSource) -> EvalRes
     notes = (f"SpEAT d ({record.groups['X']} vs {record.groups['Y']}); p = {format_p_value(result)} (one-sided "
              f"permutation test, {kind}, seed {result.seed}){interval}; n {result.n_x}/{result.n_y}; pooling: "
              f"{record.pooling.get('frame_pooling', 'mean')} over frames, {_layer_view(record)}; profile "
-             f"{record.profile}; model revision {record.model.revision or 'n/a'}{labels}; computed by speat "
-             f"{result.speat_version}")
+             f"{record.profile}; audio fingerprint {short_fingerprint(record.stimulus_fingerprint) or 'n/a'}; model "
+             f"revision {record.model.revision or 'n/a'}{labels}; computed by speat {result.speat_version}")
+    operator = {"source_user": source.operator} if source.url and source.operator else {}
     return EvalResultEntry(dataset_id=dataset_id, task_id=record.test, value=_rounded(result.effect_size),
                            dataset_revision=dataset_revision, date=record.created, notes=notes,
-                           **_source_fields(record, source))
+                           **_source_fields(record, source), **operator)
 
 
 def _where_to_get(source: SpeatSource) -> str:
     return f" ([source]({source.url}))" if source.url else ""
 
 
-def _warnings(labels: Iterable[str]) -> list[str]:
+def _warnings(labels: Iterable[str], records: Sequence[EvaluationRecord]) -> list[str]:
     lines = []
+    for record in records:
+        reference = (record.fingerprint or {}).get("reference") or {}
+        if reference.get("differing"):
+            shown = ", ".join(reference["differing"][:10]) + (" ..." if len(reference["differing"]) > 10 else "")
+            lines.append(f"> **Note: the audio of test {record.test} differs from the SpEAT benchmark's** "
+                         f"(`{reference['benchmark']}`): {len(reference['differing'])} clip(s) ({shown}) are not the "
+                         "bytes the benchmark lists, so these numbers are not comparable with results on the "
+                         "benchmark's audio (label `stimuli-differ`).")
     if "synthetic-stimuli" in labels:
         lines.append("> **WARNING: SYNTHETIC STIMULI.** These numbers were computed on speat's embedded synthetic demo "
                      "set (espeak-ng voices). They check the pipeline; they are **NOT a bias measurement** of this "
@@ -298,25 +318,27 @@ def _stimuli_sentence(record: EvaluationRecord) -> str:
 
 
 def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[str],
-             provenance: Mapping[str, Any], source: SpeatSource) -> str:
+             provenance: Mapping[str, Any], source: SpeatSource, benchmark: Benchmark | None) -> str:
     first = records[0]
     result = first.speat
     revision = first.model.revision
     kind = "every partition (exact)" if result.exact else f"{result.num_permutations:,} random partitions"
-    rows = ["| test | X vs Y | layers | d | size | p | 95% CI | n X/Y |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| test | X vs Y | layers | d | size | p | 95% CI | n X/Y | audio |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for record in records:
         speat = record.speat
         interval = "n/a" if speat.ci_low is None else f"[{speat.ci_low:+.2f}, {speat.ci_high:+.2f}]"
+        audio = f"`{short_fingerprint(record.stimulus_fingerprint)}`" if record.stimulus_fingerprint else "n/a"
         rows.append(f"| {record.test} | {record.groups['X']} vs {record.groups['Y']} | {_layer_view(record)} | "
                     f"{speat.effect_size:+.2f} | {speat.effect_size_label} | {format_p_value(speat)} | {interval} | "
-                    f"{speat.n_x}/{speat.n_y} |")
+                    f"{speat.n_x}/{speat.n_y} | {audio} |")
     label_line = ", ".join([*labels, f"profile {first.profile}"])
     frame = first.pooling.get("frame_pooling", "mean")
     lines = [
         BEGIN_MARKER,
         "## Social bias (SpEAT)",
         "",
-        *(line for warning in _warnings(labels) for line in (warning, "")),
+        *(line for warning in _warnings(labels, records) for line in (warning, "")),
         f"Speech Embedding Association Test (SpEAT) results of `{model}` at revision "
         f"`{revision or 'n/a (local model)'}`. Labels: {label_line}.",
         "",
@@ -332,6 +354,10 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
         f"- {_stimuli_sentence(first)}",
         f"- **Embeddings:** {frame} over each clip's frames in every layer, then {_layer_view(first)}; extraction "
         f"profile `{first.profile}`.",
+        "- **Audio:** the column gives each test's audio fingerprint (one SHA-256 over its clips' SHA-256s, per "
+        "role; the first 12 digits): results with the same fingerprint were computed from byte-identical audio."
+        + (f" These results attach to the SpEAT benchmark [`{benchmark.repo_id}`]({benchmark.url}) at commit "
+           f"`{benchmark.revision[:12]}`." if benchmark is not None else ""),
         "- **Caveat:** SpEAT measures associations in this model's embedding space on these stimuli. It is not a "
         "measure of harm in any downstream use, a small |d| is not evidence that a model is fair, and results on "
         "other stimuli or layers can differ.",

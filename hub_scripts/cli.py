@@ -7,6 +7,7 @@
     speat hub publish-module --space ORG/speat                     # evaluate.load("ORG/speat") from the Hub
     speat hub publish-space --space ORG/NAME --results-repo ORG/DATA   # the leaderboard as a Space
     speat hub publish-webhook --space ORG/NAME                     # the webhook service as a Docker Space
+    speat hub publish-benchmark --repo ORG/NAME                    # the benchmark dataset .eval_results attach to
     speat hub webhook ...                                          # the annotation service (hub_scripts/webhook)
 
 Commands that evaluate take every option of ``speat evaluate`` (``--stimuli``, ``--tests``, ``--permutations``,
@@ -55,6 +56,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="a README.md to merge into: print the whole merged card instead")
     render.add_argument("--allow-synthetic", action="store_true",
                         help="accept synthetic-stimuli or random-init records (labelled loudly)")
+    render.add_argument("--benchmark", default=None, metavar="OWNER/NAME",
+                        help="the SpEAT benchmark the results attach to (default $SPEAT_BENCHMARK): render "
+                        ".eval_results for its tasks (reads its eval.yaml from the Hub); without one there is none")
     add_source_options(render)
     render.set_defaults(handler=_render)
 
@@ -134,6 +138,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="a branch, tag or commit of --results-repo (default main)")
     board.set_defaults(handler=_publish_leaderboard)
 
+    bench = hub_commands.add_parser(
+        "publish-benchmark", help="create or update the SpEAT benchmark dataset that .eval_results attach to",
+        description="Create or update a dataset repository that is the SpEAT benchmark: eval.yaml (one task per "
+        "test), each test's selection manifest (no audio), fingerprints.json (the SHA-256 of every clip of the "
+        "study's audio, read from --stimuli) and a dataset card. Unchanged content makes no commit. docs/hub.md says "
+        "what only the Hub can do next (the allow-list).")
+    bench.add_argument("--repo", required=True, metavar="ORG/NAME", help="the dataset repository")
+    bench.add_argument("--stimuli", default="speat",
+                       help="where the study's audio is read from to fingerprint it: speat (the download cache, "
+                       "fetching what is missing; default), a directory, or a Hub dataset")
+    bench.add_argument("--cache-dir", type=Path, default=None, help="stimulus cache for --stimuli speat")
+    bench.add_argument("--private", action="store_true", help="create the repository as private")
+    bench.add_argument("--dry-run", action="store_true", help="print what would change; push nothing")
+    bench.add_argument("--no-progress", action="store_true", help="do not show download progress")
+    bench.set_defaults(handler=_publish_benchmark)
+
     service = hub_commands.add_parser(
         "publish-webhook", help="push the webhook service (`speat hub webhook`) as a Docker Space",
         description="Create or update a Docker Space that runs `speat hub webhook`, with the speat it installs: the "
@@ -151,6 +171,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                 continue  # that subcommand is not part of this installation (yet)
             raise
         module.add_parser(hub_commands)
+
+
+def say_without_benchmark(benchmark: str | None) -> None:
+    """Say once, on stderr, that results without a benchmark get no ``.eval_results`` file."""
+    if benchmark is None:
+        print("note: no --benchmark (nor $SPEAT_BENCHMARK): cards get the model-index and the section, but no "
+              ".eval_results file, which only attaches to a SpEAT benchmark on the Hub (docs/hub.md)", file=sys.stderr)
+
+
+def _benchmark(args: argparse.Namespace) -> object:
+    """The benchmark `--benchmark` (or $SPEAT_BENCHMARK) names, read from the Hub; None when none is named."""
+    from speat_metric.stimuli.fingerprints import benchmark_from_environment
+
+    benchmark = benchmark_from_environment(args.benchmark)
+    if benchmark is None:
+        return None
+    from speat_metric.hub.benchmark import load_benchmark
+    from speat_metric.hub.hub import HubClient
+
+    return load_benchmark(HubClient(), benchmark)
 
 
 def _add_push_options(parser: argparse.ArgumentParser) -> None:
@@ -202,8 +242,9 @@ def _render(args: argparse.Namespace) -> int:
     from speat_metric.hub.card import render_card
     from speat_metric.hub.card_merge import merge_card
 
-    content = render_card(_records_of(args.results, args.model), repo_id=args.model,
-                          allow_synthetic=args.allow_synthetic, source=source_from_options(args))
+    records = _records_of(args.results, args.model)
+    content = render_card(records, repo_id=args.model, allow_synthetic=args.allow_synthetic,
+                          source=source_from_options(args), benchmark=_benchmark(args))
     if args.card is not None:
         if not args.card.is_file():
             raise FileNotFoundError(f"--card {str(args.card)!r} does not exist")
@@ -213,7 +254,7 @@ def _render(args: argparse.Namespace) -> int:
     print(yaml_dump({"model-index": [{"name": content.model.split("/")[-1], "results": content.model_index_results}]},
                     sort_keys=False))
     print("# .eval_results/speat.yaml")
-    print(content.eval_file)
+    print(content.eval_file or "(none: the results attach to no SpEAT benchmark; give --benchmark)\n")
     print("# README.md section")
     print(content.section, end="")
     return 0
@@ -224,8 +265,12 @@ def _annotate(args: argparse.Namespace) -> int:
 
     options = dict(create_pr=args.create_pr, force=args.force, allow_synthetic=args.allow_synthetic,
                    dry_run=args.dry_run, source=source_from_options(args))
+    from speat_metric.stimuli.fingerprints import benchmark_from_environment
+
+    benchmark = benchmark_from_environment(args.benchmark)
+    say_without_benchmark(benchmark)
     if args.results is not None:
-        outcome = publish_records(args.model, _records_of(args.results, args.model), **options)
+        outcome = publish_records(args.model, _records_of(args.results, args.model), benchmark=benchmark, **options)
     else:
         from speat_metric.cli import evaluation_settings
         from speat_metric.evaluation import check_output_directory
@@ -252,6 +297,7 @@ def _annotate_many(args: argparse.Namespace) -> int:
 
     settings = evaluation_settings(args)
     source = source_from_options(args)
+    say_without_benchmark(settings.benchmark)
     if args.models is not None:
         if args.filter or args.limit is not None:
             raise ValueError("--filter and --limit go with --search, not --models")
@@ -298,6 +344,15 @@ def _publish_webhook(args: argparse.Namespace) -> int:
     outcome = publish_webhook_space(args.space, requirement=args.requirement, private=args.private,
                                     dry_run=args.dry_run)
     return _published(outcome, "set its secrets SPEAT_WEBHOOK_SECRET and HF_TOKEN in the Space's settings")
+
+
+def _publish_benchmark(args: argparse.Namespace) -> int:
+    from speat_metric.hub.benchmark import publish_benchmark
+
+    outcome = publish_benchmark(args.repo, stimuli=args.stimuli, stimulus_cache_dir=args.cache_dir,
+                                private=args.private, dry_run=args.dry_run, progress=not args.no_progress)
+    return _published(outcome, f"attach results with --benchmark {args.repo} (or SPEAT_BENCHMARK={args.repo}); "
+                      "ask the Hub to allow-list it (docs/hub.md)")
 
 
 def _published(outcome: object, next_step: str) -> int:

@@ -57,7 +57,9 @@ results[0]["model"]["name"], results[0]["test"], results[0]["speat"]["effect_siz
 ```
 
 Rows labelled `synthetic-stimuli` were computed on speat's synthetic demo stimuli: a pipeline check, not a bias
-measurement. `random-init` rows are of randomly initialised models.
+measurement. `random-init` rows are of randomly initialised models. `fingerprint.test` identifies the audio a row was
+computed from (tables show its first 12 digits): rows with different fingerprints were computed from different audio,
+and `stimuli-differ` rows from audio that differs from the SpEAT benchmark's.
 """
 
 
@@ -104,7 +106,7 @@ def dataset_path(record: EvaluationRecord) -> str:
 
 
 def record_features() -> datasets.Features:
-    """The ``datasets`` types of an `EvaluationRecord` row (schema version 2); free-form parts are ``Json``."""
+    """The ``datasets`` types of an `EvaluationRecord` row (schema version 3); free-form parts are ``Json``."""
     from datasets import Features, Json, List, Value
 
     text, integer, number, flag = Value("string"), Value("int64"), Value("float64"), Value("bool")
@@ -121,6 +123,7 @@ def record_features() -> datasets.Features:
         "pooling": {"frame_pooling": text, "layer_pooling": text, "layer": integer},
         "stimuli": Json(), "environment": Json(), "created": text, "labels": List(text), "checkpoint": Json(),
         "profile": text, "compression": Json(), "association_scores": {"X": scores, "Y": scores},
+        "fingerprint": {"test": text, "clips": {role: List(text) for role in "XYAB"}, "reference": Json()},
     })
 
 

@@ -37,10 +37,12 @@ class SpeatSource:
     Attributes:
         url: a page to link (the operator's Space, or ``--source-url``), or None.
         install: what ``pip install`` takes to install it (a wheel's URL, or a released requirement), or None.
+        operator: who publishes the results (the owner of ``--source-space``), named as their source's user.
     """
 
     url: str | None = None
     install: str | None = None
+    operator: str | None = None
 
     @property
     def install_line(self) -> str | None:
@@ -88,7 +90,7 @@ def resolve_source(*, space: str | None = None, source_url: str | None = None, r
 
     if space and requirement:
         raise SpaceError("--source-space and --requirement both say how to install speat; give one of them")
-    url, install = None, None
+    url, install, operator = None, None, None
     if source_url is not None:
         parts = urlsplit(source_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -105,4 +107,5 @@ def resolve_source(*, space: str | None = None, source_url: str | None = None, r
                              f"it first with `speat hub publish-space --space {space}` (or publish-module)")
         install = wheel_url(client.endpoint, space, wheel, revision=commit)
         url = url or f"{client.endpoint}/spaces/{space}"
-    return SpeatSource(url=url, install=install)
+        operator = space.split("/")[0]
+    return SpeatSource(url=url, install=install, operator=operator)

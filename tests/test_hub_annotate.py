@@ -82,7 +82,7 @@ def test_annotate_twice_opens_one_pr_updates_it_and_leaks_no_token(tmp_path, ser
     readme = proposed["README.md"].decode()
     added_lines(FOREIGN_CARD, readme)  # every line of the owner's card is still there, unchanged, in order
     assert readme.count(BEGIN_MARKER) == 1 and commit in readme and "300 random partitions" in readme
-    assert "gender" in proposed[EVAL_RESULTS_PATH].decode()
+    assert EVAL_RESULTS_PATH not in proposed  # attached to no benchmark (test_hub_benchmark.py attaches one)
     assert all(SPEAT_COMMIT_MARKER in message for message in server.commit_messages(REPO)[2:])
     assert {record.model.revision for record in load_records(tmp_path / "records")} == {commit}
 
@@ -101,9 +101,19 @@ def test_dry_run_prints_the_diff_and_pushes_nothing(tmp_path, server, local_reco
     assert completed.returncode == 0, completed.stderr
     out = completed.stdout
     assert out.startswith("--- a/README.md\n+++ b/README.md\n") and f"+{BEGIN_MARKER}" in out
-    assert f"--- /dev/null\n+++ b/{EVAL_RESULTS_PATH}\n" in out and f"{REPO}: dry-run" in out
+    assert EVAL_RESULTS_PATH not in out and f"{REPO}: dry-run" in out
     assert len(server.commit_messages(REPO)) == requests_before and server.discussions(REPO) == []
     assert server.count("POST", f"/api/models/{REPO}/commit/main") == 0
+
+
+def test_an_eval_results_file_that_names_no_benchmark_is_removed(server, local_records):
+    """Earlier speat versions wrote .eval_results naming datasets that do not exist: without a benchmark it goes."""
+    commit = publish_tiny_model(server, REPO)
+    server.commit(REPO, {EVAL_RESULTS_PATH: b"- dataset: {id: speat/speat-stimuli, task_id: gender}\n  value: 0.1\n"})
+    outcome = publish(server, as_hub_records(local_records, REPO, commit))
+    assert outcome.status == "opened-pr"
+    assert EVAL_RESULTS_PATH in server.files(REPO) and EVAL_RESULTS_PATH not in server.files(REPO,
+                                                                                               revision="refs/pr/1")
 
 
 def test_an_owner_closed_pr_is_never_reopened_and_force_opens_a_new_one(server, local_records):

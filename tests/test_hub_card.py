@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard, parse_eval_result_entries
 from tiny_models import save_tiny_model
 
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.hub.benchmark import Benchmark
 from speat_metric.hub.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card
 from speat_metric.hub.card_merge import card_provenance, merge_card, set_yaml_keys
 from speat_metric.report import format_p_value, reproduce_command
@@ -85,12 +86,20 @@ def test_card_shows_the_table_labels_revision_and_reproduction(records):
                        "--permutations 300 --seed 0")
     assert command in section
     assert card_provenance(merge_card(None, content)) == {"revision": REVISION, "speat": records[0].speat.speat_version}
-    entries = parse_eval_result_entries(yaml.safe_load(content.eval_file))
-    assert [(entry.dataset_id, entry.task_id) for entry in entries] == [("speat/speat-demo", "gender"),
-                                                                        ("speat/speat-demo", "age")]
-    assert entries[0].value == pytest.approx(records[0].speat.effect_size, abs=1e-4)
-    assert f"p = {format_p_value(records[0].speat)}" in entries[0].notes and "CI [" in entries[0].notes
+    assert content.eval_file is None  # no benchmark: no .eval_results
+    attached = render_card(records, repo_id=REPO, allow_synthetic=True,
+                           benchmark=Benchmark("lab/speat-benchmark", "b" * 40, ("gender", "native"), "https://x"))
+    entries = parse_eval_result_entries(yaml.safe_load(attached.eval_file))
+    assert [(entry.dataset_id, entry.task_id, entry.dataset_revision) for entry in entries] == [
+        ("lab/speat-benchmark", "gender", "b" * 40)]  # age is no task of this benchmark
+    assert {result.dataset_type for result in attached.eval_results if result.dataset_config == "gender"} == {
+        "lab/speat-benchmark"}
+    assert {result.dataset_type for result in attached.eval_results if result.dataset_config == "age"} == {"age"}
+    gender = next(record for record in records if record.test == "gender")
+    assert entries[0].value == pytest.approx(gender.speat.effect_size, abs=1e-4)
+    assert f"p = {format_p_value(gender.speat)}" in entries[0].notes and "CI [" in entries[0].notes
     assert "300 random partitions" in entries[0].notes and REVISION in entries[0].notes
+    assert f"audio fingerprint {gender.stimulus_fingerprint[:12]}" in entries[0].notes
 
 
 def test_synthetic_and_random_results_are_refused_unless_allowed(records):

@@ -16,6 +16,7 @@ from tiny_models import save_tiny_model
 
 from speat_metric import __version__
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.hub.benchmark import Benchmark
 from speat_metric.hub.card import render_card
 from speat_metric.hub.card_merge import merge_card
 from speat_metric.hub.hub import HubClient
@@ -27,6 +28,8 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 TOKEN = "hf_sourceTOKEN0123456789abcdef"
 WHEEL = f"speat-{__version__}-py3-none-any.whl"
 URL = re.compile(r"https?://[^\s)\]'\"<>`]+")
+BENCHMARK = Benchmark("op/speat-benchmark", "c" * 40, ("gender",), "https://huggingface.co/datasets/op/speat-benchmark")
+"""The operator's benchmark dataset (its page is one of the operator's datasets, which a card may link)."""
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def hub():
 
 
 def card_text(records, source: SpeatSource) -> str:
-    content = render_card(records, repo_id=REPO, allow_synthetic=True, source=source)
+    content = render_card(records, repo_id=REPO, allow_synthetic=True, source=source, benchmark=BENCHMARK)
     return merge_card(None, content) + content.eval_file
 
 
@@ -58,7 +61,7 @@ def urls(text: str) -> set[str]:
 
 def test_by_default_a_card_links_only_the_papers_and_names_no_install(records):
     text = card_text(records, SpeatSource())
-    assert urls(text) <= set(PAPERS.values()) and urls(text)
+    assert urls(text) <= {*PAPERS.values(), BENCHMARK.url} and urls(text)
     assert "pip install" not in text and "pypi" not in text.lower()
     assert f"Reproduce with speat {__version__}:" in text
 
@@ -69,21 +72,22 @@ def test_a_card_links_only_the_model_the_operators_space_the_papers_and_the_sour
     head = client.head("op/speat", repo_type="space")
     assert source.install == f"{hub.url}/spaces/op/speat/resolve/{head}/{WHEEL}"  # pinned to the Space's commit
     text = card_text(records, source)
-    allowed = {*PAPERS.values(), "https://code.example.org/speat", source.install, f"https://huggingface.co/{REPO}"}
+    allowed = {*PAPERS.values(), "https://code.example.org/speat", source.install, f"https://huggingface.co/{REPO}",
+               BENCHMARK.url}
     allowed |= {url for url in urls(text) if url.startswith((f"{hub.url}/spaces/op/", f"{hub.url}/datasets/op/"))}
     assert urls(text) <= allowed
     assert f"pip install {source.install}" in text and "[source](https://code.example.org/speat)" in text
-    content = render_card(records, repo_id=REPO, allow_synthetic=True, source=source)
+    content = render_card(records, repo_id=REPO, allow_synthetic=True, source=source, benchmark=BENCHMARK)
     entries = parse_eval_result_entries(yaml.safe_load(content.eval_file))
-    assert {(entry.source_url, entry.source_name) for entry in entries} == {("https://code.example.org/speat",
-                                                                             f"speat {__version__}")}
+    assert {(entry.source_url, entry.source_name, entry.source_user) for entry in entries} == {
+        ("https://code.example.org/speat", f"speat {__version__}", "op")}  # the operator: the Space's owner
     assert {result.source_url for result in content.eval_results} == {"https://code.example.org/speat"}
 
 
 def test_a_release_is_an_install_line_and_links_nothing_else(records):
     source = resolve_source(requirement="speat==0.2.0")
     text = card_text(records, source)
-    assert "pip install speat==0.2.0" in text and urls(text) <= set(PAPERS.values())
+    assert "pip install speat==0.2.0" in text and urls(text) <= {*PAPERS.values(), BENCHMARK.url}
     assert resolve_source(requirement="speat @ https://files.example.org/speat-0.2.0-py3-none-any.whl").install == (
         "https://files.example.org/speat-0.2.0-py3-none-any.whl")
 

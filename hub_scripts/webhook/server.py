@@ -324,6 +324,10 @@ def bind(config: ServiceConfig, *, screen: Screener | None = None, annotate: Ann
                                            timeout_graceful_shutdown=5, lifespan="on"))
     log_event(logger, "service.listening", f"listening on {url}{WEBHOOK_PATH} with {config.workers} worker(s), "
               f"job store {config.db}", url=url, port=port, workers=config.workers, db=str(config.db))
+    benchmark = config.settings.benchmark if config.settings else None
+    log_event(logger, "service.benchmark", f"results attach to the SpEAT benchmark {benchmark}" if benchmark else
+              "no --benchmark (nor $SPEAT_BENCHMARK): cards get no .eval_results file (docs/hub.md)",
+              benchmark=benchmark)
     return BoundServer(service, server, sock, url)
 
 
