@@ -34,8 +34,12 @@ MEAN_ABS_D = "mean |d|"
 
 LEADING = (Column(MODEL, "markdown", never_hidden=True, width=250),)
 
+AUDIO = "audio"
+"""Whether a row's audio is the reference audio of each test (`speat_metric.space.rows.AudioReference`)."""
+
 TRAILING = (
     Column(MEAN_ABS_D, "number", width=80),
+    Column(AUDIO, width=150),
     Column("family", width=120),
     Column("params (M)", "number", width=80),
     Column("compression", width=220),

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -171,10 +171,22 @@ def record_fields(index: int, record: EvaluationRecord) -> dict[str, Any]:
         "frame_pooling": record.pooling.get("frame_pooling", "mean"), "profile": record.profile,
         "labels": ", ".join(record.labels), "how": how_made(record), "created": record.created,
         "revision": revision, "has_scores": record.association_scores is not None,
+        "fingerprint": record.stimulus_fingerprint or "",
+        "benchmark_fingerprint": ((record.fingerprint or {}).get("reference") or {}).get("test") or "",
+        "stimuli_differ": "stimuli-differ" in record.labels,
     }
     fields["variant"] = json.dumps([label, revision, record.compression, record.profile, fields["stimuli"],
                                     fields["view"], fields["frame_pooling"]], sort_keys=True, default=str)
     return fields
+
+
+def _audio_cell(rows: pd.DataFrame) -> str:
+    """A variant's audio at a glance: ``reference``, ``⚠ differs: <tests>``, ``unknown`` or ``mixed``."""
+    differing = [test for test, status in zip(rows["test"], rows["audio"]) if status == OTHER_AUDIO]
+    if differing:
+        return f"⚠ differs: {', '.join(ordered_tests(differing))}"
+    statuses = set(rows["audio"])
+    return statuses.pop() if len(statuses) == 1 else "partly unknown"
 
 
 def _escape(text: str) -> str:
@@ -194,6 +206,7 @@ class ResultTable:
         warnings: one line per skipped file or record.
         origin: where the records came from.
         superseded: how many older re-runs were left out.
+        references: the reference audio of each test and kind of stimuli (`AudioReference`).
     """
 
     records: tuple[EvaluationRecord, ...]
@@ -203,6 +216,7 @@ class ResultTable:
     warnings: tuple[str, ...]
     origin: str
     superseded: int
+    references: dict[tuple[str, str], AudioReference] = field(default_factory=dict)
 
     def record(self, index: int) -> EvaluationRecord:
         return self.records[index]
@@ -216,7 +230,7 @@ _FRAME_COLUMNS = (
     "record", "name", "run", "model", "model_md", "family", "params", "size_bucket", "method", "compression",
     "compression_step", "origin", "removed", "student_layers", "step", "test", "groups", "d", "size", "p", "ci_low",
     "ci_high", "ci", "stimuli", "stimuli_source", "view", "layer", "frame_pooling", "profile", "labels", "how",
-    "created", "revision", "has_scores", "variant")
+    "created", "revision", "has_scores", "fingerprint", "benchmark_fingerprint", "stimuli_differ", "variant")
 """The keys of `record_fields`, in order (the columns of an empty table too)."""
 
 
@@ -233,8 +247,52 @@ def build_table(records: Sequence[EvaluationRecord], *, warnings: Sequence[str] 
     frame = (frame.sort_values(["created", "record"]).drop_duplicates(["variant", "test"], keep="last")
              .sort_values("record").reset_index(drop=True))
     tests = ordered_tests(frame["test"])
+    references = audio_references(frame)
+    frame["audio"] = [audio_status(row, references) for row in frame.itertuples()]
     return ResultTable(records=tuple(records), frame=frame, leaderboard=_leaderboard(frame, tests), tests=tests,
-                       warnings=tuple(notes), origin=origin, superseded=before - len(frame))
+                       warnings=tuple(notes), origin=origin, superseded=before - len(frame), references=references)
+
+
+@dataclass(frozen=True)
+class AudioReference:
+    """The audio a test's results are compared on: the benchmark's when a record names it, else the audio most
+    results of the test share.
+
+    Attributes:
+        fingerprint: the reference fingerprint.
+        source: ``benchmark`` or ``most results``.
+        sharing: how many results have it, of `total` results with a fingerprint.
+        total: results of the test with a fingerprint.
+    """
+
+    fingerprint: str
+    source: str
+    sharing: int
+    total: int
+
+
+REFERENCE_AUDIO, OTHER_AUDIO, UNKNOWN_AUDIO = "reference", "differs", "unknown"
+
+
+def audio_references(frame: pd.DataFrame) -> dict[tuple[str, str], AudioReference]:
+    """(test, stimuli kind) -> its `AudioReference`, for tests with at least one fingerprinted result."""
+    references = {}
+    for (test, stimuli), rows in frame[frame["fingerprint"] != ""].groupby(["test", "stimuli"]):
+        named = rows["benchmark_fingerprint"][rows["benchmark_fingerprint"] != ""]
+        chosen = named.mode() if len(named) else rows["fingerprint"].mode()
+        fingerprint = sorted(chosen)[0]
+        references[(test, stimuli)] = AudioReference(fingerprint, "benchmark" if len(named) else "most results",
+                                                     int((rows["fingerprint"] == fingerprint).sum()), len(rows))
+    return references
+
+
+def audio_status(row: Any, references: dict[tuple[str, str], AudioReference]) -> str:
+    """``reference``, ``differs`` (another fingerprint, or labelled stimuli-differ) or ``unknown`` (no fingerprint)."""
+    if not row.fingerprint:
+        return UNKNOWN_AUDIO
+    reference = references.get((row.test, row.stimuli))
+    same = reference is not None and reference.fingerprint == row.fingerprint and not row.stimuli_differ
+    return REFERENCE_AUDIO if same else OTHER_AUDIO
 
 
 def _leaderboard(frame: pd.DataFrame, tests: tuple[str, ...]) -> pd.DataFrame:
@@ -243,8 +301,11 @@ def _leaderboard(frame: pd.DataFrame, tests: tuple[str, ...]) -> pd.DataFrame:
         return pd.DataFrame(columns=[*headers, "_variant", "_search", "_family", "_size", "_method", "_stimuli",
                                      "_view", "_run", "_layer"])
     first = frame.drop_duplicates("variant").set_index("variant")
+    audio = frame.groupby("variant").apply(_audio_cell, include_groups=False)
+    marked = first["model_md"] + audio.reindex(first.index).map(lambda cell: " ⚠" if cell.startswith("⚠") else "")
     board = pd.DataFrame({
-        C.MODEL: first["model_md"], "family": first["family"], "params (M)": (first["params"] / 1e6).round(2),
+        C.MODEL: marked, C.AUDIO: audio.reindex(first.index), "family": first["family"],
+        "params (M)": (first["params"] / 1e6).round(2),
         "compression": first["compression"], "revision": first["revision"], "layers": first["view"],
         "stimuli": first["stimuli_source"], "profile": first["profile"], "how it was made": first["how"],
         "labels": first["labels"], "created": first["created"],
@@ -303,6 +364,34 @@ def query_leaderboard(table: ResultTable, query: LeaderboardQuery) -> pd.DataFra
     else:
         selected = selected.sort_values(C.MEAN_ABS_D, kind="stable", na_position="last")
     return selected[visible_columns(table, query.columns)]
+
+
+def audio_summary(table: ResultTable, selected: pd.DataFrame, stimuli: str) -> str:
+    """For each test, how many of the results shown share its reference audio (and which audio that is)."""
+    rows = table.frame[table.frame["variant"].isin(selected["_variant"]) & (table.frame["fingerprint"] != "")]
+    parts = []
+    for test in table.tests:
+        reference = table.references.get((test, stimuli))
+        of_test = rows[rows["test"] == test]
+        if reference is not None and len(of_test):
+            parts.append(f"{test} {int((of_test['audio'] == REFERENCE_AUDIO).sum())} of {len(of_test)} "
+                         f"(`{reference.fingerprint[:12]}`, "
+                         f"{'the benchmark' if reference.source == 'benchmark' else 'most results'})")
+    if not parts:
+        return ""
+    warning = (" Rows marked ⚠ were computed from other audio and are not comparable with the rest."
+               if (rows["audio"] == OTHER_AUDIO).any() else "")
+    return "Audio: results on each test's reference audio: " + "; ".join(parts) + "." + warning
+
+
+def mixed_methods(selected: pd.DataFrame, table: ResultTable) -> str:
+    """A warning when the rows shown were not all computed the same way (profile or frame pooling), else ``""``."""
+    rows = table.frame[table.frame["variant"].isin(selected["_variant"])]
+    mixed = [f"{len(set(rows[key]))} {what} ({', '.join(sorted(set(map(str, rows[key]))))})"
+             for key, what in (("profile", "extraction profiles"), ("frame_pooling", "frame poolings"))
+             if len(set(rows[key])) > 1]
+    return ("⚠ These rows mix " + " and ".join(mixed) + ": d computed in different ways is not directly comparable; "
+            "filter or search to compare like with like.") if mixed else ""
 
 
 def visible_columns(table: ResultTable, chosen: Sequence[str] | None) -> list[str]:

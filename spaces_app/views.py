@@ -67,6 +67,9 @@ class SpaceViews:
         status = (f"Showing the first {len(frame):,} of {len(selected):,} rows, ranked by {query.sort_by}; search, "
                   f"filter or show more rows to see the others." if len(frame) < len(selected)
                   else f"{len(selected):,} rows.")
+        shown = table.leaderboard.loc[selected.index]
+        notes = [rows.mixed_methods(shown, table), rows.audio_summary(table, shown, query.stimuli)]
+        status = "\n\n".join([status, *(note for note in notes if note)])
         runs = dict(zip(table.leaderboard.loc[frame.index, C.MODEL], table.leaderboard.loc[frame.index, "_run"]))
         names = list(frame.columns)
         return (gr.update(value=frame.reset_index(drop=True), datatype=rows.column_datatypes(table, names),

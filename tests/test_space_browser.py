@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_space_fixtures import write_results_dir
+from test_space_fixtures import SMALL, bundled, of, with_model, write_results_dir
 
 from speat_metric.space.sources import read_record_files
 from speat_metric.statistics import speat_test
+from speat_metric.stimuli.fingerprints import stimulus_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -72,10 +73,17 @@ def artifacts(tmp_path_factory) -> Iterator[Path]:
         shutil.copytree(folder, Path(target) / "space", dirs_exist_ok=True)
 
 
+OTHER_AUDIO = "models/other-audio-run"
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
-    """The bundled records, derived compression records, a version-1 record and bad files."""
-    return write_results_dir(tmp_path_factory.mktemp("results") / "results")
+    """The bundled records, derived compression records, a version-1 record, a run on other audio, and bad files."""
+    base = of(bundled(), SMALL, "gender")
+    clips = {**base.fingerprint["clips"], "Y": [*base.fingerprint["clips"]["Y"][1:], "f" * 64]}
+    other = base.replace(model=with_model(base, OTHER_AUDIO), fingerprint={**stimulus_fingerprint(clips),
+                                                                           "reference": None})
+    return write_results_dir(tmp_path_factory.mktemp("results") / "results", extra=[other])
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +159,7 @@ def test_leaderboard_renders_the_bundled_results(page, artifacts, results):
     pooled = [record for record in records if record.pooling.get("layer") is None]
     variants = {(record.model_label, json.dumps(record.compression, sort_keys=True)) for record in pooled}
     names = wait_for_rows(page, lambda names, count: count == len(variants))
-    assert len(names) >= 10 and set(names) <= {label for label, _ in variants}
+    assert len(names) >= 10 and {name.removesuffix(" ⚠") for name in names} <= {label for label, _ in variants}
     assert {"stft", "mfcc", "random:melhubert-small"} <= set(names)  # the best ranked are in view
     assert page.locator("#synthetic-note").is_visible()
     headers = page.locator("#leaderboard thead").inner_text()
@@ -173,6 +181,16 @@ def test_a_filter_narrows_the_rows_and_search_finds_models(page, artifacts):
     assert sorted(found) == ["models/tiny-hubert", "models/tiny-wavlm", "random:melhubert-small"]
     page.locator("#search textarea, #search input").first.fill("")
     wait_for_rows(page, lambda names, count: count == total)
+
+
+def test_a_result_on_other_audio_is_marked_and_the_audio_is_counted(page, artifacts):
+    page.locator("#search textarea, #search input").first.fill("other-audio")
+    wait_for_rows(page, lambda names, count: names == [f"{OTHER_AUDIO} ⚠"])
+    row = page.locator(ROWS.format(table="leaderboard")).first.inner_text()
+    assert "⚠ differs: gender" in row
+    assert "Audio: results on each test's reference audio: gender" in page.locator("#leaderboard-status").inner_text()
+    shoot(page, artifacts, "03-other-audio")
+    page.locator("#search textarea, #search input").first.fill("")
 
 
 def test_bad_and_foreign_records_show_their_warning(page, artifacts):

@@ -84,7 +84,7 @@ def on_real_stimuli(record: EvaluationRecord, name: str | None = None) -> Evalua
 def version_1(record: EvaluationRecord) -> dict:
     """The record as speat's first schema wrote it (no profile, compression or per-stimulus scores)."""
     data = record.to_dict()
-    for key in ("profile", "compression", "association_scores"):
+    for key in ("profile", "compression", "association_scores", "fingerprint"):
         data.pop(key)
     data["schema_version"] = 1
     data["model"]["name"] = "old/version-1-model"

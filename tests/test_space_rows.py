@@ -9,12 +9,15 @@ from speat_metric.space import columns as C
 from speat_metric.space.rows import (
     Compression,
     LeaderboardQuery,
+    audio_summary,
     build_table,
     card_url,
+    mixed_methods,
     query_leaderboard,
     run_name,
     visible_columns,
 )
+from speat_metric.stimuli.fingerprints import stimulus_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +114,41 @@ def test_names_links_and_runs(records):
     assert card_url(hub) == "https://huggingface.co/facebook/hubert-base-ls960"
     checkpoint = next(record for record in records if record.checkpoint)
     assert run_name(checkpoint) == "models/pretraining-run"
+
+
+def _audio(clips: dict[str, list[str]], *, benchmark: str | None = None, differing: tuple[str, ...] = ()) -> dict:
+    fingerprint = stimulus_fingerprint(clips)
+    reference = {"benchmark": "lab/speat-benchmark", "revision": "c" * 40, "test": benchmark,
+                 "differing": list(differing)} if benchmark else None
+    return {**fingerprint, "reference": reference}
+
+
+def test_results_on_other_audio_are_marked_and_counted_and_mixed_methods_said(records):
+    """Two runs of one model on audio that differs in one clip: their fingerprints differ, the second is labelled
+    stimuli-differ, and the leaderboard marks it and counts the results on the reference audio."""
+    clips = {role: [f"{role}{index}".encode().hex().ljust(64, "0") for index in range(3)] for role in "XYAB"}
+    changed = {**clips, "Y": [*clips["Y"][:2], "f" * 64]}
+    reference = stimulus_fingerprint(clips)["test"]
+    made = [on_real_stimuli(of(records, name, "gender"), f"lab/{name}").replace(
+        fingerprint=_audio(clips, benchmark=reference)) for name in ("mfcc", "stft", "spectrogram")]
+    rerun = on_real_stimuli(of(records, "mfcc", "gender"), "lab/mfcc-on-changed-audio")
+    rerun = rerun.replace(fingerprint=_audio(changed, benchmark=reference, differing=("saa/english102",)),
+                          labels=(*rerun.labels, "stimuli-differ"))
+    assert rerun.stimulus_fingerprint != made[0].stimulus_fingerprint
+    table = build_table([*made, rerun])
+    board = query_leaderboard(table, LeaderboardQuery(stimuli="real"))
+    cells = dict(zip(board[C.MODEL], board[C.AUDIO]))
+    assert cells["lab/mfcc-on-changed-audio ⚠"] == "⚠ differs: gender"
+    assert {cells[f"lab/{name}"] for name in ("mfcc", "stft", "spectrogram")} == {"reference"}
+    summary = audio_summary(table, table.leaderboard, "real")
+    assert f"gender 3 of 4 (`{reference[:12]}`, the benchmark)" in summary and "marked ⚠" in summary
+    assert mixed_methods(table.leaderboard, table) == ""
+    other_profile = made[1].replace(model=made[1].model.__class__.from_dict(
+        {**made[1].model.to_dict(), "name": "lab/s3prl-run"}), profile="s3prl")
+    mixed = build_table([*made, other_profile])
+    assert "2 extraction profiles (hf, s3prl)" in mixed_methods(mixed.leaderboard, mixed)
+    old = build_table([made[0].replace(fingerprint=None)])
+    assert set(old.leaderboard[C.AUDIO]) == {"unknown"} and audio_summary(old, old.leaderboard, "real") == ""
+    same = build_table(made)
+    assert "3 of 3" in audio_summary(same, same.leaderboard, "real")
+    assert "marked ⚠" not in audio_summary(same, same.leaderboard, "real")
