@@ -38,8 +38,8 @@ from speat_metric.hub.source import PAPERS
 from speat_metric.stimuli.fingerprints import (
     REFERENCE_FILE,
     BenchmarkReference,
+    rows_fingerprint,
     short_fingerprint,
-    stimulus_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -140,8 +140,7 @@ def benchmark_reference(repo_id: str, tests: Mapping[str, datasets.Dataset]) -> 
     for name, dataset in tests.items():
         rows = list(dataset)
         clips.update({row["stimulus_id"]: row["sha256"] for row in rows})
-        fingerprints[name] = stimulus_fingerprint({role: [row["sha256"] for row in rows if row["role"] == role]
-                                                   for role in "XYAB"})["test"]
+        fingerprints[name] = rows_fingerprint(rows)["test"]
     return BenchmarkReference(repo_id, None, fingerprints, clips)
 
 
@@ -180,7 +179,7 @@ def publish_benchmark(repo_id: str, *, stimuli: str = "speat", tests: Sequence[s
     from speat_metric.hub.spaces import check_space_id
     from speat_metric.stimuli import TEST_NAMES, load_speat_test
 
-    check_space_id(repo_id)
+    check_space_id(repo_id, "--repo")
     if stimuli == "demo":
         raise BenchmarkError("--stimuli demo is synthetic speech: the benchmark fingerprints the study's audio; use "
                              "--stimuli speat (downloads) or your copy of it")

@@ -99,7 +99,7 @@ def resolve_source(*, space: str | None = None, source_url: str | None = None, r
     if requirement is not None:
         install = SpeatPackage(release=released_requirement(requirement)).install_target(None)
     if space is not None:
-        check_space_id(space)
+        check_space_id(space, "--source-space")
         commit = client.head(space, repo_type="space")
         wheel = f"speat-{__version__}-py3-none-any.whl"
         if wheel not in client.file_ids(space, "", repo_type="space", revision=commit):

@@ -41,10 +41,10 @@ class SpaceError(ValueError):
     """A Space cannot be published as asked; the message says what to do."""
 
 
-def check_space_id(space_id: str) -> str:
-    """`space_id` if it is ``OWNER/NAME``, else a `SpaceError` saying so."""
+def check_space_id(space_id: str, option: str = "--space") -> str:
+    """`space_id` if it is ``OWNER/NAME``, else a `SpaceError` naming `option`."""
     if not _SPACE_ID.match(space_id):
-        raise SpaceError(f"--space {space_id!r} is not a Space id; use OWNER/NAME, e.g. my-org/speat")
+        raise SpaceError(f"{option} {space_id!r} is not a repository id; use OWNER/NAME, e.g. my-org/speat")
     return space_id
 
 

@@ -154,7 +154,7 @@ def evaluate_tests(
         One record per test and tested layer view.
     """
     from speat_metric.stimuli import stimulus_provenance
-    from speat_metric.stimuli.fingerprints import stimulus_fingerprint
+    from speat_metric.stimuli.fingerprints import rows_fingerprint
 
     all_rows = [row for dataset in tests.values() for row in dataset]
     embeddings = embed_stimuli(encoder, clips_of(all_rows), cache_dir=cache_dir, frame_pooling=frame_pooling,
@@ -174,7 +174,7 @@ def evaluate_tests(
         if empty:
             raise ValueError(f"test {name!r} has no stimuli in role(s) {', '.join(empty)}")
         views = {role: layer_pooling.views(per_layer[role]) for role in ROLES}
-        fingerprint = {**stimulus_fingerprint({role: [row["sha256"] for row in by_role[role]] for role in ROLES}),
+        fingerprint = {**rows_fingerprint(rows),
                        "reference": reference.comparison(name, rows) if reference is not None else None}
         differ = ["stimuli-differ"] if fingerprint["reference"] and fingerprint["reference"]["differing"] else []
         record_labels = tuple(dict.fromkeys([*labels, *(["synthetic-stimuli"] if provenance.get("synthetic") else []),

@@ -87,5 +87,5 @@ def test_dry_run_and_bad_space_ids():
         outcome = publish_module(SPACE, dry_run=True, endpoint=server.url)
         assert outcome.status == "dry-run" and "+++ b/speat.py" in outcome.diff and server.repos == {}
         assert f"added speat-{__version__}-py3-none-any.whl" in outcome.diff
-    with pytest.raises(ValueError, match="--space 'speat' is not a Space id; use OWNER/NAME"):
+    with pytest.raises(ValueError, match="--space 'speat' is not a repository id; use OWNER/NAME"):
         publish_module("speat")

@@ -62,6 +62,14 @@ def stimulus_fingerprint(sha256_by_role: Mapping[str, Iterable[str]]) -> dict[st
                                                                            ROLES}}
 
 
+def rows_fingerprint(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """`stimulus_fingerprint` of a test's stimulus rows (``role``, ``sha256``), as `load_speat_test` gives them."""
+    by_role: dict[str, list[str]] = {role: [] for role in ROLES}
+    for row in rows:
+        by_role[row["role"]].append(row["sha256"])
+    return stimulus_fingerprint(by_role)
+
+
 def short_fingerprint(fingerprint: str | None) -> str:
     """The first 12 hex digits of a fingerprint (``""`` for None)."""
     return fingerprint[:SHORT_LENGTH] if fingerprint else ""
