@@ -45,7 +45,14 @@ from speat_metric import __version__
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.hub import SPEAT_COMMIT_MARKER, SPEAT_TITLE_PREFIX
 from speat_metric.hub.benchmark import load_benchmark
-from speat_metric.hub.card import EVAL_RESULTS_PATH, README_PATH, CardContent, CardError, render_card
+from speat_metric.hub.card import (
+    EVAL_RESULTS_PATH,
+    README_PATH,
+    CardContent,
+    CardError,
+    is_card_path,
+    render_card,
+)
 from speat_metric.hub.card_merge import card_provenance, check_card, merge_card, unified_diff
 from speat_metric.hub.hub import HubClient, PullRequest
 from speat_metric.hub.source import SpeatSource
@@ -107,12 +114,13 @@ class _Target:
 
 
 def settings_fingerprint(settings: EvaluationSettings) -> str:
-    """A short hash of every setting that changes the results (not the device, cache or progress bars)."""
+    """A short hash of every setting that changes the results (not the device, cache or progress bars, nor the revision,
+    which the card's provenance records beside it)."""
     relevant = {
         "tests": list(settings.tests), "stimuli": settings.stimuli, "allow_missing": settings.allow_missing,
         "layer_pooling": [settings.layer_pooling.mode, settings.layer_pooling.layer],
         "frame_pooling": settings.frame_pooling, "permutations": settings.num_permutations, "seed": settings.seed,
-        "revision": settings.revision, "dtype": settings.dtype, "trim_silence": settings.trim_silence,
+        "dtype": settings.dtype, "trim_silence": settings.trim_silence,
         "profile": settings.profile, "cmvn": settings.cmvn, "benchmark": settings.benchmark, "speat": __version__,
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
@@ -172,9 +180,17 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
         return AnnotationOutcome(repo_id, "skipped-owner-closed", commit, pr_url=target.declined.url,
                                  pr_number=target.declined.number)
     fingerprint = settings_fingerprint(settings)
-    if card_provenance(target.readme) == {"revision": commit, "speat": __version__, "settings": fingerprint}:
-        logger.info("%s: the card already shows these settings at revision %s; nothing to evaluate", repo_id, commit)
-        return _outcome(repo_id, "dry-run" if dry_run else "unchanged", commit, target)
+    shown = card_provenance(target.readme) or {}
+    if {**shown, "revision": commit} == {"revision": commit, "speat": __version__, "settings": fingerprint}:
+        if shown["revision"] == commit:
+            logger.info("%s: the card already shows these settings at revision %s; nothing to evaluate", repo_id,
+                        commit)
+            return _outcome(repo_id, "dry-run" if dry_run else "unchanged", shown["revision"], target)
+        changed = client.changed_paths(repo_id, shown["revision"], commit)
+        if changed is not None and all(is_card_path(path) for path in changed):
+            logger.info("%s: the card shows these settings at revision %s, and only the card changed since (%s); "
+                        "nothing to evaluate", repo_id, shown["revision"], ", ".join(sorted(changed)) or "no file")
+            return _outcome(repo_id, "dry-run" if dry_run else "unchanged", shown["revision"], target)
     from speat_metric.evaluation import evaluate_models
 
     records = evaluate_models([repo_id], settings)

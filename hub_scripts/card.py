@@ -45,6 +45,18 @@ if TYPE_CHECKING:
 
 README_PATH = "README.md"
 EVAL_RESULTS_PATH = ".eval_results/speat.yaml"
+CARD_FOLDER = ".eval_results/"
+
+
+def is_card_path(path: str) -> bool:
+    """Whether a repository file is part of the model card (README.md, ``.eval_results/``), not of the model: a
+    commit that changes only those leaves the model as it was (the merge of a card pull request, say).
+
+    Example:
+        >>> is_card_path("README.md"), is_card_path(".eval_results/other.yaml"), is_card_path("model.safetensors")
+        (True, True, False)
+    """
+    return path == README_PATH or path.startswith(CARD_FOLDER)
 
 BEGIN_MARKER = f"<!-- {SPEAT_COMMIT_MARKER}:begin (this section is written by `speat hub annotate`) -->"
 END_MARKER = f"<!-- {SPEAT_COMMIT_MARKER}:end -->"

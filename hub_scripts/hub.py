@@ -154,6 +154,34 @@ class HubClient:
         with hub_errors(f"{repo_type} {repo_id!r}", revision=revision):
             return self.api.repo_info(repo_id, repo_type=repo_type, revision=revision)
 
+    def changed_paths(self, repo_id: str, base: str, head: str, *, repo_type: str = "model") -> set[str] | None:
+        """The files that differ between two commits (added, removed or changed), or None when `base` no longer
+        exists (history squashed or force-pushed): then anything may have changed.
+
+        Raises:
+            HubError: `head` does not exist, or the Hub failed.
+        """
+        if not base or set(base) == {"0"}:  # a push's oldSha of all zeros: the branch is new
+            return None
+        try:
+            before = self._tree(repo_id, base, repo_type)
+        except HubError as error:
+            if "has no revision" in str(error):
+                return None
+            raise
+        after = self._tree(repo_id, head, repo_type)
+        return {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
+
+    def _tree(self, repo_id: str, revision: str, repo_type: str) -> dict[str, str]:
+        """Path -> content digest of every file at `revision`."""
+        from huggingface_hub.hf_api import RepoFile
+
+        with hub_errors(f"{repo_type} {repo_id!r}", revision=revision):
+            return {entry.path: entry.lfs.sha256 if entry.lfs else entry.blob_id
+                    for entry in self.api.list_repo_tree(repo_id, revision=revision, recursive=True,
+                                                         repo_type=repo_type)
+                    if isinstance(entry, RepoFile)}
+
     def file_digests(self, repo_id: str, paths: Sequence[str], *, revision: str, repo_type: str = "model"
                      ) -> dict[str, FileDigest]:
         """The digests of those of `paths` that exist at `revision` (one request, no download)."""

@@ -16,6 +16,7 @@ from hub_testing import (
     publish_tiny_model,
     run_speat,
     server_texts,
+    tiny_model_files,
 )
 from huggingface_hub import HfApi
 from tiny_models import save_tiny_model
@@ -137,6 +138,25 @@ def test_a_pr_we_closed_ourselves_is_not_a_refusal(server, local_records):
     publish(server, records)
     HfApi(endpoint=server.url, token=BOT).change_discussion_status(REPO, 1, "closed")
     assert publish(server, records).status == "opened-pr"
+
+
+def test_after_the_owner_merges_a_rerun_is_unchanged_until_the_model_changes(tmp_path, server):
+    """No merge churn: main's head is then the merge commit, whose only change is the card; annotating again (as a
+    scheduled batch does) evaluates nothing and opens nothing. New weights do get a new pull request."""
+    commit = publish_tiny_model(server, REPO)
+    env = hub_env(server, tmp_path, HF_TOKEN=BOT)
+    command = ("hub", "annotate", REPO, "--stimuli", "demo", "--allow-synthetic", "--tests", "gender",
+               "--permutations", "200", "--no-progress")
+    assert run_speat(*command, env=env, cwd=tmp_path).returncode == 0
+    HfApi(endpoint=server.url, token=OWNER).merge_pull_request(REPO, 1)
+    merged = server.repos[("model", REPO)].branches["main"]
+    assert merged != commit
+    again = run_speat(*command, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"{REPO}: unchanged" in again.stdout and len(server.discussions(REPO)) == 1
+    server.commit(REPO, {"model.safetensors": tiny_model_files(seed=3)["model.safetensors"]}, message="retrained")
+    retrained = run_speat(*command, env=env, cwd=tmp_path)
+    assert f"{REPO}: opened-pr" in retrained.stdout and len(server.discussions(REPO)) == 2
 
 
 def test_merged_results_make_no_new_pr_and_new_numbers_do(server, local_records):

@@ -82,6 +82,15 @@ def test_a_push_that_changes_only_the_card_is_ignored(hub_server, screen):
     assert screen(same, weights) == Screening(False, "the push changes no file")
 
 
+def test_a_base_commit_that_is_gone_or_all_zeros_means_anything_may_have_changed(hub_server, screen):
+    """Squashed or force-pushed history: the event's oldSha no longer exists, so the new head is screened in full
+    (and annotated) rather than ignored as a commit that "no longer exists"."""
+    hub_server.create_repo(REPO)
+    head = hub_server.commit(REPO, {"config.json": config_json("hubert"), **WEIGHTS})
+    assert screen(head, "c" * 40) == Screening(True, "a 'hubert' speech encoder", "hubert")
+    assert screen(head, "0" * 40) == Screening(True, "a 'hubert' speech encoder", "hubert")
+
+
 def test_gone_repositories_and_commits_are_ignored(hub_server, screen):
     assert screen("a" * 40, repo="alice/deleted") == Screening(
         False, "the repository does not exist, or our token cannot read it")

@@ -31,8 +31,6 @@ from speat_metric.hub.webhook.events import AnnotationRequest
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-CARD_PATHS = ("README.md",)
-CARD_FOLDERS = (".eval_results/",)
 
 
 @dataclass(frozen=True)
@@ -58,46 +56,32 @@ def screen_commit(request: AnnotationRequest, *, endpoint: str | None = None, to
     Raises:
         Exception: whatever the Hub client raised for a transient failure (the caller retries).
     """
-    from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     from speat_metric.hub import is_speat_change
+    from speat_metric.hub.card import is_card_path
+    from speat_metric.hub.hub import HubClient
 
-    api = HfApi(endpoint=endpoint, token=token)
+    client = HubClient(token=token, endpoint=endpoint)
+    api = client.api
     try:
         commits = api.list_repo_commits(request.repo_id, revision=request.revision)
         head = commits[0]
         if is_speat_change(head.title) or is_speat_change(head.message):
             return Screening(False, f"our own commit ({head.title!r})")
         base = request.base_revision or (commits[1].commit_id if len(commits) > 1 else None)
-        if base is not None:
-            changed = _changed_paths(api, request.repo_id, base, request.revision)
-            if not changed:
-                return Screening(False, "the push changes no file")
-            if all(_is_card_path(path) for path in changed):
-                return Screening(False, f"only the model card changed ({', '.join(sorted(changed))}); the model "
-                                 "is unchanged")
+        # A base that no longer exists (squashed or force-pushed history, a new branch): anything may have changed.
+        changed = client.changed_paths(request.repo_id, base, request.revision) if base else None
+        if changed is not None and not changed:
+            return Screening(False, "the push changes no file")
+        if changed is not None and all(is_card_path(path) for path in changed):
+            return Screening(False, f"only the model card changed ({', '.join(sorted(changed))}); the model is "
+                             "unchanged")
         return _screen_config(api, request, cache_dir)
     except RepositoryNotFoundError:
         return Screening(False, "the repository does not exist, or our token cannot read it")
     except RevisionNotFoundError:
         return Screening(False, f"commit {request.revision} no longer exists in the repository")
-
-
-def _is_card_path(path: str) -> bool:
-    return path in CARD_PATHS or path.startswith(CARD_FOLDERS)
-
-
-def _changed_paths(api: HfApi, repo_id: str, base: str, head: str) -> set[str]:
-    def files(revision: str) -> dict[str, str]:
-        from huggingface_hub.hf_api import RepoFile
-
-        return {entry.path: entry.lfs.sha256 if entry.lfs else entry.blob_id
-                for entry in api.list_repo_tree(repo_id, revision=revision, recursive=True)
-                if isinstance(entry, RepoFile)}
-
-    before, after = files(base), files(head)
-    return {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
 
 
 def _screen_config(api: HfApi, request: AnnotationRequest, cache_dir: str | Path | None) -> Screening:
