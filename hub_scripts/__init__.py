@@ -25,6 +25,10 @@ SPEAT_COMMIT_MARKER = "speat-bot"
 SPEAT_TITLE_PREFIX = f"[{SPEAT_COMMIT_MARKER}]"
 """Every commit summary and pull-request title speat writes starts with this."""
 
+DUPLICATE_MARKER = f"{SPEAT_COMMIT_MARKER}:duplicate"
+"""In the comment with which speat closes a pull request it opened twice (two annotations at once): such a close is
+speat's own housekeeping, not an owner declining."""
+
 
 def is_speat_change(text: str | None) -> bool:
     """Whether a commit message, commit summary or pull-request title or description was written by speat.

@@ -291,14 +291,28 @@ def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target
         return _outcome(repo_id, "unchanged", revision, target, records=records)
     client.validate_card(readme)
     description = _description(content)
-    if target.pull_request is not None:
+
+    def update(pull_request: PullRequest) -> AnnotationOutcome:
         info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Update SpEAT results to revision "
-                             f"{revision[:12]}", description=description, revision=target.pull_request.revision,
+                             f"{revision[:12]}", description=description, revision=pull_request.revision,
                              delete=delete)
-        return _outcome(repo_id, "updated-pr", revision, target, commit=info.oid, records=records)
+        return AnnotationOutcome(repo_id, "updated-pr", revision, pr_url=pull_request.url,
+                                 pr_number=pull_request.number, commit=info.oid, records=records)
+
+    if target.pull_request is not None:
+        return update(target.pull_request)
     if create_pr:
+        # Look again right before writing: another annotation of this repository (a batch, a webhook) may have
+        # opened our pull request while this one was evaluating.
+        concurrent = client.speat_pull_requests(repo_id).open
+        if concurrent is not None:
+            return update(concurrent)
         info = client.commit(repo_id, files, summary=PR_TITLE, description=description, create_pr=True,
                              parent_commit=target.base_commit, delete=delete)
+        opened = client.speat_pull_requests(repo_id).all_open
+        if opened and opened[0].number != info.pr_num:  # opened at the same moment as another: the oldest stays
+            client.close_duplicate(repo_id, info.pr_num, opened[0].number)
+            return update(opened[0])
         return AnnotationOutcome(repo_id, "opened-pr", revision, pr_url=info.pr_url, pr_number=info.pr_num,
                                  commit=info.oid, records=records)
     info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Add SpEAT social-bias results (revision "
@@ -327,5 +341,6 @@ def _description(content: CardContent) -> str:
         *(["", *table] if table else []),
         "",
         f"Made by speat {__version__} ({SPEAT_COMMIT_MARKER}). Running it again updates this pull request rather "
-        "than opening another; closing it declines: no new one is opened.",
+        "than opening another. Closing it without merging declines: speat then opens no new pull request here (unless "
+        "its operator forces one).",
     ])

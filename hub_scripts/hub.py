@@ -34,7 +34,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from speat_metric.hub import SPEAT_TITLE_PREFIX
+from speat_metric.hub import DUPLICATE_MARKER, SPEAT_TITLE_PREFIX
 from speat_metric.network import UNREACHABLE
 
 logger = logging.getLogger(__name__)
@@ -95,13 +95,16 @@ class SpeatPullRequests:
     """What a repository already has from speat.
 
     Attributes:
-        open: our open pull request, to update rather than open another (the newest one if, somehow, several).
-        declined: a speat pull request that someone other than its author closed without merging: the owner said no,
-            so no new one is opened unless forced.
+        open: our open pull request, to update rather than open another (the oldest one if several).
+        declined: a speat pull request closed without being merged (after the last one that was merged), by anyone
+            but speat's own duplicate housekeeping: the card's owner said no, so no new one is opened unless forced.
+        all_open: every open pull request of ours, oldest first (more than one only after two annotations ran at
+            once).
     """
 
     open: PullRequest | None = None
     declined: PullRequest | None = None
+    all_open: tuple[PullRequest, ...] = ()
 
 
 class HubClient:
@@ -207,28 +210,28 @@ class HubClient:
         """speat's pull requests on a repository: the open one to update, and one the owner declined.
 
         Ours are the pull requests whose title starts with `SPEAT_TITLE_PREFIX` and, when there is a token, that its
-        user opened (we can push to those). A declined one is a speat pull request closed, unmerged, by someone other
-        than its author, after the last speat pull request that was merged.
+        user opened (we can push to those). A declined one is a speat pull request closed unmerged after the last
+        speat pull request that was merged, unless speat closed it as a duplicate (`DUPLICATE_MARKER`).
         """
         me = self.user()
         with hub_errors(f"the pull requests of {repo_type} {repo_id!r}"):
             found = [discussion for discussion in self.api.get_repo_discussions(
                 repo_id, discussion_type="pull_request", repo_type=repo_type)
                 if discussion.title.startswith(SPEAT_TITLE_PREFIX)]
-            mine = [discussion for discussion in found
-                    if discussion.status in OPEN_STATUSES and (me is None or discussion.author == me)]
+            mine = sorted((discussion for discussion in found
+                           if discussion.status in OPEN_STATUSES and (me is None or discussion.author == me)),
+                          key=lambda d: d.num)
             declined = None
             accepted = max((d.num for d in found if d.status == "merged"), default=0)  # a later merge outweighs
             for discussion in sorted((d for d in found if d.status == "closed" and d.num > accepted),
                                      key=lambda d: -d.num):
                 details = self.api.get_discussion_details(repo_id, discussion.num, repo_type=repo_type)
-                closers = [event.author for event in details.events
-                           if event.type == "status-change" and getattr(event, "new_status", None) == "closed"]
-                if closers and closers[-1] != discussion.author:
+                if not any(event.type == "comment" and DUPLICATE_MARKER in (getattr(event, "content", "") or "")
+                           for event in details.events):
                     declined = discussion
                     break
-        newest = max(mine, key=lambda d: d.num, default=None)
-        return SpeatPullRequests(open=_pull_request(newest), declined=_pull_request(declined))
+        return SpeatPullRequests(open=_pull_request(mine[0] if mine else None), declined=_pull_request(declined),
+                                 all_open=tuple(map(_pull_request, mine)))
 
     def commit(self, repo_id: str, files: Mapping[str, str | bytes], *, summary: str, description: str,
                revision: str = "main", create_pr: bool = False, parent_commit: str | None = None,
@@ -247,6 +250,14 @@ class HubClient:
             return self.api.create_commit(repo_id, operations, commit_message=summary, commit_description=description,
                                           revision=revision, create_pr=create_pr, parent_commit=parent_commit,
                                           repo_type=repo_type)
+
+    def close_duplicate(self, repo_id: str, number: int, kept: int, *, repo_type: str = "model") -> None:
+        """Close our pull request `number`, opened at the same time as our pull request `kept`, saying so."""
+        with hub_errors(f"pull request #{number} of {repo_type} {repo_id!r}", writing=True):
+            self.api.change_discussion_status(
+                repo_id, number, "closed", repo_type=repo_type,
+                comment=f"Opened at the same time as #{kept}, which now holds these results; closing this one. "
+                f"<!-- {DUPLICATE_MARKER} -->")
 
     def comment(self, repo_id: str, number: int, text: str, *, repo_type: str = "model") -> None:
         """Post a comment on a discussion or pull request."""

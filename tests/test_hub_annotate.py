@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 
 import pytest
 from http_servers import HubServer
@@ -25,7 +26,7 @@ from speat_metric.evaluation import EvaluationSettings, evaluate_models
 from speat_metric.hub import SPEAT_COMMIT_MARKER, is_speat_change
 from speat_metric.hub.annotate import STATUSES, AnnotationOutcome, annotate_model, publish_records
 from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH, CardError
-from speat_metric.hub.hub import HubError
+from speat_metric.hub.hub import HubClient, HubError
 from speat_metric.hub.source import SpeatSource
 from speat_metric.results import load_records
 
@@ -133,11 +134,42 @@ def test_an_owner_closed_pr_is_never_reopened_and_force_opens_a_new_one(server, 
     assert publish(server, renumbered(records, 0.6)).pr_number == 3
 
 
-def test_a_pr_we_closed_ourselves_is_not_a_refusal(server, local_records):
+def test_a_pr_closed_by_anyone_declines_as_its_body_says_but_a_duplicate_close_does_not(server, local_records):
     records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
     publish(server, records)
-    HfApi(endpoint=server.url, token=BOT).change_discussion_status(REPO, 1, "closed")
-    assert publish(server, records).status == "opened-pr"
+    assert "Closing it without merging declines" in server.discussions(REPO)[0].events[0]["data"]["latest"]["raw"]
+    HfApi(endpoint=server.url, token=BOT).change_discussion_status(REPO, 1, "closed")  # the bot's own account
+    assert publish(server, renumbered(records, 0.3)).status == "skipped-owner-closed"
+    second = publish(server, renumbered(records, 0.3), force=True)
+    assert second.status == "opened-pr" and second.pr_number == 2
+    HubClient(token=BOT, endpoint=server.url).close_duplicate(REPO, 2, kept=1)  # speat's own housekeeping
+    assert publish(server, renumbered(records, 0.4)).status == "skipped-owner-closed"  # #1 still declines
+    assert HubClient(token=BOT, endpoint=server.url).speat_pull_requests(REPO).declined.number == 1
+
+
+def test_two_annotations_at_once_leave_one_open_pull_request(tmp_path, server, local_records):
+    """Both look, find nothing, evaluate, and create a pull request at the same moment (held at the Hub until both
+    are there): the newer is closed as a duplicate and its results go to the older; a later run updates that one."""
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    gate = server.hold(f"/api/models/{REPO}/preupload/main")  # every PR creation waits here
+    outcomes = []
+    runs = [threading.Thread(target=lambda shift=shift: outcomes.append(publish(server, renumbered(records, shift))))
+            for shift in (0.1, 0.2)]
+    for run in runs:
+        run.start()
+    deadline = time.monotonic() + 60
+    while server.count("POST", f"/api/models/{REPO}/preupload/main") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.release(f"/api/models/{REPO}/preupload/main")
+    for run in runs:
+        run.join(60)
+    assert gate is not None and len(outcomes) == 2
+    pull_requests = server.discussions(REPO)
+    assert [(pr.num, pr.status) for pr in pull_requests] == [(1, "open"), (2, "closed")]
+    assert {outcome.pr_number for outcome in outcomes} == {1}
+    assert any("speat-bot:duplicate" in event["data"].get("latest", {}).get("raw", "")
+               for event in pull_requests[1].events)
+    assert publish(server, renumbered(records, 0.5)).status == "updated-pr"
 
 
 def test_after_the_owner_merges_a_rerun_is_unchanged_until_the_model_changes(tmp_path, server):
