@@ -50,23 +50,25 @@ def merge_card(readme: str | None, content: CardContent) -> str:
         CardError: the card's YAML does not parse or is not a mapping, its ``model-index`` is invalid, or its speat
             markers are broken (one without the other, repeated, or out of order).
     """
-    text = readme or ""
+    bom, text = _split_bom(readme or "")
     newline = "\r\n" if "\r\n" in text else "\n"
     check_card(text)
     text = _merge_section(text, content.section.replace("\n", newline), newline)
     text = _merge_model_index(text, content, newline)
     check_card(text)
-    return text
+    return bom + text
 
 
 def check_card(readme: str) -> None:
-    """Raise `CardError` when `readme` cannot be annotated safely (invalid YAML or model-index, broken markers)."""
+    """Raise `CardError` when `readme` cannot be annotated safely (invalid YAML or model-index, broken markers, a
+    header that is opened and never closed)."""
+    _, readme = _split_bom(readme)
     _section_bounds(readme)
-    match = REGEX_YAML_BLOCK.search(readme)
-    if match is None:
+    header = _header(readme)
+    if header is None or header[0] == header[1]:  # no header, or an empty one: nothing to check
         return
     try:
-        data = yaml.safe_load(match.group(2))
+        data = _load(readme[header[0]:header[1]])
     except yaml.YAMLError as error:
         raise CardError(f"README.md has invalid YAML metadata: {_yaml_problem(error)}; fix the card's YAML header "
                         "first") from None
@@ -106,10 +108,68 @@ def unified_diff(path: str, old: str | None, new: str) -> str:
                                         tofile=f"b/{path}"))
 
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load(text: str) -> Any:
+    """``yaml.safe_load``, with libyaml where PyYAML has it (a card's header is parsed several times per merge). The
+    node positions the in-place edits need come from PyYAML's own composer, whose marks count characters."""
+    return yaml.load(text, Loader=_SAFE_LOADER)
+
+
+def _split_bom(text: str) -> tuple[str, str]:
+    """(the UTF-8 byte-order mark the card starts with, or ``""``; the card without it): the header after a BOM is
+    still the card's header."""
+    return ("\ufeff", text[1:]) if text.startswith("\ufeff") else ("", text)
+
+
+_OPENING = re.compile(r"\A\s*---[ \t]*\r?\n")
+_EMPTY_CLOSING = re.compile(r"[ \t]*---[ \t]*(\r?\n|\Z)")
+
+
+def _header(text: str) -> tuple[int, int] | None:
+    """(start, end) of the YAML header's text, between the ``---`` lines (without the newline before the closing
+    one, as huggingface_hub reads it); an empty header (``---`` twice) gives an empty span; None without a header.
+
+    Raises:
+        CardError: the card opens a header and never closes it.
+    """
+    opening = _OPENING.match(text)
+    if opening is not None and _EMPTY_CLOSING.match(text, opening.end()):  # before huggingface_hub's pattern, which
+        return opening.end(), opening.end()                                   # splits an empty CRLF header at \r
+    match = REGEX_YAML_BLOCK.search(text)
+    if match is not None:
+        return match.start(2), match.end(2)
+    if opening is None:
+        return None
+    raise CardError("README.md opens a YAML header ('---' on its first line) that is never closed: add the closing "
+                    "'---' line, or remove the opening one")
+
+
+def _fenced(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every fenced code block (``` or ~~~): markers quoted in them are not our section."""
+    spans, opened = [], None
+    for line in re.finditer(r"^ {0,3}(`{3,}|~{3,}).*$", text, re.MULTILINE):
+        if opened is None:
+            opened = line
+        elif line.group(1)[0] == opened.group(1)[0] and len(line.group(1)) >= len(opened.group(1)):
+            spans.append((opened.start(), line.end()))
+            opened = None
+    if opened is not None:
+        spans.append((opened.start(), len(text)))
+    return spans
+
+
 def _section_bounds(readme: str) -> tuple[int, int] | None:
-    """(start, end) of our section, markers included (end after the end marker's line), or None when absent."""
-    begins = [match.start() for match in re.finditer(re.escape(BEGIN_MARKER), readme)]
-    ends = [match.start() for match in re.finditer(re.escape(END_MARKER), readme)]
+    """(start, end) of our section, markers included (end after the end marker's line), or None when absent.
+    Markers inside fenced code blocks (an owner quoting them) do not count."""
+    fenced = _fenced(readme)
+
+    def found(marker: str) -> list[int]:
+        return [match.start() for match in re.finditer(re.escape(marker), readme)
+                if not any(start <= match.start() < end for start, end in fenced)]
+
+    begins, ends = found(BEGIN_MARKER), found(END_MARKER)
     if not begins and not ends:
         return None
     if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
@@ -143,13 +203,15 @@ def _is_ours(result: Any) -> bool:
 
 
 def _without_ours(data: dict[str, Any]) -> dict[str, Any]:
-    """The metadata without speat's results (and without a model-index entry, or key, that held only ours)."""
+    """The metadata without speat's results, for comparing two versions of a header: a model-index entry left
+    without results (it held only ours, or none, as in ``results: []``) and a model-index left empty count as
+    absent."""
     data = copy.deepcopy(data)
     if not isinstance(data.get("model-index"), list):
         return data
     kept = []
     for entry in data["model-index"]:
-        if isinstance(entry, dict) and isinstance(entry.get("results"), list) and any(map(_is_ours, entry["results"])):
+        if isinstance(entry, dict) and isinstance(entry.get("results"), list):
             entry["results"] = [result for result in entry["results"] if not _is_ours(result)]
             if not entry["results"]:
                 continue
@@ -168,17 +230,21 @@ def _ours(data: dict[str, Any]) -> list[Any]:
 
 def _merge_model_index(text: str, content: CardContent, newline: str) -> str:
     ours = content.model_index_results
-    match = REGEX_YAML_BLOCK.search(text)
-    if match is None:
+    header = _header(text)
+    if header is None or header[0] == header[1]:  # no header, or an empty one: ours fills it
         if not ours:
             return text
-        front = yaml_dump({"model-index": [{"name": _model_name(content.model), "results": ours}]}, sort_keys=False)
-        return f"---{newline}{front.replace(chr(10), newline)}---{newline}{text}"
-    block = match.group(2)
-    data = yaml.safe_load(block) or {}
+        front = yaml_dump({"model-index": [{"name": _model_name(content.model), "results": ours}]},
+                          sort_keys=False).replace("\n", newline)
+        if header is not None:
+            return text[:header[0]] + front + text[header[0]:]
+        return f"---{newline}{front}---{newline}{text}"
+    start, end = header
+    block = text[start:end]
+    data = _load(block) or {}
     edited = _splice_model_index(block, data, ours, _model_name(content.model), newline)
-    if edited is not None and _only_ours_changed(data, yaml.safe_load(edited) or {}, ours):
-        return text[:match.start(2)] + edited + text[match.end(2):]
+    if edited is not None and _only_ours_changed(data, _load(edited) or {}, ours):
+        return text[:start] + edited + text[end:]
     logger.warning("README.md: the model-index could not be edited in place; rewriting the YAML header through "
                    "huggingface_hub's card API (other keys keep their values and order, not their formatting)")
     return _rewrite_through_card_api(text, content)
@@ -197,11 +263,9 @@ def _splice_model_index(block: str, data: dict[str, Any], ours: list[dict[str, A
     """Edit the YAML text of the header in place: remove our old results, insert the new ones where the first old
     one was (else at the end of the first model's results). None when the layout is not one this can edit."""
     root = yaml.compose(block, Loader=yaml.SafeLoader)
-    if root is None:
-        return _dump_key("model-index", [{"name": model_name, "results": ours}], newline) if ours else block
-    if not isinstance(root, yaml.MappingNode):
+    if root is not None and not isinstance(root, yaml.MappingNode):
         return None
-    pairs = {key.value: value for key, value in root.value if isinstance(key, yaml.ScalarNode)}
+    pairs = {key.value: value for key, value in (root.value if root else []) if isinstance(key, yaml.ScalarNode)}
     if "model-index" not in pairs:
         if not ours:
             return block
@@ -215,6 +279,13 @@ def _splice_model_index(block: str, data: dict[str, Any], ours: list[dict[str, A
     for entry_number, entry in enumerate(index_node.value):
         results = _mapping_value(entry, "results")
         if results is None:
+            continue
+        if isinstance(results, yaml.SequenceNode) and results.flow_style and not results.value:
+            if entry_number == 0 and ours:  # `results: []`: ours become its block list, in place of ` []`
+                key = next(name for name, value in entry.value if value is results)
+                rendered = _indent(yaml_dump(ours, sort_keys=False), key.start_mark.column).rstrip("\n")
+                colon = block.index(":", key.end_mark.index) + 1
+                edits.append((colon, results.end_mark.index, newline + rendered.replace("\n", newline)))
             continue
         if not isinstance(results, yaml.SequenceNode) or results.flow_style:
             return None
@@ -246,8 +317,11 @@ def _splice_model_index(block: str, data: dict[str, Any], ours: list[dict[str, A
             edits.append((insert_at, insert_at, rendered))
     if ours and not any(replacement for _, _, replacement in edits):
         return None
+    original = block
     for start, end, replacement in sorted(edits, key=lambda edit: (edit[0], edit[2] == ""), reverse=True):
         block = block[:start] + replacement + block[end:]
+    if block.endswith(newline) and not original.endswith(("\n", "\r")):
+        block = block[:-len(newline)]  # the newline before the closing '---' belongs to the delimiter
     return block
 
 
@@ -325,13 +399,15 @@ def set_yaml_keys(readme: str | None, values: Mapping[str, Any]) -> str:
         ---
         Body
     """
-    text = readme or ""
+    bom, text = _split_bom(readme or "")
     newline = "\r\n" if "\r\n" in text else "\n"
-    match = REGEX_YAML_BLOCK.search(text)
-    if match is None:
+    header = _header(text)
+    if header is None or header[0] == header[1]:
         front = "".join(_dump_key(key, value, newline) + newline for key, value in values.items())
-        return f"---{newline}{front}---{newline}{text}"
-    block = match.group(2)
+        if header is not None:
+            return bom + text[:header[0]] + front + text[header[0]:]
+        return f"{bom}---{newline}{front}---{newline}{text}"
+    block = text[header[0]:header[1]]
     try:
         root = yaml.compose(block, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
@@ -354,9 +430,9 @@ def set_yaml_keys(readme: str | None, values: Mapping[str, Any]) -> str:
         edits.append((len(block), len(block), separator + appended))
     for start, end, replacement in sorted(edits, key=lambda edit: edit[0], reverse=True):
         block = block[:start] + replacement + block[end:]
-    if block.endswith(newline) and not match.group(2).endswith(newline):
+    if block.endswith(newline) and not text[header[0]:header[1]].endswith(newline):
         block = block[:-len(newline)]  # the newline before the closing '---' belongs to the delimiter
-    return text[:match.start(2)] + block + text[match.end(2):]
+    return bom + text[:header[0]] + block + text[header[1]:]
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

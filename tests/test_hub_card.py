@@ -166,3 +166,33 @@ def test_set_yaml_keys_replaces_and_adds_top_level_keys_only():
     assert set_yaml_keys("Body\n", {"a": 1}) == "---\na: 1\n---\nBody\n"
     with pytest.raises(CardError, match="invalid YAML"):
         set_yaml_keys("---\na: [\n---\n", {"a": 1})
+
+
+@pytest.mark.parametrize(("name", "card"), [
+    ("byte-order mark", "\ufeff---\nlicense: apache-2.0\ntags:\n- audio\n---\n# Model\n"),
+    ("empty header", "---\n---\n# Model\n"),
+    ("empty header, CRLF", "---\r\n---\r\n# Model\r\n"),
+    ("header of comments only", "---\n# the owner's note\n---\n# Model\n"),
+    ("markers quoted in a fenced block", f"---\nlicense: mit\n---\n# Model\n\n```markdown\n{BEGIN_MARKER}\n```\n"),
+])
+def test_cards_the_hub_reads_keep_their_metadata_and_get_one_header(records, name, card):
+    merged = merge_card(card, render_card(records, repo_id=REPO, allow_synthetic=True))
+    body = merged.removeprefix("\ufeff")
+    assert merged.startswith("\ufeff") == card.startswith("\ufeff")
+    assert body.replace("\r\n", "\n").count("\n---\n") == 1 and body.startswith("---")  # one header, closed once
+    metadata = ModelCard(body).data.to_dict()
+    original = ModelCard(card.removeprefix("\ufeff")).data.to_dict() if "license" in card else {}
+    assert {key: metadata[key] for key in original if key != "model-index"} == {
+        key: value for key, value in original.items() if key != "model-index"}  # the owner's license and tags
+    assert metadata["model-index"][0]["results"][0]["task"]["type"] == "social-bias"
+    assert merge_card(merged, render_card(records, repo_id=REPO, allow_synthetic=True)) == merged
+
+
+def test_results_left_empty_are_filled_in_place_and_an_unclosed_header_is_refused(records, caplog):
+    card = "---\nlicense: mit  # kept\nmodel-index:\n- name: tiny\n  results: []\n---\n# Model\n"
+    with caplog.at_level(logging.WARNING):
+        merged = merge_card(card, render_card(records, repo_id=REPO, allow_synthetic=True))
+    assert "rewriting the YAML header" not in caplog.text and "license: mit  # kept" in merged  # no lossy rewrite
+    assert "  results:\n  - task:" in merged and "results: \n" not in merged and "\n\n---" not in merged
+    with pytest.raises(CardError, match="opens a YAML header .* that is never closed"):
+        merge_card("---\nlicense: mit\n# Model\n", render_card(records, repo_id=REPO, allow_synthetic=True))
