@@ -30,7 +30,7 @@ from typing import Any
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.files import atomic_write_text
 from speat_metric.hub.annotate import AnnotationOutcome, annotate_model, check_settings, settings_fingerprint
-from speat_metric.hub.hub import HubClient
+from speat_metric.hub.hub import HubAuthError, HubClient
 from speat_metric.hub.source import SpeatSource
 from speat_metric.report import plural
 
@@ -166,12 +166,14 @@ def _annotate_one(model: str, settings: EvaluationSettings, state: dict[str, Any
             report(f"{model}: skipped, {summary.skipped[model]}")
             return
         outcome = annotate_model(model, revision=revision, settings=settings, **options)
-    except Exception as error:  # one model's failure is recorded and the batch goes on
+    except Exception as error:  # one model's failure is recorded and the batch goes on, unless the token is refused
         reason = _one_line(error)
         summary.failed[model] = reason
         state["models"][model] = {**entry, "status": "failed", "reason": reason, "started": started,
                                   "finished": _now()}
         _save(state_path, state)
+        if isinstance(error, HubAuthError):
+            raise HubAuthError(f"{reason}; the batch stops at {model} (the state file lets it resume)") from None
         report(f"{model}: FAILED: {reason}")
         return
     if out is not None:

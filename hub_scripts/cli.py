@@ -268,7 +268,6 @@ def _annotate(args: argparse.Namespace) -> int:
     from speat_metric.stimuli.fingerprints import benchmark_from_environment
 
     benchmark = benchmark_from_environment(args.benchmark)
-    say_without_benchmark(benchmark)
     if args.results is not None:
         outcome = publish_records(args.model, _records_of(args.results, args.model), benchmark=benchmark, **options)
     else:
@@ -285,6 +284,7 @@ def _annotate(args: argparse.Namespace) -> int:
     if outcome.diff:
         print(outcome.diff, end="")
     print(outcome.summary)
+    say_without_benchmark(benchmark)
     return 0
 
 
@@ -295,9 +295,11 @@ def _annotate_many(args: argparse.Namespace) -> int:
     from speat_metric.hub.batch import annotate_many, find_speech_models, read_model_list
     from speat_metric.hub.hub import HubClient
 
+    if args.revision is not None:
+        raise ValueError("--revision does not apply: annotate-many evaluates each model at its main branch's current "
+                         "commit (annotate one model at a revision with `speat hub annotate MODEL --revision REV`)")
     settings = evaluation_settings(args)
     source = source_from_options(args)
-    say_without_benchmark(settings.benchmark)
     if args.models is not None:
         if args.filter or args.limit is not None:
             raise ValueError("--filter and --limit go with --search, not --models")
@@ -311,6 +313,7 @@ def _annotate_many(args: argparse.Namespace) -> int:
                             allow_synthetic=args.allow_synthetic, dry_run=args.dry_run, out=args.out,
                             report=tqdm.write, source=source)
     print("\n".join(summary.lines()))
+    say_without_benchmark(settings.benchmark)
     return 1 if summary.failed else 0
 
 

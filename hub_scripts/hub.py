@@ -47,6 +47,10 @@ class HubError(ValueError):
     """A Hub operation failed; the message names the repository and what to do (never the token)."""
 
 
+class HubAuthError(HubError):
+    """The Hub refused the token: every further request would fail the same way (a batch stops)."""
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """A pull request on a Hub repository.
@@ -204,7 +208,11 @@ class HubClient:
                 hf_raise_for_status(response)
             except EntryNotFoundError:
                 return None
-        return response.content.decode("utf-8")
+        try:
+            return response.content.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise HubError(f"{path} of {repo_type} {repo_id!r} at {revision[:12]} is not UTF-8 text ({error.reason} at "
+                           f"byte {error.start}): save it as UTF-8 and push it again") from None
 
     def speat_pull_requests(self, repo_id: str, *, repo_type: str = "model") -> SpeatPullRequests:
         """speat's pull requests on a repository: the open one to update, and one the owner declined.
@@ -327,7 +335,7 @@ def hub_errors(what: str, *, revision: str | None = None, writing: bool = False)
         status = error.response.status_code if error.response is not None else None
         reason = (error.server_message or "").strip().splitlines()[0] if error.server_message else ""
         if status == 401:
-            raise HubError(f"the Hub refused the token for {what}: set a valid HF_TOKEN or run `hf auth login`"
+            raise HubAuthError(f"the Hub refused the token for {what}: set a valid HF_TOKEN or run `hf auth login`"
                            ) from None
         if status == 403:
             raise HubError(f"the token may not {'write to' if writing else 'read'} {what}; use a token with write "

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, MissingExtraError) as error:
+    except (ValueError, OSError, MissingExtraError) as error:  # a file, a download, a model that cannot be read
         print(f"speat {args.command}: error: {error}", file=sys.stderr)
         return 2
 

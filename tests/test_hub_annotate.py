@@ -279,6 +279,21 @@ def test_records_of_another_model_or_without_a_revision_are_refused(server, loca
         publish(server, as_hub_records(local_records, REPO, "a" * 40))
 
 
+def test_a_repository_without_weights_or_with_a_card_that_is_not_utf8_is_one_line(tmp_path, server):
+    server.create_repo("owner/config-only")
+    server.commit("owner/config-only", {"config.json": tiny_model_files()["config.json"]})
+    publish_tiny_model(server, "owner/latin-1-card", readme=None)
+    server.commit("owner/latin-1-card", {"README.md": "---\nlicense: mit\n---\nCaf\xe9\n".encode("latin-1")})
+    env = hub_env(server, tmp_path, HF_TOKEN=BOT)
+    for model, message in (("owner/config-only", "'owner/config-only' has no weights at revision"),
+                           ("owner/latin-1-card", "README.md of model 'owner/latin-1-card' at ")):
+        done = run_speat("hub", "annotate", model, "--stimuli", "demo", "--allow-synthetic", "--tests", "gender",
+                         "--permutations", "100", "--no-progress", env=env, cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
+    assert "is not UTF-8 text" in done.stderr
+
+
 def test_the_webhook_interface_is_as_documented():
     parameters = inspect.signature(annotate_model).parameters
     assert list(parameters) == ["repo_id", "revision", "settings", "create_pr", "force", "allow_synthetic",

@@ -79,6 +79,25 @@ def test_a_killed_batch_resumes_without_doing_anything_twice(tmp_path):
         assert server.count("GET", "/api/whoami-v2") == 2  # once per run (whoami is rate-limited), not per model
 
 
+def test_a_refused_token_stops_the_batch_at_the_first_model_and_revision_is_refused(tmp_path):
+    with HubServer(tokens={TOKEN: "speat-bot-user"}) as server:
+        for model in ("owner/m1", "owner/m2", "owner/m3"):
+            publish_tiny_model(server, model, readme=f"# {model}\n")
+        (tmp_path / "models.txt").write_text("owner/m1\nowner/m2\nowner/m3\n")
+        command = ["hub", "annotate-many", "--models", str(tmp_path / "models.txt"), "--state",
+                   str(tmp_path / "state.json"), "--tests", str(write_tone_test(tmp_path / "tones")), "--permutations",
+                   "200", "--no-progress"]
+        refused = run_speat(*command, env=hub_env(server, tmp_path, HF_TOKEN="hf_notAKnownToken0123456789"),
+                            cwd=tmp_path)
+        assert refused.returncode == 2 and "the Hub refused the token" in refused.stderr
+        assert "the batch stops at owner/m1" in refused.stderr and refused.stderr.count("\n") == 1
+        assert list(load_state(tmp_path / "state.json")["models"]) == ["owner/m1"]
+        assert server.count("GET", "/api/models/owner/m2/revision/main") == 0  # nothing more was asked
+        revision = run_speat(*command, "--revision", "abc", env=hub_env(server, tmp_path, HF_TOKEN=TOKEN),
+                             cwd=tmp_path)
+        assert revision.returncode == 2 and "--revision does not apply: annotate-many" in revision.stderr
+
+
 def test_search_keeps_speech_encoders_matching_every_filter(tmp_path):
     with HubServer() as server:
         publish_tiny_model(server, "lab/tiny-w2v", readme="---\ntags: [speech]\n---\n")

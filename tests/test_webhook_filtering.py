@@ -56,13 +56,15 @@ def test_a_repository_without_config_or_with_a_broken_one_is_ignored(hub_server,
     assert screen(broken) == Screening(False, "config.json at this commit is not readable JSON (JSONDecodeError)")
 
 
-def test_our_own_commits_are_ignored_whatever_they_change(hub_server, screen):
+def test_commits_are_judged_by_the_files_they_touch_not_by_words_in_their_message(hub_server, screen):
     hub_server.create_repo(REPO)
     model = hub_server.commit(REPO, {"config.json": config_json("hubert"), **WEIGHTS})
-    ours = hub_server.commit(REPO, {"config.json": config_json("wav2vec2")},
+    ours = hub_server.commit(REPO, {"README.md": b"# card\n", ".eval_results/speat.yaml": b"- x\n"},
                              message=f"{SPEAT_TITLE_PREFIX} Add SpEAT social-bias results\n\ndescription")
-    assert screen(ours, model) == Screening(False, f"our own commit ('{SPEAT_TITLE_PREFIX} Add SpEAT social-bias "
-                                                   "results')")
+    assert not screen(ours, model).annotate  # our card commit: only the card changed
+    retrained = hub_server.commit(REPO, {"model.safetensors": b"weights v2"},
+                                  message="Retrain after the speat-bot results (see the [speat-bot] PR)")
+    assert screen(retrained, ours) == Screening(True, "a 'hubert' speech encoder", "hubert")
 
 
 def test_a_push_that_changes_only_the_card_is_ignored(hub_server, screen):

@@ -2,11 +2,10 @@
 
 `screen_commit` answers, in this order (the first that applies decides):
 
-1. the commit is our own (its title or message carries `speat_metric.hub.SPEAT_COMMIT_MARKER`, see
-   `speat_metric.hub.is_speat_change`): ignored, so that our card commits never start another annotation;
-2. the push changed only the model card (``README.md``, ``.eval_results/``) or no file at all: ignored, the model
-   is unchanged (this also covers the merge of our card PR, whatever the merge commit says);
-3. ``config.json`` at that commit names a ``model_type`` speat reads as a speech encoder
+1. the push changed only the model card (``README.md``, ``.eval_results/``) or no file at all: ignored, the model
+   is unchanged. This is how our own card commits and the merge of our card pull request are recognised: by the
+   files they touch, never by words in a message (an owner's commit that mentions speat is still screened);
+2. ``config.json`` at that commit names a ``model_type`` speat reads as a speech encoder
    (`speat_metric.adapters.preflight.SUPPORTED_MODEL_TYPES`): annotate; otherwise ignored with the reason
    (no ``config.json``, unreadable JSON, or e.g. "a 'bert' model, not a speech encoder").
 
@@ -58,7 +57,6 @@ def screen_commit(request: AnnotationRequest, *, endpoint: str | None = None, to
     """
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    from speat_metric.hub import is_speat_change
     from speat_metric.hub.card import is_card_path
     from speat_metric.hub.hub import HubClient
 
@@ -66,9 +64,6 @@ def screen_commit(request: AnnotationRequest, *, endpoint: str | None = None, to
     api = client.api
     try:
         commits = api.list_repo_commits(request.repo_id, revision=request.revision)
-        head = commits[0]
-        if is_speat_change(head.title) or is_speat_change(head.message):
-            return Screening(False, f"our own commit ({head.title!r})")
         base = request.base_revision or (commits[1].commit_id if len(commits) > 1 else None)
         # A base that no longer exists (squashed or force-pushed history, a new branch): anything may have changed.
         changed = client.changed_paths(request.repo_id, base, request.revision) if base else None

@@ -51,6 +51,9 @@ class ModelCheck:
     model_type: str | None = None
 
 
+WEIGHT_FILE = re.compile(r"^(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
+"""The weight files transformers loads a model from (whole, sharded, or the shards' index)."""
+
 def check_model(spec: str, *, revision: str | None = None) -> ModelCheck:
     """Check that a model string can be loaded, without loading it.
 
@@ -108,7 +111,11 @@ def _looks_like_path(spec: str) -> bool:
 def _check_local_directory(spec: str, path: Path) -> ModelCheck:
     config = path / "config.json"
     if config.is_file():
-        return ModelCheck(spec, "local", model_type=_local_model_type(config, spec))
+        model_type = _local_model_type(config, spec)
+        if not any(WEIGHT_FILE.match(member.name) for member in path.iterdir()):
+            raise ModelLoadError(f"{spec!r} has a config.json but no weights (no model.safetensors or "
+                                 "pytorch_model.bin, whole or sharded): there is nothing to evaluate")
+        return ModelCheck(spec, "local", model_type=model_type)
     members = [member for member in path.iterdir() if (member / "config.json").is_file()]
     if not members and any(path.glob("*.ckpt")):
         return ModelCheck(spec, "checkpoints")  # MelHuBERT checkpoint files (see `checkpoint_series`)
@@ -156,6 +163,10 @@ def _check_hub_model(repo_id: str, revision: str | None) -> ModelCheck:
     if model_type is None:
         model_type = _hub_config_model_type(repo_id, info.sha or revision)
     check_model_type(model_type, repo_id)
+    if info.siblings is not None and not any(WEIGHT_FILE.match(sibling.rfilename) for sibling in info.siblings):
+        raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no weights at "
+                             f"{'revision ' + repr(revision) if revision else 'its main branch'} (no model.safetensors "
+                             "or pytorch_model.bin, whole or sharded): there is nothing to evaluate")
     return ModelCheck(repo_id, "hub", model_type=model_type)
 
 
