@@ -36,7 +36,7 @@ from huggingface_hub.utils import yaml_dump
 from speat_metric import __version__
 from speat_metric.hub import SPEAT_COMMIT_MARKER
 from speat_metric.hub.source import PAPERS, SpeatSource
-from speat_metric.report import format_p_value, reproduce_command, stimulus_source, test_sort_key
+from speat_metric.report import format_p_value, label_notes, reproduce_command, stimulus_source, test_sort_key
 from speat_metric.results import EvaluationRecord
 from speat_metric.stimuli.fingerprints import short_fingerprint
 
@@ -137,7 +137,8 @@ def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: 
         test, group = next(iter(repeated.items()))
         views = ", ".join(sorted(f"{record.key[3]}/{record.key[4]}/{record.profile}" for record in group))
         raise CardError(f"test {test!r} has {len(group)} records ({views}); a card shows one result per test: "
-                        "evaluate with one layer view (--pooling mean, the studies' choice) and one profile")
+                        "evaluate with one layer view (--pooling mean, the studies' choice) and one profile, or "
+                        "choose one (speat hub render --layer mean|N --profile P)")
     if not allow_synthetic:
         for label, what in UNPUBLISHABLE_LABELS.items():
             if any(label in record.labels for record in records):
@@ -169,10 +170,10 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
         CardError: records that cannot go on one card.
     """
     check_card_records(records, allow_synthetic=allow_synthetic)
+    model = repo_id or records[0].model_label  # a local model by its folder's name, as the CLI's table calls it
     records = sorted((record.without_machine_paths() for record in records),
                      key=lambda record: test_sort_key(record.test))
     first = records[0]
-    model = repo_id or first.model.name
     labels = tuple(dict.fromkeys(label for record in records for label in record.labels))
     eval_results = tuple(result for record in records for result in _eval_results(record, source, benchmark))
     entries = [_eval_result_entry(record, source, benchmark) for record in records
@@ -181,7 +182,7 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
     provenance = {"revision": first.model.revision, "speat": __version__}
     if settings_fingerprint is not None:
         provenance["settings"] = settings_fingerprint
-    section = _section(records, model, labels, provenance, source, benchmark)
+    section = _section(records, model, labels, provenance, source, benchmark, repo_id)
     return CardContent(model=model, revision=first.model.revision, eval_results=eval_results, eval_file=eval_file,
                        section=section, provenance=provenance, labels=labels)
 
@@ -309,12 +310,20 @@ def _stimuli_sentence(record: EvaluationRecord) -> str:
     kind = source.get("kind")
     selections = _selections_version(record)
     selection = f" (selections {selections})" if selections else ""
-    if kind == "files":
-        return (f"**Stimuli:** the custom test `{record.test}` ({record.groups['X']} vs {record.groups['Y']}, "
-                f"{record.groups['A']} vs {record.groups['B']}), with its own audio files, not the study's stimuli.")
+    definition = record.stimuli.get("definition") or {}
+    groups = record.groups
+    if kind == "files" or definition:
+        attributes = ("its own audio files" if kind == "files" else
+                      f"the study's Morgan Emotional Speech Set clips{selection}")
+        return (f"**Stimuli:** the custom test `{record.test}`"
+                + (f" (`{definition['file']}`)" if definition.get("file") else "")
+                + f": targets {groups['X']} vs {groups['Y']} from its own audio files, attributes {groups['A']} vs "
+                f"{groups['B']} from {attributes}; not the study's targets.")
     if kind == "demo":
-        where = "speat's embedded **synthetic** demo set: espeak-ng voices standing in for each group"
-    elif kind == "hub":
+        return ("**Stimuli:** speat's embedded **synthetic** demo set: espeak-ng voices standing in for each group "
+                f"({groups['X']} vs {groups['Y']}, {groups['A']} vs {groups['B']} prosody); no recording of a real "
+                "speaker.")
+    if kind == "hub":
         where = (f"the study's stimuli{selection} from the Hub dataset `{source['repo_id']}` at commit "
                  f"`{source.get('commit') or source.get('revision')}`")
     elif kind == "download":
@@ -330,7 +339,8 @@ def _stimuli_sentence(record: EvaluationRecord) -> str:
 
 
 def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[str],
-             provenance: Mapping[str, Any], source: SpeatSource, benchmark: Benchmark | None) -> str:
+             provenance: Mapping[str, Any], source: SpeatSource, benchmark: Benchmark | None,
+             repo_id: str | None) -> str:
     first = records[0]
     result = first.speat
     revision = first.model.revision
@@ -345,6 +355,7 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
                     f"{speat.effect_size:+.2f} | {speat.effect_size_label} | {format_p_value(speat)} | {interval} | "
                     f"{speat.n_x}/{speat.n_y} | {audio} |")
     label_line = ", ".join([*labels, f"profile {first.profile}"])
+    explained = [f"- `{label}`: {meaning}" for label, meaning in (note.split(": ", 1) for note in label_notes(labels))]
     frame = first.pooling.get("frame_pooling", "mean")
     lines = [
         BEGIN_MARKER,
@@ -353,6 +364,7 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
         *(line for warning in _warnings(labels, records) for line in (warning, "")),
         f"Speech Embedding Association Test (SpEAT) results of `{model}` at revision "
         f"`{revision or 'n/a (local model)'}`. Labels: {label_line}.",
+        *(["", *explained] if explained else []),
         "",
         *rows,
         "",
@@ -378,7 +390,7 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
         "",
         "```bash",
         *([source.install_line] if source.install_line else []),
-        reproduce_command(records, model),
+        reproduce_command(records, repo_id),
         "```",
         "",
         f"Method: SpEAT (Slaughter et al., 2023, {PAPERS['Slaughter et al. (2023)']}), as applied to speech SSL models "

@@ -54,6 +54,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     render.add_argument("--model", default=None, help="the model whose records to render (when there are several)")
     render.add_argument("--card", type=Path, default=None,
                         help="a README.md to merge into: print the whole merged card instead")
+    render.add_argument("--profile", default=None, help="the records of this extraction profile (when the directory "
+                        "holds several)")
+    render.add_argument("--layer", default=None, metavar="N|mean",
+                        help="the records of this layer view: mean (averaged over layers) or a layer number (when the "
+                        "directory holds several)")
     render.add_argument("--allow-synthetic", action="store_true",
                         help="accept synthetic-stimuli or random-init records (labelled loudly)")
     render.add_argument("--benchmark", default=None, metavar="OWNER/NAME",
@@ -76,7 +81,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     annotate.add_argument("model", metavar="MODEL_ID", help="the Hub model repository, OWNER/NAME")
     source = annotate.add_mutually_exclusive_group()
     source.add_argument("--results", type=Path, default=None,
-                        help="publish these records (a speat evaluate --out directory) instead of evaluating")
+                        help="publish these records (a speat evaluate --out directory) instead of evaluating; they "
+                        "must come from evaluating the Hub id itself (speat evaluate OWNER/NAME), so that they pin its "
+                        "commit: records of a local copy are refused")
     source.add_argument("--evaluate", action="store_true", help="evaluate the model now (the default)")
     _add_push_options(annotate)
     add_source_options(annotate)
@@ -242,7 +249,12 @@ def _render(args: argparse.Namespace) -> int:
     from speat_metric.hub.card import render_card
     from speat_metric.hub.card_merge import merge_card
 
-    records = _records_of(args.results, args.model)
+    records = [record for record in _records_of(args.results, args.model) if args.profile in (None, record.profile)
+               and args.layer in (None, str(record.pooling.get("layer") if record.pooling.get("layer") is not None
+                                             else "mean"))]
+    if not records:
+        raise ValueError(f"{args.results} has no records of profile {args.profile or 'any'} and layer view "
+                         f"{args.layer or 'any'}")
     content = render_card(records, repo_id=args.model, allow_synthetic=args.allow_synthetic,
                           source=source_from_options(args), benchmark=_benchmark(args))
     if args.card is not None:

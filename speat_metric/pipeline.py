@@ -31,7 +31,7 @@ from speat_metric.cache import EmbeddingCache
 from speat_metric.pooling import LayerPooling, NoFramesError, pool_frames
 from speat_metric.profiles import comparability_labels, get_profile
 from speat_metric.progress import ProgressBar
-from speat_metric.results import EvaluationRecord
+from speat_metric.results import MIN_TARGETS, EvaluationRecord
 from speat_metric.statistics import association_scores, speat_test
 
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ def evaluate_tests(
         fingerprint = {**rows_fingerprint(rows),
                        "reference": reference.comparison(name, rows) if reference is not None else None}
         differ = ["stimuli-differ"] if fingerprint["reference"] and fingerprint["reference"]["differing"] else []
+        differ += ["small-groups"] if min(len(by_role["X"]), len(by_role["Y"])) < MIN_TARGETS else []
         record_labels = tuple(dict.fromkeys([*labels, *(["synthetic-stimuli"] if provenance.get("synthetic") else []),
                                              *differ, *comparability_labels(encoder.description, encoder.profile)]))
         for view_index, (layer, _) in enumerate(views["X"]):

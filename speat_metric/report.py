@@ -10,15 +10,24 @@ import json
 import math
 import shlex
 from collections.abc import Iterable, Sequence
+from pathlib import PurePath
 
 from speat_metric import profiles
-from speat_metric.results import EvaluationRecord, SpeatResult
+from speat_metric.results import MIN_TARGETS, EvaluationRecord, SpeatResult
 
 FORMATS = ("table", "markdown", "json")
 
 _COLUMNS = ("model", "test", "X vs Y", "layer", "profile", "d", "size", "p", "95% CI", "n X/Y", "notes")
 
 LABEL_NOTES = {
+    "synthetic-stimuli": "the embedded demo set, synthetic speech made to check the pipeline; these numbers are NOT a "
+    "bias measurement. Use --stimuli speat (or your copy) for the study's stimuli.",
+    "random-init": "a randomly initialised model (the 'step 0' point of Lin et al. 2024, Figure 1), not a trained "
+    "model.",
+    "classical-feature": "a classical acoustic feature (stft, spectrogram, mel_spectrogram, mfcc), the study's "
+    "baselines (Lin et al. 2024, Table 3), not a learned model.",
+    "small-groups": f"fewer than {MIN_TARGETS} target speakers in X or Y: too few to support a conclusion about the "
+    "model (the interval is wide and single speakers weigh heavily); use more speakers per group.",
     profiles.UNNORMALISED_INPUT: "MelHuBERT without --mean-std: the filter banks were not normalised; its authors "
     "(and Lin et al. 2024) always normalise with LibriSpeech mean/std, so these numbers are not comparable with "
     "theirs.",
@@ -105,19 +114,15 @@ def _row(record: EvaluationRecord) -> tuple[str, ...]:
             f"{result.n_x}/{result.n_y}", ", ".join(record.labels))
 
 
+def label_notes(labels: Iterable[str]) -> list[str]:
+    """``label: what it means`` for each label shown (tables, cards and the Space explain every label they show)."""
+    labels = set(labels)
+    return [f"{label}: {note}" for label, note in LABEL_NOTES.items() if label in labels]
+
+
 def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
     labels = {label for record in records for label in record.labels}
-    notes = []
-    if "synthetic-stimuli" in labels:
-        notes.append("synthetic-stimuli: the embedded demo set, synthetic speech made to check the pipeline; these "
-                     "numbers are NOT a bias measurement. Use --stimuli speat (or your copy) for the study's stimuli.")
-    if "random-init" in labels:
-        notes.append("random-init: a randomly initialised model (the 'step 0' point of Lin et al. 2024, Figure 1), "
-                     "not a trained model.")
-    if any(record.model.kind == "feature" for record in records):
-        notes.append("classical features (stft, spectrogram, mel_spectrogram, mfcc) are the study's baselines "
-                     "(Lin et al. 2024, Table 3).")
-    notes += [f"{label}: {note}" for label, note in LABEL_NOTES.items() if label in labels]
+    notes = label_notes(labels)
     shown = [name for name in profiles.PROFILES if any(record.profile == name for record in records)]
     if shown:
         notes.append("profile: how the layers were extracted: " + "; ".join(
@@ -156,6 +161,32 @@ def stimulus_source(stimuli: dict) -> dict:
     return source if isinstance(source, dict) else {}
 
 
+def model_argument(record: EvaluationRecord) -> str:
+    """How a command names a record's model: a Hub model (one with a commit), a feature or a ``random:`` model as
+    such; a local model as ``./<its folder>`` (``./<run>/<checkpoint>`` for a checkpoint, ``melhubert:./<file>`` for a
+    research checkpoint), which reads as a path, never as a Hub id, and holds no machine path.
+
+    Example:
+        >>> from speat_metric.results import ModelDescription
+        >>> local = ModelDescription("/data/whisper-tiny-en", "transformers", None, "ab" * 32, 8, 5)
+        >>> model_argument(EvaluationRecord("t", {}, local, None, {}, {}, {}, ""))
+        './whisper-tiny-en'
+    """
+    name, kind = record.model.name, record.model.kind
+    if kind == "feature" or name.startswith("random:") or (kind == "transformers" and record.model.revision):
+        return name
+    prefix, name = name.split(":", 1) if kind in ("melhubert", "m2d") and ":" in name else ("", name)
+    parts = PurePath(name).parts
+    local = "./" + "/".join(parts[-2:] if record.checkpoint is not None and len(parts) > 1 else parts[-1:])
+    return f"{prefix}:{local}" if prefix else local
+
+
+def test_file(record: EvaluationRecord) -> str:
+    """The JSON file a custom test was read from, as given (``<test>.json`` for records older than that)."""
+    definition = record.stimuli.get("definition") or {}
+    return str(definition.get("file") or f"{record.test}.json")
+
+
 def stimuli_argument(stimuli: dict) -> str:
     """The ``--stimuli`` value that reads a record's stimuli again (a placeholder for a local directory)."""
     source = stimulus_source(stimuli)
@@ -172,9 +203,11 @@ def stimuli_argument(stimuli: dict) -> str:
 def reproduce_command(records: Sequence[EvaluationRecord], model: str | None = None) -> str:
     """The ``speat evaluate`` command that recomputes `records` (one model and one recipe, any tests).
 
-    Every option that changes a result is there: revision, stimuli, tests (a custom test as ``<name>.json``),
-    layer and frame pooling, profile, CMVN, dtype, missing stimuli, permutations and seed. Model cards and the Space
-    show it; no machine path appears (a local stimulus directory is a placeholder).
+    Every option that changes a result is there: revision, stimuli, tests (a custom test as the JSON file it was read
+    from), layer and frame pooling, profile, CMVN, dtype, missing stimuli, permutations (left out when every
+    partition was enumerated: the default enumerates them too) and seed. Model cards and the Space show it; no machine
+    path appears: a local model is ``./<its folder>`` (run the command beside it), a local stimulus directory a
+    placeholder.
 
     Args:
         records: records of one model made with one recipe.
@@ -187,12 +220,12 @@ def reproduce_command(records: Sequence[EvaluationRecord], model: str | None = N
     if not records:
         return f"speat evaluate {shlex.quote(model or '')}".rstrip()
     first = records[0]
-    arguments = ["speat", "evaluate", model or first.model.name]
+    arguments = ["speat", "evaluate", model or model_argument(first)]
     if first.model.revision and first.model.kind == "transformers":  # a Hub commit
         arguments += ["--revision", first.model.revision]
     if stimulus_source(first.stimuli).get("kind") != "files":  # a custom test that brings all its audio
         arguments += ["--stimuli", stimuli_argument(first.stimuli)]
-    tests = dict.fromkeys(record.test if record.test in STUDY_TESTS else f"{record.test}.json" for record in records)
+    tests = dict.fromkeys(record.test if record.test in STUDY_TESTS else test_file(record) for record in records)
     arguments += ["--tests", ",".join(tests)]
     layer_pooling = first.pooling.get("layer_pooling", "mean")
     if layer_pooling != "mean":
@@ -209,6 +242,7 @@ def reproduce_command(records: Sequence[EvaluationRecord], model: str | None = N
         arguments += ["--dtype", str(first.model.settings["dtype"])]
     if any(record.stimuli.get("dropped_ids") for record in records):
         arguments.append("--allow-missing")
-    arguments += ["--permutations", str(max(record.speat.num_permutations for record in records)),
-                  "--seed", str(first.speat.seed)]
+    if not all(record.speat.exact for record in records):
+        arguments += ["--permutations", str(max(record.speat.num_permutations for record in records))]
+    arguments += ["--seed", str(first.speat.seed)]
     return " ".join(argument if argument == OWN_STIMULI else shlex.quote(argument) for argument in arguments)

@@ -29,6 +29,10 @@ READABLE_RECORD_VERSIONS = (1, 2, 3)
 
 DEFAULT_PROFILE = "hf"
 
+MIN_TARGETS = 10
+"""Fewer target speakers than this in X or Y: a result is labelled ``small-groups`` (the interval is too wide, and
+single speakers weigh too heavily, to support a conclusion about the model)."""
+
 # Cohen's conventions, as used by Caliskan et al. (2017) and Lin et al. (2024): |d| >= 0.2 small, 0.5 medium, 0.8 large.
 _EFFECT_SIZE_THRESHOLDS = ((0.8, "large"), (0.5, "medium"), (0.2, "small"))
 

@@ -145,7 +145,7 @@ def test_records_describe_how_they_were_made(audio_dir, wav2vec2):
     record = records[0]
     assert record.groups == {"X": "X", "Y": "Y", "A": "A", "B": "B"}  # the default group names
     assert record.speat.paired and not records[3].speat.paired  # only the first test declares pairs
-    assert record.speat.seed == 7 and record.labels == ("random-init",)
+    assert record.speat.seed == 7 and record.labels == ("random-init", "small-groups")  # 3 targets a group
     assert record.model == wav2vec2.description
     assert record.stimuli["test"] == "first" and {"speat", "torch", "transformers"} <= set(record.environment)
     assert EvaluationRecord.from_json(record.to_json()) == record

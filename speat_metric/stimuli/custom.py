@@ -20,6 +20,8 @@ study's attributes keep theirs).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -45,7 +47,8 @@ def load_custom_test(path: str | Path) -> SpeatTestSpec:
     if not path.is_file():
         raise FileNotFoundError(f"custom test file {str(path)!r} does not exist")
     try:
-        definition = json.loads(path.read_text())
+        raw = path.read_bytes()
+        definition = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise StimulusError(f"custom test file {str(path)!r} is not valid JSON: {error}") from None
     if not isinstance(definition, dict):
@@ -61,10 +64,11 @@ def load_custom_test(path: str | Path) -> SpeatTestSpec:
     base = path.parent
     files = {role: _group_files(definition.get(role), base, path, role) for role in ROLE_KEYS}
     pairs = [_pair(entry, files, base, path) for entry in definition.get("pairs") or ()]
-    return SpeatTestSpec.from_files(
+    spec = SpeatTestSpec.from_files(
         str(definition["name"]), **files, group_names=_group_names(definition.get("group_names"), path),
         description=str(definition.get("description", "")), pairs=pairs,
     )
+    return dataclasses.replace(spec, definition_file=str(path), definition_sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _group_files(entries: Any, base: Path, path: Path, role: str) -> dict[str, Path] | None:

@@ -210,12 +210,13 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
             **(entry.metadata if entry.metadata is not None else _metadata(entry.ref)),
         })
     dropped = {stimulus_id: resolution.missing[stimulus_id] for stimulus_id in sorted(resolution.missing)}
+    study = any(entry.ref.corpus in ("saa", "mess") for entry in entries)  # the study's selections are used
     provenance = {
         "test": spec.name if spec is not None else None,
         "config": config_name,
         "synthetic": synthetic,
         "source": source.describe(),
-        "selection_versions": selection_versions(),
+        "selection_versions": selection_versions() if study else {},
         "requested": len(entries),
         "loaded": len(kept),
         "group_sizes": {role: sum(e.role == role for e in kept) for role in "XYAB"} if spec is not None else {},
@@ -224,6 +225,11 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
         "unpaired_ids": unpaired,
         "speat_version": __version__,
     }
+    if spec is not None and spec.definition_file is not None:  # a custom test: its file, and each clip's file in it
+        base = Path(spec.definition_file).resolve().parent
+        provenance["definition"] = {"file": spec.definition_file, "sha256": spec.definition_sha256,
+                                    "files": {stimulus_id: os.path.relpath(path, base)
+                                              for stimulus_id, path in spec.files}}
     text = ([f"{SYNTHETIC_NOTICE}."] if synthetic and SYNTHETIC_NOTICE not in description else [])
     text += [description, f"Source: {source}."]
     if dropped:

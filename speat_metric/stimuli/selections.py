@@ -238,6 +238,8 @@ class SpeatTestSpec:
         files: (stimulus id, audio path) for tests over the user's own files or the demo set; empty for tests whose
             audio comes from a source (download, local directory, Hub dataset).
         synthetic: True for the embedded demo set: a pipeline check, not a bias measurement.
+        definition_file: for a custom test read from a JSON file (`load_custom_test`), that file as given.
+        definition_sha256: the SHA-256 of that file's bytes.
 
     Raises:
         StimulusError: a role is wrong, a group has fewer than 2 stimuli, a stimulus is in two groups of the test,
@@ -254,6 +256,8 @@ class SpeatTestSpec:
     citations: tuple[Citation, ...] = ()
     files: tuple[tuple[str, str], ...] = ()
     synthetic: bool = False
+    definition_file: str | None = None
+    definition_sha256: str | None = None
 
     def __post_init__(self) -> None:
         for role, group in zip(ROLES, self.groups):
