@@ -87,7 +87,7 @@ def run_config(args: argparse.Namespace):
     """The configuration of the run: from the defaults, --config and the options; or, with --resume, the run's own
     (RUN_DIR/config.yaml), which the options may not contradict."""
     from speat_metric.distill.config import load_config, read_run_config
-    from speat_metric.distill.train import CONFIG_FILE
+    from speat_metric.training.checkpoints import RUN_CONFIG
 
     out = args.out or Path("runs") / f"distill-{slug(Path(args.teacher).name or args.teacher)}"
     requested = load_config(teacher=args.teacher, out=out, data=args.data, path=args.config,
@@ -98,7 +98,7 @@ def run_config(args: argparse.Namespace):
         raise ValueError("--data is required: a folder of audio files or a datasets dataset to distil on")
     if not args.resume:
         return requested
-    saved_path = saved_run_config(out, CONFIG_FILE)
+    saved_path = saved_run_config(out, RUN_CONFIG)
     given = {"teacher": args.teacher, **({"data.path": args.data} if args.data else {}), **_overrides(args)}
     return resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,
                           config_given=args.config is not None, resumable=_RESUMABLE_CHANGES)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,9 @@ def load_config(*, teacher: str, out: str | Path, data: str | None = None, path:
     where = "the configuration"
     if path is not None:
         file = CONFIG_DIRECTORY / f"{path}.yaml" if str(path) in BUNDLED_CONFIGS else Path(path)
+        close = difflib.get_close_matches(str(path), BUNDLED_CONFIGS, n=1, cutoff=0.75)
+        if not file.exists() and close:
+            raise ConfigError(f"--config {path}: no such file; did you mean {close[0]!r} (the bundled settings)?")
         merged = merge(merged, read_yaml(file))
         where = str(path)
     settings = {"teacher": teacher, "out": str(out), "revision": revision, "mean_std": mean_std}

@@ -36,8 +36,10 @@ from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
 from speat_metric.training.checkpoints import (
+    RUN_CONFIG,
     STATE_DIRECTORY,
     TrainerState,
+    check_new_run,
     load_training_state,
     resolve_resume,
     resume_batches,
@@ -50,7 +52,6 @@ from speat_metric.training.models import TrainableEncoder, load_trainable_encode
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
 METHOD = "distill"
 
 
@@ -114,7 +115,7 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
                                  prepare=DistillationBatches(teacher.inputs, noise, config.noise.mix_ratio),
                                  num_processes=accelerator.num_processes)
     if accelerator.is_main_process and not any(starts.values()):
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+        atomic_write_text(run_dir / RUN_CONFIG, config.to_yaml())
     if report_to:
         accelerator.init_trackers("speat-distill", config=flat_settings(config.to_dict()))
 
@@ -231,10 +232,7 @@ def _resume_points(run_dir: Path, config: DistillationConfig, resume: bool | str
     """
     directories = {layers: student_directory(run_dir, layers) for layers in config.layers}
     if not resume:
-        for directory in directories.values():
-            if states := state_directories(directory):
-                raise ValueError(f"--out {run_dir} already holds a run ({directory.name} has saved states up to "
-                                 f"{states[-1].name}); pass --resume to continue it, or choose another --out")
+        check_new_run(run_dir)  # a run's directory holds its config.yaml from its start, its students' states later
         return {layers: None for layers in config.layers}
     if resume is True or resume == "latest":
         starts = {layers: (state_directories(directory) or [None])[-1] for layers, directory in directories.items()}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from speat_metric.evaluation import EvaluationSettings
-from speat_metric.files import atomic_write_text
+from speat_metric.files import atomic_write_text, check_writable_directory
 from speat_metric.hub.annotate import AnnotationOutcome, annotate_model, check_settings, settings_fingerprint
 from speat_metric.hub.hub import HubAuthError, HubClient
 from speat_metric.hub.source import SpeatSource
@@ -100,7 +100,10 @@ def load_state(path: Path) -> dict[str, Any]:
     Raises:
         ValueError: a file that is not a batch state file.
     """
+    if path.is_dir():
+        raise ValueError(f"--state {str(path)!r} is a directory; give the path of a file (e.g. {path}/batch.json)")
     if not path.exists():
+        check_writable_directory(path.parent, "--state", "the state file")
         return {"version": STATE_VERSION, "models": {}}
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -133,12 +136,11 @@ def annotate_many(models: Sequence[str], settings: EvaluationSettings, *, state_
     Raises:
         ValueError: bad settings or state file, found before any model is touched.
     """
-    from speat_metric.evaluation import check_output_directory
     from speat_metric.progress import ProgressBar
 
     check_settings(settings, allow_synthetic=allow_synthetic)
     if out is not None:
-        check_output_directory(out)
+        check_writable_directory(out, "--out", "the results")
     state = load_state(state_path)
     _save(state_path, state)  # fail now, not after the first model, if the state file cannot be written
     client = HubClient(token=token, endpoint=endpoint)

@@ -173,18 +173,28 @@ def publish_benchmark(repo_id: str, *, stimuli: str = "speat", tests: Sequence[s
         token, endpoint: as in `speat_metric.hub.hub.HubClient`.
 
     Raises:
-        ValueError: a malformed id, a missing clip (`MissingStimuliError`, naming them), the synthetic demo set, or a
-            Hub failure.
+        ValueError: a malformed id, a missing or unreadable clip (naming them), the synthetic demo set, or a Hub
+            failure.
     """
-    from speat_metric.hub.spaces import check_space_id
+    from speat_metric.repo_ids import check_repo_id
     from speat_metric.stimuli import TEST_NAMES, load_speat_test
+    from speat_metric.stimuli.errors import MissingStimuliError, UnreadableStimulusError, shown_ids
 
-    check_space_id(repo_id, "--repo")
+    check_repo_id(repo_id, "--repo")
     if stimuli == "demo":
         raise BenchmarkError("--stimuli demo is synthetic speech: the benchmark fingerprints the study's audio; use "
                              "--stimuli speat (downloads) or your copy of it")
-    loaded = {name: load_speat_test(name, source=stimuli, cache_dir=stimulus_cache_dir, progress=progress)
-              for name in (tests or TEST_NAMES)}
+    loaded = {}
+    for name in tests or TEST_NAMES:
+        try:
+            loaded[name] = load_speat_test(name, source=stimuli, cache_dir=stimulus_cache_dir, progress=progress)
+        except MissingStimuliError as error:  # its advice (--allow-missing) is for speat evaluate: every clip counts
+            raise BenchmarkError(f"the benchmark records every clip of the study, and {len(error.missing)} of the "
+                                 f"{name!r} test are missing from {error.source} ({shown_ids(list(error.missing))}); "
+                                 "fetch them with `speat stimuli download` and use --stimuli speat, or give --stimuli "
+                                 "a copy that holds them") from None
+        except UnreadableStimulusError as error:
+            raise BenchmarkError(f"the benchmark records every clip of the study: {error.problem}") from None
     return publish_files(HubClient(token=token, endpoint=endpoint), repo_id, benchmark_files(repo_id, loaded),
                          repo_type="dataset", what="the SpEAT benchmark", private=private, dry_run=dry_run)
 

@@ -109,7 +109,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       help="the state file (JSON) that makes the batch resumable")
     _add_push_options(many)
     add_source_options(many)
-    many.set_defaults(handler=_annotate_many)
+    many.set_defaults(handler=_annotate_many, interrupted_hint="run the same command again: it resumes from --state, "
+                      "skipping the models already done")
 
     push = hub_commands.add_parser(
         "push-results", help="upload records to a Hub dataset that datasets.load_dataset reads (one row per record)",
@@ -274,6 +275,9 @@ def _render(args: argparse.Namespace) -> int:
 
 def _annotate(args: argparse.Namespace) -> int:
     from speat_metric.hub.annotate import annotate_model, publish_records
+    from speat_metric.repo_ids import check_repo_id
+
+    check_repo_id(args.model, "MODEL_ID", "facebook/hubert-base-ls960")
 
     options = dict(create_pr=args.create_pr, force=args.force, allow_synthetic=args.allow_synthetic,
                    dry_run=args.dry_run, source=source_from_options(args))
@@ -284,10 +288,10 @@ def _annotate(args: argparse.Namespace) -> int:
         outcome = publish_records(args.model, _records_of(args.results, args.model), benchmark=benchmark, **options)
     else:
         from speat_metric.cli import evaluation_settings
-        from speat_metric.evaluation import check_output_directory
+        from speat_metric.files import check_writable_directory
 
         if args.out is not None:
-            check_output_directory(args.out)
+            check_writable_directory(args.out, "--out", "the results")
         outcome = annotate_model(args.model, revision=args.revision or "main", settings=evaluation_settings(args),
                                  **options)
         if args.out is not None:

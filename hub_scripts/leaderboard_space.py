@@ -26,13 +26,13 @@ from speat_metric.hub.publishing import PublishOutcome
 from speat_metric.hub.spaces import (
     SpaceError,
     SpeatPackage,
-    check_space_id,
     gradio_version,
     publish_speat_space,
     python_version,
     requirements_text,
     space_card,
 )
+from speat_metric.repo_ids import check_repo_id
 
 APP = '''"""The SpEAT leaderboard Space, published by `speat hub publish-space` (speat {version}).
 
@@ -86,7 +86,9 @@ def publish_leaderboard(space_id: str, *, results_repo: str | None = None, revis
         ValueError: a malformed id or requirement, a results dataset the Hub does not have, a private Space without
             `requirement`, a speat without its source tree, or a Hub failure (`HubError`).
     """
-    check_space_id(space_id)
+    check_repo_id(space_id, "--space", "my-org/speat")
+    if results_repo is not None:
+        check_repo_id(results_repo, "--results-repo")
     if revision is not None and results_repo is None:
         raise SpaceError("--results-revision applies to --results-repo; give --results-repo ORG/NAME too")
     client = HubClient(token=token, endpoint=endpoint)

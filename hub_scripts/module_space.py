@@ -33,13 +33,13 @@ from speat_metric.hub.hub import HubClient
 from speat_metric.hub.publishing import PublishOutcome
 from speat_metric.hub.spaces import (
     SpeatPackage,
-    check_space_id,
     gradio_version,
     publish_speat_space,
     python_version,
     requirements_text,
     space_card,
 )
+from speat_metric.repo_ids import check_repo_id
 
 APP_PATH = Path(__file__).with_name("space_app.py")
 HINT = "# From:"
@@ -82,7 +82,7 @@ def publish_module(space_id: str, *, requirement: str | None = None, private: bo
         ValueError: a malformed Space id or requirement, a private Space without `requirement`, a speat without
             its source tree, or a Hub failure (`HubError`).
     """
-    check_space_id(space_id)
+    check_repo_id(space_id, "--space", "my-org/speat")
     return publish_speat_space(HubClient(token=token, endpoint=endpoint), space_id,
                                lambda package, url: space_files(space_id, package, url), sdk="gradio",
                                what="the SpEAT measurement", requirement=requirement, private=private,

@@ -34,6 +34,7 @@ from speat_metric.hub import SPEAT_TITLE_PREFIX
 from speat_metric.hub.card_merge import set_yaml_keys
 from speat_metric.hub.hub import HubClient, git_blob_id
 from speat_metric.hub.source import SpeatSource
+from speat_metric.repo_ids import check_repo_id
 from speat_metric.results import RECORD_SCHEMA_VERSION, EvaluationRecord
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ def push_results(records: Sequence[EvaluationRecord], repo_id: str, *, private: 
     Raises:
         ValueError: no records, a record the dataset's types cannot hold, or a Hub failure (`HubError`).
     """
+    check_repo_id(repo_id, "--repo")
     if not records:
         raise ValueError("no evaluation records to push")
     newest: dict[str, EvaluationRecord] = {}

@@ -86,7 +86,8 @@ def resolve_source(*, space: str | None = None, source_url: str | None = None, r
         ValueError: a malformed value, both `space` and `requirement` (two install lines), or a Space without this
             speat's wheel.
     """
-    from speat_metric.hub.spaces import SpaceError, SpeatPackage, check_space_id, released_requirement, wheel_url
+    from speat_metric.hub.spaces import SpaceError, SpeatPackage, released_requirement, wheel_url
+    from speat_metric.repo_ids import check_repo_id
 
     if space and requirement:
         raise SpaceError("--source-space and --requirement both say how to install speat; give one of them")
@@ -99,7 +100,7 @@ def resolve_source(*, space: str | None = None, source_url: str | None = None, r
     if requirement is not None:
         install = SpeatPackage(release=released_requirement(requirement)).install_target(None)
     if space is not None:
-        check_space_id(space, "--source-space")
+        check_repo_id(space, "--source-space", "my-org/speat")
         commit = client.head(space, repo_type="space")
         wheel = f"speat-{__version__}-py3-none-any.whl"
         if wheel not in client.file_ids(space, "", repo_type="space", revision=commit):

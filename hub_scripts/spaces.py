@@ -34,18 +34,8 @@ from speat_metric.hub.wheel import SpeatWheel, build_speat_wheel
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 WHEEL_PATTERN = re.compile(r"^speat-[^/-]+-py3-none-any\.whl$")
-_SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-
-
 class SpaceError(ValueError):
     """A Space cannot be published as asked; the message says what to do."""
-
-
-def check_space_id(space_id: str, option: str = "--space") -> str:
-    """`space_id` if it is ``OWNER/NAME``, else a `SpaceError` naming `option`."""
-    if not _SPACE_ID.match(space_id):
-        raise SpaceError(f"{option} {space_id!r} is not a repository id; use OWNER/NAME, e.g. my-org/speat")
-    return space_id
 
 
 @dataclass(frozen=True)

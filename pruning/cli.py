@@ -102,7 +102,7 @@ def run_config(args: argparse.Namespace):
     """The configuration of the run: from the defaults, --config and the options; or, with --resume, the run's own
     (RUN_DIR/config.yaml), which the options may not contradict."""
     from speat_metric.pruning.config import load_config, read_run_config
-    from speat_metric.pruning.train import CONFIG_FILE
+    from speat_metric.training.checkpoints import RUN_CONFIG
 
     out = args.out or Path("runs") / f"{args.method}-{slug(Path(args.model).name or args.model)}"
     requested = load_config(args.method, model=args.model, out=out, data=args.data, path=args.config,
@@ -111,7 +111,7 @@ def run_config(args: argparse.Namespace):
         raise ValueError("--data is required: a folder of audio files or a datasets dataset to fine-tune on")
     if not args.resume:
         return requested
-    saved_path = saved_run_config(out, CONFIG_FILE)
+    saved_path = saved_run_config(out, RUN_CONFIG)
     given = {"method": args.method, "model": args.model, **({"data.path": args.data} if args.data else {}),
              **_overrides(args)}
     return resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,

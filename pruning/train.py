@@ -34,6 +34,7 @@ from speat_metric.pruning.objectives import KMEANS_FILE, MelHuBERTObjective, bui
 from speat_metric.pruning.weights import prunable_parameters
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.checkpoints import (
+    RUN_CONFIG,
     TrainerState,
     load_training_state,
     read_trainer_state,
@@ -47,8 +48,6 @@ from speat_metric.training.models import TrainableEncoder, load_trainable_encode
 from speat_metric.training.plots import write_curve
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -100,7 +99,7 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
                                  prepare=objective.batch_preparer(), num_workers=training.num_workers,
                                  num_processes=accelerator.num_processes)
     if accelerator.is_main_process and resume_from is None:
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+        atomic_write_text(run_dir / RUN_CONFIG, config.to_yaml())
 
     # Resume: rebuild the pruned shapes before prepare, so that the saved weights and optimiser state fit.
     state = TrainerState()

@@ -49,8 +49,24 @@ def _space(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     source = choose_source(results=args.results, repo=args.repo, revision=args.revision)
+    check_listening_address(args.host, args.port)
     from speat_metric.space.app import launch
 
     print(f"speat space: serving {source.describe()} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     launch(source, host=args.host, port=args.port, evaluate_models=args.evaluate_models)
     return 0
+
+
+def check_listening_address(host: str, port: int) -> None:
+    """Raise a ValueError naming ``--host``/``--port`` when the server could not listen there (an address of another
+    machine, a port in use), before the Space loads anything and before it says it is serving."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a closing socket is fine
+            probe.bind((host, port))
+    except OSError as error:
+        raise ValueError(f"cannot listen on --host {host} --port {port} ({error.strerror or error}): give an address "
+                         "of this machine (127.0.0.1, or 0.0.0.0 for every interface) and a free port") from None

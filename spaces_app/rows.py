@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from speat_metric.report import ordered_tests
-from speat_metric.results import EvaluationRecord
+from speat_metric.results import EvaluationRecord, display_name
 from speat_metric.space import columns as C
 
 HUB_URL = "https://huggingface.co"
@@ -64,7 +64,7 @@ class Compression:
     def label(self) -> str:
         if self.method == "distill":
             depth = f"{self.layers}-layer student" if self.layers is not None else "student"
-            return f"distilled: {depth}" + (f" of {self.origin}" if self.origin else "")
+            return f"distilled: {depth}" + (f" of {display_name(self.origin)}" if self.origin else "")
         parts = [f"{self.method} pruning"]
         if self.step is not None:
             parts.append(f"step {self.step}")
@@ -235,7 +235,9 @@ _FRAME_COLUMNS = (
 
 
 def build_table(records: Sequence[EvaluationRecord], *, warnings: Sequence[str] = (), origin: str = "") -> ResultTable:
-    """Rows and leaderboard of the records; a record whose fields cannot be shown is skipped with a warning."""
+    """Rows and leaderboard of the records; a record whose fields cannot be shown is skipped with a warning. A Space
+    shows no path of the machine that made a record (`EvaluationRecord.without_machine_paths`)."""
+    records = [record.without_machine_paths() for record in records]
     rows, notes = [], list(warnings)
     for index, record in enumerate(records):
         try:

@@ -8,13 +8,12 @@ newer schema) is skipped with a warning that names it and says why; loading neve
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from speat_metric.results import EvaluationRecord
+from speat_metric.results import EvaluationRecord, read_record_file
 
 
 def bundled_records_dir() -> Path:
@@ -53,15 +52,8 @@ def read_record_files(root: Path) -> tuple[list[EvaluationRecord], list[str]]:
     for path in paths:
         name = path.relative_to(root).as_posix()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            items = data if isinstance(data, list) else [data]
-            for item in items:
-                if not isinstance(item, dict):
-                    raise ValueError(f"expected a JSON object, found {type(item).__name__}")
-                if "schema_version" not in item:
-                    raise ValueError("it has no schema_version: another tool's JSON, or not a record")
-            records.extend(EvaluationRecord.from_dict(item) for item in items)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            records.extend(read_record_file(path))
+        except (OSError, ValueError) as error:
             warnings.append(f"{name} skipped: not a speat evaluation record ({_short(error)})")
     return records, warnings
 
@@ -139,7 +131,8 @@ def choose_source(*, results: str | os.PathLike | None = None, repo: str | None 
     if results is not None:
         path = Path(results)
         if not path.is_dir():
-            raise FileNotFoundError(f"results directory {path} does not exist; give the --out directory of "
+            problem = "is a file, not a directory" if path.exists() else "does not exist"
+            raise FileNotFoundError(f"results directory {path} {problem}; give the --out directory of "
                                     f"speat evaluate (or leave it out for the bundled example records)")
         return DirectorySource(path)
     return DirectorySource(bundled_records_dir(), label="the bundled example records (synthetic stimuli, random "

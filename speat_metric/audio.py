@@ -47,7 +47,19 @@ converts it); float WAVs become 32-bit integers (pydub cannot read them and has 
 
 
 class AudioDecodeError(ValueError):
-    """An audio file or buffer is empty, corrupt or truncated; the message names it and says what was wrong."""
+    """An audio file or buffer is empty, corrupt or truncated; the message names it and says what was wrong.
+
+    Attributes:
+        problem: what was wrong, without the file's name (``"the file is empty (0 bytes)"``), for a list of reasons.
+    """
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or message
+
+
+def _unreadable(label: str, problem: str) -> AudioDecodeError:
+    return AudioDecodeError(f"{label}: {problem}; {_FIX_HINT}", problem)
 
 
 def load_audio(
@@ -94,7 +106,7 @@ def load_audio(
         raise ValueError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     label, data = _read_source(source, name)
     if not data:
-        raise AudioDecodeError(f"{label}: the file is empty (0 bytes); {_FIX_HINT}")
+        raise _unreadable(label, "the file is empty (0 bytes)")
     if resampler == "ratecv":  # float64 holds every 8- to 32-bit integer sample exactly
         samples, file_rate, subtype = _decode(data, label, dtype="float64")
         waveform = reference_resample(samples, file_rate, sampling_rate, width=_PCM_WIDTHS.get(subtype, 2))
@@ -313,22 +325,48 @@ def _decode(data: bytes, label: str, dtype: str = "float32") -> tuple[np.ndarray
             samples = audio.read(dtype=dtype, always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as error:
         reason = _libsndfile_reason(error)
-        raise AudioDecodeError(f"{label}: libsndfile cannot decode it ({reason}); {_FIX_HINT}") from error
-    problem = None
-    if container == "WAV":
-        problem = _wav_truncation(data)
-    elif container == "MP3":
-        problem = _mp3_truncation(data)
+        raise _unreadable(label, f"libsndfile cannot decode it ({reason})") from error
+    problem = _container_truncation(data, container)
     # libsndfile's frame count is exact for WAV (though fitted to the bytes present) and FLAC, an estimate for MP3.
     if problem is None and container != "MP3" and len(samples) < declared_frames:
         problem = f"its header declares {declared_frames} frames but only {len(samples)} could be decoded"
     if problem is not None:
-        raise AudioDecodeError(f"{label}: the file is truncated: {problem}; {_FIX_HINT}")
+        raise _unreadable(label, f"the file is truncated: {problem}")
     if len(samples) == 0:
-        raise AudioDecodeError(f"{label}: the file contains no audio samples; {_FIX_HINT}")
+        raise _unreadable(label, "the file contains no audio samples")
     if not np.all(np.isfinite(samples)):
-        raise AudioDecodeError(f"{label}: the file contains NaN or infinite samples; {_FIX_HINT}")
+        raise _unreadable(label, "the file contains NaN or infinite samples")
     return samples, rate, subtype
+
+
+def check_audio(source: str | os.PathLike | bytes, *, name: str | None = None) -> None:
+    """Check, without decoding its samples, that an audio file is not empty, is a format libsndfile reads and is not
+    truncated (a WAV's ``data`` chunk or an MP3's frames cut short): what `load_audio` would refuse, found before a
+    model loads, with the same messages. A FLAC cut mid-stream shows only when decoded (`load_audio` refuses it then).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        AudioDecodeError: the file is empty, not audio, or truncated.
+    """
+    label, data = _read_source(source, name)
+    if not data:
+        raise _unreadable(label, "the file is empty (0 bytes)")
+    try:
+        container = soundfile.info(io.BytesIO(data)).format
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise _unreadable(label, f"libsndfile cannot decode it ({_libsndfile_reason(error)})") from error
+    problem = _container_truncation(data, container)
+    if problem is not None:
+        raise _unreadable(label, f"the file is truncated: {problem}")
+
+
+def _container_truncation(data: bytes, container: str) -> str | None:
+    """Why a WAV or MP3 container is truncated, or None (other containers are checked when decoded)."""
+    if container == "WAV":
+        return _wav_truncation(data)
+    if container == "MP3":
+        return _mp3_truncation(data)
+    return None
 
 
 def _libsndfile_reason(error: Exception) -> str:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from speat_metric import __version__
 from speat_metric.extras import MissingExtraError
 from speat_metric.pooling import FRAME_POOLINGS, LAYER_POOLINGS, LayerPooling
 from speat_metric.profiles import PROFILE_NAMES
-from speat_metric.report import FORMATS
+from speat_metric.report import FORMATS, STUDY_TESTS
 
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
@@ -51,16 +52,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = command_name(argv)
     parser = build_parser(command, plug_ins=command is not None or "--version" not in argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser (its usage), with the option meant when it is a near miss
+        command_parser = getattr(args, "command_parser", parser)
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(unknown, command_parser)}")
     _configure_logging(args.verbose)
     if args.command is None:
         parser.print_help()
         return 0
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `speat ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exiting flushes nowhere, silently
+        return 141
     except (ValueError, OSError, MissingExtraError) as error:  # a file, a download, a model that cannot be read
+        _close_progress_bars()
         print(f"speat {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what happened and how to go on, not a traceback
+        _close_progress_bars()
+        hint = getattr(args, "interrupted_hint", None)
+        print(f"speat {args.command}: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
+        return 130
+
+
+def _close_progress_bars() -> None:
+    """End the bars an error or Ctrl-C left open, so that the message that follows has a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _did_you_mean(unknown: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """`` (did you mean --tests, --permutations?)``: the parser's options closest to the unknown ones, or how to give
+    several tests; nothing when no hint fits."""
+    import difflib
+
+    options = [option for option in parser._option_string_actions if option.startswith("--")]
+    close = [match for word in unknown if word.startswith("--")
+             for match in difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.6)]
+    if close:
+        return f" (did you mean {', '.join(dict.fromkeys(close))}?)"
+    tests = [word for word in unknown if word in STUDY_TESTS or word.endswith(".json")]
+    if tests and "--tests" in options:  # `--tests gender age`: the second test is left over
+        return f" (--tests takes one comma-separated list, e.g. --tests gender,{tests[0]})"
+    return ""
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """A parser and all its subcommands' parsers, depth first (each once, aliases or not)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):
+                yield from _every_parser(subparser)
+
+
+def _finish_parsers(parser: argparse.ArgumentParser) -> None:
+    """What every ``speat`` parser, plug-ins' included, does alike: no abbreviated options (a typo must not become
+    another option), ``-v`` after the command as before it, and each command knows its parser (for its errors)."""
+    for each in _every_parser(parser):
+        each.allow_abbrev = False
+        if each is parser:
+            continue
+        if "-v" not in each._option_string_actions:
+            each.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                              help="log progress details")
+        each.set_defaults(command_parser=each)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -97,6 +155,7 @@ def build_parser(command: str | None = None, *, plug_ins: bool = True) -> argpar
     """
     parser = argparse.ArgumentParser(
         prog="speat",
+        allow_abbrev=False,
         description="Measure social bias in self-supervised speech models with the Speech Embedding Association "
         "Test (SpEAT).",
     )
@@ -134,6 +193,7 @@ def build_parser(command: str | None = None, *, plug_ins: bool = True) -> argpar
                 raise RuntimeError(f"the entry point {entry_point.value!r} ({COMMAND_GROUP}) takes the name of the "
                                    f"core command {name!r}")
             entry_point.load()(commands)
+    _finish_parsers(parser)
     return parser
 
 
@@ -151,6 +211,9 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _example(args: argparse.Namespace) -> int:
+    from speat_metric.evaluation import check_permutations_and_seed
+
+    check_permutations_and_seed(args.permutations, args.seed)
     import evaluate
     import numpy as np
 
@@ -159,7 +222,7 @@ def _example(args: argparse.Namespace) -> int:
     with np.load(EXAMPLE_EMBEDDINGS) as groups:
         embeddings = [vector for role in "XYAB" for vector in groups[role].tolist()]
         roles = [role for role in "XYAB" for _ in range(len(groups[role]))]
-    speat = evaluate.load(str(MODULE_PATH))
+    speat = evaluate.load(str(MODULE_PATH), keep_in_memory=True)  # nothing left in evaluate's cache
     result = speat.compute(embeddings=embeddings, groups=roles, num_permutations=args.permutations, seed=args.seed)
     print("SpEAT on the bundled SYNTHETIC example embeddings (a worked example, not a bias measurement)")
     print(f"  targets X/Y: {result['n_x']}/{result['n_y']}   attributes A/B: {result['n_a']}/{result['n_b']}")
@@ -201,7 +264,8 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
                           "stimuli into the cache), a local directory, or a Hub dataset owner/name[@revision] "
                           "(default demo)")
     evaluate.add_argument("--allow-missing", action="store_true",
-                          help="go on without missing stimuli (they are recorded in every result)")
+                          help="go on without missing or unreadable (empty, truncated) stimuli: they are dropped "
+                          "and recorded in every result")
     evaluate.add_argument("--pooling", default="mean", choices=LAYER_POOLINGS,
                           help="layers: mean over all layers (default, as in the studies), the last layer, one "
                           "--layer, or per-layer (one result per layer)")
@@ -242,7 +306,8 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
                           help="embedding cache (default $SPEAT_CACHE/embeddings, else $HF_HOME/speat/embeddings)")
     evaluate.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     evaluate.add_argument("--no-progress", action="store_true", help="do not show progress bars")
-    evaluate.set_defaults(handler=_evaluate)
+    evaluate.set_defaults(handler=_evaluate, interrupted_hint="the models finished before it have their records in "
+                          "--out; run the command again to finish (their embeddings come from the cache)")
 
 
 def _paragraphs(text: str, width: int = 100) -> str:
@@ -293,9 +358,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = evaluation_settings(args)
     records = evaluate_models(args.models or DEFAULT_MODELS, settings, out=args.out)
     if is_main_process():
-        print(format_records(records, args.format))
-        if args.format != "json":
-            print(f"\n{plural(len(records), 'result')} written to {args.out}/")
+        print(format_records(records, args.format))  # stdout holds the format asked for, so that it can be redirected
+        print(f"{plural(len(records), 'result')} written to {args.out}/", file=sys.stderr)
     return 0
 
 
@@ -334,7 +398,8 @@ def _add_stimuli_parser(commands: argparse._SubParsersAction) -> None:
                           help="the SpEAT benchmark on the Hub (default $SPEAT_BENCHMARK): name every clip whose "
                           "bytes differ from its record")
     download.add_argument("--no-progress", action="store_true", help="do not show progress bars")
-    download.set_defaults(handler=_stimuli_download)
+    download.set_defaults(handler=_stimuli_download,
+                          interrupted_hint="run it again: files already in the cache are not fetched again")
 
 
 def _group_line(spec: SpeatTestSpec) -> str:
@@ -360,12 +425,21 @@ def _stimuli_list(args: argparse.Namespace) -> int:
 
 
 def _stimuli_download(args: argparse.Namespace) -> int:
+    from speat_metric.files import check_writable_directory
     from speat_metric.stimuli import DownloadSource, RetryPolicy, get_speat_test, stimulus_refs
     from speat_metric.stimuli.download import file_sha256
+    from speat_metric.stimuli.errors import shown_ids
     from speat_metric.stimuli.fingerprints import benchmark_from_environment, load_reference
+    from speat_metric.stimuli.public import saa_base_url, zenodo_base_url
 
     names = [name.strip() for name in args.tests.split(",") if name.strip()]
     specs = [get_speat_test(name) for name in names]
+    if args.retries < 1:
+        raise ValueError(f"--retries must be at least 1 (the first attempt counts), got {args.retries}")
+    if args.cache_dir is not None:
+        check_writable_directory(args.cache_dir, "--cache-dir", "the stimulus cache")
+    saa_base_url(args.base_url_saa)  # a malformed URL stops here, before any download
+    zenodo_base_url(args.base_url_zenodo)
     benchmark = benchmark_from_environment(args.benchmark)
     reference = load_reference(benchmark) if benchmark else None  # before any download: a bad name stops here
     refs = list({ref.stimulus_id: ref for spec in specs for ref in stimulus_refs(spec)}.values())
@@ -382,9 +456,8 @@ def _stimuli_download(args: argparse.Namespace) -> int:
         differing = reference.differing({"stimulus_id": stimulus_id, "sha256": file_sha256(path)}
                                         for stimulus_id, path in resolution.files.items())
         if differing:
-            shown = ", ".join(differing[:10]) + (f", ... ({len(differing)} in all)" if len(differing) > 10 else "")
-            print(f"{len(differing)} clip(s) differ from the audio of the benchmark {benchmark}: {shown}; results made "
-                  "from them are labelled stimuli-differ")
+            print(f"{len(differing)} clip(s) differ from the audio of the benchmark {benchmark}: "
+                  f"{shown_ids(differing)}; results made from them are labelled stimuli-differ")
         else:
             print(f"every clip in the cache has the bytes the benchmark {benchmark} lists")
     if not resolution.missing:
@@ -395,10 +468,9 @@ def _stimuli_download(args: argparse.Namespace) -> int:
     for stimulus_id, reason in resolution.missing.items():
         by_reason.setdefault(reason, []).append(stimulus_id)
     for reason, ids in by_reason.items():
-        shown = ", ".join(ids[:10]) + (f", ... ({len(ids)} in all)" if len(ids) > 10 else "")
-        print(f"  {reason}: {shown}")
-    print("load the tests with allow_missing=True to go on without them, or provide them from a local copy "
-          "(--stimuli DIR) or a Hub dataset")
+        print(f"  {reason}: {shown_ids(ids)}")
+    print("to go on without them, add --allow-missing to speat evaluate (they are recorded in every result); or "
+          "provide them from a local copy (--stimuli DIR) or a Hub dataset (--stimuli OWNER/NAME)")
     return 1
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from speat_metric.files import atomic_write_text
+from speat_metric.files import atomic_write_text, check_writable_directory
 
 MODULE_PATH = Path(__file__).parent / "speat" / "speat.py"
 """The measurement script shipped with the package; ``evaluate.load(str(MODULE_PATH))`` loads it directly."""
@@ -41,6 +41,7 @@ def register_evaluate_module(modules_cache: str | Path | None = None) -> Path:
         from evaluate import config  # imported late: evaluate reads HF_MODULES_CACHE at import time
 
         modules_cache = config.HF_MODULES_CACHE
+    check_writable_directory(Path(modules_cache), "--modules-cache", "the evaluate modules cache")
     digest = hashlib.sha256(_SHIM.encode()).hexdigest()
     package_dirs = [
         Path(modules_cache) / "evaluate_modules",

@@ -14,13 +14,14 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from speat_metric.files import check_writable_directory
 from speat_metric.pooling import FRAME_POOLINGS, LayerPooling
+from speat_metric.progress import silence_library_progress_bars
 
 if TYPE_CHECKING:
     import datasets
@@ -44,7 +45,7 @@ class EvaluationSettings:
         tests: test names (``gender``, ``age``, ``native``) or paths of custom test JSON files.
         stimuli: ``demo`` (embedded, synthetic), ``speat`` (download the study's stimuli), a directory, or a Hub
             dataset ``owner/name[@revision]``.
-        allow_missing: go on without missing stimuli (recorded in every result).
+        allow_missing: go on without missing or unreadable stimuli (dropped, and recorded in every result).
         layer_pooling: which layers are tested (`LayerPooling`).
         frame_pooling: ``mean`` or ``max`` over a clip's frames, per layer.
         num_permutations: permutation budget of each SpEAT.
@@ -94,10 +95,7 @@ class EvaluationSettings:
             object.__setattr__(self, "tests", tuple(t.strip() for t in self.tests.split(",") if t.strip()))
         if not self.tests:
             raise ValueError("no tests given; use gender, age, native or the path of a custom test JSON file")
-        if not isinstance(self.num_permutations, int) or self.num_permutations < 1:
-            raise ValueError(f"--permutations must be a whole number of at least 1, got {self.num_permutations!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"--seed must be a non-negative whole number, got {self.seed!r}")
+        check_permutations_and_seed(self.num_permutations, self.seed)
         if not self.batch_seconds > 0:
             raise ValueError(f"--batch-seconds must be positive, got {self.batch_seconds!r}")
         if self.frame_pooling not in FRAME_POOLINGS:
@@ -121,6 +119,18 @@ class EvaluationSettings:
         from speat_metric.cache import default_cache_root
 
         return self.cache_dir or default_cache_root()
+
+
+def check_permutations_and_seed(num_permutations: int, seed: int) -> None:
+    """The ``--permutations`` and ``--seed`` of any command, checked before any work (named as the user typed them).
+
+    Example:
+        >>> check_permutations_and_seed(1000, 0)
+    """
+    if not isinstance(num_permutations, int) or num_permutations < 1:
+        raise ValueError(f"--permutations must be a whole number of at least 1, got {num_permutations!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be a non-negative whole number, got {seed!r}")
 
 
 @dataclass(frozen=True)
@@ -162,17 +172,6 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def check_output_directory(out: Path) -> None:
-    """Raise a ValueError now, before any work, when results could not be written to `out`."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a directory; give a directory for the results")
-    existing = next(parent for parent in (out, *out.parents) if parent.exists())
-    if not existing.is_dir():
-        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is a file, so the directory cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is not writable")
-
-
 def plan_models(models: Sequence[str], revision: str | None = None) -> list[ModelRun]:
     """Check every model string (see `speat_metric.adapters.preflight`) and expand directories of checkpoints.
 
@@ -211,12 +210,13 @@ def load_tests(settings: EvaluationSettings) -> dict[str, datasets.Dataset]:
 
 def warn_differing_stimuli(tests: dict[str, datasets.Dataset], reference: BenchmarkReference) -> None:
     """One warning per test whose audio differs from the benchmark's, naming the clips."""
+    from speat_metric.stimuli.errors import shown_ids
+
     for name, dataset in tests.items():
         differing = reference.differing(dataset)
         if differing:
-            shown = ", ".join(differing[:10]) + (f", ... ({len(differing)} in all)" if len(differing) > 10 else "")
             logger.warning("test %s: %d clip(s) differ from the audio of the benchmark %s (%s); its results are "
-                           "labelled stimuli-differ", name, len(differing), reference.benchmark, shown)
+                           "labelled stimuli-differ", name, len(differing), reference.benchmark, shown_ids(differing))
 
 
 def record_labels(encoder: SpeechEncoder, model: str) -> list[str]:
@@ -258,21 +258,26 @@ def evaluate_models(
 
     device = resolve_device(settings.device)
     if out is not None:
-        check_output_directory(out)
+        check_writable_directory(out, "--out", "the results")
+    if settings.embedding_cache is not None:
+        check_writable_directory(settings.embedding_cache, "--cache-dir" if settings.cache_dir else
+                                 "the embedding cache ($SPEAT_CACHE/embeddings)", "the embedding cache")
     runs = plan_models(models, settings.revision)
     for run in runs:
         check_model_type(settings.profile, run.check.model_type, run.model)
+        if run.check.num_layers is not None:
+            settings.layer_pooling.layer_index(run.check.num_layers, run.model)
     reference = load_reference(settings.benchmark) if settings.benchmark else None
     tests = load_tests(settings)
     if reference is not None:
         warn_differing_stimuli(tests, reference)
-    if not settings.progress:
-        _silence_library_progress_bars()
+    silence_library_progress_bars(downloads=settings.progress)
     records: list[EvaluationRecord] = []
     for run in runs:
         encoder = load_encoder(run.model, revision=settings.revision, device=device, dtype=settings.dtype,
                                mean_std_path=settings.mean_std, local_files_only=run.check.local_files_only,
                                profile=settings.profile, cmvn=settings.cmvn)
+        settings.layer_pooling.layer_index(encoder.description.num_layers, run.model)  # before the first forward
         model_records = evaluate_tests(
             encoder, tests, layer_pooling=settings.layer_pooling, frame_pooling=settings.frame_pooling,
             cache_dir=settings.embedding_cache, batch_seconds=settings.batch_seconds,
@@ -288,11 +293,3 @@ def evaluate_models(
         records.extend(model_records)
     return records
 
-
-def _silence_library_progress_bars() -> None:
-    """transformers' and huggingface_hub's own loading and download bars."""
-    import transformers
-    from huggingface_hub.utils import disable_progress_bars
-
-    transformers.utils.logging.disable_progress_bar()
-    disable_progress_bars()

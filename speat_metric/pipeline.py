@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -31,8 +31,8 @@ from speat_metric.cache import EmbeddingCache
 from speat_metric.pooling import LayerPooling, NoFramesError, pool_frames
 from speat_metric.profiles import comparability_labels, get_profile
 from speat_metric.progress import ProgressBar
-from speat_metric.results import MIN_TARGETS, EvaluationRecord
-from speat_metric.statistics import association_scores, speat_test
+from speat_metric.results import MIN_TARGETS, EvaluationRecord, display_name
+from speat_metric.statistics import association_scores, partitions_tested, speat_test
 
 if TYPE_CHECKING:
     from speat_metric.stimuli.fingerprints import BenchmarkReference
@@ -162,47 +162,65 @@ def evaluate_tests(
     records = []
     num_layers = next(iter(embeddings.values())).shape[0]
     speats = len(tests) * (num_layers if layer_pooling.mode == "per-layer" else 1)
-    bar = ProgressBar(speats, unit="test", desc=f"SpEAT permutation tests ({num_permutations:,} permutations)",
+    bar = ProgressBar(speats, unit="test", desc=permutation_bar_label(encoder.description.name, tests.values(),
+                                                                      num_permutations),
                       enabled=progress and is_main_process())
-    for name, dataset in tests.items():
-        rows = list(dataset)
-        provenance = stimulus_provenance(dataset)
-        by_role = {role: [row for row in rows if row["role"] == role] for role in ROLES}
-        per_layer = {role: np.stack([embeddings[row["sha256"]] for row in by_role[role]]) if by_role[role] else None
-                     for role in ROLES}
-        empty = [role for role in ROLES if per_layer[role] is None]
-        if empty:
-            raise ValueError(f"test {name!r} has no stimuli in role(s) {', '.join(empty)}")
-        views = {role: layer_pooling.views(per_layer[role]) for role in ROLES}
-        fingerprint = {**rows_fingerprint(rows),
-                       "reference": reference.comparison(name, rows) if reference is not None else None}
-        differ = ["stimuli-differ"] if fingerprint["reference"] and fingerprint["reference"]["differing"] else []
-        differ += ["small-groups"] if min(len(by_role["X"]), len(by_role["Y"])) < MIN_TARGETS else []
-        record_labels = tuple(dict.fromkeys([*labels, *(["synthetic-stimuli"] if provenance.get("synthetic") else []),
-                                             *differ, *comparability_labels(encoder.description, encoder.profile)]))
-        for view_index, (layer, _) in enumerate(views["X"]):
-            x, y, a, b = (views[role][view_index][1] for role in ROLES)
-            result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed,
-                                pairs=matched_pairs(by_role["X"], by_role["Y"]))
-            scores = association_scores(np.concatenate([x, y]), a, b)
-            records.append(EvaluationRecord(
-                test=name,
-                groups={role: by_role[role][0]["group"] for role in ROLES},
-                model=encoder.description,
-                speat=result,
-                pooling={"frame_pooling": frame_pooling, "layer_pooling": layer_pooling.mode, "layer": layer},
-                stimuli=provenance,
-                environment=environment(),
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                labels=record_labels,
-                checkpoint=dict(checkpoint) if checkpoint is not None else None,
-                profile=encoder.profile,
-                association_scores=_scores_by_stimulus(scores, by_role["X"], by_role["Y"]),
-                fingerprint=fingerprint,
-            ))
-            bar.advance()
-    bar.close()
+    with bar:  # closed on an error too, so that an error message starts on a line of its own
+        for name, dataset in tests.items():
+            rows = list(dataset)
+            provenance = stimulus_provenance(dataset)
+            by_role = {role: [row for row in rows if row["role"] == role] for role in ROLES}
+            per_layer = {role: np.stack([embeddings[row["sha256"]] for row in by_role[role]]) if by_role[role] else None
+                         for role in ROLES}
+            empty = [role for role in ROLES if per_layer[role] is None]
+            if empty:
+                raise ValueError(f"test {name!r} has no stimuli in role(s) {', '.join(empty)}")
+            views = {role: layer_pooling.views(per_layer[role]) for role in ROLES}
+            fingerprint = {**rows_fingerprint(rows),
+                           "reference": reference.comparison(name, rows) if reference is not None else None}
+            differ = ["stimuli-differ"] if fingerprint["reference"] and fingerprint["reference"]["differing"] else []
+            differ += ["small-groups"] if min(len(by_role["X"]), len(by_role["Y"])) < MIN_TARGETS else []
+            synthetic = ["synthetic-stimuli"] if provenance.get("synthetic") else []
+            record_labels = tuple(dict.fromkeys([*labels, *synthetic, *differ,
+                                                 *comparability_labels(encoder.description, encoder.profile)]))
+            for view_index, (layer, _) in enumerate(views["X"]):
+                x, y, a, b = (views[role][view_index][1] for role in ROLES)
+                result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed,
+                                    pairs=matched_pairs(by_role["X"], by_role["Y"]))
+                scores = association_scores(np.concatenate([x, y]), a, b)
+                records.append(EvaluationRecord(
+                    test=name,
+                    groups={role: by_role[role][0]["group"] for role in ROLES},
+                    model=encoder.description,
+                    speat=result,
+                    pooling={"frame_pooling": frame_pooling, "layer_pooling": layer_pooling.mode, "layer": layer},
+                    stimuli=provenance,
+                    environment=environment(),
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    labels=record_labels,
+                    checkpoint=dict(checkpoint) if checkpoint is not None else None,
+                    profile=encoder.profile,
+                    association_scores=_scores_by_stimulus(scores, by_role["X"], by_role["Y"]),
+                    fingerprint=fingerprint,
+                ))
+                bar.advance()
     return records
+
+
+def permutation_bar_label(model: str, tests: Iterable[Any], num_permutations: int) -> str:
+    """What the permutation tests of a model go through, as its progress bar says it: every partition of an exact
+    test (with their number), or the random sample of a larger one.
+
+    Example:
+        >>> permutation_bar_label("mfcc", [{"role": ["X"] * 4 + ["Y"] * 3}], 1_000_000)
+        'SpEAT of mfcc (exact: all 35 partitions)'
+    """
+    kinds = []
+    for dataset in tests:
+        roles = list(dataset["role"])
+        count, exact = partitions_tested(roles.count("X"), roles.count("Y"), num_permutations)
+        kinds.append(f"exact: all {count:,} partitions" if exact else f"{count:,} random partitions")
+    return f"SpEAT of {display_name(model)} ({', '.join(dict.fromkeys(kinds))})"
 
 
 def _scores_by_stimulus(scores: np.ndarray, x_rows: Sequence[Mapping[str, Any]],
@@ -246,7 +264,7 @@ def _compute(encoder: SpeechEncoder, clips: Sequence[Clip], *, frame_pooling: st
     results: dict[str, np.ndarray] = {}
     total_seconds = math.ceil(sum(len(waveform) for waveform in waveforms.values()) / SAMPLING_RATE)
     samples_done = 0
-    with ProgressBar(total_seconds, unit="s audio", desc=f"embedding with {encoder.description.name}",
+    with ProgressBar(total_seconds, unit="s audio", desc=f"embedding with {display_name(encoder.description.name)}",
                      enabled=progress) as bar, torch.inference_mode():
         for batch in batches:
             batch_clips = [by_sha[sha256] for sha256 in batch]
@@ -271,10 +289,10 @@ def _decode(clip: Clip, trim_silence: bool, resampler: str) -> np.ndarray:
                           resampler=resampler)
     except AudioDecodeError as error:
         from speat_metric.stimuli import default_cache_dir
+        from speat_metric.stimuli.errors import DOWNLOADED_FILE_HINT
 
         if Path(clip.path).resolve().is_relative_to(default_cache_dir().resolve()):
-            raise AudioDecodeError(f"{error}; speat downloaded this file: delete it and run `speat stimuli download` "
-                                   "to fetch it again") from None
+            raise AudioDecodeError(f"{error}; {DOWNLOADED_FILE_HINT}", error.problem) from None
         raise
 
 

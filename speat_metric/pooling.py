@@ -70,8 +70,12 @@ class LayerPooling:
     def __post_init__(self) -> None:
         if self.mode not in LAYER_POOLINGS:
             raise ValueError(f"layer pooling must be one of {', '.join(LAYER_POOLINGS)}, got {self.mode!r}")
-        if (self.mode == "layer") != (self.layer is not None):
-            raise ValueError("give a layer index exactly when the layer pooling is 'layer' (e.g. --layer 6)")
+        if self.mode == "layer" and self.layer is None:
+            raise ValueError("--pooling layer tests one layer: give it with --layer N (0 = the input embedding layer; "
+                             "negative counts from the end)")
+        if self.mode != "layer" and self.layer is not None:
+            raise ValueError(f"--layer {self.layer} picks the layer of --pooling layer, but the pooling is "
+                             f"{self.mode!r}; add --pooling layer")
 
     def views(self, per_layer: np.ndarray) -> list[tuple[int | None, np.ndarray]]:
         """The (layer, embeddings) pairs to test, from an (stimuli, layers, dim) array; layer None means all pooled."""
@@ -82,8 +86,23 @@ class LayerPooling:
             return [(num_layers - 1, per_layer[:, -1])]
         if self.mode == "per-layer":
             return [(index, per_layer[:, index]) for index in range(num_layers)]
-        if not -num_layers <= self.layer < num_layers:
-            raise ValueError(
-                f"layer {self.layer} does not exist: the model has {num_layers} layers (0..{num_layers - 1})")
-        index = self.layer % num_layers
+        index = self.layer_index(num_layers)
         return [(index, per_layer[:, index])]
+
+    def layer_index(self, num_layers: int, model: str = "the model") -> int | None:
+        """The index of the one layer tested in a model of `num_layers` hidden-state layers (None unless the mode is
+        ``"layer"``); evaluation calls it before the first forward pass, once the layer count is known.
+
+        Raises:
+            ValueError: the layer does not exist in `model` (the message names both).
+
+        Example:
+            >>> LayerPooling("layer", layer=-1).layer_index(13)
+            12
+        """
+        if self.mode != "layer":
+            return None
+        if not -num_layers <= self.layer < num_layers:
+            raise ValueError(f"--layer {self.layer}: {model} has {num_layers} layers (0..{num_layers - 1}, 0 being the "
+                             "input embedding layer; negative counts from the end)")
+        return self.layer % num_layers

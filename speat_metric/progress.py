@@ -56,3 +56,19 @@ class ProgressBar:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.close()
+
+
+def silence_library_progress_bars(*, downloads: bool = False) -> None:
+    """Silence transformers' own bars ("Loading weights", ...), which would interleave with ours, and, unless
+    `downloads`, huggingface_hub's download bars too (``--no-progress``). Downloads keep their bars when asked and the
+    user has not turned them off (``HF_HUB_DISABLE_PROGRESS_BARS``): they run before our bars start, and a large model
+    with no sign of progress looks hung."""
+    import transformers
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    hub_bars_on = not are_progress_bars_disabled()
+    transformers.utils.logging.disable_progress_bar()  # turns huggingface_hub's off as well
+    if downloads and hub_bars_on:
+        enable_progress_bars()
+    else:
+        disable_progress_bars()

@@ -48,21 +48,25 @@ LABEL_NOTES = {
 
 
 def format_records(records: Sequence[EvaluationRecord], fmt: str = "table") -> str:
-    """Render records as ``table`` (aligned text), ``markdown`` or ``json`` (a list of record dicts)."""
+    """Render records as ``table`` (aligned text), ``markdown`` (a document: the table, its notes as a list) or
+    ``json`` (a list of record dicts)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "json":
         return json.dumps([record.to_dict() for record in records], indent=2, allow_nan=False)
     rows = [_row(record) for record in records]
-    warning = [SYNTHETIC_WARNING, ""] if any("synthetic-stimuli" in record.labels for record in records) else []
-    if fmt == "markdown":
+    synthetic = any("synthetic-stimuli" in record.labels for record in records)
+    notes = _footnotes(records)
+    if fmt == "markdown":  # a document that renders: the warning in bold, each note an item of a list
+        warning = [f"**{SYNTHETIC_WARNING}**", ""] if synthetic else []
         lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join("---" for _ in _COLUMNS) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+        notes = [f"- {note}" for note in notes]
     else:
+        warning = [SYNTHETIC_WARNING, ""] if synthetic else []
         widths = [max(len(cell) for cell in column) for column in zip(_COLUMNS, *rows)]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                  for line in [_COLUMNS, tuple("-" * width for width in widths), *rows]]
-    notes = _footnotes(records)
     return "\n".join(warning + lines + ([""] + notes if notes else []))
 
 
@@ -129,9 +133,12 @@ def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
             f"{name} = {profiles.PROFILES[name].summary}" for name in shown) + " (docs/reproducibility.md).")
     if records:
         first = records[0].speat
-        kind = "exact" if first.exact else f"{first.num_permutations:,} random partitions"
+        kinds = {record.test: "exact: every partition" if record.speat.exact else
+                 f"{record.speat.num_permutations:,} random partitions" for record in records}
+        kind = (next(iter(kinds.values())) if len(set(kinds.values())) == 1
+                else "; ".join(f"{test}: {how}" for test, how in kinds.items()))
         notes.append(f"d: SpEAT effect size (positive: X closer to A = {records[0].groups['A']} than Y is); "
-                     f"p: one-sided permutation p-value ({kind}, seed {first.seed}); CI: {first.confidence:.0%} "
+                     f"p: one-sided permutation p-value ({kind}; seed {first.seed}); CI: {first.confidence:.0%} "
                      f"bootstrap interval over targets.")
     return notes
 

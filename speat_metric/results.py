@@ -230,8 +230,7 @@ class EvaluationRecord:
         in ``model.name``), a checkpoint of a run (always local) as ``run @ step N``."""
         name = self.model.name
         if self.checkpoint is None:
-            is_path = PurePath(name).is_absolute() or self.model.kind in ("melhubert", "m2d") and "/" in name
-            return PurePath(name).name if is_path else name
+            return display_name(name)
         path = PurePath(name.split(":", 1)[1] if self.model.kind in ("melhubert", "m2d") and ":" in name else name)
         run = path.parent.name or path.name
         step = self.checkpoint.get("step")
@@ -284,6 +283,10 @@ class EvaluationRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationRecord:
         """Rebuild a record from `to_dict` output of this or an older schema version."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+        if "schema_version" not in data:
+            raise ValueError("it has no schema_version: another tool's JSON, not a speat evaluation record")
         version = data.get("schema_version")
         if version not in READABLE_RECORD_VERSIONS:
             raise ValueError(
@@ -299,7 +302,7 @@ class EvaluationRecord:
                 compression=data.get("compression"), association_scores=data.get("association_scores"),
                 fingerprint=data.get("fingerprint"),
             )
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a speat evaluation record: {error!r}") from None
 
     @classmethod
@@ -311,9 +314,10 @@ class EvaluationRecord:
         return dataclasses.replace(self, **changes)
 
     def without_machine_paths(self) -> EvaluationRecord:
-        """A copy fit to publish: every absolute path of this machine (a local model, a stimulus directory, a
-        checkpoint) is cut to its last two parts (``/home/me/runs/run/checkpoint-200`` -> ``run/checkpoint-200``), so
-        names and labels stay readable and no home directory leaves the machine."""
+        """A copy fit to publish or show: every absolute path of this machine (a local model, a stimulus directory,
+        a checkpoint) is cut to its last two parts, as a relative path (``/home/me/runs/run/checkpoint-200`` ->
+        ``./run/checkpoint-200``), so that names and labels stay readable (`display_name`, `model_label`), nothing
+        reads as a Hub id, and no home directory leaves the machine."""
         return EvaluationRecord.from_dict(_strip_machine_paths(self.to_dict()))
 
     def save(self, directory: str | Path) -> Path:
@@ -323,13 +327,43 @@ class EvaluationRecord:
         return path
 
 
+def display_name(model: str) -> str:
+    """How tables, progress bars and the Space call a model string: a local model (a path: absolute, ``./``,
+    ``../``, ``~``, or a research checkpoint's ``melhubert:DIR/FILE``) by its file or folder name, anything else (a Hub
+    id, a feature, a ``random:`` model) as it is.
+
+    Example:
+        >>> display_name("/home/me/models/teacher"), display_name("./run/teacher"), display_name("facebook/hubert")
+        ('teacher', 'teacher', 'facebook/hubert')
+    """
+    prefix, _, path = model.partition(":") if _RESEARCH_CHECKPOINT.match(model) else ("", "", model)
+    local = PurePath(path).is_absolute() or path.startswith(("./", "../", "~")) or (prefix and "/" in path)
+    return (PurePath(path).name or model) if local else model
+
+
+_RESEARCH_CHECKPOINT = re.compile(r"^(melhubert|m2d):")
+
+
+def read_record_file(path: str | Path) -> list[EvaluationRecord]:
+    """The records of one JSON file: one record (what `EvaluationRecord.save` writes) or a list of them (what
+    ``speat evaluate --format json`` prints).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON, or not records (the message says what it found).
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [EvaluationRecord.from_dict(item) for item in (data if isinstance(data, list) else [data])]
+
+
 def load_records(directory: str | Path) -> list[EvaluationRecord]:
-    """Every evaluation record in a results directory, sorted by file name; a bad file is an error naming it."""
+    """Every evaluation record in the ``*.json`` files of a results directory (`read_record_file`), by file name;
+    a bad file is an error naming it."""
     records = []
     for path in sorted(Path(directory).glob("*.json")):
         try:
-            records.append(EvaluationRecord.from_json(path.read_text()))
-        except (ValueError, json.JSONDecodeError) as error:
+            records.extend(read_record_file(path))
+        except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"{path} is not a speat evaluation record: {error}") from None
     return records
 
@@ -344,7 +378,7 @@ def _strip_machine_paths(data: Any) -> Any:
         return [_strip_machine_paths(value) for value in data]
     if isinstance(data, str) and (match := _ABSOLUTE_PATH.match(data)):
         parts = [part for part in re.split(r"[\\/]", match["path"]) if part and part not in ("~",)]
-        return (match["prefix"] or "") + "/".join(parts[-2:])
+        return (match["prefix"] or "") + "./" + "/".join(parts[-2:])
     return data
 
 

@@ -160,6 +160,18 @@ def effect_size(s_x: np.ndarray, s_y: np.ndarray, *, ddof: int = 1) -> float:
     return float((s_x.mean() - s_y.mean()) / std)
 
 
+def partitions_tested(n_x: int, n_y: int, num_permutations: int) -> tuple[int, bool]:
+    """How many partitions of X∪Y a permutation test of this size goes through, and whether that is all of them
+    (exact: there are at most `num_permutations`) rather than a random sample of `num_permutations`.
+
+    Example:
+        >>> partitions_tested(4, 3, 1_000_000), partitions_tested(12, 12, 1000)
+        ((35, True), (1000, False))
+    """
+    every = math.comb(n_x + n_y, n_x)
+    return (every, True) if every <= num_permutations else (num_permutations, False)
+
+
 def permutation_p_value(
     s: np.ndarray,
     n_x: int,
@@ -177,9 +189,9 @@ def permutation_p_value(
     n = len(s)
     observed = float(s[:n_x].sum())
     tolerance = _TIE_TOLERANCE * n * float(np.abs(s).max())
-    n_partitions = math.comb(n, n_x)
+    n_partitions, enumerate_all = partitions_tested(n_x, n - n_x, num_permutations)
     seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    if n_partitions <= num_permutations:
+    if enumerate_all:
         counts = [_count_extremes(sums, observed, tolerance) for sums in _enumerate_subset_sums(s, n_x)]
         at_least, at_most = np.sum(counts, axis=0)
         p_greater, p_less = at_least / n_partitions, at_most / n_partitions

@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 from pathlib import Path
 
+import pytest
 from huggingface_hub import ModelCard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -100,6 +101,7 @@ def ours_once(merged: str, original: str) -> None:
     assert merged.splitlines().count(BEGIN_MARKER) == original.splitlines().count(BEGIN_MARKER) + 1
 
 
+@pytest.mark.slow  # 500 generated cards
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cards())
 def test_merging_keeps_every_foreign_line_and_writes_ours_once(card):

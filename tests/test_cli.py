@@ -39,7 +39,7 @@ def test_example_runs_the_evaluate_module_on_the_bundled_embeddings(tmp_path):
 def test_bad_option_value_is_reported_without_traceback(tmp_path):
     completed = run("example", "--permutations", "0", HF_HOME=str(tmp_path))
     assert completed.returncode == 2
-    assert "num_permutations must be an integer >= 1, got 0" in completed.stderr
+    assert "--permutations must be a whole number of at least 1, got 0" in completed.stderr
     assert "Traceback" not in completed.stderr
 
 

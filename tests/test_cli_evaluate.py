@@ -63,7 +63,8 @@ def test_hub_model_records_its_revision_and_rerun_is_cached(tmp_path, hub_server
 @pytest.mark.parametrize("arguments,message", [
     (("speat-tester/missing",), "the Hugging Face Hub has no model 'speat-tester/missing'"),
     (("--tests", "colour"), "colour"),
-    (("--pooling", "layer"), "give a layer index exactly when the layer pooling is 'layer'"),
+    (("--pooling", "layer"), "--pooling layer tests one layer: give it with --layer N"),
+    (("--layer", "1"), "--layer 1 picks the layer of --pooling layer, but the pooling is 'mean'; add --pooling layer"),
     (("stft", "--permutations", "0"), "--permutations must be a whole number of at least 1, got 0"),
 ])
 def test_plain_errors(tmp_path, hub_server, arguments, message):

@@ -23,6 +23,8 @@ from test_pruning_models import write_audio_folder, write_tone_test
 from speat_metric.cli import main
 from speat_metric.distill.train import learning_rate
 from speat_metric.results import load_records
+from speat_metric.space.detail import model_detail
+from speat_metric.space.rows import build_table
 
 TINY = "training: {batch_size: 2, crop_seconds: 0.5, min_seconds: 0.3, num_workers: 0, save_state_every: null}\n"
 
@@ -94,6 +96,12 @@ def test_a_transformers_teacher_gives_students_records_and_the_figure(workspace,
     assert main(["evaluate", str(out / "student-2-layers"), "--tests", str(workspace / "stimuli" / "tone.json"),
                  "--permutations", "20", "--out", str(workspace / "again"), "--no-cache"]) == 0
     assert len(load_records(workspace / "again")) == 2  # the two checkpoints of the 2-layer student
+    # what the Space shows of the run (`speat space --results RUN/results`): display names, no path of this machine
+    table = build_table(load_records(out / "results"))
+    shown = table.frame.astype(str).to_csv() + "".join(model_detail(table, run) for run in set(table.frame["run"]))
+    assert str(workspace) not in shown and "/tmp" not in shown
+    assert set(table.frame.loc[table.frame["method"] == "distill", "compression"]) == {
+        "distilled: 1-layer student of wav2vec2", "distilled: 2-layer student of wav2vec2"}
 
 
 def test_a_melhubert_teacher_gives_melhubert_students(workspace):
@@ -137,6 +145,7 @@ def _kill_resume_options(workspace: Path) -> list[str]:
             "--checkpoint-every", "3", "--noise", "synthetic", *options(workspace)]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumed_ends_with_the_same_students_as_an_uninterrupted_one(workspace):
     uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
     assert main(["distill", *_kill_resume_options(workspace), "--out", str(uninterrupted)]) == 0
@@ -176,6 +185,7 @@ def test_a_killed_run_resumed_ends_with_the_same_students_as_an_uninterrupted_on
     assert effect_sizes(interrupted) == pytest.approx(effect_sizes(uninterrupted), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_accelerate_launch_on_two_cpu_processes_distils_end_to_end(workspace):
     out = workspace / "two-processes"
     completed = subprocess.run(

@@ -84,6 +84,7 @@ def _offline_load(cwd: Path, modules_cache: Path, home: Path) -> subprocess.Comp
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_bare_name_loads_offline_from_any_directory_after_register(tmp_path):
     modules_cache, elsewhere = tmp_path / "modules", tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)

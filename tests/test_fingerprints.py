@@ -60,7 +60,7 @@ def test_the_benchmark_setting_comes_from_the_option_else_the_environment(monkey
     assert fingerprints.benchmark_from_environment(None) == "org/from-env"
     assert fingerprints.benchmark_from_environment("org/given") == "org/given"
     monkeypatch.setenv("SPEAT_BENCHMARK", "bad")
-    with pytest.raises(ValueError, match=r"\$SPEAT_BENCHMARK 'bad' is not a dataset id"):
+    with pytest.raises(ValueError, match=r"\$SPEAT_BENCHMARK 'bad' is not a Hub repository id"):
         fingerprints.benchmark_from_environment(None)
     monkeypatch.delenv("SPEAT_BENCHMARK")
     assert fingerprints.benchmark_from_environment(None) is None

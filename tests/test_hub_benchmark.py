@@ -175,7 +175,7 @@ def test_a_benchmark_that_is_not_one_is_refused_before_any_work(hub, env, tmp_pa
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert name in done.stderr and not (tmp_path / "out").exists()
     bad = run_speat("evaluate", "mfcc", "--benchmark", "nope", env=env, cwd=tmp_path)
-    assert bad.returncode == 2 and "--benchmark 'nope' is not a dataset id" in bad.stderr
+    assert bad.returncode == 2 and "--benchmark 'nope' is not a Hub repository id" in bad.stderr
 
 
 def test_stimuli_download_names_the_clips_that_differ_from_the_benchmark(hub, env, benchmark, static_server,

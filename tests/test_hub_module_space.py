@@ -31,6 +31,7 @@ print(json.dumps(speat.compute(embeddings=embeddings, groups=groups, num_permuta
 """
 
 
+@pytest.mark.slow
 def test_evaluate_load_by_hub_name_gives_the_same_d_as_speat_test(tmp_path):
     with HubServer(tokens={TOKEN: "lab"}) as server:
         env = hub_env(server, tmp_path, HF_TOKEN=TOKEN)
@@ -87,5 +88,5 @@ def test_dry_run_and_bad_space_ids():
         outcome = publish_module(SPACE, dry_run=True, endpoint=server.url)
         assert outcome.status == "dry-run" and "+++ b/speat.py" in outcome.diff and server.repos == {}
         assert f"added speat-{__version__}-py3-none-any.whl" in outcome.diff
-    with pytest.raises(ValueError, match="--space 'speat' is not a repository id; use OWNER/NAME"):
+    with pytest.raises(ValueError, match="--space 'speat' is not a Hub repository id; use OWNER/NAME"):
         publish_module("speat")

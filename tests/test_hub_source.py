@@ -98,7 +98,7 @@ def test_a_release_is_an_install_line_and_links_nothing_else(records):
     (dict(space="op/speat", requirement="speat==1.0"), "--source-space and --requirement both say how to install"),
     (dict(source_url="ftp://x.org/speat"), "--source-url 'ftp://x.org/speat' is not an http\\(s\\) URL"),
     (dict(requirement="numpy==2"), "must name the speat distribution itself"),
-    (dict(space="nope"), "--source-space 'nope' is not a repository id"),
+    (dict(space="nope"), "--source-space 'nope' is not a Hub repository id"),
 ])
 def test_what_cannot_be_stood_behind_is_refused(hub, options, message):
     with pytest.raises(ValueError, match=message):

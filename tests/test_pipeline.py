@@ -178,6 +178,7 @@ def test_matched_pairs():
     assert matched_pairs(x, [{"pair_id": 1}, {"pair_id": 2}]) is None
 
 
+@pytest.mark.slow
 def test_accelerate_launch_splits_and_gathers(audio_dir, wav2vec2, tmp_path):
     """Two processes under `accelerate launch` give the embeddings of a single process, each clip computed once."""
     script = tmp_path / "run.py"

@@ -52,8 +52,8 @@ def test_layer_views():
 
 @pytest.mark.parametrize("mode,layer,message", [
     ("median", None, "layer pooling must be one of mean, last, layer, per-layer"),
-    ("layer", None, "give a layer index exactly when the layer pooling is 'layer'"),
-    ("mean", 3, "give a layer index exactly when the layer pooling is 'layer'"),
+    ("layer", None, "--pooling layer tests one layer: give it with --layer N"),
+    ("mean", 3, "--layer 3 picks the layer of --pooling layer, but the pooling is 'mean'; add --pooling layer"),
 ])
 def test_bad_layer_pooling(mode, layer, message):
     with pytest.raises(ValueError, match=message):
@@ -61,5 +61,5 @@ def test_bad_layer_pooling(mode, layer, message):
 
 
 def test_layer_out_of_range():
-    with pytest.raises(ValueError, match=r"layer 4 does not exist: the model has 4 layers \(0..3\)"):
+    with pytest.raises(ValueError, match=r"--layer 4: the model has 4 layers \(0..3, 0 being the input"):
         LayerPooling("layer", layer=4).views(np.zeros((2, 4, 3)))

@@ -19,6 +19,8 @@ from test_pruning_models import save_model, write_audio_folder, write_tone_test
 from speat_metric.cli import main
 from speat_metric.results import load_records
 
+pytestmark = pytest.mark.slow  # whole pruning runs, killed and resumed, and on two processes
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -54,8 +54,8 @@ def _record(result, **changes):
 def test_tables_keep_the_synthetic_warning_and_use_the_p_rule(result, fmt):
     floor = result.replace(exact=False, num_permutations=1_000_000, p_value=1 / 1_000_001)
     text = format_records([_record(floor)], fmt)
-    assert text.splitlines()[0] == ("SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline check, NOT a bias "
-                                    "measurement")
+    warning = "SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline check, NOT a bias measurement"
+    assert text.splitlines()[0] == (f"**{warning}**" if fmt == "markdown" else warning)
     assert "<1e-06" in text and "1,000,000 random partitions" in text
 
 

@@ -148,9 +148,9 @@ def test_records_to_publish_carry_no_machine_path(result):
     public = record.without_machine_paths()
     text = public.to_json()
     assert "/home/me" not in text and "home" not in text
-    assert public.model.name == "run/checkpoint-200" and public.model_label == record.model_label == "run @ step 200"
-    assert public.stimuli["source"]["path"] == "data/saa"
-    assert public.compression["base_model"] == "melhubert:ckpt/base.ckpt"
+    assert public.model.name == "./run/checkpoint-200" and public.model_label == record.model_label == "run @ step 200"
+    assert public.stimuli["source"]["path"] == "./data/saa"
+    assert public.compression["base_model"] == "melhubert:./ckpt/base.ckpt"
     assert public.association_scores == record.association_scores and public.speat == record.speat
     hub = record.replace(model=ModelDescription(**{**model.to_dict(), "name": "facebook/hubert-base-ls960"}))
     assert hub.without_machine_paths().model.name == "facebook/hubert-base-ls960"

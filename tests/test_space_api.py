@@ -16,6 +16,8 @@ from test_space_fixtures import FOREIGN, bundled, of, shifted, with_model
 
 from speat_metric.statistics import speat_test
 
+pytestmark = pytest.mark.slow  # a real Space server, through gradio_client
+
 gradio_client = pytest.importorskip("gradio_client")
 
 REPO_ID = "speat/results"

@@ -27,6 +27,8 @@ from speat_metric.space.sources import read_record_files
 from speat_metric.statistics import speat_test
 from speat_metric.stimuli.fingerprints import stimulus_fingerprint
 
+pytestmark = pytest.mark.slow  # a real Chromium drives the Space
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -99,7 +99,7 @@ def test_an_empty_audio_file_says_it_is_empty_without_download_advice(folder):
     (folder / "us" / "cy.wav").write_bytes(b"")
     spec = load_custom_test(write(folder, x=files("us"), y=files("kr"), a=files("good"), b=files("bad")))
     with pytest.raises(StimulusError,
-                       match=r"cy\.wav' \(stimulus custom/us/cy\) is empty \(0 bytes\); replace it") as error:
+                       match=r"^custom/us/cy \(.*cy\.wav\): the file is empty \(0 bytes\); replace it") as error:
         load_speat_test(spec, progress=False)
     assert "download" not in str(error.value)
 

@@ -113,7 +113,7 @@ def test_missing_stimuli_raise_an_error_listing_them_and_how_to_get_them(own_cop
     (copy / "mess" / f"{attribute_groups()[0].stimulus_ids[0][5:]}_SCR.wav").unlink()
     with pytest.raises(MissingStimuliError, match=r"(?s)2 stimuli of the 'age' test are missing from local source.*"
                                                   r"no SAA audio file of that name in .*: saa/english104.*"
-                                                  r"speat stimuli download.*allow_missing=True") as caught:
+                                                  r"speat stimuli download.*--allow-missing") as caught:
         load_speat_test("age", copy, progress=False)
     assert set(caught.value.missing) == {"saa/english104", attribute_groups()[0].stimulus_ids[0]}
 
@@ -141,22 +141,19 @@ def test_a_group_left_too_small_is_an_error_even_with_allow_missing(own_copy) ->
         load_speat_test("age", copy, allow_missing=True, progress=False)
 
 
-def test_an_empty_audio_file_is_an_error_naming_it(own_copy) -> None:
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_broken_audio_file_is_an_error_naming_it_unless_allowed_missing(own_copy, make_audio, damage) -> None:
     copy = own_copy("age")
-    (copy / "saa" / "english104.mp3").write_bytes(b"")
-    with pytest.raises(StimulusError, match=r"audio file '.*english104\.mp3' \(stimulus saa/english104\) is empty"):
-        load_speat_test("age", copy, allow_missing=True, progress=False)
-
-
-def test_a_truncated_audio_file_fails_to_decode_naming_it(own_copy, make_audio) -> None:
-    audio = pytest.importorskip("speat_metric.audio")
-    copy = own_copy("age")
+    attribute = attribute_groups()[0].stimulus_ids[0]
+    path = copy / "mess" / f"{attribute[5:]}_SCR.wav"
     whole = make_audio("wav", seconds=1.0)
-    (copy / "mess" / f"{attribute_groups()[0].stimulus_ids[0][5:]}_SCR.wav").write_bytes(whole[: len(whole) // 2])
-    dataset = load_speat_test("age", copy, progress=False)
-    row = dataset[dataset["role"].index("A")]
-    with pytest.raises(audio.AudioDecodeError, match=row["name"]):
-        audio.load_audio(row["audio"]["path"])
+    path.write_bytes(b"" if damage == "empty" else whole[: len(whole) // 2])
+    problem = "the file is empty" if damage == "empty" else "the file is truncated: its data chunk declares"
+    with pytest.raises(StimulusError, match=rf"^{attribute} \(.*_SCR\.wav\): {problem}.*--allow-missing"):
+        load_speat_test("age", copy, progress=False)
+    dataset = load_speat_test("age", copy, allow_missing=True, progress=False)
+    assert attribute not in dataset["stimulus_id"]
+    assert stimulus_provenance(dataset)["dropped_reasons"][attribute].startswith(f"unreadable: {problem}")
 
 
 def zip_of(files: dict[str, bytes]) -> bytes:

@@ -90,7 +90,7 @@ def test_the_main_job_runs_offline_from_the_wheel(base_install, tmp_path):
     completed = base_install.run(base_install.bin / "speat", "evaluate", "--no-progress", cwd=tmp_path, env=env)
     print(f"\nspeat evaluate (the main job, cold cache) from the wheel: {time.perf_counter() - started:.1f} s")
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "15 results written to results/" in completed.stdout
+    assert "15 results written to results/" in completed.stderr
     for model in ("stft", "spectrogram", "mel_spectrogram", "mfcc", "random:melhubert-small"):
         assert f"\n{model} " in completed.stdout, model
     assert len(list((tmp_path / "results").glob("*.json"))) == 15

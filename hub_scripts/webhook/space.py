@@ -19,7 +19,8 @@ from huggingface_hub import SpaceCard
 
 from speat_metric.hub.hub import HubClient
 from speat_metric.hub.publishing import PublishOutcome
-from speat_metric.hub.spaces import SpeatPackage, check_space_id, publish_speat_space, requirements_text
+from speat_metric.hub.spaces import SpeatPackage, publish_speat_space, requirements_text
+from speat_metric.repo_ids import check_repo_id
 
 SPACE_FOLDER = Path(__file__).resolve().parent.parent / "webhook_space"
 FOLDER_FILES = ("Dockerfile", "app.py")
@@ -48,7 +49,7 @@ def publish_webhook_space(space_id: str, *, requirement: str | None = None, priv
         dry_run: push nothing; the outcome carries the diff.
         token, endpoint: as in `speat_metric.hub.hub.HubClient`.
     """
-    check_space_id(space_id)
+    check_repo_id(space_id, "--space", "my-org/speat")
     return publish_speat_space(HubClient(token=token, endpoint=endpoint), space_id,
                                lambda package, url: space_files(package), sdk="docker",
                                what="the SpEAT webhook service", requirement=requirement, private=private,

@@ -482,7 +482,9 @@ def load_mean_std(path: str | Path, *, num_mel_bins: int = 40) -> tuple[np.ndarr
     try:
         stats = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot read MelHuBERT mean/std file {str(path)!r} ({error}); pass the .npy from the "
+        # numpy says an unknown file "contains pickled data" and suggests allow_pickle: neither helps here
+        reason = "not a NumPy .npy array" if "pickle" in str(error) else str(error)
+        raise ModelLoadError(f"cannot read MelHuBERT mean/std file {str(path)!r} ({reason}); pass the .npy from the "
                              "MelHuBERT repository's example/ folder (e.g. libri-960-mean-std.npy).") from error
     stats = np.asarray(stats, dtype=np.float64).reshape(2, -1) if np.size(stats) == 2 * num_mel_bins else stats
     if np.shape(stats) != (2, num_mel_bins):

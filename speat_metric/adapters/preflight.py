@@ -9,6 +9,7 @@ Hub cannot be reached, a model already in the local Hugging Face cache is used f
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -29,6 +30,9 @@ SUPPORTED_MODEL_TYPES = (
 HUB_TIMEOUT_SECONDS = 5.0
 """One request to the Hub may take this long before the Hub counts as unreachable."""
 
+RANDOM_MODELS = ("random:melhubert-small", "random:melhubert-slim", "random:melhubert-base")
+"""The randomly initialised models (each also as ``NAME@SEED``)."""
+
 _RANDOM = re.compile(r"^random:melhubert-(?P<size>small|slim|base)(?:@(?P<seed>\d+))?$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -43,12 +47,15 @@ class ModelCheck:
             (a directory of checkpoints) or ``hub``.
         local_files_only: load a Hub model from the local Hugging Face cache only (offline, or the Hub unreachable).
         model_type: the transformers ``model_type`` when known.
+        num_layers: the hidden-state layers the model gives (input embedding layer included) when its configuration
+            tells without loading it (transformers models, features); None otherwise.
     """
 
     spec: str
     kind: str
     local_files_only: bool = False
     model_type: str | None = None
+    num_layers: int | None = None
 
 
 WEIGHT_FILE = re.compile(r"^(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
@@ -72,7 +79,7 @@ def check_model(spec: str, *, revision: str | None = None) -> ModelCheck:
     from speat_metric.adapters.classical import CLASSICAL_FEATURES
 
     if spec in CLASSICAL_FEATURES:
-        return ModelCheck(spec, "feature")
+        return ModelCheck(spec, "feature", num_layers=1)
     if spec.startswith("random:"):
         if not _RANDOM.match(spec):
             raise ModelLoadError(f"unknown random model {spec!r}; use random:melhubert-small, -slim or -base "
@@ -92,7 +99,24 @@ def check_model(spec: str, *, revision: str | None = None) -> ModelCheck:
                              "config.json), a Hub id, or melhubert:FILE / m2d:FILE for a research checkpoint")
     if _looks_like_path(spec) or not _HUB_ID.match(spec):
         raise ModelLoadError(f"model directory {spec!r} does not exist")
+    if "/" not in spec:  # a bare word is more likely a misspelt built-in than one of the Hub's few owner-less ids
+        close = difflib.get_close_matches(spec, [*CLASSICAL_FEATURES, *RANDOM_MODELS], n=1, cutoff=0.75)
+        if close:
+            raise ModelLoadError(f"{spec!r} is not a model speat knows, nor a local directory; did you mean "
+                                 f"{close[0]!r}? (a Hub model is named OWNER/NAME)")
     return _check_hub_model(spec, revision)
+
+
+def hidden_state_count(config: dict) -> int | None:
+    """The hidden-state layers a transformers speech encoder of this configuration gives: its transformer layers
+    plus the input embedding layer (Whisper: its encoder's), or None when the configuration does not say.
+
+    Example:
+        >>> hidden_state_count({"model_type": "hubert", "num_hidden_layers": 12})
+        13
+    """
+    layers = config.get("encoder_layers" if config.get("model_type") == "whisper" else "num_hidden_layers")
+    return layers + 1 if isinstance(layers, int) and not isinstance(layers, bool) else None
 
 
 def check_model_type(model_type: str | None, name: str) -> None:
@@ -111,11 +135,11 @@ def _looks_like_path(spec: str) -> bool:
 def _check_local_directory(spec: str, path: Path) -> ModelCheck:
     config = path / "config.json"
     if config.is_file():
-        model_type = _local_model_type(config, spec)
+        settings = _local_config(config, spec)
         if not any(WEIGHT_FILE.match(member.name) for member in path.iterdir()):
             raise ModelLoadError(f"{spec!r} has a config.json but no weights (no model.safetensors or "
                                  "pytorch_model.bin, whole or sharded): there is nothing to evaluate")
-        return ModelCheck(spec, "local", model_type=model_type)
+        return ModelCheck(spec, "local", model_type=settings["model_type"], num_layers=hidden_state_count(settings))
     members = [member for member in path.iterdir() if (member / "config.json").is_file()]
     if not members and any(path.glob("*.ckpt")):
         return ModelCheck(spec, "checkpoints")  # MelHuBERT checkpoint files (see `checkpoint_series`)
@@ -125,17 +149,19 @@ def _check_local_directory(spec: str, path: Path) -> ModelCheck:
             "directory) and no checkpoint sub-directories holding one"
         )
     for member in members:
-        _local_model_type(member / "config.json", str(member))
+        _local_config(member / "config.json", str(member))
     return ModelCheck(spec, "checkpoints")
 
 
-def _local_model_type(config: Path, name: str) -> str:
+def _local_config(config: Path, name: str) -> dict:
+    """A transformers configuration file's settings, checked to be a speech encoder's."""
     try:
-        model_type = json.loads(config.read_text()).get("model_type")
+        settings = json.loads(config.read_text())
+        model_type = settings.get("model_type")
     except (OSError, ValueError, AttributeError) as error:
         raise ModelLoadError(f"{str(config)!r} is not a readable JSON model configuration ({error})") from None
     check_model_type(model_type, name)
-    return model_type
+    return settings
 
 
 def _check_hub_model(repo_id: str, revision: str | None) -> ModelCheck:
@@ -159,18 +185,15 @@ def _check_hub_model(repo_id: str, revision: str | None) -> ModelCheck:
     except Exception as error:  # connection refused, DNS failure, timeout, a 5xx: the Hub is unreachable
         return _cached_hub_model(repo_id, revision, reason=f"the Hub could not be reached at {constants.ENDPOINT} "
                                  f"({_first_line(error)})")
-    model_type = (info.config or {}).get("model_type") if isinstance(info.config, dict) else None
-    if model_type is None:
-        model_type = _hub_config_model_type(repo_id, info.sha or revision)
-    check_model_type(model_type, repo_id)
+    settings = _hub_config(repo_id, info.sha or revision)  # the Hub's summary of it leaves out the layer count
     if info.siblings is not None and not any(WEIGHT_FILE.match(sibling.rfilename) for sibling in info.siblings):
         raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no weights at "
                              f"{'revision ' + repr(revision) if revision else 'its main branch'} (no model.safetensors "
                              "or pytorch_model.bin, whole or sharded): there is nothing to evaluate")
-    return ModelCheck(repo_id, "hub", model_type=model_type)
+    return ModelCheck(repo_id, "hub", model_type=settings.get("model_type"), num_layers=hidden_state_count(settings))
 
 
-def _hub_config_model_type(repo_id: str, revision: str | None) -> str | None:
+def _hub_config(repo_id: str, revision: str | None) -> dict:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
@@ -181,7 +204,7 @@ def _hub_config_model_type(repo_id: str, revision: str | None) -> str | None:
                              "transformers model; for research checkpoints use melhubert:FILE or m2d:FILE") from None
     except Exception as error:
         raise ModelLoadError(f"could not read config.json of {repo_id!r} from the Hub ({_first_line(error)})") from None
-    return _local_model_type(Path(config), repo_id)
+    return _local_config(Path(config), repo_id)
 
 
 def _cached_hub_model(repo_id: str, revision: str | None, *, reason: str) -> ModelCheck:
@@ -192,7 +215,9 @@ def _cached_hub_model(repo_id: str, revision: str | None, *, reason: str) -> Mod
         raise ModelLoadError(f"{reason}, and {repo_id!r} is not in the local Hugging Face cache; connect to the "
                              "Hub once to download it, or pass a local model directory")
     logger.warning("%s; using the cached copy of %s", reason, repo_id)
-    return ModelCheck(repo_id, "hub", local_files_only=True, model_type=_local_model_type(Path(cached), repo_id))
+    settings = _local_config(Path(cached), repo_id)
+    return ModelCheck(repo_id, "hub", local_files_only=True, model_type=settings["model_type"],
+                      num_layers=hidden_state_count(settings))
 
 
 def _first_line(error: BaseException) -> str:

@@ -45,7 +45,7 @@ from speat_metric.adapters.base import (
     torch_dtype,
     weights_sha256,
 )
-from speat_metric.adapters.preflight import check_model, check_model_type
+from speat_metric.adapters.preflight import check_model, check_model_type, hidden_state_count
 from speat_metric.profiles import WAV2VEC2_FAMILY, LayerTaps, get_profile
 from speat_metric.profiles import check_model_type as check_profile_model_type
 from speat_metric.results import DEFAULT_PROFILE
@@ -113,7 +113,7 @@ class TransformersEncoder(SpeechEncoder):
             revision=None if Path(name).is_dir() else _hub_commit(name, revision, local_files_only),
             weights_sha256=weights_sha256(self.model),
             num_parameters=count_parameters(self.model),
-            num_layers=config.num_hidden_layers + 1 if not self._is_whisper else config.encoder_layers + 1,
+            num_layers=hidden_state_count(config.to_dict()),
             settings={"model_type": config.model_type, "dtype": dtype, "feature_extractor": extractor_source,
                       "requested_revision": revision,
                       "extraction": {"profile": self.profile, "waveform_normalisation": self._normalisation,

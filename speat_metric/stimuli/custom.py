@@ -61,6 +61,9 @@ def load_custom_test(path: str | Path) -> SpeatTestSpec:
     for key in ("name", "x", "y"):
         if not definition.get(key):
             raise StimulusError(f"custom test file {str(path)!r} needs {key!r}")
+    if not isinstance(definition["name"], str):
+        raise StimulusError(f"custom test file {str(path)!r}: 'name' must be a string (the test's name in tables and "
+                            f"file names), got {definition['name']!r}")
     base = path.parent
     files = {role: _group_files(definition.get(role), base, path, role) for role in ROLE_KEYS}
     pairs = [_pair(entry, files, base, path) for entry in definition.get("pairs") or ()]
@@ -109,9 +112,9 @@ def _group_names(value: Any, path: Path) -> tuple[str, str, str, str]:
 
 
 def _pair(entry: Any, targets: dict[str, dict[str, Path] | None], base: Path, path: Path) -> tuple[str, str]:
-    if not (isinstance(entry, list) and len(entry) == 2):
-        raise StimulusError(f"custom test file {str(path)!r}: each pair must be [X stimulus, Y stimulus], got "
-                            f"{entry!r}")
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(member, str) for member in entry)):
+        raise StimulusError(f"custom test file {str(path)!r}: each pair must be [X stimulus, Y stimulus] (two ids or "
+                            f"audio paths), got {entry!r}")
     return (_stimulus_id(entry[0], targets["x"], base, path, "X"),
             _stimulus_id(entry[1], targets["y"], base, path, "Y"))
 

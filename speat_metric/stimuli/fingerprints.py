@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speat_metric.network import UNREACHABLE
+from speat_metric.repo_ids import check_repo_id
 from speat_metric.stimuli.errors import StimulusError
 
 ROLES = ("X", "Y", "A", "B")
@@ -39,7 +40,6 @@ REFERENCE_VERSION = 1
 BENCHMARK_ENVIRONMENT = "SPEAT_BENCHMARK"
 """The environment variable that names the benchmark when ``--benchmark`` is not given."""
 SHORT_LENGTH = 12
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -83,9 +83,9 @@ def benchmark_from_environment(value: str | None = None) -> str | None:
         'my-org/speat-benchmark'
     """
     chosen = value if value is not None else os.environ.get(BENCHMARK_ENVIRONMENT) or None
-    if chosen is not None and not _REPO_ID.match(chosen):
-        where = "--benchmark" if value is not None else f"${BENCHMARK_ENVIRONMENT}"
-        raise ValueError(f"{where} {chosen!r} is not a dataset id; use OWNER/NAME, e.g. my-org/speat-benchmark")
+    if chosen is not None:
+        check_repo_id(chosen, "--benchmark" if value is not None else f"${BENCHMARK_ENVIRONMENT}",
+                      "my-org/speat-benchmark")
     return chosen
 
 

@@ -26,6 +26,7 @@ pipeline to copy into every result. ``DatasetInfo.download_checksums`` lists eve
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +37,14 @@ import datasets
 import pyarrow as pa
 
 from speat_metric import __version__
+from speat_metric.audio import AudioDecodeError, check_audio
 from speat_metric.stimuli.download import file_sha256
-from speat_metric.stimuli.errors import MissingStimuliError, StimulusError
+from speat_metric.stimuli.errors import (
+    DOWNLOADED_FILE_HINT,
+    MissingStimuliError,
+    StimulusError,
+    UnreadableStimulusError,
+)
 from speat_metric.stimuli.selections import (
     MESS_CITATION,
     SAA_CITATION,
@@ -61,10 +68,13 @@ from speat_metric.stimuli.sources import (
     DemoSource,
     DownloadSource,
     FileListSource,
+    Resolution,
     StimulusRef,
     StimulusSource,
     resolve_source,
 )
+
+logger = logging.getLogger(__name__)
 
 PROVENANCE_PREFIX = "speat-provenance: "
 SYNTHETIC_NOTICE = "SYNTHETIC PIPELINE CHECK, NOT A BIAS MEASUREMENT"
@@ -166,17 +176,30 @@ def _license(citations: Sequence[Citation], synthetic: bool) -> str:
     return "; ".join(parts) or "the licences of your own files"
 
 
+def _set_aside_unreadable(resolution: Resolution, *, downloaded: bool, allow_missing: bool) -> None:
+    """Check every resolved file's container before any model loads (`check_audio`: empty, not audio, truncated).
+    An unreadable file stops the work, or with `allow_missing` counts as missing (dropped, its reason recorded)."""
+    for stimulus_id, path in list(resolution.files.items()):
+        try:
+            check_audio(path, name=stimulus_id)
+        except AudioDecodeError as error:
+            message = f"{error}; {DOWNLOADED_FILE_HINT}" if downloaded else str(error)
+            if not allow_missing:
+                raise UnreadableStimulusError(message) from None
+            logger.warning("%s; going on without it (--allow-missing)", message)
+            del resolution.files[stimulus_id]
+            resolution.missing[stimulus_id] = f"unreadable: {error.problem}"
+
+
 def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec | None, config_name: str,
            description: str, citations: Sequence[Citation], allow_missing: bool, progress: bool) -> datasets.Dataset:
     """Resolve the entries' audio, check it, and assemble the dataset with its provenance."""
     synthetic = spec is not None and spec.synthetic
     context = f"the {config_name!r} test" if spec is not None else f"the {config_name} request"
+    if spec is not None and spec.definition_file:
+        context += f" ({spec.definition_file})"
     resolution = source.resolve([entry.ref for entry in entries], progress=progress)
-    for stimulus_id, path in resolution.files.items():
-        if path.stat().st_size == 0:
-            advice = ("speat downloaded it: delete it and run `speat stimuli download` to fetch it again"
-                      if isinstance(source, DownloadSource) else "replace it with the recording")
-            raise StimulusError(f"audio file {str(path)!r} (stimulus {stimulus_id}) is empty (0 bytes); {advice}")
+    _set_aside_unreadable(resolution, downloaded=isinstance(source, DownloadSource), allow_missing=allow_missing)
     if resolution.missing and not allow_missing:
         raise MissingStimuliError(resolution.missing, str(source), context=context)
     kept = [entry for entry in entries if entry.ref.stimulus_id in resolution.files]
@@ -291,6 +314,12 @@ def load_speat_test(
     else:
         spec = demo_speat_test(test, demo_dir=source.path) if isinstance(source, DemoSource) else get_speat_test(test)
     refs, pair_ids = {ref.stimulus_id: ref for ref in stimulus_refs(spec)}, spec.pair_ids
+    if isinstance(source, DemoSource) and not spec.synthetic and any(ref.path is None for ref in refs.values()):
+        raise StimulusError(
+            f"the {spec.name!r} test{f' ({spec.definition_file})' if spec.definition_file else ''} has no a and b of "
+            "its own, so its attributes are the study's Morgan Emotional Speech Set clips, which the synthetic demo "
+            "set does not hold: add --stimuli speat (downloads them; `speat stimuli download` fetches them ahead), "
+            "--stimuli DIR or --stimuli OWNER/NAME for a copy that holds them, or give a and b in the test's file")
     demo_columns: dict[str, dict[str, Any]] = {}
     if spec.synthetic:
         source = source if isinstance(source, DemoSource) else DemoSource()

@@ -44,7 +44,7 @@ from speat_metric.stimuli.download import (
     fetch_json,
     file_sha256,
 )
-from speat_metric.stimuli.errors import DownloadError, RemoteFileMissingError
+from speat_metric.stimuli.errors import DownloadError, RemoteFileMissingError, StimulusError
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +67,22 @@ def default_cache_dir() -> Path:
 
 def saa_base_url(url: str | None = None) -> str:
     """The Speech Accent Archive base URL: `url`, else ``$SPEAT_SAA_BASE_URL``, else accent.gmu.edu/soundtracks."""
-    return (url or os.environ.get(SAA_BASE_URL_ENV) or DEFAULT_SAA_BASE_URL).rstrip("/")
+    return _base_url(url, "--base-url-saa", SAA_BASE_URL_ENV, DEFAULT_SAA_BASE_URL)
 
 
 def zenodo_base_url(url: str | None = None) -> str:
     """The Zenodo base URL: `url`, else ``$SPEAT_ZENODO_BASE_URL``, else https://zenodo.org."""
-    return (url or os.environ.get(ZENODO_BASE_URL_ENV) or DEFAULT_ZENODO_BASE_URL).rstrip("/")
+    return _base_url(url, "--base-url-zenodo", ZENODO_BASE_URL_ENV, DEFAULT_ZENODO_BASE_URL)
+
+
+def _base_url(url: str | None, option: str, variable: str, default: str) -> str:
+    """The chosen base URL without its trailing slash; one that is not http(s) is an error naming where it came from
+    (before anything is requested)."""
+    chosen = url or os.environ.get(variable) or default
+    if not chosen.startswith(("http://", "https://")):
+        where = option if url else f"${variable}"
+        raise StimulusError(f"{where} {chosen!r} is not an http(s) URL; write it in full, e.g. https://{chosen}")
+    return chosen.rstrip("/")
 
 
 @dataclass

@@ -401,7 +401,8 @@ class SpeatTestSpec:
                 items = [(f"custom/{Path(path).stem}", Path(path)) for path in entries]
             for stimulus_id, path in items:
                 if not path.is_file():
-                    raise StimulusError(f"test {name!r}, group {role}: audio file {str(path)!r} does not exist")
+                    problem = "is a directory, not an audio file" if path.is_dir() else "does not exist"
+                    raise StimulusError(f"test {name!r}, group {role}: audio file {str(path)!r} {problem}")
                 if stimulus_id in files and files[stimulus_id] != str(path.resolve()):
                     raise StimulusError(
                         f"test {name!r}: files {files[stimulus_id]!r} and {str(path)!r} would both get the id "

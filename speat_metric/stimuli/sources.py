@@ -354,7 +354,7 @@ class HubSource(StimulusSource):
         return self.endpoint or os.environ.get("HF_ENDPOINT")
 
     def resolve(self, refs: Sequence[StimulusRef], *, progress: bool = True) -> Resolution:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants, snapshot_download
         from huggingface_hub.errors import (
             HfHubHTTPError,
             LocalEntryNotFoundError,
@@ -380,8 +380,15 @@ class HubSource(StimulusSource):
         except RevisionNotFoundError:
             raise StimulusError(f"{label}: the revision does not exist; give a branch, tag or commit of the "
                                 "repository") from None
-        except (HfHubHTTPError, LocalEntryNotFoundError, *UNREACHABLE) as error:
-            raise DownloadError(f"could not download the stimuli from {label}: {error}") from error
+        except LocalEntryNotFoundError:  # offline, or the Hub unreachable, and nothing of it in the local cache
+            why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else \
+                f"the Hub at {self.describe()['endpoint']} could not be reached"
+            raise DownloadError(f"could not download the stimuli from {label}: {why}, and the local Hugging Face "
+                                "cache has no copy of it; connect to the Hub once, or give --stimuli a local "
+                                "directory") from None
+        except (HfHubHTTPError, *UNREACHABLE) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DownloadError(f"could not download the stimuli from {label}: {reason}") from error
         self.commit = folder.name
         resolution.details = {"commit": self.commit}
         label = f"{label} (commit {self.commit})"

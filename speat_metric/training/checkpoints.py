@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speat_metric.files import atomic_write_text
+from speat_metric.files import atomic_write_text, check_writable_directory
 
 logger = logging.getLogger(__name__)
 
 STATE_DIRECTORY = "state"
 TRAINER_STATE = "trainer_state.json"
+RUN_CONFIG = "config.yaml"
+"""The settings of a run, written when it starts (``--resume`` keeps them)."""
 _STEP_DIRECTORY = re.compile(r"^step-(\d+)$")
 
 
@@ -76,6 +78,32 @@ def state_directories(run_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def check_new_run(run_dir: str | Path) -> None:
+    """A new run (no ``--resume``) starts in a new or empty directory: never over another run, whose checkpoints
+    and results would mix with the new run's, nor among other files (the training audio, say).
+
+    Raises:
+        ValueError: `run_dir` (``--out``) is a file or under one, cannot be written, already holds a run (saved
+            states, or the ``config.yaml`` of a run too short to save a state), or holds other files.
+    """
+    from speat_metric.pipeline import is_main_process
+
+    run_dir = Path(run_dir)
+    check_writable_directory(run_dir, "--out", "the run")
+    if states := state_directories(run_dir):
+        raise ValueError(f"--out {run_dir} already holds a run (saved states up to {states[-1].name}); pass "
+                         "--resume to continue it, or choose another --out")
+    if not is_main_process() or not run_dir.is_dir():  # another process may already be making the run's files
+        return
+    if (run_dir / RUN_CONFIG).is_file():
+        raise ValueError(f"--out {run_dir} already holds a run (its {RUN_CONFIG}); pass --resume to continue it, or "
+                         "choose another --out")
+    if entries := sorted(path.name for path in run_dir.iterdir()):
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise ValueError(f"--out {run_dir} is not empty ({shown}) and holds no run: give a new or empty directory "
+                         "for the run")
+
+
 def resolve_resume(run_dir: str | Path, *, resume: bool | str | Path | None) -> Path | None:
     """The state to resume from, or None to start a new run.
 
@@ -91,9 +119,7 @@ def resolve_resume(run_dir: str | Path, *, resume: bool | str | Path | None) -> 
     run_dir = Path(run_dir)
     states = state_directories(run_dir)
     if not resume:
-        if states:
-            raise ValueError(f"--out {run_dir} already holds a run (saved states up to {states[-1].name}); pass "
-                             "--resume to continue it, or choose another --out")
+        check_new_run(run_dir)
         return None
     if resume is True or resume == "latest":
         if not states:

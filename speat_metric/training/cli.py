@@ -65,7 +65,8 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     tracking.add_argument("--permutations", type=int, default=None,
                           help="permutation budget of each SpEAT (default 1000000)")
     tracking.add_argument("--allow-missing", action="store_true", default=None,
-                          help="go on without missing stimuli (they are recorded in every result)")
+                          help="go on without missing or unreadable (empty, truncated) stimuli: they are dropped "
+                          "and recorded in every result")
     tracking.add_argument("--profile", default=None, choices=PROFILE_NAMES,
                           help="extraction profile (default hf; s3prl is our reading of Lin et al. 2024; see "
                           "docs/reproducibility.md)")
@@ -81,6 +82,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                      help="accelerate trackers: none (default), all, or a comma-separated list (tensorboard, wandb, "
                      "mlflow, ...)")
     run.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    parser.set_defaults(interrupted_hint="run the same command with --resume to continue from the last saved state")
 
 
 def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,24 +180,17 @@ def slug(text: str) -> str:
 
 def start_run(args: argparse.Namespace, run_config: Callable[[argparse.Namespace], Any]) -> tuple[Any, Any]:
     """What a recipe command does before its run: check ``--report-to`` (it fails fast), resolve the configuration
-    with the recipe's `run_config`, and silence the libraries' progress bars under ``--no-progress``.
+    with the recipe's `run_config`, and silence the libraries' progress bars (all but downloads' unless
+    ``--no-progress``).
 
     Returns:
         ``(config, report_to)``.
     """
+    from speat_metric.progress import silence_library_progress_bars
     from speat_metric.training.loop import parse_report_to
 
     report_to = parse_report_to(args.report_to)
     config = run_config(args)
-    if args.no_progress:
-        quiet_progress_bars()
+    silence_library_progress_bars(downloads=not args.no_progress)
     return config, report_to
 
-
-def quiet_progress_bars() -> None:
-    """Silence transformers' and huggingface_hub's own progress bars (``--no-progress``)."""
-    import transformers
-    from huggingface_hub.utils import disable_progress_bars
-
-    transformers.utils.logging.disable_progress_bar()
-    disable_progress_bars()
