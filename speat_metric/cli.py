@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    said = getattr(args, "command_parser", parser).prog  # "speat hub annotate": the command as typed
     try:
         return args.handler(args)
     except BrokenPipeError:  # `speat ... | head`: the reader has all it wanted
@@ -67,12 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except (ValueError, OSError, MissingExtraError) as error:  # a file, a download, a model that cannot be read
         _close_progress_bars()
-        print(f"speat {args.command}: error: {error}", file=sys.stderr)
+        print(f"{said}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what happened and how to go on, not a traceback
         _close_progress_bars()
         hint = getattr(args, "interrupted_hint", None)
-        print(f"speat {args.command}: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
+        print(f"{said}: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
         return 130
 
 

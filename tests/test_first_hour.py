@@ -122,8 +122,9 @@ def interrupt(command: list[str], cwd: Path, *, once: Path | str) -> subprocess.
     """Start `command`, press Ctrl-C (SIGINT) once the file `once` exists or its stderr shows that text, and wait."""
     log = cwd / "stderr.log"
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(cwd / "hf"), "SPEAT_CACHE": str(cwd / "cache")}
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, env=environment)
+    with open(log, "w") as stderr:  # Ctrl-C acts as in a terminal even where the test runner ignores SIGINT
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, env=environment,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (once.exists() if isinstance(once, Path) else once in log.read_text()):
         assert process.poll() is None, log.read_text()[-3000:]
@@ -157,7 +158,7 @@ def test_ctrl_c_during_pruning_says_how_to_resume_and_resuming_finishes(tmp_path
     interrupted = interrupt(command, tmp_path, once=second_pruning_step)
     assert interrupted.returncode == 130 and "Traceback" not in interrupted.stderr
     assert interrupted.stderr.strip().splitlines()[-1] == (
-        "speat prune: interrupted; run the same command with --resume to continue from the last saved state")
+        "speat prune heads: interrupted; run the same command with --resume to continue from the last saved state")
     assert not list((tmp_path / "run").rglob("*.partial")), "no half-written file is left behind"
     resumed = speat(*command[1:], "--resume", "--no-progress", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

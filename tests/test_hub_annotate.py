@@ -255,7 +255,7 @@ def test_cli_refuses_a_broken_card_before_evaluating(tmp_path, server):
     completed = run_speat("hub", "annotate", REPO, "--stimuli", "demo", "--allow-synthetic", "--no-progress",
                           env=hub_env(server, tmp_path, HF_TOKEN=BOT), cwd=tmp_path)
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
-    assert "speat hub: error: owner/tiny (main): README.md has a broken speat section" in completed.stderr
+    assert "speat hub annotate: error: owner/tiny (main): README.md has a broken speat section" in completed.stderr
     assert not (tmp_path / "speat-cache" / "embeddings").exists()  # no model was evaluated
     assert server.discussions(REPO) == []
 

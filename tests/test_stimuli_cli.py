@@ -79,7 +79,7 @@ def test_download_reports_what_is_missing_and_exits_1(static_server, stimulus_au
 
 def test_download_refuses_an_unknown_test(tmp_path, capsys: pytest.CaptureFixture) -> None:
     assert main(["stimuli", "download", "--tests", "gender,race", "--cache-dir", str(tmp_path)]) == 2
-    assert "speat stimuli: error: unknown SpEAT test 'race'" in capsys.readouterr().err
+    assert "speat stimuli download: error: unknown SpEAT test 'race'" in capsys.readouterr().err
 
 
 def test_download_with_the_servers_down_says_what_is_cached_and_what_is_missing(

@@ -42,7 +42,8 @@ def fails(capsys, *arguments: str) -> str:
 
 def test_without_a_secret_the_service_does_not_start(capsys, monkeypatch):
     monkeypatch.delenv("SPEAT_WEBHOOK_SECRET")
-    assert "speat hub: error: no webhook secret: set SPEAT_WEBHOOK_SECRET or give --secret-file FILE" in fails(capsys)
+    assert ("speat hub webhook: error: no webhook secret: set SPEAT_WEBHOOK_SECRET or give --secret-file FILE"
+            in fails(capsys))
 
 
 def test_the_secret_cannot_be_given_on_the_command_line(capsys):
