@@ -1,18 +1,17 @@
 """Evaluation records as people read them: a plain-text table, Markdown, or JSON.
 
-`format_p_value` is the one way a p-value is printed (tables, Markdown, model cards, the Space): it never rounds
-0.99986 to ``1`` nor a sampled p at its floor 1/(N+1) to ``0``.
+Numbers are written by `speat_metric.formatting`, the one way every consumer writes them.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
 from speat_metric import profiles
+from speat_metric.formatting import CI_EXCLUDES_ZERO_NOTE, format_ci, format_d, format_p, format_size
 from speat_metric.results import MIN_TARGETS, EvaluationRecord, SpeatResult
 
 FORMATS = ("table", "markdown", "json")
@@ -90,18 +89,7 @@ def format_p_value(result: SpeatResult) -> str:
         >>> format_p_value(result.replace(exact=False, num_permutations=1_000_000, p_value=1 / 1_000_001))
         '<1e-06'
     """
-    p_value = result.p_value
-    if not result.exact and p_value <= 1.5 / (result.num_permutations + 1):
-        bound = 1 / result.num_permutations  # rounded up to 2 significant digits, so it stays a true bound
-        step = 10.0 ** (math.floor(math.log10(bound)) - 1)
-        return f"<{math.ceil(bound / step - 1e-9) * step:.2g}"
-    if p_value >= 1.0:
-        return "1"
-    text = f"{p_value:.2g}"
-    if float(text) >= 1.0:
-        decimals = math.ceil(-math.log10(1.0 - p_value)) + 1
-        text = f"{p_value:.{decimals}f}".rstrip("0")
-    return text
+    return format_p(result.p_value, exact=result.exact, num_permutations=result.num_permutations)
 
 
 def plural(count: int, noun: str) -> str:
@@ -111,10 +99,10 @@ def plural(count: int, noun: str) -> str:
 
 def _row(record: EvaluationRecord) -> tuple[str, ...]:
     result = record.speat
-    interval = "n/a" if result.ci_low is None else f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
     layer = "mean" if record.pooling.get("layer") is None else str(record.pooling["layer"])
     return (record.model_label, record.test, f"{record.groups['X']} vs {record.groups['Y']}", layer, record.profile,
-            f"{result.effect_size:+.2f}", result.effect_size_label, format_p_value(result), interval,
+            format_d(result.effect_size), format_size(result.effect_size_label, result.ci_low, result.ci_high),
+            format_p_value(result), format_ci(result.ci_low, result.ci_high),
             f"{result.n_x}/{result.n_y}", ", ".join(record.labels))
 
 
@@ -139,7 +127,7 @@ def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
                 else "; ".join(f"{test}: {how}" for test, how in kinds.items()))
         notes.append(f"d: SpEAT effect size (positive: X closer to A = {records[0].groups['A']} than Y is); "
                      f"p: one-sided permutation p-value ({kind}; seed {first.seed}); CI: {first.confidence:.0%} "
-                     f"bootstrap interval over targets.")
+                     f"bootstrap interval over targets; {CI_EXCLUDES_ZERO_NOTE}.")
     return notes
 
 
