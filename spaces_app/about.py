@@ -17,10 +17,21 @@ SYNTHETIC_NOTE = ("**Synthetic stimuli.** Results on speat's embedded demo set (
                   "stimuli.")
 
 LEADERBOARD_HELP = """
-One row per model, revision and variant (checkpoint, compression). Click a column header to sort, or a row to open
-its details. Search takes several terms separated by `;`. Results on real and on synthetic stimuli are ranked
-separately.
+One row per model, revision and variant (layer, checkpoint, compression); rows of the same weights, stimuli and
+settings are one row that names the others. **Click a column header to rank by it** (again to reverse), or a row to
+open the model. More columns are under *Columns*. Search takes several terms separated by `;`. Results on real and
+on synthetic stimuli are ranked separately.
 """
+
+
+def board_empty(stimuli: str, count: int) -> str:
+    """What an empty leaderboard says: no results of this kind at all, or none that the filters let through."""
+    if not count:
+        if stimuli == "real":
+            return ("No results on the study's real stimuli are loaded yet: `speat evaluate MODEL --stimuli speat` "
+                    "makes them. The bundled examples are on synthetic stimuli (switch above).")
+        return "No results on synthetic stimuli are loaded: `speat evaluate MODEL` on the demo set makes them."
+    return "No row matches the search and filters: clear the search or tick fewer boxes."
 
 REFERENCE_INTRO = """
 ## Published reference values

@@ -1,13 +1,169 @@
-"""The model detail view: every result of one model, how each was made, the command that reproduces it, its card."""
+"""The model detail view: a plot of the model's d, a compact table of every result, and how each was made.
+
+`detail_curves` is the plot (d over checkpoint steps, else per layer, else per test); `model_detail` is the Markdown
+below it: the header, the results table (numbers written by `speat_metric.formatting`), the provenance every result
+shares written once, then one collapsed ``<details>`` block per recipe with only what differs and the command that
+reproduces it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import json
+from collections.abc import Sequence
 
-from speat_metric.report import reproduce_command
+import pandas as pd
+
+from speat_metric.formatting import (
+    CI_EXCLUDES_ZERO_MARK,
+    CI_EXCLUDES_ZERO_NOTE,
+    format_ci,
+    format_d,
+    format_parameters,
+    format_size,
+)
+from speat_metric.report import format_p_value, ordered_tests, plural, reproduce_command
 from speat_metric.results import EvaluationRecord
-from speat_metric.space import about
-from speat_metric.space.rows import ResultTable, card_url, family, records_of
+from speat_metric.space import about, series
+from speat_metric.space import columns as C
+from speat_metric.space.rows import Compression, ResultTable, card_url, family, is_synthetic, records_of, stimuli_label
+
+RESULT_COLUMNS = ("result", "test", "d", "size", "p", "95% CI")
+"""The columns of the detail's results table."""
+
+STIMULI_KINDS = ("real", "synthetic")
+
+
+# The plot ----------------------------------------------------------------------------------------------------------
+
+def detail_curves(table: ResultTable, run: str, stimuli: str | None = None) -> series.Curves | None:
+    """What the top plot of a model's detail shows, on one kind of stimuli.
+
+    d over checkpoint steps when the model has results at two or more steps; else d per layer when it has results
+    for two or more single layers; else d per test of each of its results, on a categorical x.
+
+    Args:
+        table: the loaded results.
+        run: the model (checkpoints folded into their run, as `rows.models` lists them).
+        stimuli: ``"real"`` or ``"synthetic"``; by default (or when the model has no result on them) the kind most
+            of its results are on, and the curves' note says so.
+
+    Returns:
+        The curves, or None when the model has no results.
+    """
+    rows = records_of(table, run)
+    if rows.empty:
+        return None
+    chosen = stimuli if stimuli in set(rows["stimuli"]) else _main_stimuli(rows)
+    note = f"no results on {stimuli} stimuli: showing its {chosen} ones" if stimuli and stimuli != chosen else ""
+    rows = rows[rows["stimuli"] == chosen]
+    stepped = rows[rows["step"].notna() & (rows["view"] == C.MEAN_VIEW)]
+    if stepped["step"].nunique() >= 2:
+        if (stepped["method"] == C.UNCOMPRESSED).all():
+            curves = series.training_curves(table, [run], chosen)
+        else:  # pruning or distillation checkpoints: `training_curves` draws uncompressed runs only
+            # `series._curve` is the one builder of curve frames; the detail uses it rather than a second one
+            points = series._curve(stepped, series=stepped["run"], panel="", x=stepped["step"].astype(float))
+            curves = series.Curves(points=points, x_label="checkpoint step")
+    else:
+        layers = rows[rows["layer"].notna()].groupby("model", sort=False)["layer"].nunique()
+        if (layers >= 2).any():
+            curves = series.layer_curves(table, str(layers.idxmax()), chosen)
+        else:
+            tests = pd.Categorical(rows["test"], categories=ordered_tests(rows["test"]), ordered=True)
+            points = series._curve(rows, series=result_labels(rows), panel="",
+                                   x=pd.Series(tests, index=rows.index))
+            curves = series.Curves(points=points, x_label="test", categorical_x=True)
+    return dataclasses.replace(curves, note=note) if note else curves
+
+
+def _main_stimuli(rows: pd.DataFrame) -> str:
+    """The kind of stimuli most of the rows are on (real on a tie: those are the measurements)."""
+    return max(STIMULI_KINDS, key=lambda kind: int((rows["stimuli"] == kind).sum()))
+
+
+def result_labels(rows: pd.DataFrame) -> pd.Series:
+    """What tells one model's results apart: checkpoint step, compression, layer view and stimuli, each only when it
+    varies among `rows` (the layer view when nothing does), e.g. ``step 1000`` or ``uncompressed · layer 2``.
+
+    Example:
+        >>> rows = pd.DataFrame({"step": [250.0, 500.0], "method": ["none"] * 2, "compression": ["none"] * 2,
+        ...                      "compression_step": [None] * 2, "view": ["mean over layers"] * 2,
+        ...                      "stimuli_source": ["demo (synthetic)"] * 2})
+        >>> result_labels(rows).tolist()
+        ['step 250', 'step 500']
+    """
+    # A pruning label already names its step (``heads pruning, step 3, ...``): no second "step 3" beside it.
+    named = rows["method"].isin(series.PRUNING_METHODS) & (rows["compression_step"] == rows["step"])
+    parts = pd.DataFrame({
+        "step": rows["step"].map(lambda step: "" if pd.isna(step) else f"step {int(step)}").where(~named, ""),
+        "compression": rows["compression"].where(rows["method"] != C.UNCOMPRESSED, "uncompressed"),
+        "view": rows["view"],
+        "stimuli": rows["stimuli_source"],
+    }, index=rows.index)
+    varying = [column for column in parts.columns if parts[column].nunique() > 1] or ["view"]
+    return pd.Series([" · ".join(part for part in values if part) for values in parts[varying].itertuples(
+        index=False)], index=rows.index, dtype=object)
+
+
+# The Markdown ------------------------------------------------------------------------------------------------------
+
+def model_detail(table: ResultTable, run: str | None) -> str:
+    """Markdown: the model's header, its results table, then how each was made (shared provenance once, one collapsed
+    block per recipe with what differs and the reproduce command)."""
+    if not run:
+        return about.DETAIL_EMPTY
+    rows = records_of(table, run)
+    if rows.empty:
+        return f"No results of `{run}` in {table.origin}."
+    records = [table.record(index) for index in rows["record"]]
+    return "\n".join([*_header(run, records), "", *_results_table(rows, records), "",
+                      *_how_made(records, several_stimuli=rows["stimuli"].nunique() > 1)])
+
+
+def _header(run: str, records: Sequence[EvaluationRecord]) -> list[str]:
+    first = records[0]
+    url = card_url(first)
+    card = f"[model card on the Hub]({url})" if url else "not a Hub model, so no model card"
+    parameters = format_parameters(first.model.num_parameters)
+    size = [] if parameters == "—" else [f"{parameters} parameters", plural(first.model.num_layers, "layer")]
+    lines = [f"## {run}", "", " · ".join([f"**{family(first)}**", *size, card])]
+    if any(is_synthetic(record) for record in records):
+        lines += ["", about.SYNTHETIC_NOTE]
+    return lines
+
+
+def _results_table(rows: pd.DataFrame, records: Sequence[EvaluationRecord]) -> list[str]:
+    """The results table (one row per record, `RESULT_COLUMNS`), and the note on ◆ when a size carries it."""
+    lines = ["### Results", "", "| " + " | ".join(RESULT_COLUMNS) + " |", "|" + "---|" * len(RESULT_COLUMNS)]
+    marked = False
+    for label, record in zip(result_labels(rows), records):
+        result = record.speat
+        size = format_size(result.effect_size_label, result.ci_low, result.ci_high)
+        marked |= CI_EXCLUDES_ZERO_MARK in size
+        cells = (label, record.test, format_d(result.effect_size), size, format_p_value(result),
+                 format_ci(result.ci_low, result.ci_high))
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return [*lines, "", CI_EXCLUDES_ZERO_NOTE] if marked else lines
+
+
+def _how_made(records: Sequence[EvaluationRecord], *, several_stimuli: bool) -> list[str]:
+    """Provenance lines that every recipe shares, once; then per recipe a collapsed block with the rest."""
+    recipes: dict[str, list[EvaluationRecord]] = {}
+    for record in records:
+        recipes.setdefault(_recipe(record), []).append(record)
+    provenances = [_provenance(group) for group in recipes.values()]
+    shared = {field: line for field, line in provenances[0].items()
+              if all(provenance.get(field) == line for provenance in provenances)}
+    lines = ["### How each was made", "", *(["Shared by every result:", ""] if len(recipes) > 1 else []),
+             *shared.values()]
+    for group, provenance in zip(recipes.values(), provenances):
+        own = [line for field, line in provenance.items() if field not in shared]
+        lines += ["", "<details>", f"<summary>{html.escape(_summary(group, several_stimuli=several_stimuli))}"
+                                   "</summary>", "", *own, *([""] if own else []), "Reproduce:", "", "```bash",
+                  reproduce_command(group), "```", "", "</details>"]
+    return lines
 
 
 def _recipe(record: EvaluationRecord) -> str:
@@ -21,70 +177,49 @@ def _recipe(record: EvaluationRecord) -> str:
                        record.environment], sort_keys=True, default=str)
 
 
-def _provenance(record: EvaluationRecord) -> list[str]:
-    result, stimuli = record.speat, record.stimuli
+def _summary(group: Sequence[EvaluationRecord], *, several_stimuli: bool) -> str:
+    """The title of a recipe's block: checkpoint, compression, layers (and stimuli), then its tests."""
+    first = group[0]
+    compression = Compression.of(first)
+    layers = sorted({record.pooling.get("layer") for record in group}, key=lambda layer: -1 if layer is None
+                    else layer)
+    parts = [f"{first.checkpoint.get('name')} (step {first.checkpoint.get('step')})" if first.checkpoint else "",
+             compression.label() if compression else "",
+             C.MEAN_VIEW if layers == [None] else "layers " + ", ".join(map(str, layers)),
+             f"{stimuli_label(first)} stimuli" if several_stimuli else ""]
+    return " · ".join(part for part in parts if part) + ": " + ", ".join(ordered_tests(r.test for r in group))
+
+
+def _provenance(group: Sequence[EvaluationRecord]) -> dict[str, str]:
+    """A recipe's provenance, one Markdown line per field (the checkpoint is named by the block's summary)."""
+    first = group[0]
+    result, stimuli, model = first.speat, first.stimuli, first.model
     source = stimuli.get("source") or {}
     versions = stimuli.get("selection_versions") or {}
     dropped = stimuli.get("dropped_ids") or []
-    model = record.model
     identity = f"revision `{model.revision}`" if model.revision else (
         f"weights sha256 `{model.weights_sha256[:16]}…`" if model.weights_sha256 else "no weights (a feature)")
-    lines = [
-        f"- **model**: `{model.name}` ({model.kind}, {family(record)}), {identity}, {model.num_parameters:,} "
-        f"parameters, {model.num_layers} layers; dtype {model.settings.get('dtype', 'n/a')}",
-        f"- **stimuli**: {source.get('kind', 'unknown') if isinstance(source, dict) else source}"
-        f"{' (SYNTHETIC: a pipeline check, not a bias measurement)' if stimuli.get('synthetic') else ''}, "
-        f"selections {versions.get('selections', 'n/a')}, "
-        f"{'dropped: ' + ', '.join(map(str, dropped)) if dropped else 'nothing dropped'}",
-        f"- **pooling**: {record.pooling.get('frame_pooling', 'mean')} over each clip's frames, then "
-        f"{record.pooling.get('layer_pooling', 'mean')} over layers; profile `{record.profile}`",
-        f"- **statistics**: {'exact enumeration' if result.exact else f'{result.num_permutations:,} random partitions'}"
-        f", alternative {result.alternative}, seed {result.seed}, {result.n_bootstrap:,} bootstrap resamples "
-        f"({result.confidence:.0%} CI{', pairs resampled together' if result.paired else ''}), ddof {result.ddof}",
-        "- **versions**: " + ", ".join(f"{name} {version}" for name, version in record.environment.items()),
-        f"- **created**: {record.created}",
-    ]
-    if record.checkpoint:
-        lines.append(f"- **checkpoint**: {record.checkpoint.get('name')} (step {record.checkpoint.get('step')})")
-    if record.compression:
-        lines.append(f"- **compression**: `{json.dumps(record.compression, sort_keys=True)}`")
-        if record.compression.get("command"):
-            lines.append(f"- **compressed with**: `{record.compression['command']}`")
+    created = sorted({record.created for record in group})
+    lines = {
+        "model": f"- **model**: `{model.name}`, {identity}",
+        "architecture": f"- **architecture**: {model.kind} ({family(first)}), {format_parameters(model.num_parameters)}"
+                        f" parameters, {plural(model.num_layers, 'layer')}; dtype {model.settings.get('dtype', 'n/a')}",
+        "stimuli": f"- **stimuli**: {source.get('kind', 'unknown') if isinstance(source, dict) else source}"
+                   f"{' (SYNTHETIC: a pipeline check, not a bias measurement)' if stimuli.get('synthetic') else ''}, "
+                   f"selections {versions.get('selections', 'n/a')}, "
+                   f"{'dropped: ' + ', '.join(map(str, dropped)) if dropped else 'nothing dropped'}",
+        "pooling": f"- **pooling**: {first.pooling.get('frame_pooling', 'mean')} over each clip's frames, then "
+                   f"{first.pooling.get('layer_pooling', 'mean')} over layers; profile `{first.profile}`",
+        "statistics": f"- **statistics**: "
+                      f"{'exact enumeration' if result.exact else f'{result.num_permutations:,} random partitions'}, "
+                      f"alternative {result.alternative}, seed {result.seed}, {result.n_bootstrap:,} bootstrap "
+                      f"resamples ({result.confidence:.0%} CI{', pairs resampled together' if result.paired else ''})"
+                      f", ddof {result.ddof}",
+        "versions": "- **versions**: " + ", ".join(f"{name} {version}" for name, version in first.environment.items()),
+        "created": f"- **created**: {created[0]}" + (f" to {created[-1]}" if len(created) > 1 else ""),
+    }
+    if first.compression:
+        lines["compression"] = f"- **compression**: `{json.dumps(first.compression, sort_keys=True)}`"
+        if first.compression.get("command"):
+            lines["compressed with"] = f"- **compressed with**: `{first.compression['command']}`"
     return lines
-
-
-def model_detail(table: ResultTable, run: str | None) -> str:
-    """Markdown: the model's results table, then one block per recipe with its provenance and command."""
-    if not run:
-        return about.DETAIL_EMPTY
-    rows = records_of(table, run)
-    if rows.empty:
-        return f"No results of `{run}` in {table.origin}."
-    records = [table.record(index) for index in rows["record"]]
-    first = records[0]
-    url = card_url(first)
-    header = [f"## {run}", "", f"**{family(first)}** · {first.model.num_parameters / 1e6:.2f}M parameters · "
-              f"{first.model.num_layers} layers · " + (f"[model card on the Hub]({url})" if url else
-                                                       "not a Hub model, so no model card")]
-    if any(row == "synthetic" for row in rows["stimuli"]):
-        header += ["", about.SYNTHETIC_NOTE]
-    table_lines = ["", "### Results", "",
-                   "| model | test | X vs Y | layers | d | size | p | 95% CI | n X/Y | stimuli | compression |",
-                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (_, row), record in zip(rows.iterrows(), records):
-        table_lines.append(
-            f"| {row['model_md']} | {row['test']} | {row['groups']} | {row['view']} | {row['d']:+.3f} | {row['size']} "
-            f"| {row['p']:.3g} | {row['ci']} | {record.speat.n_x}/{record.speat.n_y} | {row['stimuli_source']} "
-            f"| {row['compression']} |")
-    recipes: dict[str, list[EvaluationRecord]] = {}
-    for record in records:
-        recipes.setdefault(_recipe(record), []).append(record)
-    blocks = ["", "### How each was made"]
-    for group in recipes.values():
-        views = sorted({record.pooling.get("layer") for record in group}, key=lambda layer: -1 if layer is None
-                       else layer)
-        tests = ", ".join(dict.fromkeys(record.test for record in group))
-        view_text = "mean over layers" if views == [None] else "layers " + ", ".join(map(str, views))
-        blocks += ["", f"#### {group[0].model_label}: {tests} ({view_text})", "", *_provenance(group[0]), "",
-                   "Reproduce:", "", "```bash", reproduce_command(group), "```"]
-    return "\n".join(header + table_lines + blocks)

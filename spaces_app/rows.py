@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from speat_metric.formatting import format_ci, format_d, format_p, format_parameters, format_size
 from speat_metric.report import ordered_tests
-from speat_metric.results import EvaluationRecord, display_name
+from speat_metric.results import EvaluationRecord, display_name, effect_size_label
 from speat_metric.space import columns as C
 
 HUB_URL = "https://huggingface.co"
@@ -68,8 +69,10 @@ class Compression:
         parts = [f"{self.method} pruning"]
         if self.step is not None:
             parts.append(f"step {self.step}")
-        if self.parameters_removed is not None:
-            parts.append(f"{self.parameters_removed / 1e6:.2f}M removed")
+        if self.parameters_removed:
+            parts.append(f"{format_parameters(self.parameters_removed)} removed")
+        elif self.parameters_removed == 0:
+            parts.append("nothing removed")
         elif self.sparsity is not None:
             parts.append(f"sparsity {self.sparsity:.0%}")
         return ", ".join(parts)
@@ -149,7 +152,7 @@ def record_fields(index: int, record: EvaluationRecord) -> dict[str, Any]:
         parameters = compression.parameters_remaining
     label = record.model_label
     url = card_url(record)
-    ci = "n/a" if result.ci_low is None else f"[{result.ci_low:+.2f}, {result.ci_high:+.2f}]"
+    ci = format_ci(result.ci_low, result.ci_high)
     revision = record.model.revision or (f"sha256 {record.model.weights_sha256[:12]}"
                                          if record.model.weights_sha256 else "")
     fields = {
@@ -164,7 +167,9 @@ def record_fields(index: int, record: EvaluationRecord) -> dict[str, Any]:
         "student_layers": compression.layers if compression else None,
         "step": (record.checkpoint or {}).get("step"),
         "test": record.test, "groups": f"{record.groups.get('X', 'X')} vs {record.groups.get('Y', 'Y')}",
-        "d": float(result.effect_size), "size": result.effect_size_label, "p": float(result.p_value),
+        "d": float(result.effect_size), "size": format_size(result.effect_size_label, result.ci_low, result.ci_high),
+        "p": float(result.p_value),
+        "p_text": format_p(result.p_value, exact=result.exact, num_permutations=result.num_permutations),
         "ci_low": result.ci_low, "ci_high": result.ci_high, "ci": ci,
         "stimuli": "synthetic" if is_synthetic(record) else "real", "stimuli_source": stimuli_label(record),
         "view": layer_view(record), "layer": record.pooling.get("layer"),
@@ -174,6 +179,8 @@ def record_fields(index: int, record: EvaluationRecord) -> dict[str, Any]:
         "fingerprint": record.stimulus_fingerprint or "",
         "benchmark_fingerprint": ((record.fingerprint or {}).get("reference") or {}).get("test") or "",
         "stimuli_differ": "stimuli-differ" in record.labels,
+        "identity": record.model.weights_sha256 or f"{record.model.name}@{record.model.revision or ''}",
+        "num_layers": record.model.num_layers, "label_tuple": tuple(record.labels),
     }
     fields["variant"] = json.dumps([label, revision, record.compression, record.profile, fields["stimuli"],
                                     fields["view"], fields["frame_pooling"]], sort_keys=True, default=str)
@@ -230,7 +237,8 @@ _FRAME_COLUMNS = (
     "record", "name", "run", "model", "model_md", "family", "params", "size_bucket", "method", "compression",
     "compression_step", "origin", "removed", "student_layers", "step", "test", "groups", "d", "size", "p", "ci_low",
     "ci_high", "ci", "stimuli", "stimuli_source", "view", "layer", "frame_pooling", "profile", "labels", "how",
-    "created", "revision", "has_scores", "fingerprint", "benchmark_fingerprint", "stimuli_differ", "variant")
+    "created", "revision", "has_scores", "fingerprint", "benchmark_fingerprint", "stimuli_differ", "identity",
+    "num_layers", "label_tuple", "p_text", "variant")
 """The keys of `record_fields`, in order (the columns of an empty table too)."""
 
 
@@ -297,36 +305,154 @@ def audio_status(row: Any, references: dict[tuple[str, str], AudioReference]) ->
     return REFERENCE_AUDIO if same else OTHER_AUDIO
 
 
+COMPUTED_MEAN = "mean-of-layer-d"
+"""The label of a leaderboard row computed from a model's per-layer results (it has no mean-over-layers result)."""
+
+COMPUTED_MEAN_NOTE = ("d averaged over the model's per-layer results (it was evaluated per layer only): not the d "
+                      "of its mean-pooled layers, and without p or CI.")
+
+
 def _leaderboard(frame: pd.DataFrame, tests: tuple[str, ...]) -> pd.DataFrame:
-    headers = [column.name for column in C.leaderboard_columns(tests)]
+    """One row per variant: display texts under the column headers, ``_sort:<header>`` sort values, ``_raw:`` full
+    precision numbers for exports, and ``_``-prefixed filter keys and model-cell parts."""
     if frame.empty:
-        return pd.DataFrame(columns=[*headers, "_variant", "_search", "_family", "_size", "_method", "_stimuli",
-                                     "_view", "_run", "_layer"])
-    first = frame.drop_duplicates("variant").set_index("variant")
-    audio = frame.groupby("variant").apply(_audio_cell, include_groups=False)
-    marked = first["model_md"] + audio.reindex(first.index).map(lambda cell: " ⚠" if cell.startswith("⚠") else "")
-    board = pd.DataFrame({
-        C.MODEL: marked, C.AUDIO: audio.reindex(first.index), "family": first["family"],
-        "params (M)": (first["params"] / 1e6).round(2),
-        "compression": first["compression"], "revision": first["revision"], "layers": first["view"],
-        "stimuli": first["stimuli_source"], "profile": first["profile"], "how it was made": first["how"],
-        "labels": first["labels"], "created": first["created"],
-    }, index=first.index)
-    for test in tests:
-        of_test = frame[frame["test"] == test].set_index("variant")
-        board[C.d_column(test)] = of_test["d"].round(2)
-        board[f"{test} size"] = of_test["size"]
-        board[f"{test} p"] = of_test["p"].map(lambda p: float(f"{p:.3g}"))
-        board[f"{test} CI"] = of_test["ci"]
-    standard = [C.d_column(test) for test in tests if test in C.STANDARD_TESTS] or [C.d_column(t) for t in tests]
-    board[C.MEAN_ABS_D] = board[standard].abs().mean(axis=1, skipna=True).round(2)
-    board = board[headers]
-    board["_variant"] = first.index
-    board["_search"] = (first["model"] + " " + first["family"] + " " + first["compression"]).str.lower()
-    board["_family"], board["_size"], board["_method"] = first["family"], first["size_bucket"], first["method"]
-    board["_stimuli"], board["_view"], board["_run"] = first["stimuli"], first["view"], first["run"]
-    board["_layer"] = first["layer"]
+        return pd.DataFrame(columns=[column.name for column in C.leaderboard_columns(tests)])
+    variants = [_variant_row(rows, tests) for _, rows in frame.groupby("variant", sort=False)]
+    computed, incomplete = _computed_means(frame, tests)
+    board = pd.DataFrame(variants + computed)
+    board["_per_layer_only"] = board["_model_key"].isin(incomplete) & (board["_view"] != C.MEAN_VIEW)
+    board = _fold_duplicates(board, tests)
     return board.reset_index(drop=True)
+
+
+def _variant_row(rows: pd.DataFrame, tests: tuple[str, ...], *, computed: bool = False) -> dict[str, Any]:
+    """The leaderboard row of one variant's results (one per test)."""
+    first = rows.iloc[0]
+    by_test = rows.drop_duplicates("test", keep="last").set_index("test")
+    labels = tuple(dict.fromkeys(label for labels in rows["label_tuple"] for label in labels))
+    if computed:
+        labels = (*labels, COMPUTED_MEAN)
+    row: dict[str, Any] = {
+        "_variant": first["variant"], "_run": first["run"], "_label": first["model"],
+        "_link": _link_of(first["model_md"]), "_detail": distinction(first, computed=computed),
+        "_aliases": "", "_labels": labels, "_audio_warning": False, "_computed": computed,
+        "_per_layer_only": False, "_search": f"{first['model']} {first['family']} {first['compression']}".lower(),
+        "_family": first["family"], "_size": first["size_bucket"], "_method": first["method"],
+        "_stimuli": first["stimuli"], "_view": C.MEAN_VIEW if computed else first["view"], "_layer": first["layer"],
+        "_identity": first["identity"], "_profile": first["profile"], "_frame_pooling": first["frame_pooling"],
+        "_model_key": model_key(first),
+        "_fingerprints": "|".join(f"{test}:{print_}" for test, print_ in zip(by_test.index, by_test["fingerprint"])),
+    }
+    standard = [test for test in tests if test in C.STANDARD_TESTS] or list(tests)
+    for test in tests:
+        result = by_test.loc[test] if test in by_test.index else None
+        d = None if result is None else float(result["d"])
+        row.update({
+            C.d_column(test): format_d(d) if result is not None else "",
+            f"{test} size": "" if result is None else result["size"],
+            f"{test} p": "" if result is None else result["p_text"],
+            f"{test} CI": "" if result is None else result["ci"],
+            f"_sort:{C.d_column(test)}": None if d is None else abs(d),
+            f"_sort:{test} size": None if d is None else abs(d),
+            f"_sort:{test} p": None if result is None or computed else float(result["p"]),
+            f"_sort:{test} CI": None if result is None or pd.isna(result["ci_low"]) else float(result["ci_low"]),
+            f"_raw:{test}:d": d,
+            f"_raw:{test}:p": None if result is None or computed else float(result["p"]),
+            f"_raw:{test}:ci_low": None if result is None or pd.isna(result["ci_low"]) else float(result["ci_low"]),
+            f"_raw:{test}:ci_high": None if result is None or pd.isna(result["ci_high"]) else float(result["ci_high"]),
+            f"_raw:{test}:groups": "" if result is None else result["groups"],
+            f"_raw:{test}:audio": "" if result is None else result["audio"],
+        })
+    present = [row[f"_raw:{test}:d"] for test in standard if row[f"_raw:{test}:d"] is not None]
+    mean_abs = sum(abs(d) for d in present) / len(present) if present else None
+    audio = _audio_cell(rows)
+    row.update({
+        C.MEAN_ABS_D: "" if mean_abs is None else f"{mean_abs:.2f}", f"_sort:{C.MEAN_ABS_D}": mean_abs,
+        "_raw:mean_abs_d": mean_abs, C.MODEL: first["model"], f"_sort:{C.MODEL}": first["model"].lower(),
+        C.AUDIO: audio, "_audio_warning": audio.startswith("⚠"), "family": first["family"],
+        "params": format_parameters(first["params"]), "_sort:params": float(first["params"]),
+        "_raw:params": float(first["params"]), "compression": first["compression"], "revision": first["revision"],
+        "layers": row["_view"], "stimuli": first["stimuli_source"], "profile": first["profile"],
+        "how it was made": COMPUTED_MEAN_NOTE if computed else first["how"], "labels": ", ".join(labels),
+        "created": first["created"],
+    })
+    return row
+
+
+def distinction(row: pd.Series, *, computed: bool = False) -> str:
+    """What tells a result's row from its neighbours: its layer (or the computed mean over layers), checkpoint step
+    and compression; "" for a plain model's mean over layers."""
+    parts = []
+    if computed:
+        parts.append("mean of d over its layers")
+    elif row["view"] != C.MEAN_VIEW:
+        parts.append(row["view"])
+    if row["method"] != C.UNCOMPRESSED:
+        parts.append(row["compression"])
+    elif pd.notna(row["step"]) and " @ " not in row["model"]:
+        parts.append(f"step {int(row['step'])}")
+    return " · ".join(parts)
+
+
+def _link_of(model_md: str) -> str | None:
+    found = re.search(r"\]\((https://[^)]+)\)$", model_md)
+    return found.group(1) if found else None
+
+
+def _computed_means(frame: pd.DataFrame, tests: tuple[str, ...]) -> tuple[list[dict[str, Any]], set[str]]:
+    """(rows for models evaluated per layer only on every layer: the mean of d over their layers, the model keys
+    of those evaluated per layer only on some layers: their per-layer rows show in the mean-over-layers view)."""
+    made, incomplete = [], set()
+    layered = frame[frame["layer"].notna()]
+    keys = layered.apply(model_key, axis=1) if len(layered) else pd.Series(dtype=str)
+    pooled = set(frame[frame["layer"].isna()].apply(model_key, axis=1)) if frame["layer"].isna().any() else set()
+    for key, rows in layered.groupby(keys, sort=False):
+        if key in pooled:
+            continue
+        layers = set(rows["layer"].astype(int))
+        if layers == set(range(int(rows["num_layers"].iloc[0]))):
+            means = rows.groupby("test").agg(d=("d", "mean")).reset_index()
+            template = rows.drop_duplicates("test").set_index("test").loc[means["test"]].reset_index()
+            template = template.assign(d=means["d"].to_numpy(), ci_low=None, ci_high=None, ci="n/a", p_text="n/a",
+                                       size=[format_size(effect_size_label(d), None, None) for d in means["d"]],
+                                       view=C.MEAN_VIEW, layer=None, variant=f"computed:{key}")
+            made.append(_variant_row(template, tests, computed=True))
+        else:
+            incomplete.add(key)
+    return made, incomplete
+
+
+def model_key(row: pd.Series) -> str:
+    """A result's model without its layer: the same weights, checkpoint, compression, recipe and stimuli."""
+    return "|".join(str(row[key]) for key in ("model", "revision", "compression", "profile", "stimuli",
+                                               "frame_pooling"))
+
+
+def _fold_duplicates(board: pd.DataFrame, tests: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of the same weights (hash), stimuli, profile and pooling with the same d in every test are one row:
+    the plain model's (or the shortest name) stays and names the others as aliases."""
+    d_values = board[[f"_raw:{test}:d" for test in tests]].apply(
+        lambda values: "|".join("" if value is None or pd.isna(value) else f"{value:.9f}" for value in values), axis=1)
+    key = (board["_identity"] + "|" + board["_stimuli"] + "|" + board["_fingerprints"] + "|" + board["_profile"]
+           + "|" + board["_view"] + "|" + board["_frame_pooling"] + "|" + board["_computed"].astype(str) + "|"
+           + d_values)
+    board = board.assign(_key=key, _plain=(board["_method"] != C.UNCOMPRESSED) | board["_label"].str.contains(" @ "),
+                         _length=board["_label"].str.len())
+    kept = []
+    for _, group in board.groupby("_key", sort=False):
+        group = group.sort_values(["_plain", "_length"], kind="stable")
+        row = group.iloc[0].copy()
+        others = [_alias(other, row["_label"]) for _, other in group.iloc[1:].iterrows()]
+        row["_aliases"] = "; ".join(others)
+        kept.append(row)
+    return pd.DataFrame(kept).drop(columns=["_key", "_plain", "_length"])
+
+
+def _alias(row: pd.Series, kept: str) -> str:
+    """How a folded row is named beside the row it is folded into (its name only when it differs)."""
+    if not row["_detail"]:
+        return row["_label"]
+    return row["_detail"] if row["_label"] == kept else f"{row['_label']} ({row['_detail']})"
 
 
 @dataclass(frozen=True)
@@ -340,14 +466,21 @@ class LeaderboardQuery:
     stimuli: str = "real"
     view: str = C.MEAN_VIEW
     columns: tuple[str, ...] | None = None
-    sort_by: str = C.SORT_CHOICES[0]
+    sort: C.SortOrder = C.SortOrder()
 
 
 def query_leaderboard(table: ResultTable, query: LeaderboardQuery) -> pd.DataFrame:
-    """The leaderboard rows and columns the query selects, ranked (ties keep their order)."""
+    """The leaderboard rows the query selects, ranked (ties keep their order; rows without the key last), with all
+    their columns (`visible_columns` says which to show)."""
     board = table.leaderboard
+    if board.empty:
+        return board
     mask = board["_stimuli"] == query.stimuli
-    if query.view != C.ALL_VIEWS:
+    if query.view == C.MEAN_VIEW:
+        mask &= (board["_view"] == C.MEAN_VIEW) | board["_per_layer_only"]
+    elif query.view == C.ALL_VIEWS:
+        mask &= ~board["_computed"]
+    else:
         mask &= board["_view"] == query.view
     for values, key in ((query.families, "_family"), (query.sizes, "_size"), (query.methods, "_method")):
         if values:
@@ -359,13 +492,21 @@ def query_leaderboard(table: ResultTable, query: LeaderboardQuery) -> pd.DataFra
             found |= board["_search"].str.contains(term, regex=False)
         mask &= found
     selected = board[mask]
-    if query.sort_by == "model":
-        selected = selected.sort_values(C.MODEL, kind="stable")
-    elif query.sort_by == "params (M)":
-        selected = selected.sort_values("params (M)", kind="stable")
-    else:
-        selected = selected.sort_values(C.MEAN_ABS_D, kind="stable", na_position="last")
-    return selected[visible_columns(table, query.columns)]
+    key = f"_sort:{query.sort.column}"
+    if key not in selected.columns:
+        key = query.sort.column if query.sort.column in selected.columns else f"_sort:{C.MEAN_ABS_D}"
+    return selected.sort_values(key, ascending=not query.sort.descending, kind="stable", na_position="last")
+
+
+def per_layer_only(table: ResultTable, selected: pd.DataFrame) -> str:
+    """A note naming the models shown by their per-layer rows in the mean-over-layers view, else ``""``."""
+    if selected.empty or "_per_layer_only" not in selected:
+        return ""
+    names = sorted(set(selected.loc[selected["_per_layer_only"], "_label"]))
+    if not names:
+        return ""
+    return (f"{', '.join(names)}: evaluated per layer only, and not on every layer, so shown by layer (no mean "
+            "over layers can be computed).")
 
 
 def audio_summary(table: ResultTable, selected: pd.DataFrame, stimuli: str) -> str:
@@ -402,16 +543,6 @@ def visible_columns(table: ResultTable, chosen: Sequence[str] | None) -> list[st
     if chosen is None:
         chosen = [column.name for column in all_columns if column.shown_by_default]
     return [column.name for column in all_columns if column.never_hidden or column.name in chosen]
-
-
-def column_datatypes(table: ResultTable, names: Sequence[str]) -> list[str]:
-    types = {column.name: column.datatype for column in C.leaderboard_columns(table.tests)}
-    return [types[name] for name in names]
-
-
-def column_widths(table: ResultTable, names: Sequence[str]) -> list[str]:
-    widths = {column.name: f"{column.width}px" for column in C.leaderboard_columns(table.tests)}
-    return [widths[name] for name in names]
 
 
 def optional_columns(table: ResultTable) -> tuple[list[str], list[str]]:

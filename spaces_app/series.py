@@ -20,18 +20,25 @@ from speat_metric.space.rows import ResultTable
 from speat_metric.statistics import effect_size
 
 PRUNING_METHODS = ("heads", "rows", "weights")
+UNPRUNED = "unpruned model"
+"""What the dashed references of the pruning curves are."""
 CURVE_COLUMNS = ["series", "panel", "test", "x", "d", "ci_low", "ci_high"]
 
 
 @dataclass(frozen=True)
 class Curves:
-    """Points to draw, the x axis, and per-panel dashed reference values of d by test (e.g. the unpruned model)."""
+    """Points to draw, the x axis, and per-panel dashed reference values of d by test (e.g. the unpruned model).
+
+    ``reference_label`` says what the references are (``unpruned model``, ``mean over layers``): the figure's legend
+    and its text alternative name the dashed lines with it, so no title has to.
+    """
 
     points: pd.DataFrame
     x_label: str
     references: dict[str, dict[str, float]] = field(default_factory=dict)
     categorical_x: bool = False
     note: str = ""
+    reference_label: str = ""
 
     @property
     def empty(self) -> bool:
@@ -108,7 +115,7 @@ def pruning_curves(table: ResultTable, origin: str, stimuli: str) -> Curves:
         unpruned = unpruned.drop_duplicates("test", keep="last")
         references[f"{method} pruning"] = dict(zip(unpruned["test"], unpruned["d"])) or fallback
     note = "" if all(references.values()) else f"no unpruned result of {origin}: the dashed reference is missing"
-    return Curves(points, label, references=references, note=note)
+    return Curves(points, label, references=references, note=note, reference_label=UNPRUNED)
 
 
 # Distillation (Figure 3) -------------------------------------------------------------------------------------------
@@ -152,7 +159,8 @@ def layer_curves(table: ResultTable, model: str, stimuli: str) -> Curves:
     pooled = rows[rows["layer"].isna()].drop_duplicates("test", keep="last")
     layered = rows[rows["layer"].notna()]
     return Curves(_curve(layered, series=model, panel="", x=layered["layer"].astype(float)),
-                  "layer (0 = input embedding layer)", references={"": dict(zip(pooled["test"], pooled["d"]))})
+                  "layer (0 = input embedding layer)", references={"": dict(zip(pooled["test"], pooled["d"]))},
+                  reference_label=C.MEAN_VIEW)
 
 
 # Association scores ------------------------------------------------------------------------------------------------

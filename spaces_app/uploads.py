@@ -1,12 +1,18 @@
-"""Uploaded embeddings (CSV or NPZ) -> the SpEAT result of the ``evaluate`` module and the per-target scores.
+"""Uploaded embeddings (CSV or NPZ) -> the SpEAT result of the ``evaluate`` module, the per-target scores, and the
+Markdown that shows them (or, inline, why a file could not be used).
 
 CSV: a ``group`` (or ``role``) column with X, Y, A or B, an optional ``id`` (or ``stimulus_id``) column, and one
-numeric column per embedding dimension. NPZ: arrays ``X``, ``Y``, ``A``, ``B`` (rows = stimuli), or ``embeddings``
-with ``groups`` (and optionally ``ids``); object arrays are refused (files are loaded without pickle).
+numeric column per embedding dimension, separated by commas, semicolons or tabs (with ``;`` or tabs, as Excel writes
+in many locales, numbers may have decimal commas: ``0,25``). NPZ: arrays ``X``, ``Y``, ``A``, ``B`` (rows = stimuli),
+or ``embeddings`` with ``groups`` (and optionally ``ids``); object arrays are refused (files are loaded without
+pickle).
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,12 +21,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from speat_metric.formatting import (
+    CI_EXCLUDES_ZERO_MARK,
+    CI_EXCLUDES_ZERO_NOTE,
+    format_ci,
+    format_d,
+    format_p,
+    format_size,
+)
 from speat_metric.space.series import scores_frame
 from speat_metric.statistics import association_scores
 
 ROLES = ("X", "Y", "A", "B")
 _GROUP_COLUMNS = ("group", "role")
 _ID_COLUMNS = ("id", "stimulus_id")
+DELIMITERS = ",;\t"
+"""The column separators a CSV upload may use."""
+_SNIFFED_LINES = 20
 
 
 class EmbeddingsFileError(ValueError):
@@ -64,9 +81,33 @@ def read_embeddings(path: str | Path) -> UploadedEmbeddings:
     return upload
 
 
-def _read_csv(path: Path) -> UploadedEmbeddings:
+def csv_dialect(path: Path) -> tuple[str, str]:
+    """The (column separator, decimal mark) of a CSV file, from its first lines.
+
+    The separator is whichever of ``,`` ``;`` and tab splits every line alike (`csv.Sniffer`), ``,`` when none does
+    (a file of one column). Where the separator is not a comma, a comma between digits is a decimal comma.
+
+    Raises:
+        EmbeddingsFileError: the file is not text.
+    """
     try:
-        frame = pd.read_csv(path)
+        with path.open(encoding="utf-8-sig", newline="") as file:
+            sample = "".join(itertools.islice(file, _SNIFFED_LINES))
+    except UnicodeDecodeError as error:
+        raise EmbeddingsFileError(f"{path.name} is not a readable CSV file ({error.reason}); save it as UTF-8 "
+                                  "text") from None
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:  # one column, or too few lines to tell: nothing to split
+        delimiter = ","
+    decimal = "," if delimiter != "," and re.search(r"\d,\d", sample) else "."
+    return delimiter, decimal
+
+
+def _read_csv(path: Path) -> UploadedEmbeddings:
+    delimiter, decimal = csv_dialect(path)
+    try:
+        frame = pd.read_csv(path, sep=delimiter, decimal=decimal)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise EmbeddingsFileError(f"{path.name} is not a readable CSV file: {error}") from None
     lower = {str(column).strip().lower(): column for column in frame.columns}
@@ -79,7 +120,10 @@ def _read_csv(path: Path) -> UploadedEmbeddings:
     values = frame.drop(columns=[column for column in (group_column, id_column) if column is not None])
     text = [str(column) for column in values.columns if not pd.api.types.is_numeric_dtype(values[column])]
     if text:
-        raise EmbeddingsFileError(f"{path.name}: embedding columns must be numbers; not numeric: {', '.join(text[:5])}")
+        # a separator other than "," makes decimal commas possible, so the two marks may have been mixed
+        hint = "; write every number with the same decimal mark" if delimiter != "," else ""
+        raise EmbeddingsFileError(f"{path.name}: embedding columns must be numbers; not numeric: {', '.join(text[:5])}"
+                                  + hint)
     if values.shape[1] == 0:
         raise EmbeddingsFileError(f"{path.name} has no embedding columns besides the group (and id) column")
     missing = values.index[values.isna().any(axis=1)].tolist()
@@ -149,3 +193,73 @@ def upload_scores(upload: UploadedEmbeddings, result: dict[str, Any]) -> pd.Data
     n_x = len(upload.of("X"))
     return scores_frame({"X": (upload.ids_of("X"), s[:n_x]), "Y": (upload.ids_of("Y"), s[n_x:])},
                         groups={"X": "X", "Y": "Y"}, d=result["effect_size"], ddof=result["ddof"])
+
+
+# Markdown -----------------------------------------------------------------------------------------------------------
+
+def upload_summary(name: str, result: dict[str, Any], frame: pd.DataFrame) -> str:
+    """Markdown of an upload's SpEAT result: a heading naming the file, d, size, p, CI and group sizes (written by
+    `speat_metric.formatting`), how p was computed, then which targets move d most (`scores_summary`).
+
+    Args:
+        name: the uploaded file (a path is shown by its file name).
+        result: the ``evaluate`` module's result (`evaluate_upload`).
+        frame: its per-target scores (`upload_scores`).
+    """
+    d, low, high = result["effect_size"], result["ci_low"], result["ci_high"]
+    size = format_size(result["effect_size_label"], low, high)
+    p = format_p(result["p_value"], exact=result["exact"], num_permutations=result["num_permutations"])
+    how = "every partition enumerated" if result["exact"] else f"{result['num_permutations']:,} random partitions"
+    lines = [f"### SpEAT of `{_file_name(name)}`", "",
+             f"| d | size | p | {result['confidence']:.0%} CI | X/Y/A/B |", "|---|---|---|---|---|",
+             f"| {format_d(d)} | {size} | {p} | {format_ci(low, high)} | "
+             f"{result['n_x']}/{result['n_y']}/{result['n_a']}/{result['n_b']} |", "",
+             f"p: alternative {result['alternative']}, {how}, seed {result['seed']}."]
+    if CI_EXCLUDES_ZERO_MARK in size:
+        lines += ["", CI_EXCLUDES_ZERO_NOTE]
+    return "\n".join([*lines, "", scores_summary(frame, d, {"X": "X", "Y": "Y"})])
+
+
+def scores_summary(frame: pd.DataFrame, effect: float, groups: dict[str, str]) -> str:
+    """Markdown: the mean s(w) of X and Y, what d is, and the three targets that move d most.
+
+    Args:
+        frame: per-target scores as `speat_metric.space.series.scores_frame` builds them (largest influence first).
+        effect: d of the result the scores belong to.
+        groups: role -> group name, e.g. ``{"X": "female", "Y": "male"}``.
+    """
+    means = frame.groupby("role")["s(w)"].mean()
+    # s(w) is a difference of mean cosines, often below 0.01: four decimals, not the two of d
+    lines = [f"Mean s(w): X ({groups.get('X')}) {means.get('X', np.nan):+.4f}, Y ({groups.get('Y')}) "
+             f"{means.get('Y', np.nan):+.4f}. d = {format_d(effect)} is their difference over the pooled standard "
+             "deviation.", "", "Targets that move d most (d minus d without them):"]
+    lines += [f"- `{row['stimulus']}` ({row['group']}): s = {row['s(w)']:+.4f}, "
+              f"influence {format_d(row['influence on d'])}" for _, row in frame.head(3).iterrows()]
+    return "\n".join(lines)
+
+
+def error_summary(name: str | None, error: Exception | str) -> str:
+    """One line of Markdown, shown where the results would be, naming the file and what is wrong with it.
+
+    Example:
+        >>> error_summary("/tmp/up/e.csv", EmbeddingsFileError("e.csv has no 'group' column; add one"))
+        "**⚠ Could not use `e.csv`:** the file has no 'group' column; add one"
+        >>> error_summary(None, "Upload a .csv or .npz file of embeddings first.")
+        '**⚠ No file to use:** Upload a .csv or .npz file of embeddings first.'
+    """
+    message = " ".join(str(error).split())  # one line, whatever the error held
+    if not name:
+        return f"**⚠ No file to use:** {message}"
+    shown = _file_name(name)
+    # `read_embeddings` messages start with the file name, which the bold prefix already gives
+    if message.startswith(f"{shown}: "):
+        message = message[len(shown) + 2:]
+    elif message.startswith(f"{shown} "):
+        message = "the file " + message[len(shown) + 1:]
+    return f"**⚠ Could not use `{shown}`:** {message}"
+
+
+def _file_name(name: str) -> str:
+    """How a file is named to the user: its name without the folder (an upload's is a temporary one), no backticks
+    (they would end the code span it is shown in)."""
+    return Path(name).name.replace("`", "'")

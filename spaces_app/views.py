@@ -14,7 +14,8 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from speat_metric.space import about, detail, model_runs, plots, reference, rows, series, uploads
+from speat_metric.formatting import format_d
+from speat_metric.space import about, board, detail, model_runs, plots, reference, rows, series, uploads
 from speat_metric.space import columns as C
 from speat_metric.space.store import RecordStore
 
@@ -40,47 +41,81 @@ class SpaceViews:
                 gr.update(visible=stimuli == "synthetic"))
 
     def stimuli_choice(self, current: str | None = None) -> Any:
+        """The stimuli switch: the kind chosen stays chosen (an empty kind shows why it is empty); the first load
+        picks real stimuli when there are results on them."""
         table = self.table
         choices = [(f"{label} · {table.count(value)} results", value) for label, value in C.STIMULI_CHOICES]
-        value = current if current in ("real", "synthetic") and table.count(current) else rows.default_stimuli(table)
+        value = current if current in ("real", "synthetic") else rows.default_stimuli(table)
         return gr.update(choices=choices, value=value)
 
     # Leaderboard ---------------------------------------------------------------------------------------------------
-    def leaderboard_controls(self) -> tuple[Any, ...]:
-        """Updated choices of the family, size, compression, layer-view and column controls."""
+    def leaderboard_controls(self, families: list[str] | None = None, sizes: list[str] | None = None,
+                             methods: list[str] | None = None, view: str | None = None,
+                             shown: list[str] | None = None, sort_by: str | None = None) -> tuple[Any, ...]:
+        """Updated choices of the family, size, compression, layer-view, column and ranking controls, keeping the
+        values chosen that still exist (a refresh or a new result never resets a filter behind the user's back)."""
         table = self.table
-        optional, shown = rows.optional_columns(table)
-        return (gr.update(choices=rows.families(table)), gr.update(choices=rows.sizes(table)),
-                gr.update(choices=rows.methods(table)), gr.update(choices=rows.views(table)),
-                gr.update(choices=optional, value=shown))
+        optional, default_shown = rows.optional_columns(table)
+        family_choices, size_choices, method_choices = rows.families(table), rows.sizes(table), rows.methods(table)
+        view_choices = rows.views(table)
+        sort = C.SortOrder.parse(sort_by, table.tests)
+        return (gr.update(choices=family_choices, value=[value for value in families or () if value in family_choices]),
+                gr.update(choices=size_choices, value=[value for value in sizes or () if value in size_choices]),
+                gr.update(choices=method_choices, value=[value for value in methods or () if value in method_choices]),
+                gr.update(choices=view_choices, value=view if view in view_choices else C.MEAN_VIEW),
+                gr.update(choices=optional, value=default_shown if shown is None else
+                          [value for value in shown if value in optional]),
+                gr.update(choices=C.sort_choices(table.tests), value=sort.text()))
 
     def leaderboard(self, stimuli: str, search: str, families: list[str], sizes: list[str], methods: list[str],
-                    view: str, shown: list[str] | None, sort_by: str, limit: int) -> tuple[Any, str, dict[str, str]]:
-        """(the leaderboard update, how many rows it shows of how many, model cell -> model for row clicks)."""
+                    view: str, shown: list[str] | None, sort_by: str, limit: Any) -> tuple[Any, ...]:
+        """(the table, the status under it, the ranking control, the rows control, the CSV and JSON downloads)."""
         table = self.table
+        sort = C.SortOrder.parse(sort_by, table.tests)
+        count, problem = C.row_limit(limit)
         query = rows.LeaderboardQuery(search=search or "", families=tuple(families or ()), sizes=tuple(sizes or ()),
                                       methods=tuple(methods or ()), stimuli=stimuli or "real",
                                       view=view or C.MEAN_VIEW, columns=None if shown is None else tuple(shown),
-                                      sort_by=sort_by or C.SORT_CHOICES[0])
+                                      sort=sort)
         selected = rows.query_leaderboard(table, query)
-        frame = selected.head(int(limit)) if limit else selected
-        status = (f"Showing the first {len(frame):,} of {len(selected):,} rows, ranked by {query.sort_by}; search, "
+        frame = selected.head(count) if count else selected
+        status = (f"Showing the first {len(frame):,} of {len(selected):,} rows, ranked by {sort.text()}; search, "
                   f"filter or show more rows to see the others." if len(frame) < len(selected)
-                  else f"{len(selected):,} rows.")
-        shown = table.leaderboard.loc[selected.index]
-        notes = [rows.mixed_methods(shown, table), rows.audio_summary(table, shown, query.stimuli)]
-        status = "\n\n".join([status, *(note for note in notes if note)])
-        runs = dict(zip(table.leaderboard.loc[frame.index, C.MODEL], table.leaderboard.loc[frame.index, "_run"]))
-        names = list(frame.columns)
-        return (gr.update(value=frame.reset_index(drop=True), datatype=rows.column_datatypes(table, names),
-                          column_widths=rows.column_widths(table, names)), status, runs)
+                  else f"{len(selected):,} rows, ranked by {sort.text()}.")
+        notes = [f"**⚠ {problem}**" if problem else "", rows.per_layer_only(table, selected),
+                 rows.mixed_methods(selected, table), rows.audio_summary(table, selected, query.stimuli)]
+        status = "\n\n".join(note for note in [notes[0], status, *notes[1:]] if note)
+        columns = [column for column in C.leaderboard_columns(table.tests)
+                   if column.name in rows.visible_columns(table, query.columns)]
+        empty = about.board_empty(query.stimuli, table.count(query.stimuli))
+        downloads: tuple[Path | None, Path | None] = (None, None)
+        if len(frame):
+            downloads = board.write_exports(board.export_frame(frame, table.tests, query.stimuli),
+                                            Path(tempfile.mkdtemp(prefix="speat-leaderboard-")),
+                                            f"speat-leaderboard-{query.stimuli}")
+        return (board.board_html(frame, columns, sort, table.tests, empty=empty), status,
+                gr.update(choices=C.sort_choices(table.tests), value=sort.text()),
+                gr.update(value=limit if not problem else C.DEFAULT_ROW_LIMIT),
+                gr.update(value=downloads[0], interactive=downloads[0] is not None),
+                gr.update(value=downloads[1], interactive=downloads[1] is not None))
 
-    @staticmethod
-    def selected_model(runs: dict[str, str], event: gr.SelectData) -> tuple[Any, Any]:
-        """A leaderboard row click opens that model in the detail and explain views."""
-        cell = event.row_value[0] if event.row_value else None
-        run = runs.get(cell)
-        return (gr.update(value=run), gr.update(value=run)) if run else (gr.update(), gr.update())
+    def board_click(self, stimuli: str, search: str, families: list[str], sizes: list[str], methods: list[str],
+                    view: str, shown: list[str] | None, sort_by: str, limit: Any,
+                    event: gr.EventData) -> tuple[Any, ...]:
+        """A header click ranks by that column (again: the other way round); a row click opens its model in the
+        detail and explain views."""
+        data = getattr(event, "_data", None) or {}
+        if data.get("run"):
+            run = str(data["run"])
+            unchanged = (gr.update(),) * 6
+            return (*unchanged, gr.update(value=run), gr.update(value=run), gr.update(selected="detail"))
+        if data.get("sort"):
+            current = C.SortOrder.parse(sort_by, self.table.tests)
+            column = str(data["sort"])
+            sort = current.flipped() if column == current.column else C.SortOrder(column, False)
+            sort_by = sort.text()
+        return (*self.leaderboard(stimuli, search, families, sizes, methods, view, shown, sort_by, limit),
+                gr.update(), gr.update(), gr.update())
 
     # Plots ---------------------------------------------------------------------------------------------------------
     def plot_choices(self, stimuli: str) -> tuple[Any, Any, Any, Any]:
@@ -92,31 +127,27 @@ class SpaceViews:
         return (gr.update(choices=training, value=training[:6]),
                 *(gr.update(choices=options, value=options[0] if options else None) for options in choices))
 
-    def training_plot(self, stimuli: str, runs: list[str] | None):
+    def training_plot(self, stimuli: str, runs: list[str] | None) -> tuple[Any, Any, Any]:
         curves = series.training_curves(self.table, list(runs or []), stimuli)
-        return plots.curve_figure(curves, title="SpEAT d over training steps", facet="test", colour_by="series",
-                                  empty_message=about.TRAINING_EMPTY)
+        return curve_outputs(curves, title="SpEAT d over training steps", empty=about.TRAINING_EMPTY,
+                             synthetic=stimuli == "synthetic", name="training-steps", facet="test",
+                             colour_by="series")
 
-    def pruning_plot(self, stimuli: str, model: str | None):
-        if not model:
-            return plots.message_figure(about.PRUNING_EMPTY)
-        curves = series.pruning_curves(self.table, model, stimuli)
-        return plots.curve_figure(curves, title=f"Pruning {model}: d against parameters removed (dashed: unpruned)",
-                                  band=False, empty_message=about.PRUNING_EMPTY)
+    def pruning_plot(self, stimuli: str, model: str | None) -> tuple[Any, Any, Any]:
+        curves = series.pruning_curves(self.table, model, stimuli) if model else None
+        return curve_outputs(curves, title=f"Pruning {model}: d against parameters removed",
+                             empty=about.PRUNING_EMPTY, synthetic=stimuli == "synthetic", name="pruning", band=False)
 
-    def distillation_plot(self, stimuli: str, teacher: str | None):
-        if not teacher:
-            return plots.message_figure(about.DISTILLATION_EMPTY)
-        curves = series.distillation_curves(self.table, teacher, stimuli)
-        return plots.curve_figure(curves, title=f"Distilling {teacher}: teacher (base) and students", band=False,
-                                  empty_message=about.DISTILLATION_EMPTY)
+    def distillation_plot(self, stimuli: str, teacher: str | None) -> tuple[Any, Any, Any]:
+        curves = series.distillation_curves(self.table, teacher, stimuli) if teacher else None
+        return curve_outputs(curves, title=f"Distilling {teacher}: teacher (base) and students",
+                             empty=about.DISTILLATION_EMPTY, synthetic=stimuli == "synthetic", name="distillation",
+                             band=False)
 
-    def layer_plot(self, stimuli: str, model: str | None):
-        if not model:
-            return plots.message_figure(about.LAYERS_EMPTY)
-        curves = series.layer_curves(self.table, model, stimuli)
-        return plots.curve_figure(curves, title=f"{model}: d per layer (dashed: mean over layers)",
-                                  empty_message=about.LAYERS_EMPTY)
+    def layer_plot(self, stimuli: str, model: str | None) -> tuple[Any, Any, Any]:
+        curves = series.layer_curves(self.table, model, stimuli) if model else None
+        return curve_outputs(curves, title=f"{model}: d per layer", empty=about.LAYERS_EMPTY,
+                             synthetic=stimuli == "synthetic", name="layers")
 
     # Model detail and explanation ----------------------------------------------------------------------------------
     def model_choices(self, current: str | None) -> tuple[Any, Any]:
@@ -124,8 +155,19 @@ class SpaceViews:
         value = current if current in models else (models[0] if models else None)
         return gr.update(choices=models, value=value), gr.update(choices=models, value=value)
 
-    def detail(self, run: str | None) -> str:
-        return detail.model_detail(self.table, run)
+    def detail(self, run: str | None, stimuli: str | None = None) -> tuple[str, str]:
+        """(the model's plot: d over checkpoints, per layer or per test, its results and how each was made)."""
+        text = detail.model_detail(self.table, run)
+        curves = detail.detail_curves(self.table, run, stimuli) if run else None
+        if curves is None or curves.empty:
+            return "", text
+        kinds = set(rows.records_of(self.table, run)["stimuli"])  # detail_curves falls back to the kind it has
+        synthetic = "synthetic" in kinds and (stimuli == "synthetic" or "real" not in kinds)
+        title = f"{run}: d " + ("over checkpoint steps" if "step" in curves.x_label else
+                                "per layer" if "layer" in curves.x_label else "per test")
+        figure = plots.curve_figure(curves, title=title, synthetic=synthetic, band=not curves.categorical_x)
+        return plots.figure_html(figure, plots.alt_text(curves, title, synthetic=synthetic,
+                                                        band=not curves.categorical_x)), text
 
     def explain_choices(self, run: str | None, stimuli: str) -> Any:
         """The records of a model that can be explained: its results on the chosen stimuli, first."""
@@ -137,18 +179,22 @@ class SpaceViews:
         choices = [(rows.record_choice_label(row), int(row["record"])) for _, row in found.iterrows()]
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    def explain(self, record_index: int | None) -> tuple[str, Any, Any]:
+    def explain(self, record_index: int | None) -> tuple[str, str, Any]:
         """(summary, s(w) distribution figure, per-target table) of one record."""
         if record_index is None:
-            return "Choose a model and one of its results.", plots.message_figure("no result chosen"), None
+            return "Choose a model and one of its results.", plots.message_html("no result chosen"), None
         record = self.table.record(int(record_index))
         frame = series.association_frame(record)
         if frame is None:
-            return about.NO_SCORES, plots.message_figure("per-stimulus scores not available for this record"), None
+            return (about.NO_SCORES, plots.message_html("per-stimulus scores are not available for this record"),
+                    None)
         title = (f"{record.model_label} · {record.test}: {record.groups.get('X')} (X) vs {record.groups.get('Y')} (Y)"
-                 f" · d = {record.speat.effect_size:+.2f}")
-        return (_scores_summary(frame, record.speat.effect_size, record.groups),
-                plots.association_figure(frame, title=title), frame.round(5))
+                 f" · d = {format_d(record.speat.effect_size)}")
+        synthetic = rows.is_synthetic(record)
+        figure = plots.association_figure(frame, title=title, synthetic=synthetic)
+        alt = plots.association_alt_text(frame, title, synthetic=synthetic)
+        return (uploads.scores_summary(frame, record.speat.effect_size, record.groups),
+                plots.figure_html(figure, alt), frame.round(5))
 
     # Published values ----------------------------------------------------------------------------------------------
     def comparison(self) -> Any:
@@ -157,24 +203,22 @@ class SpaceViews:
 
     # Try it --------------------------------------------------------------------------------------------------------
     @staticmethod
-    def upload(path: str | None, num_permutations: float, seed: float) -> tuple[str, dict | None, Any, Any]:
-        """(summary, the evaluate module's result, s(w) figure, per-target table) of an uploaded embeddings file."""
-        if not path:
-            raise gr.Error("Upload a .csv or .npz file of embeddings first.")
+    def upload(path: str | None, num_permutations: float, seed: float) -> tuple[str, dict | None, str, Any]:
+        """(summary, the evaluate module's result, s(w) figure, per-target table) of an uploaded embeddings file; a
+        problem is shown where the results go, and the previous file's results are cleared."""
+        name = Path(path).name if path else None
         try:
+            if not path:
+                raise ValueError("upload a .csv or .npz file of embeddings first")
             upload = uploads.read_embeddings(path)
             result = uploads.evaluate_upload(upload, num_permutations=int(num_permutations), seed=int(seed))
-        except ValueError as error:
-            raise gr.Error(str(error)) from None
+        except (ValueError, TypeError, OverflowError) as error:
+            return uploads.error_summary(name, error), None, "", None
         frame = uploads.upload_scores(upload, result)
-        kind = "exact" if result["exact"] else f"{result['num_permutations']:,} random partitions"
-        summary = (f"### d = {result['effect_size']:+.4f} ({result['effect_size_label']})\n\n"
-                   f"p = {result['p_value']:.4g} ({result['alternative']}, {kind}, seed {result['seed']}) · "
-                   f"{result['confidence']:.0%} CI [{result['ci_low']:+.3f}, {result['ci_high']:+.3f}] · "
-                   f"X/Y/A/B: {result['n_x']}/{result['n_y']}/{result['n_a']}/{result['n_b']}\n\n"
-                   + _scores_summary(frame, result["effect_size"], {"X": "X", "Y": "Y"}))
-        figure = plots.association_figure(frame, title=f"{Path(path).name}: d = {result['effect_size']:+.2f}")
-        return summary, result, figure, frame.round(5)
+        title = f"{name}: d = {format_d(result['effect_size'])}"
+        figure = plots.association_figure(frame, title=title)
+        return (uploads.upload_summary(name, result, frame), result,
+                plots.figure_html(figure, plots.association_alt_text(frame, title)), frame.round(5))
 
     def evaluate_model(self, model: str, stimuli: str, tests: list[str], num_permutations: float,
                        progress: gr.Progress) -> tuple[str, Any]:
@@ -189,19 +233,24 @@ class SpaceViews:
         self.store.add(records)
         shown = rows.query_leaderboard(table, rows.LeaderboardQuery(stimuli=rows.default_stimuli(table),
                                                                     view=C.ALL_VIEWS))
+        shown = shown[rows.visible_columns(table, None)].reset_index(drop=True)
         return (f"Evaluated **{model}** on {len(records)} test(s); the results are in every view now "
-                f"(until the Space restarts).", gr.update(value=shown.reset_index(drop=True), visible=True))
+                f"(until the Space restarts).", gr.update(value=shown, visible=True))
 
 
-def _scores_summary(frame: pd.DataFrame, effect: float, groups: dict[str, str]) -> str:
-    means = frame.groupby("role")["s(w)"].mean()
-    drivers = frame.head(3)
-    lines = [f"Mean s(w): X ({groups.get('X')}) {means.get('X', np.nan):+.4f}, Y ({groups.get('Y')}) "
-             f"{means.get('Y', np.nan):+.4f}. d = {effect:+.3f} is their difference over the pooled standard "
-             "deviation.", "", "Targets that move d most (d minus d without them):"]
-    lines += [f"- `{row['stimulus']}` ({row['group']}): s = {row['s(w)']:+.4f}, influence {row['influence on d']:+.3f}"
-              for _, row in drivers.iterrows()]
-    return "\n".join(lines)
+def curve_outputs(curves: series.Curves | None, *, title: str, empty: str, synthetic: bool, name: str,
+                  **drawing: Any) -> tuple[str, Any, Any]:
+    """(the figure with its alt text, the plotted numbers as a table, their CSV download) of one plot; the empty
+    message as text when there is nothing to draw."""
+    if curves is None or curves.empty:
+        return plots.message_html(empty), gr.update(value=None, visible=False), gr.update(value=None, visible=False)
+    figure = plots.curve_figure(curves, title=title, empty_message=empty, synthetic=synthetic, **drawing)
+    alt = plots.alt_text(curves, title, synthetic=synthetic, **drawing)
+    numbers = plots.curves_table(curves)
+    path = Path(tempfile.mkdtemp(prefix="speat-plot-")) / f"speat-{name}.csv"
+    numbers.to_csv(path, index=False, float_format="%.17g")
+    return (plots.figure_html(figure, alt), gr.update(value=plots.formatted_table(numbers), visible=True),
+            gr.update(value=str(path), visible=True))
 
 
 def example_files() -> list[str]:

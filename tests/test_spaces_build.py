@@ -27,9 +27,9 @@ from environments import FreshEnvironment, fresh_environment
 from http_servers import HubServer
 from hub_testing import hub_env, run_speat
 from test_space_browser import (
+    BOARD_ROWS,
     CHROMIUM,
     CHROMIUM_FLAGS,
-    ROWS,
     free_port,
     playwright,
     wait_for_rows,
@@ -175,7 +175,7 @@ def test_the_leaderboard_space_builds_from_its_repository_and_shows_the_results_
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         page.goto(url)
-        page.wait_for_selector(ROWS.format(table="leaderboard"))
+        page.wait_for_selector(BOARD_ROWS)
         assert wait_for_rows(page, lambda names, count: count == 1) == [MODEL]
         assert RESULTS in page.locator("#data-source").inner_text()
         page.close()
