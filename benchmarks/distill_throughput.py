@@ -33,6 +33,7 @@ from speat_metric.adapters.base import count_parameters
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel
 from speat_metric.distill.objective import distillation_loss
 from speat_metric.distill.student import DistillationModel, build_student, width
+from speat_metric.formatting import format_parameters
 from speat_metric.results import ModelDescription
 from speat_metric.training.models import TrainableEncoder
 
@@ -78,9 +79,9 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, betas=(0.9, 0.98), eps=1e-6)
     waveforms = list(np.random.default_rng(0).normal(0, 0.1, (args.batch, 4 * 16_000)).astype(np.float32))
     batch = teacher.inputs(waveforms)
-    print(f"teacher {count_parameters(base) / 1e6:.1f}M parameters, 2-layer student "
-          f"{count_parameters(student.encoder) / 1e6:.1f}M "
-          f"(+ {count_parameters(model.heads) / 1e6:.1f}M in training-only heads); batch {args.batch} x 4 s; "
+    print(f"teacher {format_parameters(count_parameters(base))} parameters, 2-layer student "
+          f"{format_parameters(count_parameters(student.encoder))} "
+          f"(+ {format_parameters(count_parameters(model.heads))} in training-only heads); batch {args.batch} x 4 s; "
           f"{torch.get_num_threads()} threads")
 
     def teacher_targets() -> list[torch.Tensor]:

@@ -26,6 +26,7 @@ import transformers
 from speat_metric.adapters import load_encoder
 from speat_metric.adapters.transformers_encoder import TransformersEncoder
 from speat_metric.audio import load_audio
+from speat_metric.formatting import format_parameters
 from speat_metric.pipeline import Clip, clips_of, embed_stimuli, evaluate_tests
 from speat_metric.stimuli import load_speat_test
 
@@ -64,8 +65,8 @@ def main() -> None:
         pipeline_times.append(time.perf_counter() - start)
     bare, pipeline = min(bare_times), min(pipeline_times)
 
-    print(f"random base-size wav2vec 2.0 ({encoder.description.num_parameters / 1e6:.1f}M parameters, group norm: "
-          f"one clip per batch), {len(clips)} clips, {total_seconds} s of 44.1 kHz audio, "
+    print(f"random base-size wav2vec 2.0 ({format_parameters(encoder.description.num_parameters)} parameters, "
+          f"group norm: one clip per batch), {len(clips)} clips, {total_seconds} s of 44.1 kHz audio, "
           f"{torch.get_num_threads()} torch threads")
     print(f"bare forward passes: {total_seconds / bare:6.1f} audio-s/s ({bare:.1f} s)")
     print(f"speat pipeline:      {total_seconds / pipeline:6.1f} audio-s/s ({pipeline:.1f} s: decode, resample, "

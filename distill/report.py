@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from speat_metric.formatting import format_ci, format_d
 from speat_metric.report import ordered_tests, plural
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.plots import interval_errors, set_heading, write_figure_and_table
@@ -59,7 +60,8 @@ def _row(record: EvaluationRecord, model: str, layers: int | None, step: int | N
 
 
 def report_markdown(rows: Sequence[dict[str, Any]], *, title: str | None = None) -> str:
-    """The Figure-3 table: one line per test, the teacher's d then each student's."""
+    """The Figure-3 table: one line per test, the teacher's d then each student's (written by
+    `speat_metric.formatting`)."""
     models = list(dict.fromkeys(row["model"] for row in sorted(rows, key=lambda row: row["layers"] or 0)))
     lines = [f"# {title}", ""] if title else []
     if any(row["synthetic"] for row in rows):
@@ -74,9 +76,9 @@ def report_markdown(rows: Sequence[dict[str, Any]], *, title: str | None = None)
             if row is None:
                 cells.append("")
             elif row["ci_low"] is None:
-                cells.append(f"{row['d']:+.2f}")
+                cells.append(format_d(row["d"]))
             else:
-                cells.append(f"{row['d']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]")
+                cells.append(f"{format_d(row['d'])} {format_ci(row['ci_low'], row['ci_high'])}")
         lines.append(f"| {test} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

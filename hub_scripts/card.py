@@ -34,6 +34,14 @@ from huggingface_hub.repocard_data import eval_results_to_model_index
 from huggingface_hub.utils import yaml_dump
 
 from speat_metric import __version__
+from speat_metric.formatting import (
+    CI_EXCLUDES_ZERO_NOTE,
+    excludes_zero,
+    format_ci,
+    format_d,
+    format_p_statement,
+    format_size,
+)
 from speat_metric.hub import SPEAT_COMMIT_MARKER
 from speat_metric.hub.source import PAPERS, SpeatSource
 from speat_metric.report import format_p_value, label_notes, reproduce_command, stimulus_source, test_sort_key
@@ -267,10 +275,11 @@ def _eval_result_entry(record: EvaluationRecord, source: SpeatSource, benchmark:
     dataset_id, dataset_revision = _dataset(record, benchmark)
     result = record.speat
     kind = "exact" if result.exact else f"{result.num_permutations:,} random partitions"
-    interval = "" if result.ci_low is None else (f"; {result.confidence:.0%} CI [{result.ci_low:+.2f}, "
-                                                 f"{result.ci_high:+.2f}]")
+    interval = ("" if result.ci_low is None else
+                f"; {result.confidence:.0%} CI {format_ci(result.ci_low, result.ci_high)}")
     labels = f"; labels: {', '.join(record.labels)}" if record.labels else ""
-    notes = (f"SpEAT d ({record.groups['X']} vs {record.groups['Y']}); p = {format_p_value(result)} (one-sided "
+    p_value = format_p_statement(result.p_value, exact=result.exact, num_permutations=result.num_permutations)
+    notes = (f"SpEAT d ({record.groups['X']} vs {record.groups['Y']}); {p_value} (one-sided "
              f"permutation test, {kind}, seed {result.seed}){interval}; n {result.n_x}/{result.n_y}; pooling: "
              f"{record.pooling.get('frame_pooling', 'mean')} over frames, {_layer_view(record)}; profile "
              f"{record.profile}; audio fingerprint {short_fingerprint(record.stimulus_fingerprint) or 'n/a'}; model "
@@ -349,11 +358,11 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
             "|---|---|---|---|---|---|---|---|---|"]
     for record in records:
         speat = record.speat
-        interval = "n/a" if speat.ci_low is None else f"[{speat.ci_low:+.2f}, {speat.ci_high:+.2f}]"
         audio = f"`{short_fingerprint(record.stimulus_fingerprint)}`" if record.stimulus_fingerprint else "n/a"
+        size = format_size(speat.effect_size_label, speat.ci_low, speat.ci_high)
         rows.append(f"| {record.test} | {record.groups['X']} vs {record.groups['Y']} | {_layer_view(record)} | "
-                    f"{speat.effect_size:+.2f} | {speat.effect_size_label} | {format_p_value(speat)} | {interval} | "
-                    f"{speat.n_x}/{speat.n_y} | {audio} |")
+                    f"{format_d(speat.effect_size)} | {size} | {format_p_value(speat)} | "
+                    f"{format_ci(speat.ci_low, speat.ci_high)} | {speat.n_x}/{speat.n_y} | {audio} |")
     label_line = ", ".join([*labels, f"profile {first.profile}"])
     explained = [f"- `{label}`: {meaning}" for label, meaning in (note.split(": ", 1) for note in label_notes(labels))]
     frame = first.pooling.get("frame_pooling", "mean")
@@ -375,6 +384,8 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
         f"- **p** is the one-sided permutation p-value ({kind}, seed {result.seed}): the share of re-partitions of "
         "X and Y that give a difference at least as large as the observed one. The CI is a bootstrap interval of d "
         "over the target speakers.",
+        *([f"- {CI_EXCLUDES_ZERO_NOTE}."] if any(excludes_zero(record.speat.ci_low, record.speat.ci_high)
+                                                 for record in records) else []),
         f"- {_stimuli_sentence(first)}",
         f"- **Embeddings:** {frame} over each clip's frames in every layer, then {_layer_view(first)}; extraction "
         f"profile `{first.profile}`.",

@@ -27,9 +27,9 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from speat_metric.formatting import format_ci, format_d
+from speat_metric.formatting import format_ci, format_d, format_parameters
 from speat_metric.report import test_sort_key
 from speat_metric.space.series import Curves
 
@@ -206,6 +206,9 @@ def _x_axis(axes: Axes, curves: Curves) -> None:
     x = x[np.isfinite(x)]
     if len(x) and np.all(x == np.round(x)):
         axes.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
+    if curves.x_label.startswith("parameters"):  # counts read as speat writes them everywhere: 24.8K, 94.4M
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: format_parameters(value) if value > 0
+                                                     else "0"))
 
 
 def _legend(figure: Figure, axes_list: list[Axes], *, title: str, extras: list[tuple[object, str]]) -> None:

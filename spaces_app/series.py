@@ -104,7 +104,7 @@ def pruning_curves(table: ResultTable, origin: str, stimuli: str) -> Curves:
     if removed.isna().any() and not baseline.empty:
         removed = removed.fillna(float(baseline["params"].iloc[0]) - rows["params"])
     if removed.notna().all() and (removed > 0).any():
-        x, label = removed / 1e6, "parameters removed (millions)"
+        x, label = removed, "parameters removed"
     else:
         x, label = rows["compression_step"].astype(float), "pruning step"
     points = _curve(rows, series=rows["method"], panel=rows["method"] + " pruning", x=x)

@@ -31,6 +31,14 @@ from typing import TYPE_CHECKING
 
 from speat_metric import __version__
 from speat_metric.extras import MissingExtraError
+from speat_metric.formatting import (
+    CI_EXCLUDES_ZERO_NOTE,
+    excludes_zero,
+    format_ci,
+    format_d,
+    format_p_statement,
+    format_size,
+)
 from speat_metric.pooling import FRAME_POOLINGS, LAYER_POOLINGS, LayerPooling
 from speat_metric.profiles import PROFILE_NAMES
 from speat_metric.report import FORMATS, STUDY_TESTS
@@ -227,10 +235,14 @@ def _example(args: argparse.Namespace) -> int:
     result = speat.compute(embeddings=embeddings, groups=roles, num_permutations=args.permutations, seed=args.seed)
     print("SpEAT on the bundled SYNTHETIC example embeddings (a worked example, not a bias measurement)")
     print(f"  targets X/Y: {result['n_x']}/{result['n_y']}   attributes A/B: {result['n_a']}/{result['n_b']}")
-    print(f"  effect size d = {result['effect_size']:+.3f} ({result['effect_size_label']}), "
-          f"{result['confidence']:.0%} CI [{result['ci_low']:+.3f}, {result['ci_high']:+.3f}]")
+    size = format_size(result["effect_size_label"], result["ci_low"], result["ci_high"])
+    print(f"  effect size d = {format_d(result['effect_size'])} ({size}), "
+          f"{result['confidence']:.0%} CI {format_ci(result['ci_low'], result['ci_high'])}")
     kind = "exact" if result["exact"] else f"{result['num_permutations']:,} random partitions"
-    print(f"  p = {result['p_value']:.3g} ({result['alternative']}, {kind}, seed {result['seed']})")
+    p_value = format_p_statement(result["p_value"], exact=result["exact"], num_permutations=result["num_permutations"])
+    print(f"  {p_value} ({result['alternative']}, {kind}, seed {result['seed']})")
+    if excludes_zero(result["ci_low"], result["ci_high"]):
+        print(f"  {CI_EXCLUDES_ZERO_NOTE}")
     return 0
 
 

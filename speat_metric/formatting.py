@@ -77,16 +77,33 @@ def format_p(p_value: float, *, exact: bool, num_permutations: int | None) -> st
         '<0.0005'
     """
     if not exact and num_permutations and p_value <= 1.5 / (num_permutations + 1):
-        bound = 1 / num_permutations
-        step = 10.0 ** (math.floor(math.log10(bound)) - 1)
-        return f"<{math.ceil(bound / step - 1e-9) * step:.2g}"
+        # 1/N rounded up at its second significant digit, in integers: with D digits in N, 1/N lies in
+        # (10^-D, 10^-(D-1)], so ceil(10^(D+1) / N) (11 to 100) is its mantissa at 10^-(D+1); float arithmetic can
+        # round the bound below 1/N (N = 62,499,999,997 gave 1.6e-11 < 1/N).
+        count = int(num_permutations)
+        digits = len(str(count))
+        mantissa = -(-(10 ** (digits + 1)) // count)
+        return f"<{mantissa * 10.0 ** -(digits + 1):.2g}"
     if p_value >= 1.0:
         return "1"
-    text = f"{p_value:.2g}"
+    text = f"{p_value:#.2g}"  # "#" keeps the second digit: 0.70, not 0.7
     if float(text) >= 1.0:
         decimals = math.ceil(-math.log10(1.0 - p_value)) + 1
         text = f"{p_value:.{decimals}f}".rstrip("0")
     return text
+
+
+def format_p_statement(p_value: float, *, exact: bool, num_permutations: int | None) -> str:
+    """A p-value in a sentence: ``p = 0.012``, or ``p < 0.0005`` when `format_p` writes a bound.
+
+    Example:
+        >>> format_p_statement(0.0123, exact=True, num_permutations=None)
+        'p = 0.012'
+        >>> format_p_statement(1 / 2001, exact=False, num_permutations=2000)
+        'p < 0.0005'
+    """
+    text = format_p(p_value, exact=exact, num_permutations=num_permutations)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 _UNITS = ((1e9, "B"), (1e6, "M"), (1e3, "K"))

@@ -1,6 +1,7 @@
 """The `speat` console script, run as a user runs it: in a subprocess."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from speat_metric import __version__
+from speat_metric.formatting import CI_EXCLUDES_ZERO_NOTE
 
 SPEAT = shutil.which("speat", path=os.path.dirname(sys.executable)) or "speat"
 
@@ -34,6 +36,10 @@ def test_example_runs_the_evaluate_module_on_the_bundled_embeddings(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "SYNTHETIC" in completed.stdout
     assert "targets X/Y: 16/14" in completed.stdout and "2,000 random partitions, seed 5" in completed.stdout
+    # numbers as every table writes them (speat_metric.formatting): no partition reached d, so p is below 1/2000
+    assert re.search(r"effect size d = \+\d\.\d\d \(large ◆\), 95% CI \[\+\d\.\d\d, \+\d\.\d\d\]\n",
+                     completed.stdout), completed.stdout
+    assert "  p < 0.0005 (greater, " in completed.stdout and f"  {CI_EXCLUDES_ZERO_NOTE}\n" in completed.stdout
 
 
 def test_bad_option_value_is_reported_without_traceback(tmp_path):

@@ -24,6 +24,7 @@ from speat_metric.adapters.melhubert import (
 from speat_metric.distill.config import ConfigError, load_config
 from speat_metric.distill.noise import NoiseSource, scaled_noise
 from speat_metric.distill.objective import DistillationBatches, distillation_loss
+from speat_metric.distill.report import report_markdown
 from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
 from speat_metric.distill.train import learning_rate
 from speat_metric.training.models import load_trainable_encoder
@@ -208,3 +209,12 @@ def test_the_study_config_and_bad_settings():
                                ({"layers": "2,x"}, "layers must be a comma-separated list of ints")):
         with pytest.raises(ConfigError, match=message):
             load_config(teacher="t", data="d", out="o", overrides=overrides)
+
+
+def test_the_report_table_writes_d_and_its_interval_as_every_table_does():
+    row = {"test": "gender", "synthetic": False, "ci_low": None, "ci_high": None}
+    rows = [{**row, "model": "base", "layers": None, "d": -0.004, "ci_low": -0.6154, "ci_high": 0.6},
+            {**row, "model": "1 layer", "layers": 1, "d": 0.3125},
+            {**row, "model": "2 layers", "layers": 2, "d": -1.0612, "ci_low": -1.5, "ci_high": -0.5349}]
+    assert report_markdown(rows).splitlines()[-1] == ("| gender | +0.00 [-0.62, +0.60] | +0.31 | "
+                                                      "-1.06 [-1.50, -0.53] |")

@@ -22,6 +22,7 @@ from test_pruning_models import write_audio_folder, write_tone_test
 
 from speat_metric.cli import main
 from speat_metric.distill.train import learning_rate
+from speat_metric.formatting import format_d
 from speat_metric.results import load_records
 from speat_metric.space.detail import model_detail
 from speat_metric.space.rows import build_table
@@ -92,7 +93,7 @@ def test_a_transformers_teacher_gives_students_records_and_the_figure(workspace,
     assert (out / "distill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "distill.md").read_text()
     assert "SYNTHETIC" not in table  # a custom test on real files, not the demo set
-    assert f"{teacher.speat.effect_size:+.2f}" in table.splitlines()[-1]
+    assert format_d(teacher.speat.effect_size) in table.splitlines()[-1]
     assert main(["evaluate", str(out / "student-2-layers"), "--tests", str(workspace / "stimuli" / "tone.json"),
                  "--permutations", "20", "--out", str(workspace / "again"), "--no-cache"]) == 0
     assert len(load_records(workspace / "again")) == 2  # the two checkpoints of the 2-layer student

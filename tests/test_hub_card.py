@@ -13,6 +13,15 @@ from huggingface_hub import ModelCard, parse_eval_result_entries
 from tiny_models import save_tiny_model
 
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.formatting import (
+    CI_EXCLUDES_ZERO_MARK,
+    CI_EXCLUDES_ZERO_NOTE,
+    excludes_zero,
+    format_ci,
+    format_d,
+    format_p_statement,
+    format_size,
+)
 from speat_metric.hub.benchmark import Benchmark
 from speat_metric.hub.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card
 from speat_metric.hub.card_merge import card_provenance, merge_card, set_yaml_keys
@@ -76,9 +85,11 @@ def test_card_shows_the_table_labels_revision_and_reproduction(records):
     section = content.section
     for record in records:
         row = next(line for line in section.splitlines() if line.startswith(f"| {record.test} |"))
-        assert f"{record.speat.effect_size:+.2f}" in row and record.speat.effect_size_label in row
-        assert f"| {format_p_value(record.speat)} |" in row
-        assert f"[{record.speat.ci_low:+.2f}, {record.speat.ci_high:+.2f}]" in row and "| 12/12 |" in row
+        size = format_size(record.speat.effect_size_label, record.speat.ci_low, record.speat.ci_high)
+        assert f"| {format_d(record.speat.effect_size)} | {size} | {format_p_value(record.speat)} |" in row
+        assert f"| {format_ci(record.speat.ci_low, record.speat.ci_high)} | 12/12 |" in row
+    marked = any(excludes_zero(record.speat.ci_low, record.speat.ci_high) for record in records)
+    assert (CI_EXCLUDES_ZERO_MARK in section) == marked and (CI_EXCLUDES_ZERO_NOTE in section) == marked
     assert "WARNING: SYNTHETIC STIMULI" in section and "NOT a bias measurement" in section
     assert "synthetic-stimuli" in section and "profile hf" in section and REVISION in section
     command = reproduce_command(records, REPO)
@@ -97,9 +108,23 @@ def test_card_shows_the_table_labels_revision_and_reproduction(records):
     assert {result.dataset_type for result in attached.eval_results if result.dataset_config == "age"} == {"age"}
     gender = next(record for record in records if record.test == "gender")
     assert entries[0].value == pytest.approx(gender.speat.effect_size, abs=1e-4)
-    assert f"p = {format_p_value(gender.speat)}" in entries[0].notes and "CI [" in entries[0].notes
+    assert format_p_statement(gender.speat.p_value, exact=False, num_permutations=300) in entries[0].notes
+    assert f"95% CI {format_ci(gender.speat.ci_low, gender.speat.ci_high)};" in entries[0].notes
     assert "300 random partitions" in entries[0].notes and REVISION in entries[0].notes
     assert f"audio fingerprint {gender.stimulus_fingerprint[:12]}" in entries[0].notes
+
+
+def test_a_size_whose_interval_excludes_zero_is_marked_and_the_mark_explained(records):
+    excluding = records[0].replace(speat=records[0].speat.replace(effect_size=-0.8512, ci_low=-1.3, ci_high=-0.004))
+    straddling = records[1].replace(speat=records[1].speat.replace(effect_size=0.0049, ci_low=-0.5, ci_high=0.5))
+    section = render_card([excluding, straddling], repo_id=REPO, allow_synthetic=True).section
+    rows = {line.split(" | ")[0][2:]: line for line in section.splitlines() if line.startswith("| ")}
+    assert "| -0.85 | large ◆ | " in rows[excluding.test]
+    assert "| [-1.30, +0.00] |" in rows[excluding.test]  # the mark comes from the unrounded interval
+    assert "| +0.00 | negligible | " in rows[straddling.test] and "| [-0.50, +0.50] |" in rows[straddling.test]
+    assert f"- {CI_EXCLUDES_ZERO_NOTE}." in section.splitlines()
+    unmarked = render_card([straddling], repo_id=REPO, allow_synthetic=True).section
+    assert CI_EXCLUDES_ZERO_MARK not in unmarked and CI_EXCLUDES_ZERO_NOTE not in unmarked
 
 
 def test_synthetic_and_random_results_are_refused_unless_allowed(records):

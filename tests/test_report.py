@@ -17,7 +17,7 @@ def result():
 
 
 @pytest.mark.parametrize("p_value,text", [
-    (0.99986, "0.99986"), (0.9996, "0.9996"), (0.995, "0.99"), (0.5, "0.5"), (0.0123, "0.012"), (2.5e-5, "2.5e-05"),
+    (0.99986, "0.99986"), (0.9996, "0.9996"), (0.995, "0.99"), (0.5, "0.50"), (0.0123, "0.012"), (2.5e-5, "2.5e-05"),
 ])
 def test_p_values_keep_the_digits_that_matter(result, p_value, text):
     assert format_p_value(result.replace(p_value=p_value, exact=True)) == text

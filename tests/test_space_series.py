@@ -36,9 +36,9 @@ def test_training_steps_follow_the_checkpoints_in_step_order(records, table):
 def test_pruning_against_parameters_removed_with_the_unpruned_reference(records, table):
     assert series.pruned_models(table, "synthetic") == [SMALL]
     curves = series.pruning_curves(table, SMALL, "synthetic")
-    assert curves.x_label == "parameters removed (millions)"
+    assert curves.x_label == "parameters removed"
     rows = curves.points[(curves.points["panel"] == "rows pruning") & (curves.points["test"] == "age")]
-    assert rows["x"].tolist() == pytest.approx([0.01, 0.02, 0.03])
+    assert rows["x"].tolist() == pytest.approx([10_000, 20_000, 30_000])
     unpruned = of(records, SMALL, "age").speat.effect_size
     assert rows["d"].tolist() == pytest.approx([unpruned - 0.2, unpruned - 0.4, unpruned - 0.6])
     assert curves.references["heads pruning"]["age"] == pytest.approx(unpruned)
@@ -132,9 +132,9 @@ def test_the_bundled_compression_runs_feed_the_pruning_and_distillation_views():
     pruning = series.pruning_curves(table, SMALL, "synthetic")
     pruned = [record for record in records if record.compression and record.compression["method"] != "distill"]
     assert set(pruning.points["panel"]) == {f"{record.compression['method']} pruning" for record in pruned}
-    assert pruning.x_label == "parameters removed (millions)"
+    assert pruning.x_label == "parameters removed"
     assert sorted(set(pruning.points["x"])) == pytest.approx(
-        sorted({record.compression["parameters_removed"] / 1e6 for record in pruned}))
+        sorted({record.compression["parameters_removed"] for record in pruned}))
     step_zero = next(record for record in pruned if record.compression["step"] == 0 and record.test == "age")
     assert pruning.references[f"{step_zero.compression['method']} pruning"]["age"] == step_zero.speat.effect_size
     assert series.distilled_models(table, "synthetic") == [SMALL]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
 
+from speat_metric.formatting import CI_EXCLUDES_ZERO_NOTE, excludes_zero, format_ci, format_d, format_p, format_size
 from speat_metric.results import EvaluationRecord, ModelDescription
 from speat_metric.statistics import speat_test
-from speat_metric.training.plots import curve_figure, curve_markdown, curve_rows, write_curve
+from speat_metric.training.plots import CSV_COLUMNS, curve_figure, curve_markdown, curve_rows, write_curve
 
 
 def _record(test: str, step: int, removed: int, shift: float, *, labels=("synthetic-stimuli",)) -> EvaluationRecord:
@@ -67,3 +69,43 @@ def test_write_curve_writes_the_png_csv_and_markdown(records, tmp_path):
     assert "SYNTHETIC" not in curve_markdown(curve_rows([_record("age", 0, 0, 0.0, labels=())]))
     with pytest.raises(ValueError, match="no compression records"):
         write_curve([records[0].replace(compression=None)], tmp_path)
+
+
+def test_the_csv_keeps_every_digit_and_the_markdown_writes_numbers_as_every_table_does(records, tmp_path):
+    paths = write_curve(records, tmp_path)
+    with open(paths["csv"]) as file:
+        reader = csv.DictReader(file)
+        table = list(reader)
+    assert tuple(reader.fieldnames) == CSV_COLUMNS  # how to write p stays out of the CSV file
+    rows = curve_rows(records)
+    assert [float(line["p_value"]) for line in table] == [row["p_value"] for row in rows]
+    assert [float(line["ci_low"]) for line in table] == [row["ci_low"] for row in rows]
+    markdown = paths["markdown"].read_text()
+    for record in records:
+        result = record.speat
+        cells = (record.test, str(record.compression["step"]), str(record.compression["parameters_removed"]),
+                 format_d(result.effect_size), format_ci(result.ci_low, result.ci_high),
+                 format_p(result.p_value, exact=result.exact, num_permutations=result.num_permutations),
+                 format_size(result.effect_size_label, result.ci_low, result.ci_high))
+        assert "| " + " | ".join(cells) + " |" in markdown.splitlines()
+    marked = any(excludes_zero(record.speat.ci_low, record.speat.ci_high) for record in records)
+    assert (CI_EXCLUDES_ZERO_NOTE in markdown) == marked
+
+
+def test_parameter_counts_are_written_with_a_unit_in_the_table_and_on_the_axis(records):
+    big = [record.replace(compression={**record.compression,
+                                       "parameters_removed": record.compression["parameters_removed"] * 990_487})
+           for record in records]
+    rows = curve_rows(big)
+    markdown = curve_markdown(rows)
+    assert "| gender | 40 | 24.8M |" in markdown and "| gender | 0 | 0 |" in markdown
+    assert "| gender | 20 | 9.90M |" in markdown
+    at_floor = rows[0] | {"p_value": 1 / 51, "exact": False, "num_permutations": 50}
+    assert "| <0.02 |" in curve_markdown([at_floor])
+    figure = curve_figure(rows)
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    ticks = [label.get_text() for label in axes.get_xticklabels() if label.get_text()]
+    assert axes.get_xlabel() == "parameters removed" and "0" in ticks
+    assert all(re.fullmatch(r"-?(0|\d+(\.\d+)?M)", tick) for tick in ticks), ticks
+    assert any(tick.endswith("M") for tick in ticks)
