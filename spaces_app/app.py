@@ -18,8 +18,13 @@ from speat_metric.space.store import RecordStore
 from speat_metric.space.views import SpaceViews, example_files
 
 # System fonts only: the Space must render the same offline and behind firewalls (no web-font downloads).
+# Soft's indigo-500 on indigo-100 labels (3.6:1) and slate-400 footer (2.5:1) miss WCAG AA (4.5:1): darker shades.
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=("ui-sans-serif", "system-ui", "sans-serif"),
-                       font_mono=("ui-monospace", "monospace"))
+                       font_mono=("ui-monospace", "monospace")).set(
+    block_label_text_color="*primary_800", block_title_text_color="*primary_800", color_accent="*primary_700",
+    button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+    checkbox_label_background_fill_selected="*primary_700", body_text_color_subdued="*neutral_600",
+    block_info_text_color="*neutral_600")
 CSS = """
 .gradio-container {max-width: 1400px !important}
 #synthetic-note {background: #fef3c7; border-left: 4px solid #d97706; padding: 8px 14px; border-radius: 6px}
@@ -70,6 +75,8 @@ CSS = """
 #detail td, #detail th {word-break: normal !important; overflow-wrap: normal !important; hyphens: none;
   white-space: nowrap}
 #detail table {display: block; overflow-x: auto}
+#detail pre .token, #upload-result span {color: #1e293b !important}
+footer, footer a, footer button {color: #475569 !important}
 """
 
 
@@ -225,7 +232,7 @@ def build_app(store: RecordStore, *, evaluate_models: bool = False) -> gr.Blocks
         layer_outputs = [layer_plot, layer_numbers, layer_csv]
 
         def show_all(current_stimuli, current_search, current_families, current_sizes, current_methods,
-                     current_view, current_shown, current_sort, current_limit, current_model):
+                     current_view, current_shown, current_sort, current_limit, current_model, *current_plots):
             """Every view from the current table (first load, refresh, stimuli change, new evaluations); the
             controls keep what the user chose."""
             stimuli_update = views.stimuli_choice(current_stimuli)
@@ -233,7 +240,7 @@ def build_app(store: RecordStore, *, evaluate_models: bool = False) -> gr.Blocks
             control_updates = views.leaderboard_controls(current_families, current_sizes, current_methods,
                                                          current_view, current_shown, current_sort)
             kept = [update["value"] for update in control_updates]
-            selectors = views.plot_choices(chosen)
+            selectors = views.plot_choices(chosen, current_plots)
             values = [selector["value"] for selector in selectors]
             models = views.model_choices(current_model)
             model = models[0]["value"]
@@ -246,7 +253,7 @@ def build_app(store: RecordStore, *, evaluate_models: bool = False) -> gr.Blocks
         everything = [stimuli, *header_outputs, *controls, *board_outputs, *plot_selectors, *training_outputs,
                       *pruning_outputs, *distillation_outputs, *layer_outputs, detail_model, explain_model,
                       detail_plot, detail, explain_record, comparison, no_comparison]
-        state = [*filters, detail_model]
+        state = [*filters, detail_model, *plot_selectors]
 
         def reload(*current):
             store.reload()

@@ -118,14 +118,18 @@ class SpaceViews:
                 gr.update(), gr.update(), gr.update())
 
     # Plots ---------------------------------------------------------------------------------------------------------
-    def plot_choices(self, stimuli: str) -> tuple[Any, Any, Any, Any]:
-        """Dropdown updates of the training-steps, pruning, distillation and layer plots."""
+    def plot_choices(self, stimuli: str, current: tuple[Any, ...] = (None, None, None, None)
+                     ) -> tuple[Any, Any, Any, Any]:
+        """Dropdown updates of the training-steps, pruning, distillation and layer plots; the models chosen stay
+        chosen while they have results on these stimuli."""
         table = self.table
         training = series.training_runs(table, stimuli)
+        kept = [run for run in current[0] or () if run in training]
         choices = (series.pruned_models(table, stimuli), series.distilled_models(table, stimuli),
                    series.layered_models(table, stimuli))
-        return (gr.update(choices=training, value=training[:6]),
-                *(gr.update(choices=options, value=options[0] if options else None) for options in choices))
+        return (gr.update(choices=training, value=kept or training[:6]),
+                *(gr.update(choices=options, value=chosen if chosen in options else options[0] if options else None)
+                  for options, chosen in zip(choices, current[1:])))
 
     def training_plot(self, stimuli: str, runs: list[str] | None) -> tuple[Any, Any, Any]:
         curves = series.training_curves(self.table, list(runs or []), stimuli)
@@ -179,8 +183,11 @@ class SpaceViews:
         choices = [(rows.record_choice_label(row), int(row["record"])) for _, row in found.iterrows()]
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    def explain(self, record_index: int | None) -> tuple[str, str, Any]:
+    def explain(self, record_index: int | str | None) -> tuple[str, str, Any]:
         """(summary, s(w) distribution figure, per-target table) of one record."""
+        if isinstance(record_index, str) and not record_index.strip().isdigit() or (
+                record_index is not None and not 0 <= int(record_index) < len(self.table.records)):
+            return ("Choose one of the model's results from the list.", plots.message_html("no such result"), None)
         if record_index is None:
             return "Choose a model and one of its results.", plots.message_html("no result chosen"), None
         record = self.table.record(int(record_index))
@@ -227,8 +234,8 @@ class SpaceViews:
         try:
             records = model_runs.evaluate_model(model, stimuli=stimuli, tests=list(tests or []),
                                                 num_permutations=int(num_permutations), enabled=self.evaluate_models)
-        except ValueError as error:
-            raise gr.Error(str(error)) from None
+        except ValueError as error:  # said where the results go; the previous results are cleared
+            return f"**⚠ Could not evaluate `{model}`:** {error}", gr.update(value=None, visible=False)
         table = rows.build_table(records)
         self.store.add(records)
         shown = rows.query_leaderboard(table, rows.LeaderboardQuery(stimuli=rows.default_stimuli(table),

@@ -133,15 +133,16 @@ def test_a_queued_model_evaluation_joins_the_records(client):
     assert "Evaluated **spectrogram** on 1 test(s)" in status
     row = dict(zip(frame["headers"], frame["data"][0]))
     assert row["model"] == "spectrogram" and D_FORMAT.match(row["gender d"]) and "age d" not in row
-    with pytest.raises(gradio_client.exceptions.AppError, match="is not a Hub model id"):
-        client.predict("../etc/passwd", "demo", ["gender"], 500, api_name="/evaluate_model")
+    status, update = client.predict("../etc/passwd", "demo", ["gender"], 500, api_name="/evaluate_model")
+    assert status.startswith("**⚠ Could not evaluate `../etc/passwd`:**") and "is not a Hub model id" in status
+    assert update["visible"] is False  # the previous evaluation's table is not left under this request
 
 
 def test_refresh_reads_new_hub_records_and_keeps_warning_about_foreign_files(client, hub):
     base = of(bundled(), "mfcc", "age")
     new = shifted(base, 0.3, model=with_model(base, "speat-tester/new-model"))
     hub.commit(REPO_ID, {f"records/new/{new.file_name}": new.to_json().encode()}, repo_type="dataset")
-    outputs = client.predict(*FILTERS_DEFAULT, None, api_name="/refresh")
+    outputs = client.predict(*FILTERS_DEFAULT, None, [], None, None, None, api_name="/refresh")
     text = json.dumps(outputs)
     assert "speat-tester/new-model" in text
     assert "records/foreign.json skipped: not a speat evaluation record" in text

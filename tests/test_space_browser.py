@@ -498,3 +498,74 @@ def test_on_a_phone_the_leaderboard_is_a_stack_of_one_test_at_a_time(page, artif
         shoot(page, artifacts, "12-phone")
     finally:
         page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_at_1280_px_the_ranking_key_and_its_columns_fit(page):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    try:
+        page.wait_for_timeout(300)
+        fit = page.locator("#leaderboard .board-scroll").evaluate(
+            "element => [element.scrollWidth, element.clientWidth]")
+        assert fit[0] <= fit[1], f"the table is {fit[0]} px wide in a {fit[1]} px box"
+        for name in ("model", "mean |d|", "gender d", "native p", "params"):
+            assert page.locator(f"#leaderboard th[data-sort='{name}']").is_visible()
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+CONTRAST = """
+root => {
+  const parse = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const background = (element) => {
+    for (let node = element; node; node = node.parentElement) {
+      const [r, g, b, a] = parse(getComputedStyle(node).backgroundColor);
+      if (a === undefined || a > 0.5) { return [r, g, b]; }
+    }
+    return [255, 255, 255];
+  };
+  const seen = [];
+  root.querySelectorAll('*').forEach(
+    (element) => {
+      if (!element.offsetParent || !element.textContent.trim()) { return; }
+      seen.push([element.className || element.tagName, parse(getComputedStyle(element).color).slice(0, 3),
+                 background(element)]);
+    });
+  return seen;
+}
+"""
+
+
+def _luminance(rgb: list[float]) -> float:
+    channels = [value / 255 for value in rgb]
+    linear = [value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4 for value in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+@pytest.mark.parametrize("tab", ["Leaderboard", "Model detail", "Try it"])
+def test_every_text_on_the_page_meets_wcag_aa_contrast(page, tab):
+    """WCAG 2 AA: a contrast ratio of at least 4.5:1 for every visible text (the table, its badges and legend, the
+    theme's labels and buttons, the detail's code, the footer)."""
+    open_tab(page, tab)
+    page.wait_for_timeout(500)
+    texts = page.locator("body").evaluate(CONTRAST)
+    assert len(texts) > 50
+    for name, colour, background in texts:
+        if len(colour) < 3:
+            continue
+        light, dark = sorted((_luminance(colour), _luminance(background)), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, f"{tab}: {name}: {colour} on {background}"
+
+
+def test_a_chosen_plot_stays_chosen_after_a_refresh(page):
+    open_tab(page, "Plots")
+    open_tab(page, "Layers")
+    menu = page.locator("#layered-model input")
+    menu.click()
+    options = page.get_by_role("option").all_inner_texts()
+    chosen = next(option for option in options if WHISPER in option)
+    page.get_by_role("option", name=chosen).click()
+    page.locator("#layer-plot img[alt*='whisper']").wait_for()
+    page.locator("#refresh").click()
+    page.wait_for_timeout(1500)
+    page.locator("#layer-plot img[alt*='whisper']").wait_for()
+    assert menu.input_value() == chosen
