@@ -7,9 +7,11 @@ the resources and says so (``SPEAT_SPACE_EVALUATE_MODELS=1`` or ``speat space --
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+from speat_metric.errors import ModelLoadError
+from speat_metric.model_spec import ModelSpec
+from speat_metric.repo_ids import REPO_ID
 from speat_metric.results import EvaluationRecord
 from speat_metric.space import about
 
@@ -17,8 +19,6 @@ STIMULI_CHOICES = (("demo (synthetic, offline: a pipeline check)", "demo"),
                    ("the study's stimuli (downloaded once)", "speat"))
 MAX_PERMUTATIONS = 1_000_000
 
-_MODEL_STRING = re.compile(r"^(random:melhubert-(small|slim|base)(@\d+)?|stft|spectrogram|mel_spectrogram|mfcc"
-                           r"|[A-Za-z0-9][\w.-]*/[\w.-]+)$")
 
 
 class ModelEvaluationDisabled(ValueError):
@@ -28,7 +28,13 @@ class ModelEvaluationDisabled(ValueError):
 def check_request(model: str, stimuli: str, tests: Sequence[str], num_permutations: int) -> str:
     """The cleaned model string; a ValueError naming the bad value otherwise (checked before anything loads)."""
     model = (model or "").strip()
-    if not _MODEL_STRING.match(model):
+    try:
+        spec = ModelSpec.parse(model)
+    except ModelLoadError:
+        spec = None
+    # A visitor may name a built-in or a Hub model, never a path or a checkpoint file of the Space's machine.
+    if spec is None or spec.kind not in ("feature", "random") and not (spec.kind == "transformers"
+                                                                         and REPO_ID.match(model)):
         raise ValueError(f"model {model!r} is not a Hub model id (owner/name), random:melhubert-small|slim|base or "
                          f"a classical feature (stft, spectrogram, mel_spectrogram, mfcc)")
     if stimuli not in dict((value, label) for label, value in STIMULI_CHOICES):

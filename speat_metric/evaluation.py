@@ -26,7 +26,6 @@ from speat_metric.progress import silence_library_progress_bars
 if TYPE_CHECKING:
     import datasets
 
-    from speat_metric.adapters.base import SpeechEncoder
     from speat_metric.adapters.preflight import ModelCheck
     from speat_metric.results import EvaluationRecord
     from speat_metric.stimuli.fingerprints import BenchmarkReference
@@ -173,7 +172,7 @@ def resolve_device(device: str | None) -> str:
 
 
 def plan_models(models: Sequence[str], revision: str | None = None) -> list[ModelRun]:
-    """Check every model string (see `speat_metric.adapters.preflight`) and expand directories of checkpoints.
+    """Check every model string once (see `speat_metric.adapters.preflight`), expanding directories of checkpoints.
 
     Raises:
         ModelLoadError: for the first model string that cannot be loaded, before anything is loaded.
@@ -184,7 +183,7 @@ def plan_models(models: Sequence[str], revision: str | None = None) -> list[Mode
     runs = []
     for model in models:
         check = check_model(model, revision=revision)
-        series = checkpoint_series(model) if check.kind in ("checkpoints", "melhubert", "m2d") else None
+        series = checkpoint_series(check.spec) if check.kind in ("checkpoints", "melhubert", "m2d") else None
         if series:
             runs += [ModelRun(member, check_model(member), checkpoint) for member, checkpoint in series]
         else:
@@ -219,15 +218,6 @@ def warn_differing_stimuli(tests: dict[str, datasets.Dataset], reference: Benchm
                            "labelled stimuli-differ", name, len(differing), reference.benchmark, shown_ids(differing))
 
 
-def record_labels(encoder: SpeechEncoder, model: str) -> list[str]:
-    """The labels every record of this model carries (``classical-feature``, ``random-init``); the comparability
-    labels (``unnormalised-input``, ``not-table3-comparable``, ...) are added by `evaluate_tests` itself."""
-    labels = ["classical-feature"] if encoder.description.kind == "feature" else []
-    if model.startswith("random:"):
-        labels.append("random-init")
-    return labels
-
-
 def evaluate_models(
     models: Sequence[str],
     settings: EvaluationSettings,
@@ -253,7 +243,7 @@ def evaluate_models(
     """
     from speat_metric.adapters import load_encoder
     from speat_metric.pipeline import evaluate_tests, is_main_process
-    from speat_metric.profiles import check_model_type
+    from speat_metric.profiles import check_profile_model_type
     from speat_metric.stimuli.fingerprints import load_reference
 
     device = resolve_device(settings.device)
@@ -264,7 +254,7 @@ def evaluate_models(
                                  "the embedding cache ($SPEAT_CACHE/embeddings)", "the embedding cache")
     runs = plan_models(models, settings.revision)
     for run in runs:
-        check_model_type(settings.profile, run.check.model_type, run.model)
+        check_profile_model_type(settings.profile, run.check.model_type, run.model)
         if run.check.num_layers is not None:
             settings.layer_pooling.layer_index(run.check.num_layers, run.model)
     reference = load_reference(settings.benchmark) if settings.benchmark else None
@@ -274,15 +264,14 @@ def evaluate_models(
     silence_library_progress_bars(downloads=settings.progress)
     records: list[EvaluationRecord] = []
     for run in runs:
-        encoder = load_encoder(run.model, revision=settings.revision, device=device, dtype=settings.dtype,
-                               mean_std_path=settings.mean_std, local_files_only=run.check.local_files_only,
-                               profile=settings.profile, cmvn=settings.cmvn)
+        encoder = load_encoder(run.check, revision=settings.revision, device=device, dtype=settings.dtype,
+                               mean_std_path=settings.mean_std, profile=settings.profile, cmvn=settings.cmvn)
         settings.layer_pooling.layer_index(encoder.description.num_layers, run.model)  # before the first forward
         model_records = evaluate_tests(
             encoder, tests, layer_pooling=settings.layer_pooling, frame_pooling=settings.frame_pooling,
             cache_dir=settings.embedding_cache, batch_seconds=settings.batch_seconds,
             trim_silence=settings.trim_silence, num_permutations=settings.num_permutations, seed=settings.seed,
-            labels=record_labels(encoder, run.model), checkpoint=run.checkpoint, progress=settings.progress,
+            labels=run.check.spec.labels, checkpoint=run.checkpoint, progress=settings.progress,
             reference=reference,
         )
         if out is not None and is_main_process():

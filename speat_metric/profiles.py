@@ -283,12 +283,12 @@ def get_profile(name: str) -> ExtractionProfile:
     return PROFILES[name]
 
 
-def check_model_type(profile: str, model_type: str | None, name: str) -> None:
+def check_profile_model_type(profile: str, model_type: str | None, name: str) -> None:
     """Raise a ValueError, before any work, when `profile` defines no layers for a transformers model type.
 
     Example:
-        >>> check_model_type("s3prl", "hubert", "facebook/hubert-base-ls960")  # fine
-        >>> check_model_type("speat2023", "data2vec-audio", "d2v")  # doctest: +ELLIPSIS
+        >>> check_profile_model_type("s3prl", "hubert", "facebook/hubert-base-ls960")  # fine
+        >>> check_profile_model_type("speat2023", "data2vec-audio", "d2v")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         ValueError: --profile speat2023 defines layers for ... only; 'd2v' is a 'data2vec-audio' model: use ...

@@ -12,6 +12,7 @@ from pathlib import PurePath
 
 from speat_metric import profiles
 from speat_metric.formatting import CI_EXCLUDES_ZERO_NOTE, format_ci, format_d, format_p, format_size
+from speat_metric.model_spec import ModelSpec
 from speat_metric.results import MIN_TARGETS, EvaluationRecord, SpeatResult
 
 FORMATS = ("table", "markdown", "json")
@@ -167,13 +168,12 @@ def model_argument(record: EvaluationRecord) -> str:
         >>> model_argument(EvaluationRecord("t", {}, local, None, {}, {}, {}, ""))
         './whisper-tiny-en'
     """
-    name, kind = record.model.name, record.model.kind
-    if kind == "feature" or name.startswith("random:") or (kind == "transformers" and record.model.revision):
-        return name
-    prefix, name = name.split(":", 1) if kind in ("melhubert", "m2d") and ":" in name else ("", name)
-    parts = PurePath(name).parts
+    spec = ModelSpec.parse(record.model.name)
+    if spec.kind in ("feature", "random") or (record.model.kind == "transformers" and record.model.revision):
+        return spec.text
+    parts = PurePath(spec.target).parts
     local = "./" + "/".join(parts[-2:] if record.checkpoint is not None and len(parts) > 1 else parts[-1:])
-    return f"{prefix}:{local}" if prefix else local
+    return spec.member(PurePath(local)) if spec.kind != "transformers" else local
 
 
 def test_file(record: EvaluationRecord) -> str:

@@ -46,10 +46,16 @@ def test_hub_model_records_its_revision_and_rerun_is_cached(tmp_path, hub_server
                SPEAT_CACHE=str(tmp_path / "cache"))
     arguments = ("evaluate", "speat-tester/tiny-w2v", "--tests", "gender", "--permutations", "500", "--format", "json",
                  "--no-progress")
+    hub_server.clear_requests()
     completed = speat(*arguments, cwd=tmp_path, **env)
     assert completed.returncode == 0, completed.stderr
     record = EvaluationRecord.from_dict(json.loads(completed.stdout)[0])
     assert record.model.name == "speat-tester/tiny-w2v" and record.model.revision == commit
+    # The model is checked once (one API request), and each of its files is asked for once at most.
+    requests = [(request.method, request.path) for request in hub_server.requests]
+    assert sum(path.startswith("/api/models/") for _, path in requests) == 1, requests
+    downloads = [request for request in requests if not request[1].startswith("/api/")]
+    assert len(downloads) == len(set(downloads)), sorted(downloads)
     assert record.test == "gender" and record.groups["X"] == "female"
     cached = list((tmp_path / "cache" / "embeddings").glob("*/*.npz"))
     assert len(cached) == 48  # 12 + 12 targets, 12 + 12 attributes

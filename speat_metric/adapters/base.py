@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from speat_metric.audio import DEFAULT_SAMPLING_RATE
+from speat_metric.errors import ModelLoadError  # noqa: F401 (adapters raise it from here)
 from speat_metric.results import ModelDescription
 
 SAMPLING_RATE = DEFAULT_SAMPLING_RATE
@@ -29,10 +30,6 @@ def torch_dtype(name: str) -> torch.dtype:
     if name not in TORCH_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(TORCH_DTYPES)}, got {name!r}")
     return TORCH_DTYPES[name]
-
-
-class ModelLoadError(ValueError):
-    """A model could not be loaded as a speech encoder; the message says which model and what to do."""
 
 
 @dataclass

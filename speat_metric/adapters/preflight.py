@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from speat_metric.adapters.base import ModelLoadError
+from speat_metric.model_spec import CHECKPOINT_KINDS, FEATURES, RANDOM_MODELS, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -30,79 +31,74 @@ SUPPORTED_MODEL_TYPES = (
 HUB_TIMEOUT_SECONDS = 5.0
 """One request to the Hub may take this long before the Hub counts as unreachable."""
 
-RANDOM_MODELS = ("random:melhubert-small", "random:melhubert-slim", "random:melhubert-base")
-"""The randomly initialised models (each also as ``NAME@SEED``)."""
-
-_RANDOM = re.compile(r"^random:melhubert-(?P<size>small|slim|base)(?:@(?P<seed>\d+))?$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 @dataclass(frozen=True)
 class ModelCheck:
-    """What a model string names, found without loading any weights.
+    """What a model string names, found without loading any weights; the adapter is built from it.
 
     Attributes:
-        spec: the model string as given.
+        spec: the parsed model string.
         kind: ``feature``, ``random``, ``melhubert``, ``m2d``, ``local`` (a transformers directory), ``checkpoints``
             (a directory of checkpoints) or ``hub``.
         local_files_only: load a Hub model from the local Hugging Face cache only (offline, or the Hub unreachable).
         model_type: the transformers ``model_type`` when known.
         num_layers: the hidden-state layers the model gives (input embedding layer included) when its configuration
             tells without loading it (transformers models, features); None otherwise.
+        config: a transformers model's ``config.json`` settings.
+        commit: the Hub commit a Hub model resolved to.
+        files: the files of a Hub model at that commit (None when not known, e.g. from the cache).
     """
 
-    spec: str
+    spec: ModelSpec
     kind: str
     local_files_only: bool = False
     model_type: str | None = None
     num_layers: int | None = None
+    config: dict | None = field(default=None, repr=False)
+    commit: str | None = None
+    files: tuple[str, ...] | None = field(default=None, repr=False)
 
 
 WEIGHT_FILE = re.compile(r"^(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
 """The weight files transformers loads a model from (whole, sharded, or the shards' index)."""
 
-def check_model(spec: str, *, revision: str | None = None) -> ModelCheck:
+def check_model(model: str | ModelSpec, *, revision: str | None = None) -> ModelCheck:
     """Check that a model string can be loaded, without loading it.
 
     Args:
-        spec: a model string of `speat_metric.adapters.load_encoder`.
+        model: a model string (`speat_metric.model_spec`) or its parsed spec.
         revision: Hub revision (branch, tag or commit) for a Hub id.
-
-    Returns:
-        A `ModelCheck`.
 
     Raises:
         ModelLoadError: a one-line, plain-language reason: an unknown feature or random model, a missing checkpoint
             file, a directory that is not a model, the Hub unreachable (and the model not cached), no such model on
             the Hub, no such revision, or a model that is not a speech encoder.
     """
-    from speat_metric.adapters.classical import CLASSICAL_FEATURES
-
-    if spec in CLASSICAL_FEATURES:
+    spec = ModelSpec.parse(model)
+    if spec.kind == "feature":
         return ModelCheck(spec, "feature", num_layers=1)
-    if spec.startswith("random:"):
-        if not _RANDOM.match(spec):
-            raise ModelLoadError(f"unknown random model {spec!r}; use random:melhubert-small, -slim or -base "
-                                 "(optionally @SEED)")
+    if spec.kind == "random":
         return ModelCheck(spec, "random")
-    if spec.startswith(("melhubert:", "m2d:")):
-        kind, path = spec.split(":", 1)
-        if not Path(path).exists():
-            raise ModelLoadError(f"{kind} checkpoint {path!r} does not exist; give the path of the authors' released "
-                                 f"checkpoint file (see speat_metric/adapters/{kind}.py for where to get it)")
-        return ModelCheck(spec, kind)
-    path = Path(spec).expanduser()
+    if spec.kind in CHECKPOINT_KINDS:
+        if not Path(spec.target).exists():
+            raise ModelLoadError(f"{spec.kind} checkpoint {spec.target!r} does not exist; give the path of the "
+                                 f"authors' released checkpoint file (see speat_metric/adapters/{spec.kind}.py for "
+                                 "where to get it)")
+        return ModelCheck(spec, spec.kind)
+    path = Path(spec.target).expanduser()
     if path.is_dir():
         return _check_local_directory(spec, path)
     if path.exists():
-        raise ModelLoadError(f"{spec!r} is a file, not a model: give a transformers model directory (with "
+        raise ModelLoadError(f"{spec.text!r} is a file, not a model: give a transformers model directory (with "
                              "config.json), a Hub id, or melhubert:FILE / m2d:FILE for a research checkpoint")
-    if _looks_like_path(spec) or not _HUB_ID.match(spec):
-        raise ModelLoadError(f"model directory {spec!r} does not exist")
-    if "/" not in spec:  # a bare word is more likely a misspelt built-in than one of the Hub's few owner-less ids
-        close = difflib.get_close_matches(spec, [*CLASSICAL_FEATURES, *RANDOM_MODELS], n=1, cutoff=0.75)
+    if _looks_like_path(spec.text) or not _HUB_ID.match(spec.text):
+        raise ModelLoadError(f"model directory {spec.text!r} does not exist")
+    if "/" not in spec.text:  # a bare word is more likely a misspelt built-in than one of the Hub's few owner-less ids
+        close = difflib.get_close_matches(spec.text, [*FEATURES, *RANDOM_MODELS], n=1, cutoff=0.75)
         if close:
-            raise ModelLoadError(f"{spec!r} is not a model speat knows, nor a local directory; did you mean "
+            raise ModelLoadError(f"{spec.text!r} is not a model speat knows, nor a local directory; did you mean "
                                  f"{close[0]!r}? (a Hub model is named OWNER/NAME)")
     return _check_hub_model(spec, revision)
 
@@ -132,20 +128,21 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
 
 
-def _check_local_directory(spec: str, path: Path) -> ModelCheck:
+def _check_local_directory(spec: ModelSpec, path: Path) -> ModelCheck:
     config = path / "config.json"
     if config.is_file():
-        settings = _local_config(config, spec)
+        settings = _local_config(config, spec.text)
         if not any(WEIGHT_FILE.match(member.name) for member in path.iterdir()):
-            raise ModelLoadError(f"{spec!r} has a config.json but no weights (no model.safetensors or "
+            raise ModelLoadError(f"{spec.text!r} has a config.json but no weights (no model.safetensors or "
                                  "pytorch_model.bin, whole or sharded): there is nothing to evaluate")
-        return ModelCheck(spec, "local", model_type=settings["model_type"], num_layers=hidden_state_count(settings))
+        return ModelCheck(spec, "local", model_type=settings["model_type"], num_layers=hidden_state_count(settings),
+                          config=settings)
     members = [member for member in path.iterdir() if (member / "config.json").is_file()]
     if not members and any(path.glob("*.ckpt")):
         return ModelCheck(spec, "checkpoints")  # MelHuBERT checkpoint files (see `checkpoint_series`)
     if not members:
         raise ModelLoadError(
-            f"{spec!r} is a directory but not a model: it has no config.json (a transformers save_pretrained "
+            f"{spec.text!r} is a directory but not a model: it has no config.json (a transformers save_pretrained "
             "directory) and no checkpoint sub-directories holding one"
         )
     for member in members:
@@ -164,11 +161,12 @@ def _local_config(config: Path, name: str) -> dict:
     return settings
 
 
-def _check_hub_model(repo_id: str, revision: str | None) -> ModelCheck:
+def _check_hub_model(spec: ModelSpec, revision: str | None) -> ModelCheck:
     from huggingface_hub import constants
 
+    repo_id = spec.text
     if constants.is_offline_mode():
-        return _cached_hub_model(repo_id, revision, reason="HF_HUB_OFFLINE is set")
+        return _cached_hub_model(spec, revision, reason="HF_HUB_OFFLINE is set")
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -183,14 +181,18 @@ def _check_hub_model(repo_id: str, revision: str | None) -> ModelCheck:
     except RevisionNotFoundError:
         raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no revision {revision!r}") from None
     except Exception as error:  # connection refused, DNS failure, timeout, a 5xx: the Hub is unreachable
-        return _cached_hub_model(repo_id, revision, reason=f"the Hub could not be reached at {constants.ENDPOINT} "
+        return _cached_hub_model(spec, revision, reason=f"the Hub could not be reached at {constants.ENDPOINT} "
                                  f"({_first_line(error)})")
-    settings = _hub_config(repo_id, info.sha or revision)  # the Hub's summary of it leaves out the layer count
+    # The Hub's summary leaves out the layer count. Fetched at the revision asked for, so the cache records the
+    # branch (refs/main) and an offline run finds this commit again.
+    settings = _hub_config(repo_id, revision)
     if info.siblings is not None and not any(WEIGHT_FILE.match(sibling.rfilename) for sibling in info.siblings):
         raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no weights at "
                              f"{'revision ' + repr(revision) if revision else 'its main branch'} (no model.safetensors "
                              "or pytorch_model.bin, whole or sharded): there is nothing to evaluate")
-    return ModelCheck(repo_id, "hub", model_type=settings.get("model_type"), num_layers=hidden_state_count(settings))
+    return ModelCheck(spec, "hub", model_type=settings.get("model_type"), num_layers=hidden_state_count(settings),
+                      config=settings, commit=info.sha,
+                      files=None if info.siblings is None else tuple(sibling.rfilename for sibling in info.siblings))
 
 
 def _hub_config(repo_id: str, revision: str | None) -> dict:
@@ -207,17 +209,20 @@ def _hub_config(repo_id: str, revision: str | None) -> dict:
     return _local_config(Path(config), repo_id)
 
 
-def _cached_hub_model(repo_id: str, revision: str | None, *, reason: str) -> ModelCheck:
+def _cached_hub_model(spec: ModelSpec, revision: str | None, *, reason: str) -> ModelCheck:
     from huggingface_hub import try_to_load_from_cache
 
+    repo_id = spec.text
     cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
     if not isinstance(cached, str):
         raise ModelLoadError(f"{reason}, and {repo_id!r} is not in the local Hugging Face cache; connect to the "
                              "Hub once to download it, or pass a local model directory")
     logger.warning("%s; using the cached copy of %s", reason, repo_id)
     settings = _local_config(Path(cached), repo_id)
-    return ModelCheck(repo_id, "hub", local_files_only=True, model_type=settings["model_type"],
-                      num_layers=hidden_state_count(settings))
+    snapshot = Path(cached).parent  # .../snapshots/<commit>/config.json
+    return ModelCheck(spec, "hub", local_files_only=True, model_type=settings["model_type"],
+                      num_layers=hidden_state_count(settings), config=settings,
+                      commit=snapshot.name if snapshot.parent.name == "snapshots" else None)
 
 
 def _first_line(error: BaseException) -> str:

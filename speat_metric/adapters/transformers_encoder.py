@@ -45,9 +45,8 @@ from speat_metric.adapters.base import (
     torch_dtype,
     weights_sha256,
 )
-from speat_metric.adapters.preflight import check_model, check_model_type, hidden_state_count
-from speat_metric.profiles import WAV2VEC2_FAMILY, LayerTaps, get_profile
-from speat_metric.profiles import check_model_type as check_profile_model_type
+from speat_metric.adapters.preflight import WEIGHT_FILE, ModelCheck, check_model, hidden_state_count
+from speat_metric.profiles import WAV2VEC2_FAMILY, LayerTaps, check_profile_model_type, get_profile
 from speat_metric.results import DEFAULT_PROFILE
 
 logger = logging.getLogger(__name__)
@@ -72,20 +71,21 @@ class TransformersEncoder(SpeechEncoder):
         ValueError: the profile is unknown or defines no layers for this model type.
     """
 
-    def __init__(self, model: str | Path, *, revision: str | None = None, device: str = "cpu",
-                 dtype: str = "float32", local_files_only: bool = False, profile: str = DEFAULT_PROFILE) -> None:
+    def __init__(self, model: str | Path | ModelCheck, *, revision: str | None = None, device: str = "cpu",
+                 dtype: str = "float32", profile: str = DEFAULT_PROFILE) -> None:
         import transformers
 
         self._profile = get_profile(profile)
         self.profile = self._profile.name
         self._dtype = torch_dtype(dtype)
-        name = str(Path(model).resolve()) if Path(model).is_dir() else str(model)
-        check = check_model(str(model), revision=revision)
+        check = model if isinstance(model, ModelCheck) else check_model(str(model), revision=revision)
         if check.kind not in ("local", "hub"):
-            raise ModelLoadError(f"{str(model)!r} is not a transformers model directory or Hub id")
-        local_files_only = local_files_only or check.local_files_only
-        config = _load_config(name, revision, local_files_only)
-        check_model_type(config.model_type, name)
+            raise ModelLoadError(f"{check.spec.text!r} is not a transformers model directory or Hub id")
+        # Everything is loaded from one local folder: the model's own, or the Hub files fetched once at the commit
+        # the check resolved, so loading asks the Hub nothing more.
+        source = _local_files(check, revision)
+        name = str(source.resolve()) if check.kind == "local" else check.spec.text
+        config = _load_config(source, name)
         check_profile_model_type(self.profile, config.model_type, name)
         self._model_type = config.model_type
         self._is_whisper = config.model_type == "whisper"
@@ -97,10 +97,9 @@ class TransformersEncoder(SpeechEncoder):
         loader = transformers.WhisperModel if self._is_whisper else transformers.AutoModel
         from speat_metric.adapters.pruned import load_pretrained  # from_pretrained that rebuilds pruned models
 
-        model_object = load_pretrained(loader, name, revision=revision, dtype=self._dtype,
-                                       local_files_only=local_files_only)
+        model_object = load_pretrained(loader, str(source), dtype=self._dtype, local_files_only=True)
         self.model = (model_object.get_encoder() if self._is_whisper else model_object).to(device).eval()
-        self.extractor, extractor_source = _load_feature_extractor(name, revision, config, local_files_only)
+        self.extractor, extractor_source = _load_feature_extractor(source, name, config)
         self._device = torch.device(device)
         # Group-norm CNNs normalise over padding by design; anything else is checked, since some models leak
         # padding into real frames despite the attention mask.
@@ -110,7 +109,7 @@ class TransformersEncoder(SpeechEncoder):
         self.description = ModelDescription(
             name=name,
             kind="transformers",
-            revision=None if Path(name).is_dir() else _hub_commit(name, revision, local_files_only),
+            revision=check.commit if check.kind == "hub" else None,
             weights_sha256=weights_sha256(self.model),
             num_parameters=count_parameters(self.model),
             num_layers=hidden_state_count(config.to_dict()),
@@ -289,37 +288,47 @@ def _join_windows(layers: Sequence[Sequence[torch.Tensor]], valid: Sequence[int]
     return EncoderOutput(hidden_states, frames_mask(per_clip_frames, total))
 
 
-def _load_config(name: str, revision: str | None, local_files_only: bool):
+def _local_files(check: ModelCheck, revision: str | None) -> Path:
+    """The folder a checked model loads from: its directory, or (for a Hub id) the Hub cache's snapshot of the
+    commit the check resolved, holding its configuration, weights and feature extractor settings."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    if check.kind == "local":
+        return Path(check.spec.target).expanduser()
+    repo_id, commit = check.spec.text, check.commit or revision
+    if check.local_files_only or check.files is None:
+        return Path(snapshot_download(repo_id, revision=commit, local_files_only=check.local_files_only))
+    weights = [name for name in check.files if WEIGHT_FILE.match(name)]
+    safetensors = [name for name in weights if ".safetensors" in name]
+    needed = ["config.json", *(safetensors or weights)]
+    needed += [name for name in ("preprocessor_config.json",) if name in check.files]
+    try:
+        paths = [hf_hub_download(repo_id, name, revision=commit) for name in needed]
+    except Exception as error:
+        raise ModelLoadError(f"could not download {repo_id!r} from the Hub ({_first_line(error)})") from error
+    return Path(paths[0]).parent
+
+
+def _load_config(source: Path, name: str):
     import transformers
 
     try:
-        return transformers.AutoConfig.from_pretrained(name, revision=revision, local_files_only=local_files_only)
+        return transformers.AutoConfig.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"could not read the configuration of model {name!r} ({first_line})") from error
+        raise ModelLoadError(f"could not read the configuration of model {name!r} ({_first_line(error)})") from error
 
 
-def _hub_commit(name: str, revision: str | None, local_files_only: bool) -> str | None:
-    """The commit a Hub model resolved to: the snapshot folder of its config.json in the Hub cache (works offline)."""
-    from huggingface_hub import hf_hub_download
-
-    try:
-        snapshot = Path(hf_hub_download(name, "config.json", revision=revision,
-                                        local_files_only=local_files_only)).parent
-    except Exception as error:  # the model loaded already; a missing commit id must not stop the evaluation
-        logger.warning("could not resolve the Hub commit of %s (%s); the result records no revision", name, error)
-        return None
-    return snapshot.name if snapshot.parent.name == "snapshots" else None
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
-def _load_feature_extractor(name: str, revision: str | None, config, local_files_only: bool) -> tuple[object, str]:
+def _load_feature_extractor(source: Path, name: str, config) -> tuple[object, str]:
     """The model's own feature extractor; a training checkpoint without one gets the family default, logged."""
     import transformers
 
     try:
-        return (transformers.AutoFeatureExtractor.from_pretrained(name, revision=revision,
-                                                                  local_files_only=local_files_only),
-                "preprocessor_config")
+        return transformers.AutoFeatureExtractor.from_pretrained(source, local_files_only=True), "preprocessor_config"
     except (OSError, ValueError):
         if config.model_type == "whisper":
             extractor = transformers.WhisperFeatureExtractor(feature_size=config.num_mel_bins)

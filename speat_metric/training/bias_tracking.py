@@ -74,7 +74,7 @@ class BiasTracker:
             One record per test (and layer view).
         """
         from speat_metric.adapters import load_encoder
-        from speat_metric.evaluation import record_labels
+        from speat_metric.model_spec import ModelSpec
         from speat_metric.pipeline import evaluate_tests, is_main_process
 
         settings = self.settings
@@ -89,7 +89,7 @@ class BiasTracker:
             encoder, self.tests, layer_pooling=settings.layer_pooling, frame_pooling=settings.frame_pooling,
             cache_dir=None, batch_seconds=settings.batch_seconds, trim_silence=settings.trim_silence,
             num_permutations=settings.num_permutations, seed=settings.seed,
-            labels=[*record_labels(encoder, spec), *labels], checkpoint=checkpoint, progress=settings.progress)
+            labels=[*ModelSpec.parse(spec).labels, *labels], checkpoint=checkpoint, progress=settings.progress)
         if compression is not None:
             records = [record.replace(compression=dict(compression)) for record in records]
         if is_main_process():
