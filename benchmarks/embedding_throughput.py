@@ -26,8 +26,9 @@ import transformers
 from speat_metric.adapters import load_encoder
 from speat_metric.adapters.transformers_encoder import TransformersEncoder
 from speat_metric.audio import load_audio
+from speat_metric.embedding import Clip, clips_of, embed_stimuli
 from speat_metric.formatting import format_parameters
-from speat_metric.pipeline import Clip, clips_of, embed_stimuli, evaluate_tests
+from speat_metric.pipeline import evaluate_tests
 from speat_metric.stimuli import load_speat_test
 
 CLIP_SECONDS = [2, 30, 7, 12, 4, 21, 9, 3, 15, 5, 11]  # 119 s in all

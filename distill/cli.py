@@ -108,7 +108,7 @@ def _distill(args: argparse.Namespace) -> int:
     require_extra("train", "distill")
     from speat_metric.distill.report import report_markdown, report_rows
     from speat_metric.distill.train import distill
-    from speat_metric.pipeline import is_main_process
+    from speat_metric.distributed import is_main_process
 
     config, report_to = start_run(args, run_config)
     summary = distill(config, resume=args.resume, report_to=report_to, progress=not args.no_progress)

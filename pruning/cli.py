@@ -129,7 +129,7 @@ def _lookup(data: dict, key: str) -> object:
 
 def _prune(args: argparse.Namespace) -> int:
     require_extra("train", "prune")
-    from speat_metric.pipeline import is_main_process
+    from speat_metric.distributed import is_main_process
     from speat_metric.pruning.train import prune
     from speat_metric.training.plots import curve_markdown, curve_rows
 

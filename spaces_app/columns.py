@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from speat_metric.report import STUDY_TESTS
+from speat_metric.defaults import STUDY_TESTS
 
 STANDARD_TESTS = STUDY_TESTS
 """The SpEAT tests of the study, always first and in this order; custom tests follow alphabetically."""

@@ -1,20 +1,15 @@
 """Audio in: decode WAV, FLAC or MP3 to a mono float32 waveform at the rate the models expect.
 
-`load_audio` is the only way stimuli enter the pipeline. It decodes with soundfile (libsndfile, which reads MP3
-since 1.1), down-mixes to mono by averaging the channels, resamples with soxr and returns float32 samples in
-[-1, 1]. A file that cannot be decoded completely raises `AudioDecodeError` naming the file: libsndfile quietly
-decodes what is left of a truncated WAV or MP3, so the containers are checked first (a WAV ``data`` chunk longer
-than the bytes present, an MP3 whose last frame is cut short or with fewer frames than its Xing/Info header
-declares, a FLAC with fewer samples than its STREAMINFO declares).
+`load_audio` is the only way stimuli enter the pipeline. It decodes with soundfile, down-mixes to mono by averaging
+the channels, resamples with soxr and returns float32 samples in [-1, 1]. A file that cannot be decoded completely
+raises `AudioDecodeError` naming the file: libsndfile quietly decodes what is left of a truncated file, so the
+containers are checked first (`check_audio`). Trimming silence is available but off: neither SpEAT study trimmed.
 
-Trimming leading and trailing silence is available but off by default: neither SpEAT study trimmed.
+``resampler="ratecv"`` takes instead the path by which the SpEAT reference code made its 16 kHz WAVs (pydub, CPython's
+``audioop.ratecv``); `ratecv` is our own implementation of that algorithm, since ``audioop`` left the standard
+library in Python 3.13.
 
-``resampler="ratecv"`` takes instead the path by which the SpEAT reference code made its 16 kHz WAVs
-(isaacOnline/SpEAT ``preprocessing/downloading_utils.py``: pydub ``AudioSegment.from_mp3`` / ``from_wav``, then
-``set_frame_rate(16000)`` and ``export(format="wav")``): integer PCM at the file's sample width (MP3 as 16-bit, as
-pydub asks ffmpeg for ``pcm_s16le``), CPython's ``audioop.ratecv`` (linear interpolation, no anti-alias filter) on
-each channel, then float samples read back from the WAV and the channels averaged (fairseq's ``read_audio``).
-`ratecv` is our own implementation of that algorithm, since ``audioop`` left the standard library in Python 3.13.
+Details: docs/stimuli.md, "Decoding the audio".
 """
 
 from __future__ import annotations

@@ -4,18 +4,13 @@
     speat --version
     speat register     # let evaluate.load("speat") work offline from any directory
     speat example      # SpEAT through the evaluate module on the bundled (synthetic) example embeddings
-    speat stimuli list       # the SpEAT tests, their groups and sizes (and the synthetic demo set)
-    speat stimuli download   # fetch the real stimuli into the cache; says what it has and what is missing
-    speat hub ...      # model cards, card PRs, the results dataset, the Spaces, the webhook service
-    speat prune ...    # head, row and weight pruning with bias tracking
-    speat distill ...  # DistilHuBERT-style distillation with bias tracking
-    speat space        # the Gradio Space over SpEAT results
+    speat stimuli list|download   # the SpEAT tests and their sizes; fetch the real stimuli into the cache
+    speat hub|prune|distill|space ...   # the Hub, pruning and distillation with bias tracking, the Gradio Space
 
 The commands above `speat hub` are the core's own; the others are found through the ``speat.commands`` entry points
-(`COMMAND_GROUP`) and imported only when they run, or to list them in ``speat --help``: ``speat evaluate`` loads none
-of the Hub, training or Space code. A package adds a command by declaring an entry point in that group whose object
-is ``add_parser(commands)``, a function that adds one subparser (its handler taking the parsed arguments and
-returning the exit code).
+(`COMMAND_GROUP`) and imported only when they run: ``speat evaluate`` loads none of the Hub, training or Space code.
+
+Details (every command, adding a command): README.md, "Command line".
 """
 
 from __future__ import annotations
@@ -30,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speat_metric import __version__
+from speat_metric.defaults import DTYPES, STUDY_TESTS
 from speat_metric.extras import MissingExtraError
 from speat_metric.formatting import (
     CI_EXCLUDES_ZERO_NOTE,
@@ -41,7 +37,7 @@ from speat_metric.formatting import (
 )
 from speat_metric.pooling import FRAME_POOLINGS, LAYER_POOLINGS, LayerPooling
 from speat_metric.profiles import PROFILE_NAMES
-from speat_metric.report import FORMATS, STUDY_TESTS
+from speat_metric.report import FORMATS
 
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
@@ -268,7 +264,7 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
         "splits the stimuli across processes (works on CPUs too)."),
     )
     evaluate.add_argument("models", nargs="*", metavar="MODEL", help="models to evaluate (see above)")
-    evaluate.add_argument("--tests", default="gender,age,native",
+    evaluate.add_argument("--tests", default=",".join(STUDY_TESTS),
                           help="comma-separated tests: gender, age, native, or the path of a JSON file defining a "
                           "custom test {name, x, y, a, b: [audio paths], group_names?, pairs?} "
                           "(default gender,age,native)")
@@ -292,7 +288,7 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of permutations and bootstrap (default 0)")
     evaluate.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the models")
     evaluate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    evaluate.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+    evaluate.add_argument("--dtype", default=DTYPES[0], choices=DTYPES,
                           help="model weights and activations (default float32)")
     evaluate.add_argument("--batch-seconds", type=float, default=60.0,
                           help="padded audio per batch, in seconds (default 60)")
@@ -364,8 +360,8 @@ def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from speat_metric.distributed import is_main_process
     from speat_metric.evaluation import evaluate_models
-    from speat_metric.pipeline import is_main_process
     from speat_metric.report import format_records, plural
 
     settings = evaluation_settings(args)
@@ -398,7 +394,7 @@ def _add_stimuli_parser(commands: argparse._SubParsersAction) -> None:
         "and the Morgan Emotional Speech Set (Zenodo) into the stimulus cache ($SPEAT_CACHE/stimuli, else "
         "$HF_HOME/speat/stimuli), with retries and resume; files already cached are not requested again. Prints what "
         "the cache holds and what is missing; exits with 1 when something is missing.")
-    download.add_argument("--tests", default="gender,age,native",
+    download.add_argument("--tests", default=",".join(STUDY_TESTS),
                           help="comma-separated tests to fetch (default gender,age,native)")
     download.add_argument("--cache-dir", type=Path, default=None, help="stimulus cache directory")
     download.add_argument("--base-url-saa", default=None,

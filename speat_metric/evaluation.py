@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from speat_metric.defaults import DTYPES, STUDY_TESTS
 from speat_metric.files import check_writable_directory
 from speat_metric.pooling import FRAME_POOLINGS, LayerPooling
 from speat_metric.progress import silence_library_progress_bars
@@ -32,8 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TESTS = ("gender", "age", "native")
-DTYPES = ("float32", "float16", "bfloat16")
+DEFAULT_TESTS = STUDY_TESTS
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def resolve_device(device: str | None) -> str:
     """
     import torch
 
-    from speat_metric.pipeline import default_device
+    from speat_metric.distributed import default_device
 
     if device is None:
         return default_device()
@@ -242,7 +242,8 @@ def evaluate_models(
             model is loaded (`ModelLoadError` and the stimulus errors are ValueErrors).
     """
     from speat_metric.adapters import load_encoder
-    from speat_metric.pipeline import evaluate_tests, is_main_process
+    from speat_metric.distributed import is_main_process
+    from speat_metric.pipeline import evaluate_tests
     from speat_metric.profiles import check_profile_model_type
     from speat_metric.stimuli.fingerprints import load_reference
 

@@ -1,33 +1,16 @@
 """Extraction profiles: which tensors count as a model's "layers", and how the audio reaches the model.
 
-A published SpEAT d is only comparable to ours when the embeddings were extracted the same way. The statistics, the
-stimuli and the roles of speat match both studies; the extraction of the layers does not, and it moves d. A profile
-names one complete extraction recipe; ``speat evaluate --profile`` picks it, and every record, cache key and table
-says which was used:
+A published SpEAT d is only comparable to ours when the embeddings were extracted the same way, and the extraction of
+the layers moves d. A profile (`ExtractionProfile`) names one complete extraction recipe: ``hf`` (`HF`, default,
+transformers 5 ``hidden_states``), ``speat2023`` (`SPEAT2023`, the SpEAT reference code) or ``s3prl`` (`S3PRL`,
+S3PRL's upstreams). ``speat evaluate --profile`` picks it (`get_profile`); every record, cache key and table says which.
 
-| profile | reproduces | layers | resampling |
-|---|---|---|---|
-| ``hf`` (`HF`, default) | transformers 5 ``hidden_states`` | first layer's input, every layer's output | soxr |
-| ``speat2023`` (`SPEAT2023`) | SpEAT reference code (Slaughter et al. 2023) | what its scripts stored | ``ratecv`` |
-| ``s3prl`` (`S3PRL`) | S3PRL upstreams (our reading of Lin et al.) | every layer's input, encoder output | ``ratecv`` |
+Each profile takes its layers from the `LayerTaps` that the transformers adapter records with forward hooks, never
+from ``hidden_states``, so no profile depends on the transformers version. A model family a profile does not define
+is an error before any work starts (`check_profile_model_type`). The comparability labels (`UNNORMALISED_INPUT` ...,
+`comparability_labels`) are defined here once.
 
-(``ratecv``: pydub's ``audioop.ratecv``, see `speat_metric.audio.reference_resample`.)
-
-How the tensors are taken. The transformers adapter (`speat_metric.adapters.transformers_encoder`) runs the model's
-own forward pass and records, with forward hooks on its submodules, a `LayerTaps`: the feature projection of the
-CNN output, the input and the output of every transformer layer, and the encoder output built explicitly as the
-final LayerNorm applied to the last layer's output (stable-layer-norm models and Whisper) or that output itself
-(post-LN models). Each profile picks its layers from those taps, so no profile depends on what a given transformers
-version puts in ``hidden_states`` (transformers 4 returned the last hidden state of a stable-layer-norm model
-*after* the final LayerNorm, transformers 5 returns it *before*; we never read ``hidden_states``).
-
-Which model families each profile defines layers for is in its ``model_types``; asking for another one is an error
-before any work starts. MelHuBERT, M2D and the classical features have one extraction in every profile (their
-authors' own); the profile then changes only the resampler.
-
-Labels. Records also carry plain-language labels when they cannot be compared with a published number as they
-stand; the strings are defined here once (`UNNORMALISED_INPUT` ...), explained in every table's footnotes
-(`speat_metric.report`) and in ``docs/reproducibility.md``.
+Details: docs/reproducibility.md, "The three profiles" and "How the layers are taken".
 """
 
 from __future__ import annotations

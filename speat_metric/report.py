@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
 from speat_metric import profiles
+from speat_metric.defaults import STUDY_TESTS
 from speat_metric.formatting import CI_EXCLUDES_ZERO_NOTE, format_ci, format_d, format_p, format_size
 from speat_metric.model_spec import ModelSpec
 from speat_metric.results import MIN_TARGETS, EvaluationRecord, SpeatResult
@@ -132,8 +133,6 @@ def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
     return notes
 
 
-STUDY_TESTS = ("gender", "age", "native")
-"""The study's tests in the order of its tables (`speat_metric.stimuli.TEST_NAMES`, without importing datasets)."""
 
 
 def test_sort_key(test: str) -> tuple[int, str]:

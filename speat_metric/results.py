@@ -13,9 +13,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speat_metric.files import atomic_write_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_VERSION = 1
 """Version of the JSON layout of `SpeatResult`; bumped whenever a field changes meaning or is removed."""
@@ -97,6 +100,9 @@ class SpeatResult:
     ddof: int
     speat_version: str
     schema_version: int = SCHEMA_VERSION
+    scores: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+    """s(w) of every target, X then Y, as `speat_test` computed them; not serialised (a record keeps them by
+    stimulus in ``association_scores``)."""
 
     @property
     def effect_size_label(self) -> str:
@@ -109,7 +115,8 @@ class SpeatResult:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields plus the derived ``effect_size_label``, as plain JSON-ready values."""
-        return {**dataclasses.asdict(self), "effect_size_label": self.effect_size_label}
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "scores"}
+        return {**values, "effect_size_label": self.effect_size_label}
 
     def to_json(self, **json_kwargs: Any) -> str:
         """Serialise to strict JSON (no NaN or Infinity literals)."""
@@ -124,7 +131,7 @@ class SpeatResult:
                 f"SpeatResult schema_version {version!r} is not supported by this speat (reads version "
                 f"{SCHEMA_VERSION}); upgrade speat to read newer results"
             )
-        field_names = {field.name for field in dataclasses.fields(cls)}
+        field_names = {field.name for field in dataclasses.fields(cls)} - {"scores"}
         unknown = set(data) - field_names - {"effect_size_label"}
         missing = {name for name in field_names if name != "schema_version"} - set(data)
         if unknown or missing:

@@ -134,6 +134,7 @@ def speat_test(
         paired=pair_index is not None,
         ddof=ddof,
         speat_version=__version__,
+        scores=s,
     )
 
 

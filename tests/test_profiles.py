@@ -19,8 +19,9 @@ from speat_metric.adapters.classical import ClassicalFeatureEncoder
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTEncoder
 from speat_metric.adapters.transformers_encoder import TransformersEncoder
 from speat_metric.cli import main
+from speat_metric.embedding import clips_of, embed_stimuli
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
-from speat_metric.pipeline import clips_of, embed_stimuli, evaluate_tests
+from speat_metric.pipeline import evaluate_tests
 from speat_metric.report import format_records
 from speat_metric.results import EvaluationRecord
 from speat_metric.stimuli import SpeatTestSpec, load_speat_test

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from speat_metric.statistics import speat_test
+from speat_metric.results import SpeatResult
+from speat_metric.statistics import effect_size, speat_test
 
 
 def naive_s(w, a, b):
@@ -235,3 +236,18 @@ def test_bad_input_is_named(arguments, options, message):
 
 def test_the_base_of_the_bad_option_cases_is_valid():
     assert np.isfinite(speat_test(*VALID, n_bootstrap=0, seed=0).effect_size)
+
+
+def test_the_result_carries_the_association_scores_it_was_computed_from():
+    """s(w) of every target, X then Y, recomputed with plain loops; they give d and are never serialised."""
+    rng = np.random.default_rng(4)
+    x, y, a, b = (rng.normal(size=(n, 5)) for n in (6, 5, 4, 7))
+
+    def cosine(u, v):
+        return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+    expected = [np.mean([cosine(w, v) for v in a]) - np.mean([cosine(w, v) for v in b]) for w in [*x, *y]]
+    result = speat_test(x, y, a, b, num_permutations=100, seed=0, n_bootstrap=0)
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-12)
+    assert result.effect_size == pytest.approx(effect_size(result.scores[:6], result.scores[6:]))
+    assert "scores" not in result.to_dict() and SpeatResult.from_dict(result.to_dict()) == result

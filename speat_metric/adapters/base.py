@@ -16,13 +16,14 @@ import numpy as np
 import torch
 
 from speat_metric.audio import DEFAULT_SAMPLING_RATE
+from speat_metric.defaults import DTYPES
 from speat_metric.errors import ModelLoadError  # noqa: F401 (adapters raise it from here)
 from speat_metric.results import ModelDescription
 
 SAMPLING_RATE = DEFAULT_SAMPLING_RATE
 """Every adapter takes mono float32 waveforms at this rate, in [-1, 1] (what `load_audio` returns by default)."""
 
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -1,64 +1,7 @@
 """M2D / M2D-S adapter: a ViT encoder on log-mel spectrogram patches, with the authors' checkpoint formats.
 
-Masked Modeling Duo (M2D, Niizumi et al. 2023) pre-trains a ViT-Base on log-mel spectrogram patches; M2D for
-Speech (M2D-S, Niizumi et al. 2024, "Masked Modeling Duo for Speech: Specializing General-Purpose Audio
-Representation to Speech using Denoising Distillation") adds a denoising-distillation task and uses 80x2 patches
-(80 mel bins x 2 frames = one 20 ms step, Section 4.3), where general M2D uses 16x16. This module is our own
-PyTorch encoder; each detail was read from the authors' repository GitHub ``nttcslab/m2d``: ``m2d/models_mae.py``
-(model), ``m2d/runtime_audio.py`` and ``examples/portable_m2d.py`` (front end, checkpoint loading, chunking),
-``superb/upstream/m2d/expert.py`` (the SUPERB wrapper the paper's speech results use),
-``util/to_encoder_only_weight.py``.
-
-Architecture (``models_mae.py``, ``M2DViT.forward_encoder``):
-    1. Front end (``runtime_audio.Config`` / ``get_to_melspec``, paper Section 4.1): 16 kHz, 25 ms periodic Hann
-       window (n_fft 400), 10 ms hop, centred frames with reflect padding, power spectrogram, 80 Slaney mel bins
-       from 50 to 8,000 Hz (nnAudio ``MelSpectrogram`` defaults), ``log(x + eps)`` with eps the float32 machine
-       epsilon, then ``(x - mean) / std`` with two scalars: the checkpoint's ``norm_stats`` when it has them,
-       otherwise the runtime's default (-7.1, 4.2). (For SUPERB the authors computed task-specific statistics;
-       pass your own with ``norm_stats=``.)
-    2. Patch embedding: Conv2d(1 -> embed_dim, kernel = stride = patch size) over the (mel, time) image; patches
-       are ordered frequency-major ("b (f t) d").
-    3. Fixed 2-D sine-cosine position embedding (MAE's ``get_2d_sincos_pos_embed``; first half of the channels
-       encodes the time-patch index, second half the frequency-patch index), added to the patches. This sum is
-       our hidden state 0 (the "patch-embedding layer").
-    4. A [CLS] token (``cls_token + pos_embed[:, :1]``) is prepended; it takes part in attention but is not
-       returned.
-    5. ``depth`` pre-LN ViT blocks (timm ``Block``: fused qkv projection with bias, GELU MLP of ratio 4,
-       LayerNorm eps 1e-6); each block's output is a hidden state, the last one after the final ``norm`` (the
-       authors' ``return_layers=True`` replaces the last block output by the normalised one).
-    Frame-level features: for each time patch, the concatenation over the frequency patches of that time step
-    (``rearrange('b (f t) d -> b t (f d)')``): 80x2 patches give one 768-dim vector per 20 ms, 16x16 patches give
-    5 x 768 = 3,840 dims per 160 ms.
-
-Long inputs (``runtime_audio.RuntimeM2D.encode_lms``, current version): the normalised spectrogram is padded with
-zeros to a whole number of time patches, then cut into chunks of the training length (``input_size[1]`` frames,
-e.g. 608 = 6.08 s); each chunk is encoded on its own with the position embedding truncated to its length
-(``adjust_short=True``), and the chunks' frames are concatenated. We do the same per clip; the short last chunks of
-a batch are padded and masked out of attention, which gives the same frames as encoding them alone. (Older
-versions of the runtime padded the last chunk to the full length and attended to the padding; the batched SUPERB
-wrapper also pads clips to the longest in the batch. We follow the current runtime with batch size one.)
-
-Checkpoint formats accepted by `load_m2d_checkpoint`:
-    - pre-training checkpoints ``checkpoint-N.pth``: ``torch.save({"model": state_dict, "optimizer": ...,
-      "epoch": N, "scaler": ..., "args": argparse.Namespace})``. The state dict holds the online encoder
-      (``patch_embed.proj.{weight,bias}``, ``cls_token``, ``pos_embed``, ``blocks.N.{norm1,attn.qkv,attn.proj,
-      norm2,mlp.fc1,mlp.fc2}.{weight,bias}``, ``norm.{weight,bias}``, newer files ``norm_stats``) and the parts
-      we drop, as the runtime does: the target encoder (``target_blocks.*``, ``target_norm.*``), the predictor
-      (``decoder_*``, ``mask_token``), M2D-S/X's ``offline_predictor.*``, M2D-CLAP's ``audio_proj.*`` /
-      ``text_proj.*``, and fine-tuning heads (``head.*``);
-    - encoder-only weights (``util/to_encoder_only_weight.py``): the bare encoder state dict;
-    - the same with a ``module.`` (DistributedDataParallel), ``backbone.`` (RuntimeM2D) or
-      ``module.ar.runtime.backbone.`` (EVAR fine-tuning) prefix.
-    The configuration comes from tensor shapes (embed dim, patch size, depth, MLP width, grid) and the checkpoint's
-    folder name, as the runtime parses it: ``<model>-<mels>x<frames>p<patch mels>x<patch frames>[p<rate>]-...``,
-    e.g. ``m2d_s_vit_base-80x608p80x2-230220/checkpoint-1000.pth``; a name that contradicts the shapes is an error,
-    and so is a 32 kHz model (``p32k``; this toolkit runs at 16 kHz). Attention heads are not visible in shapes:
-    all M2D models use 64-dim heads (``num_heads = embed_dim // 64``), overridable with ``num_heads=``.
-
-Released checkpoints (documentation only; nothing here downloads): https://github.com/nttcslab/m2d/releases, e.g.
-M2D-S ``m2d_s_vit_base-80x608p80x2-230220`` (T = 6.08 s), ``-80x512p80x2-230301``, ``-80x400p80x2-230201``
-(``speech/README.md``) and general M2D ``m2d_vit_base-80x608p16x16-221006-mr7``. Keep each file in its release
-folder so that the folder name can be checked.
+Our own PyTorch encoder, read from the authors' ``nttcslab/m2d``: `load_m2d_checkpoint` takes their checkpoints (the
+configuration from tensor shapes and folder name); `M2DEncoder` chunks long clips at the training length as they do.
 
 Example:
     >>> import numpy as np
@@ -67,6 +10,8 @@ Example:
     >>> output = encoder.encode([np.zeros(8_000, np.float32), np.zeros(3_000, np.float32)])
     >>> len(output.hidden_states), tuple(output.hidden_states[0].shape), output.frame_mask.sum(dim=1).tolist()
     (3, (2, 26, 32), [26, 10])
+
+Details (architecture, long inputs, checkpoint formats, released checkpoints): docs/adapters.md, "M2D".
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Custom SpEAT tests defined in a JSON file, for ``speat evaluate --tests my-test.json``.
 
-The file names the audio of each group; paths are relative to the JSON file::
+`load_custom_test` reads the file into a `SpeatTestSpec`. It names the audio of each group, ``x``, ``y`` and
+optionally ``a`` and ``b`` (leave both out to use the study's MESS attributes), as a list of paths or a mapping of
+stimulus ids to paths, relative to the JSON file; ``group_names`` and ``pairs`` are optional. In a list, a file's id
+is ``custom/`` and its path without the extension, so files of the same name in different folders stay apart.
 
-    {
-      "name": "accent",
-      "x": ["us/ann.wav", "us/bob.wav"],               # a list of paths: ids become custom/us/ann, custom/us/bob
-      "y": {"kr-ann": "kr/ann.wav", "kr-bob": "kr/bob.wav"},   # or a mapping of unique stimulus ids to paths
-      "a": ["pleasant/1.wav", "pleasant/2.wav"],      # a and b: leave both out to use the study's MESS attributes
-      "b": ["unpleasant/1.wav", "unpleasant/2.wav"],
-      "group_names": {"x": "US", "y": "Korean", "a": "pleasant", "b": "unpleasant"},  # or a list of 4 names
-      "pairs": [["us/ann.wav", "kr/ann.wav"], ["custom/us/bob", "kr-bob"]]           # by audio path or by id
-    }
-
-In a list, a file's id is ``custom/`` and its path relative to the JSON file without the extension, so files of the
-same name in different folders stay apart; two files that differ only in their extension would get the same id:
-give that group as a mapping of ids to paths instead. Group names default to ``X``, ``Y``, ``A`` and ``B`` (the
-study's attributes keep theirs).
+Details (the format, with an example): docs/stimuli.md, "Custom tests".
 """
 
 from __future__ import annotations

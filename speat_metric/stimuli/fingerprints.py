@@ -1,22 +1,17 @@
 """Which audio made a result: stimulus fingerprints, and the benchmark's reference they are compared with.
 
-A test's fingerprint is computed from the SHA-256 of its clips' files, per role: ``clips`` holds each role's sorted
-list, ``test`` one SHA-256 over all four lists (`stimulus_fingerprint`). Two results with one fingerprint were
-computed from byte-identical audio in the same roles, whatever the files were called or where they came from; a
-different fingerprint means different audio (a replaced recording, a local copy that differs, another selection).
-`short_fingerprint` is the 12-character form tables show.
-
-The SpEAT benchmark on the Hub (``speat hub publish-benchmark``) lists the study's audio as first downloaded: each
-clip's SHA-256 by stimulus id and each test's fingerprint, in ``fingerprints.json`` (`BenchmarkReference`). With a
-benchmark named (``--benchmark ORG/NAME`` or ``SPEAT_BENCHMARK``), ``speat stimuli download`` and every evaluation
-compare what they read with it (`BenchmarkReference.differing`): a clip whose bytes differ is reported by id, and a
-result made from it is labelled ``stimuli-differ``.
+`stimulus_fingerprint` hashes a test's clips per role (each role's sorted SHA-256s, and one SHA-256 over all four):
+one fingerprint means byte-identical audio in the same roles, whatever the files were called. `BenchmarkReference`
+holds the SpEAT benchmark's (``fingerprints.json`` on the Hub); `BenchmarkReference.differing` names the clips whose
+bytes differ, and results made from them are labelled ``stimuli-differ``.
 
 Example:
     >>> fingerprint = stimulus_fingerprint({"X": ["b" * 64, "a" * 64], "Y": ["c" * 64], "A": ["d" * 64],
     ...                                     "B": ["e" * 64]})
     >>> fingerprint["clips"]["X"] == ["a" * 64, "b" * 64], len(short_fingerprint(fingerprint["test"]))
     (True, 12)
+
+Details: docs/stimuli.md, "Fingerprints".
 """
 
 from __future__ import annotations

@@ -1,22 +1,13 @@
 """The public locations of the stimuli, fetched into the stimulus cache.
 
-Speech Accent Archive recordings come from ``{saa base}/<name>.mp3`` (default https://accent.gmu.edu/soundtracks).
-Morgan Emotional Speech Set clips come from the Zenodo records 3813437 and 7378320, listed through the Zenodo REST
-API (``GET {zenodo base}/api/records/<id>``: file keys, sizes, checksums and links): clips published one by one are
-downloaded one by one; clips inside a zip archive are extracted from it (only the needed WAVs; the archive is kept so
-that more clips can be extracted later without a new download). Both base URLs can be set by argument or by the
-environment variables ``SPEAT_SAA_BASE_URL`` and ``SPEAT_ZENODO_BASE_URL`` (mirrors, and the tests' local servers).
+`fetch_saa_recordings` downloads Speech Accent Archive recordings from ``{saa base}/<name>.mp3`` (default
+https://accent.gmu.edu/soundtracks); `fetch_mess_clips` takes Morgan Emotional Speech Set clips from the Zenodo
+records 3813437 and 7378320, one by one or extracted from a zip archive that is kept. Both base URLs can be set by
+argument or by ``SPEAT_SAA_BASE_URL`` and ``SPEAT_ZENODO_BASE_URL``. The cache is `default_cache_dir`
+(``$SPEAT_CACHE/stimuli``, else ``$HF_HOME/speat/stimuli``), laid out as ``saa/<name>.mp3``, ``mess/<code>_SCR.wav``
+and a ``manifest.json``; files that are cached are not requested again.
 
-Cache layout (the same layout a local directory or a Hub dataset may use)::
-
-    <cache>/saa/<name>.mp3
-    <cache>/mess/<code>_SCR.wav
-    <cache>/zenodo/<record>/<file key>     archives the MESS clips were extracted from
-    <cache>/manifest.json                  URL, size and SHA-256 of every file above
-
-The cache is `default_cache_dir`: ``$SPEAT_CACHE/stimuli`` when ``SPEAT_CACHE`` is set, else
-``$HF_HOME/speat/stimuli`` (``~/.cache/huggingface/speat/stimuli``). Files that are cached (see
-`speat_metric.stimuli.download.Manifest`) are not requested again: a second call makes no request at all.
+Details (the Zenodo API, the cache layout): docs/stimuli.md, "Public locations and cache".
 """
 
 from __future__ import annotations

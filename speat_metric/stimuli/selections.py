@@ -1,24 +1,13 @@
 """Which recordings make up each SpEAT group: the study's selections, shipped as package data, and typed tests.
 
 The CSV files in ``speat_metric/data/selections/`` are the selections of the original SpEAT study (Slaughter et al.
-2023, public repository isaacOnline/SpEAT), which Lin et al. (2024) follow. They hold file names and metadata only,
-no audio:
-
-- ``saa_male_female_clip_info.csv``: 60 female vs 60 male US-born native English speakers of the Speech Accent
-  Archive (SAA), in pairs of identical age (``pair_id``);
-- ``saa_usa_young_old_clip_info.csv``: 58 young (6-19) vs 58 old (57-93) US-born native English speakers
-  (``age_rank`` low_age / high_age);
-- ``saa_us_korean_clip_info.csv``: 59 US-born native English vs 59 Korea-born native Korean speakers, matched on
-  age and sex as groups (equal sex counts, mean ages within a year; ``pair_id`` joins the matched speakers, who
-  need not share sex or age);
-- ``mess_speat_attribute_selection.csv``: for each of the 6 talkers of the Morgan Emotional Speech Set (MESS), the
-  10 clips rated highest in valence (pleasant, A) and the 10 lowest (unpleasant, B);
-- ``mess_valence_by_code.csv``: all 1,800 MESS clips with their mean listener valence rating (0-100).
-
+2023, public repository isaacOnline/SpEAT), which Lin et al. (2024) follow: file names and metadata only, no audio.
 `get_speat_test` turns them into the three named tests ``gender``, ``age`` and ``native``: `SpeatTestSpec` records
 with the X, Y (targets) and A, B (attributes) groups, the matched pairs and the citations. `SpeatTestSpec.from_files`
 builds a test from the user's own audio files; `demo_speat_test` builds the same three tests from the embedded
 synthetic demo set (a pipeline check, not a bias measurement).
+
+Details (each CSV file and its groups): docs/stimuli.md, "Selections".
 """
 
 from __future__ import annotations
@@ -34,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from speat_metric.defaults import STUDY_TESTS
 from speat_metric.stimuli.errors import StimulusError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -44,7 +34,7 @@ SELECTIONS_VERSION = "1.0.0"
 """Version of the packaged selections; the per-file SHA-256 in `selection_versions` pins them exactly."""
 
 ROLES = ("X", "Y", "A", "B")
-TEST_NAMES = ("gender", "age", "native")
+TEST_NAMES = STUDY_TESTS
 TARGET_GROUPS = {"gender": ("female", "male"), "age": ("young", "old"), "native": ("us", "korean")}
 ATTRIBUTE_GROUPS = ("pleasant", "unpleasant")
 

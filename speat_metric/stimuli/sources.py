@@ -1,24 +1,13 @@
 """Where the audio of the stimuli comes from: the demo set, a local directory, the public download, a Hub dataset.
 
-A source turns a list of `StimulusRef` (which stimuli are wanted) into a `Resolution` (local files, and why each
-absent one is absent). `resolve_source` maps the strings of the CLI's ``--stimuli`` option to a source:
-``demo`` (the embedded synthetic set), ``speat`` (download from the public locations into the cache), a directory,
-or a Hugging Face Hub dataset id ``owner/name[@revision]``.
+A source (`StimulusSource`) turns a list of `StimulusRef` (which stimuli are wanted) into a `Resolution` (local
+files, and why each absent one is absent). `resolve_source` maps the strings of the CLI's ``--stimuli`` option to a
+source: ``demo`` (`DemoSource`, the embedded synthetic set), ``speat`` (`DownloadSource`, the public locations into
+the cache), a directory (`LocalDirectorySource`: the Kaggle snapshot of the Speech Accent Archive, flat folders of
+recordings, the MESS folder or the cache's layout, in any mix), or a Hugging Face Hub dataset id
+``owner/name[@revision]`` (`HubSource`).
 
-Layouts read from a local directory, in any mix and at any depth (hidden files and ``*.partial`` are ignored):
-
-- the Kaggle snapshot of the Speech Accent Archive: ``speakers_all.csv`` (columns ``age, age_onset, birthplace,
-  filename, native_language, sex, speakerid, country, file_missing?``) and ``recordings/<filename>.mp3``; every
-  selected recording is checked against the CSV (absent, ``file_missing?``, a different ``speakerid``, or newer than
-  the snapshot) and the missing ones are named;
-- a flat folder of ``<name>.mp3`` recordings;
-- the Morgan Emotional Speech Set folder of ``<code>_SCR.wav`` files (``{A|C|H|S}{F|M}{1-3}{M|T|V}{NN}_SCR.wav``);
-- the stimulus cache's own layout ``saa/<name>.mp3`` and ``mess/<code>_SCR.wav``.
-
-A Hub dataset repository is read through ``huggingface_hub.snapshot_download`` (``repo_type="dataset"``; honours
-``HF_ENDPOINT``, ``HF_TOKEN`` and the Hub cache) and may use any of these layouts; the recommended one is the cache's
-(``saa/<name>.mp3``, ``mess/<code>_SCR.wav``). Only the needed files, plus ``speakers_all.csv`` if present, are
-downloaded.
+Details (the layouts, the Kaggle checks, Hub downloads): docs/stimuli.md, "Sources".
 """
 
 from __future__ import annotations

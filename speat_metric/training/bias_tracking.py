@@ -74,8 +74,9 @@ class BiasTracker:
             One record per test (and layer view).
         """
         from speat_metric.adapters import load_encoder
+        from speat_metric.distributed import is_main_process
         from speat_metric.model_spec import ModelSpec
-        from speat_metric.pipeline import evaluate_tests, is_main_process
+        from speat_metric.pipeline import evaluate_tests
 
         settings = self.settings
         if isinstance(model, (str, Path)):

@@ -86,7 +86,7 @@ def check_new_run(run_dir: str | Path) -> None:
         ValueError: `run_dir` (``--out``) is a file or under one, cannot be written, already holds a run (saved
             states, or the ``config.yaml`` of a run too short to save a state), or holds other files.
     """
-    from speat_metric.pipeline import is_main_process
+    from speat_metric.distributed import is_main_process
 
     run_dir = Path(run_dir)
     check_writable_directory(run_dir, "--out", "the run")
