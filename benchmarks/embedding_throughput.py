@@ -80,7 +80,7 @@ def main() -> None:
 def compare_precisions(work: Path) -> None:
     """float32 against bfloat16 on the demo stimuli: throughput and the largest change of d."""
     tests = {name: load_speat_test(name, source="demo", progress=False) for name in ("gender", "age", "native")}
-    clips = clips_of([row for dataset in tests.values() for row in dataset])
+    clips = clips_of([stimulus for test in tests.values() for stimulus in test])
     seconds = sum(len(load_audio(clip.path)) for clip in clips) / 16_000
     print(f"\nprecision on the demo stimuli ({len(clips)} clips, {seconds:.0f} s of audio, 3 tests):")
     models = {"random base wav2vec 2.0": lambda dtype: TransformersEncoder(work / "model", dtype=dtype),

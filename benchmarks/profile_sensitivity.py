@@ -52,8 +52,8 @@ def demo_groups() -> dict[str, dict[str, list[str]]]:
     """Per test, the audio paths of each role."""
     groups = {}
     for name in TESTS:
-        rows = list(load_speat_test(name, source="demo", progress=False))
-        groups[name] = {role: [row["audio"]["path"] for row in rows if row["role"] == role] for role in "XYAB"}
+        test = load_speat_test(name, source="demo", progress=False)
+        groups[name] = {role: [stimulus.path for stimulus in test.of_role(role)] for role in "XYAB"}
     return groups
 
 

@@ -43,7 +43,7 @@ from speat_metric.stimuli.fingerprints import (
 )
 
 if TYPE_CHECKING:
-    import datasets
+    from speat_metric.stimuli.loaders import StimulusSet
 
 EVAL_FILE = "eval.yaml"
 EVALUATION_FRAMEWORK = "speat"
@@ -129,29 +129,28 @@ def load_benchmark(client: HubClient, repo_id: str) -> Benchmark:
     return Benchmark(repo_id, revision, read_tasks(text, repo_id=repo_id), f"{client.endpoint}/datasets/{repo_id}")
 
 
-def manifest_rows(dataset: datasets.Dataset) -> list[dict[str, Any]]:
-    """A loaded test's rows without their audio: what the benchmark lists of each stimulus."""
-    return [{key: value for key, value in row.items() if key not in MANIFEST_DROP} for row in dataset]
+def manifest_rows(test: StimulusSet) -> list[dict[str, Any]]:
+    """A loaded test's stimuli without their audio: what the benchmark lists of each stimulus."""
+    return [{key: value for key, value in stimulus.row().items() if key not in MANIFEST_DROP} for stimulus in test]
 
 
-def benchmark_reference(repo_id: str, tests: Mapping[str, datasets.Dataset]) -> BenchmarkReference:
+def benchmark_reference(repo_id: str, tests: Mapping[str, StimulusSet]) -> BenchmarkReference:
     """Each clip's SHA-256 and each test's fingerprint, from the loaded tests."""
     clips, fingerprints = {}, {}
-    for name, dataset in tests.items():
-        rows = list(dataset)
-        clips.update({row["stimulus_id"]: row["sha256"] for row in rows})
-        fingerprints[name] = rows_fingerprint(rows)["test"]
+    for name, test in tests.items():
+        clips.update({stimulus.stimulus_id: stimulus.sha256 for stimulus in test})
+        fingerprints[name] = rows_fingerprint(test)["test"]
     return BenchmarkReference(repo_id, None, fingerprints, clips)
 
 
-def benchmark_files(repo_id: str, tests: Mapping[str, datasets.Dataset]) -> dict[str, str]:
+def benchmark_files(repo_id: str, tests: Mapping[str, StimulusSet]) -> dict[str, str]:
     """Path -> text of every file of the benchmark repository."""
     reference = benchmark_reference(repo_id, tests)
     files = {EVAL_FILE: eval_yaml(list(tests)), REFERENCE_FILE: reference.to_json(),
              "README.md": dataset_card(repo_id, tests, reference)}
-    for name, dataset in tests.items():
+    for name, test in tests.items():
         files[f"{DATA_FOLDER}/{name}.jsonl"] = "".join(json.dumps(row, sort_keys=True) + "\n"
-                                                       for row in manifest_rows(dataset))
+                                                       for row in manifest_rows(test))
     return files
 
 
@@ -199,20 +198,20 @@ def publish_benchmark(repo_id: str, *, stimuli: str = "speat", tests: Sequence[s
                          repo_type="dataset", what="the SpEAT benchmark", private=private, dry_run=dry_run)
 
 
-def _test_rows(tests: Mapping[str, datasets.Dataset], reference: BenchmarkReference) -> list[str]:
+def _test_rows(tests: Mapping[str, StimulusSet], reference: BenchmarkReference) -> list[str]:
     rows = ["| task id | X vs Y | A vs B | stimuli X/Y/A/B | matched pairs | audio fingerprint |",
             "|---|---|---|---|---|---|"]
-    for name, dataset in tests.items():
-        by_role = {role: [row for row in dataset if row["role"] == role] for role in "XYAB"}
-        groups = {role: by_role[role][0]["group"] for role in "XYAB"}
+    for name, test in tests.items():
+        by_role = {role: test.of_role(role) for role in "XYAB"}
+        groups = {role: by_role[role][0].group for role in "XYAB"}
         sizes = "/".join(str(len(by_role[role])) for role in "XYAB")
-        pairs = sum(row["pair_id"] is not None for row in by_role["X"])
+        pairs = sum(stimulus.pair_id is not None for stimulus in by_role["X"])
         rows.append(f"| `{name}` | {groups['X']} vs {groups['Y']} | {groups['A']} vs {groups['B']} | {sizes} | "
                     f"{pairs or 'none'} | `{short_fingerprint(reference.tests[name])}` |")
     return rows
 
 
-def dataset_card(repo_id: str, tests: Mapping[str, datasets.Dataset], reference: BenchmarkReference) -> str:
+def dataset_card(repo_id: str, tests: Mapping[str, StimulusSet], reference: BenchmarkReference) -> str:
     """The benchmark's README.md: YAML header (configs per test, licence, tags) and the card."""
     from speat_metric.stimuli import get_speat_test
 
@@ -221,7 +220,7 @@ def dataset_card(repo_id: str, tests: Mapping[str, datasets.Dataset], reference:
               "configs": [{"config_name": name, "data_files": [{"split": SPLIT, "path": f"{DATA_FOLDER}/{name}.jsonl"}]}
                           for name in tests]}
     citations = {citation.key: citation for name in tests for citation in get_speat_test(name).citations}
-    descriptions = [f"- **`{name}`**: {dataset.info.description.split(chr(10))[0]}" for name, dataset in tests.items()]
+    descriptions = [f"- **`{name}`**: {test.description.split(chr(10))[0]}" for name, test in tests.items()]
     body = "\n".join([
         "# SpEAT: Speech Embedding Association Test",
         "",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from speat_metric.profiles import get_profile
 from speat_metric.progress import ProgressBar
 from speat_metric.results import display_name
 
+if TYPE_CHECKING:
+    from speat_metric.stimuli.loaders import Stimulus
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,13 +42,11 @@ class Clip:
     stimulus_id: str
 
 
-def clips_of(rows: Sequence[Mapping[str, Any]]) -> list[Clip]:
-    """The distinct clips of stimulus rows (``stimulus_id``, ``audio`` {path}, ``sha256``), first occurrence kept."""
+def clips_of(stimuli: Iterable[Stimulus]) -> list[Clip]:
+    """The distinct clips of some stimuli (by the SHA-256 of their file), first occurrence kept."""
     clips: dict[str, Clip] = {}
-    for row in rows:
-        audio = row["audio"]
-        path = audio["path"] if isinstance(audio, Mapping) else audio
-        clips.setdefault(row["sha256"], Clip(row["sha256"], path, row["stimulus_id"]))
+    for stimulus in stimuli:
+        clips.setdefault(stimulus.sha256, Clip(stimulus.sha256, stimulus.path, stimulus.stimulus_id))
     return list(clips.values())
 
 

@@ -25,11 +25,10 @@ from speat_metric.pooling import FRAME_POOLINGS, LayerPooling
 from speat_metric.progress import silence_library_progress_bars
 
 if TYPE_CHECKING:
-    import datasets
-
     from speat_metric.adapters.preflight import ModelCheck
     from speat_metric.results import EvaluationRecord
     from speat_metric.stimuli.fingerprints import BenchmarkReference
+    from speat_metric.stimuli.loaders import StimulusSet
 
 logger = logging.getLogger(__name__)
 
@@ -191,28 +190,27 @@ def plan_models(models: Sequence[str], revision: str | None = None) -> list[Mode
     return runs
 
 
-def load_tests(settings: EvaluationSettings) -> dict[str, datasets.Dataset]:
-    """The datasets of every test in `settings`, by test name (stimuli found and checked, nothing embedded)."""
+def load_tests(settings: EvaluationSettings) -> dict[str, StimulusSet]:
+    """The stimuli of every test in `settings`, by test name (found and checked, nothing embedded)."""
     from speat_metric.stimuli import load_custom_test, load_speat_test
 
     tests = {}
     for entry in settings.tests:
         spec = load_custom_test(Path(entry)) if entry.endswith(".json") else entry
-        dataset = load_speat_test(spec, source=settings.stimuli, allow_missing=settings.allow_missing,
-                                  cache_dir=settings.stimulus_cache_dir, progress=settings.progress)
-        name = dataset.info.config_name or entry
-        if name in tests:
-            raise ValueError(f"test {name!r} is given twice in --tests")
-        tests[name] = dataset
+        test = load_speat_test(spec, source=settings.stimuli, allow_missing=settings.allow_missing,
+                               cache_dir=settings.stimulus_cache_dir, progress=settings.progress)
+        if test.name in tests:
+            raise ValueError(f"test {test.name!r} is given twice in --tests")
+        tests[test.name] = test
     return tests
 
 
-def warn_differing_stimuli(tests: dict[str, datasets.Dataset], reference: BenchmarkReference) -> None:
+def warn_differing_stimuli(tests: dict[str, StimulusSet], reference: BenchmarkReference) -> None:
     """One warning per test whose audio differs from the benchmark's, naming the clips."""
     from speat_metric.stimuli.errors import shown_ids
 
-    for name, dataset in tests.items():
-        differing = reference.differing(dataset)
+    for name, test in tests.items():
+        differing = reference.differing(test)
         if differing:
             logger.warning("test %s: %d clip(s) differ from the audio of the benchmark %s (%s); its results are "
                            "labelled stimuli-differ", name, len(differing), reference.benchmark, shown_ids(differing))

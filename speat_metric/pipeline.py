@@ -28,6 +28,7 @@ from speat_metric.statistics import partitions_tested, speat_test
 
 if TYPE_CHECKING:
     from speat_metric.stimuli.fingerprints import BenchmarkReference
+    from speat_metric.stimuli.loaders import Stimulus
 
 ROLES = ("X", "Y", "A", "B")
 
@@ -52,7 +53,7 @@ def evaluate_tests(
 
     Args:
         encoder: the model adapter.
-        tests: ``{test name: datasets.Dataset}`` as made by `speat_metric.stimuli.load_speat_test`.
+        tests: ``{test name: StimulusSet}`` as made by `speat_metric.stimuli.load_speat_test`.
         layer_pooling: which layers to test (mean over layers by default; ``per-layer`` gives one record per layer).
         frame_pooling, cache_dir, batch_seconds, trim_silence, progress: see `embed_stimuli`.
         num_permutations, seed: see `speat_test`. Each test uses the same seed.
@@ -66,11 +67,10 @@ def evaluate_tests(
     Returns:
         One record per test and tested layer view.
     """
-    from speat_metric.stimuli import stimulus_provenance
     from speat_metric.stimuli.fingerprints import rows_fingerprint
 
-    all_rows = [row for dataset in tests.values() for row in dataset]
-    embeddings = embed_stimuli(encoder, clips_of(all_rows), cache_dir=cache_dir, frame_pooling=frame_pooling,
+    every_stimulus = [stimulus for test in tests.values() for stimulus in test]
+    embeddings = embed_stimuli(encoder, clips_of(every_stimulus), cache_dir=cache_dir, frame_pooling=frame_pooling,
                                batch_seconds=batch_seconds, trim_silence=trim_silence, progress=progress)
     records = []
     num_layers = next(iter(embeddings.values())).shape[0]
@@ -79,18 +79,17 @@ def evaluate_tests(
                                                                       num_permutations),
                       enabled=progress and is_main_process())
     with bar:  # closed on an error too, so that an error message starts on a line of its own
-        for name, dataset in tests.items():
-            rows = list(dataset)
-            provenance = stimulus_provenance(dataset)
-            by_role = {role: [row for row in rows if row["role"] == role] for role in ROLES}
-            per_layer = {role: np.stack([embeddings[row["sha256"]] for row in by_role[role]]) if by_role[role] else None
-                         for role in ROLES}
+        for name, test in tests.items():
+            provenance = test.provenance.to_dict()
+            by_role = {role: test.of_role(role) for role in ROLES}
+            per_layer = {role: np.stack([embeddings[stimulus.sha256] for stimulus in by_role[role]])
+                         if by_role[role] else None for role in ROLES}
             empty = [role for role in ROLES if per_layer[role] is None]
             if empty:
                 raise ValueError(f"test {name!r} has no stimuli in role(s) {', '.join(empty)}")
             views = {role: layer_pooling.views(per_layer[role]) for role in ROLES}
-            fingerprint = {**rows_fingerprint(rows),
-                           "reference": reference.comparison(name, rows) if reference is not None else None}
+            fingerprint = {**rows_fingerprint(test),
+                           "reference": reference.comparison(name, test) if reference is not None else None}
             test_labels = record_labels(labels, provenance=provenance, fingerprint=fingerprint,
                                         targets=(len(by_role["X"]), len(by_role["Y"])),
                                         model=encoder.description, profile=encoder.profile)
@@ -100,7 +99,7 @@ def evaluate_tests(
                                     pairs=matched_pairs(by_role["X"], by_role["Y"]))
                 records.append(EvaluationRecord(
                     test=name,
-                    groups={role: by_role[role][0]["group"] for role in ROLES},
+                    groups={role: by_role[role][0].group for role in ROLES},
                     model=encoder.description,
                     speat=result,
                     pooling={"frame_pooling": frame_pooling, "layer_pooling": layer_pooling.mode, "layer": layer},
@@ -131,34 +130,34 @@ def record_labels(labels: Sequence[str], *, provenance: Mapping[str, Any], finge
     return tuple(dict.fromkeys([*made, *comparability_labels(model, profile)]))
 
 
-def permutation_bar_label(model: str, tests: Iterable[Any], num_permutations: int) -> str:
+def permutation_bar_label(model: str, tests: Iterable[Iterable[Any]], num_permutations: int) -> str:
     """What the permutation tests of a model go through, as its progress bar says it: every partition of an exact
-    test (with their number), or the random sample of a larger one.
+    test (with their number), or the random sample of a larger one. `tests`: each test's stimuli (with a ``role``).
 
     Example:
-        >>> permutation_bar_label("mfcc", [{"role": ["X"] * 4 + ["Y"] * 3}], 1_000_000)
+        >>> from types import SimpleNamespace as Stimulus
+        >>> permutation_bar_label("mfcc", [[Stimulus(role=role) for role in "XXXXYYY"]], 1_000_000)
         'SpEAT of mfcc (exact: all 35 partitions)'
     """
     kinds = []
-    for dataset in tests:
-        roles = list(dataset["role"])
+    for test in tests:
+        roles = [stimulus.role for stimulus in test]
         count, exact = partitions_tested(roles.count("X"), roles.count("Y"), num_permutations)
         kinds.append(f"exact: all {count:,} partitions" if exact else f"{count:,} random partitions")
     return f"SpEAT of {display_name(model)} ({', '.join(dict.fromkeys(kinds))})"
 
 
-def _scores_by_stimulus(scores: np.ndarray, x_rows: Sequence[Mapping[str, Any]],
-                        y_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """s(w) of each target, by role, with its stimulus id (X rows first, as `association_scores` got them)."""
-    ids = [row["stimulus_id"] for row in [*x_rows, *y_rows]]
-    entries = [{"id": stimulus_id, "s": float(score)} for stimulus_id, score in zip(ids, scores)]
-    return {"X": entries[:len(x_rows)], "Y": entries[len(x_rows):]}
+def _scores_by_stimulus(scores: np.ndarray, x: Sequence[Stimulus], y: Sequence[Stimulus]
+                        ) -> dict[str, list[dict[str, Any]]]:
+    """s(w) of each target, by role, with its stimulus id (X first, as `speat_test` computed them)."""
+    entries = [{"id": stimulus.stimulus_id, "s": float(score)} for stimulus, score in zip([*x, *y], scores)]
+    return {"X": entries[:len(x)], "Y": entries[len(x):]}
 
 
-def matched_pairs(x_rows: Sequence[Mapping[str, Any]], y_rows: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-    """(X row, Y row) index pairs from ``pair_id`` when every X and Y row has exactly one partner, else None."""
-    x_ids = [row.get("pair_id") for row in x_rows]
-    y_ids = [row.get("pair_id") for row in y_rows]
+def matched_pairs(x: Sequence[Stimulus], y: Sequence[Stimulus]) -> np.ndarray | None:
+    """(X, Y) index pairs from ``pair_id`` when every X and Y stimulus has exactly one partner, else None."""
+    x_ids = [stimulus.pair_id for stimulus in x]
+    y_ids = [stimulus.pair_id for stimulus in y]
     if None in x_ids or None in y_ids or sorted(x_ids) != sorted(y_ids) or len(set(x_ids)) != len(x_ids):
         return None
     y_index = {pair_id: index for index, pair_id in enumerate(y_ids)}

@@ -245,9 +245,11 @@ def test_progress_bars_name_the_model_and_the_exact_partitions_and_no_library_ba
 
 
 def test_a_permutation_bar_counts_a_sampled_test_as_its_budget():
+    from types import SimpleNamespace as Stimulus
+
     from speat_metric.pipeline import permutation_bar_label
 
-    rows = {"role": ["X"] * 12 + ["Y"] * 12}  # C(24, 12) = 2,704,156 partitions, more than the budget
+    rows = [Stimulus(role=role) for role in ["X"] * 12 + ["Y"] * 12]  # C(24, 12) = 2,704,156 partitions > budget
     assert permutation_bar_label("/data/models/w2v", [rows], 1000) == "SpEAT of w2v (1,000 random partitions)"
 
 

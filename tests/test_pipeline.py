@@ -1,6 +1,8 @@
 """speat_metric.pipeline: the SpEAT of every test of an encoder, and the records it writes."""
 # ruff: noqa: F811 (the fixtures of test_embedding, imported here, are test arguments)
 
+from types import SimpleNamespace as Stimulus
+
 import numpy as np
 import pytest
 from test_embedding import audio_dir, make_tests, wav2vec2  # noqa: F401
@@ -17,8 +19,8 @@ def test_association_scores_in_records_give_the_effect_size(audio_dir, wav2vec2)
     record = evaluate_tests(wav2vec2, tests, num_permutations=100, progress=False)[0]
     rows = list(tests["first"])
     embeddings = embed_stimuli(wav2vec2, clips_of(rows), progress=False)
-    pooled = {row["stimulus_id"]: embeddings[row["sha256"]].mean(axis=0).astype(np.float64) for row in rows}
-    by_role = {role: [row["stimulus_id"] for row in rows if row["role"] == role] for role in "XYAB"}
+    pooled = {row.stimulus_id: embeddings[row.sha256].mean(axis=0).astype(np.float64) for row in rows}
+    by_role = {role: [row.stimulus_id for row in rows if row.role == role] for role in "XYAB"}
 
     def cosine(u, v):
         return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
@@ -53,7 +55,7 @@ def test_records_describe_how_they_were_made(audio_dir, wav2vec2):
 
 
 def test_matched_pairs():
-    x = [{"pair_id": 3}, {"pair_id": 1}]
-    assert matched_pairs(x, [{"pair_id": 1}, {"pair_id": 3}]).tolist() == [[0, 1], [1, 0]]
-    assert matched_pairs(x, [{"pair_id": 1}, {"pair_id": None}]) is None
-    assert matched_pairs(x, [{"pair_id": 1}, {"pair_id": 2}]) is None
+    x = [Stimulus(pair_id=3), Stimulus(pair_id=1)]
+    assert matched_pairs(x, [Stimulus(pair_id=1), Stimulus(pair_id=3)]).tolist() == [[0, 1], [1, 0]]
+    assert matched_pairs(x, [Stimulus(pair_id=1), Stimulus(pair_id=None)]) is None
+    assert matched_pairs(x, [Stimulus(pair_id=1), Stimulus(pair_id=2)]) is None

@@ -268,13 +268,19 @@ def _result_field(page, name: str) -> str | None:
 
 
 def upload_file(page, path: Path, attempts: int = 3) -> None:
-    """Choose `path` in the upload box and wait until the box shows it. On a loaded machine, a file chosen while the
-    tab is still being drawn can go unnoticed by the page: it is chosen again (a page that never takes it fails)."""
-    page.locator("#upload-file").wait_for(state="visible")
+    """Choose `path` in the upload box and wait until the box shows it. On a loaded machine a click on the previous
+    file's Clear, or a file chosen while the tab is still being drawn, can go unnoticed by the page: the previous
+    file is cleared and the file chosen again (a page that never takes it fails)."""
+    box = page.locator("#upload-file")
+    box.wait_for(state="visible")
     for attempt in range(attempts):
-        page.locator("#upload-file input[type=file]").set_input_files(str(path))
+        clear = box.locator("button[aria-label='Clear']")
+        if clear.count():  # the previous file is still shown, so the box has no file input
+            clear.first.click()
         try:
-            page.locator("#upload-file").get_by_text(path.name).first.wait_for(timeout=20_000)
+            box.locator("input[type=file]").wait_for(state="attached", timeout=20_000)
+            box.locator("input[type=file]").set_input_files(str(path))
+            box.get_by_text(path.name).first.wait_for(timeout=20_000)
             return
         except playwright.TimeoutError:
             if attempt == attempts - 1:

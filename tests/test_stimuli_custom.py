@@ -61,7 +61,8 @@ def test_pairs_by_path_or_by_id_resolve_to_the_same_stimuli(folder):
                                    a=files("good"), b=files("bad"),
                                    pairs=[["custom/us/ann", "k2"], ["custom/us/bob", "k1"], ["custom/us/cy", "k3"]]))
     assert by_path.pairs == by_id.pairs == (("custom/us/ann", "k2"), ("custom/us/bob", "k1"), ("custom/us/cy", "k3"))
-    dataset = load_speat_test(by_path, progress=False)
+    dataset_set = load_speat_test(by_path, progress=False)
+    dataset = dataset_set.to_dataset()
     pair_of = {row["stimulus_id"]: row["pair_id"] for row in dataset}
     assert pair_of["custom/us/ann"] == pair_of["k2"] != pair_of["custom/us/bob"]
 

@@ -65,7 +65,8 @@ def csv_rows(file_name: str) -> dict[str, dict[str, str]]:
 
 
 def test_a_test_from_a_local_copy_has_every_role_with_metadata_and_checksums(full_copy: Path) -> None:
-    dataset = load_speat_test("gender", full_copy, progress=False)
+    dataset_set = load_speat_test("gender", full_copy, progress=False)
+    dataset = dataset_set.to_dataset()
     spec = get_speat_test("gender")
     assert dataset.features == STIMULUS_FEATURES
     assert dataset["stimulus_id"] == list(spec.stimulus_ids)
@@ -92,14 +93,15 @@ def test_a_test_from_a_local_copy_has_every_role_with_metadata_and_checksums(ful
 
 
 def test_the_dataset_info_carries_citation_checksums_and_provenance(full_copy: Path) -> None:
-    dataset = load_speat_test("native", full_copy, progress=False)
+    dataset_set = load_speat_test("native", full_copy, progress=False)
+    dataset = dataset_set.to_dataset()
     info = dataset.info
     assert info.config_name == "native" and "slaughter2023pretrained" in info.citation
     assert "morgan2019categorical" in info.citation and "CC BY-NC-SA 2.0" in info.license
     path = dataset[0]["audio"]["path"]
     assert info.download_checksums[path] == {"num_bytes": dataset[0]["num_bytes"],
                                              "checksum": f"sha256:{dataset[0]['sha256']}"}
-    provenance = stimulus_provenance(dataset)
+    provenance = stimulus_provenance(dataset_set)
     assert provenance["test"] == "native" and provenance["synthetic"] is False
     assert provenance["source"] == {"kind": "local", "path": str(full_copy.resolve())}
     assert provenance["selection_versions"] == selection_versions()
@@ -122,11 +124,12 @@ def test_allow_missing_drops_and_records_them_and_unpairs_the_partner(own_copy) 
     copy = own_copy("gender")
     x_id, y_id = get_speat_test("gender").pairs[0]
     (copy / "saa" / f"{y_id[4:]}.mp3").unlink()
-    dataset = load_speat_test("gender", copy, allow_missing=True, progress=False)
+    dataset_set = load_speat_test("gender", copy, allow_missing=True, progress=False)
+    dataset = dataset_set.to_dataset()
     assert len(dataset) == 239 and y_id not in dataset["stimulus_id"]
     partner = dataset[dataset["stimulus_id"].index(x_id)]
     assert partner["pair_id"] is None
-    provenance = stimulus_provenance(dataset)
+    provenance = stimulus_provenance(dataset_set)
     assert provenance["dropped_ids"] == [y_id] and provenance["unpaired_ids"] == [x_id]
     assert provenance["dropped_reasons"][y_id].startswith("no SAA audio file of that name in ")
     assert provenance["group_sizes"]["Y"] == 59
@@ -151,9 +154,10 @@ def test_a_broken_audio_file_is_an_error_naming_it_unless_allowed_missing(own_co
     problem = "the file is empty" if damage == "empty" else "the file is truncated: its data chunk declares"
     with pytest.raises(StimulusError, match=rf"^{attribute} \(.*_SCR\.wav\): {problem}.*--allow-missing"):
         load_speat_test("age", copy, progress=False)
-    dataset = load_speat_test("age", copy, allow_missing=True, progress=False)
+    dataset_set = load_speat_test("age", copy, allow_missing=True, progress=False)
+    dataset = dataset_set.to_dataset()
     assert attribute not in dataset["stimulus_id"]
-    assert stimulus_provenance(dataset)["dropped_reasons"][attribute].startswith(f"unreadable: {problem}")
+    assert stimulus_provenance(dataset_set)["dropped_reasons"][attribute].startswith(f"unreadable: {problem}")
 
 
 def zip_of(files: dict[str, bytes]) -> bytes:
@@ -181,12 +185,14 @@ def test_a_test_downloaded_from_the_public_locations(static_server, stimulus_aud
     serve_public(static_server, stimulus_audio, spec.stimulus_ids)
     source = DownloadSource(cache_dir=tmp_path, saa_base_url=f"{static_server.url}/soundtracks",
                             zenodo_base_url=static_server.url, retry=RetryPolicy(backoff=0))
-    dataset = load_speat_test("age", source, progress=False)
+    dataset_set = load_speat_test("age", source, progress=False)
+    dataset = dataset_set.to_dataset()
     assert len(dataset) == 236
     assert all(row["sha256"] == hashlib.sha256(stimulus_audio(row["stimulus_id"])).hexdigest() for row in dataset)
-    assert stimulus_provenance(dataset)["source"]["saa_base_url"] == f"{static_server.url}/soundtracks"
+    assert stimulus_provenance(dataset_set)["source"]["saa_base_url"] == f"{static_server.url}/soundtracks"
     static_server.clear_requests()
-    again = load_speat_test("age", source, progress=False)
+    again_set = load_speat_test("age", source, progress=False)
+    again = again_set.to_dataset()
     assert static_server.count() == 0 and again["sha256"] == dataset["sha256"]
 
 
@@ -207,9 +213,10 @@ def test_a_test_from_a_hub_dataset_records_the_commit(hub_server: HubServer, sti
         f"{s.partition('/')[0]}/{s[4:] + '.mp3' if s.startswith('saa/') else s[5:] + '_SCR.wav'}": stimulus_audio(s)
         for s in spec.stimulus_ids}, repo_type="dataset")
     source = HubSource("speat-org/stimuli", cache_dir=tmp_path, endpoint=hub_server.url)
-    dataset = load_speat_test("native", source, progress=False)
+    dataset_set = load_speat_test("native", source, progress=False)
+    dataset = dataset_set.to_dataset()
     assert len(dataset) == 238
-    assert stimulus_provenance(dataset)["source"]["commit"] == sha
+    assert stimulus_provenance(dataset_set)["source"]["commit"] == sha
     row = dataset[5]
     assert row["sha256"] == hashlib.sha256(stimulus_audio(row["stimulus_id"])).hexdigest()
 
@@ -217,17 +224,19 @@ def test_a_test_from_a_hub_dataset_records_the_commit(hub_server: HubServer, sti
 def test_accent_archive_rows_carry_speaker_metadata(tmp_path: Path, write_stimuli, make_audio) -> None:
     write_stimuli(tmp_path, ["saa/english102", "saa/korean1"], flat=True)
     (tmp_path / "spanish7.mp3").write_bytes(make_audio("mp3"))
-    dataset = load_accent_archive(tmp_path, names=["korean1", "english102", "spanish7"], progress=False)
+    dataset_set = load_accent_archive(tmp_path, names=["korean1", "english102", "spanish7"], progress=False)
+    dataset = dataset_set.to_dataset()
     assert dataset["stimulus_id"] == ["saa/korean1", "saa/english102", "saa/spanish7"]
     korean = csv_rows("saa_us_korean_clip_info.csv")["korean1"]
     assert (dataset[0]["speaker_id"], dataset[0]["native_language"], dataset[0]["age"]) == (
         korean["id"], "korean", float(korean["age"]))
     assert dataset[2]["speaker_id"] is None and dataset[2]["role"] is None  # outside the selections
-    assert stimulus_provenance(dataset)["config"] == "accent_archive"
+    assert stimulus_provenance(dataset_set)["config"] == "accent_archive"
 
 
 def test_accent_archive_defaults_to_every_selected_recording(full_copy: Path) -> None:
-    dataset = load_accent_archive(full_copy, progress=False)
+    dataset_set = load_accent_archive(full_copy, progress=False)
+    dataset = dataset_set.to_dataset()
     assert sorted(dataset["stimulus_id"]) == [s for s in ALL_IDS if s.startswith("saa/")]
 
 
@@ -241,18 +250,20 @@ def test_accent_archive_refuses_bad_names_and_the_demo_set(tmp_path: Path) -> No
 
 def test_morgan_attribute_clips_carry_their_roles(full_copy: Path) -> None:
     pleasant, unpleasant = attribute_groups()
-    dataset = load_morgan(full_copy, progress=False)
+    dataset_set = load_morgan(full_copy, progress=False)
+    dataset = dataset_set.to_dataset()
     assert dataset["stimulus_id"] == list(pleasant.stimulus_ids + unpleasant.stimulus_ids)
     assert Counter(dataset["role"]) == {"A": 60, "B": 60} and set(dataset["test"]) == {"attributes"}
     assert {row["emotion"] for row in dataset} <= {"angry", "calm", "happy", "sad"}
 
 
 def test_morgan_loads_chosen_or_all_clips(full_copy: Path) -> None:
-    chosen = load_morgan(full_copy, codes=[pleasant_code := attribute_groups()[0].stimulus_ids[0][5:]],
+    chosen_set = load_morgan(full_copy, codes=[pleasant_code := attribute_groups()[0].stimulus_ids[0][5:]],
                          progress=False)
+    chosen = chosen_set.to_dataset()
     assert chosen["role"] == ["A"] and chosen["name"] == [pleasant_code]
-    everything = load_morgan(full_copy, codes="all", allow_missing=True, progress=False)
-    provenance = stimulus_provenance(everything)
+    everything_set = load_morgan(full_copy, codes="all", allow_missing=True, progress=False)
+    provenance = stimulus_provenance(everything_set)
     assert (provenance["requested"], provenance["loaded"], len(provenance["dropped_ids"])) == (1800, 120, 1680)
 
 
@@ -271,11 +282,12 @@ def test_a_custom_test_uses_its_own_files_whatever_the_source(tmp_path: Path, ma
     spec = SpeatTestSpec.from_files("mine", x=[files["w1"], files["w2"]], y=[files["m1"], files["m2"]],
                                     a=[files["p1"], files["p2"]], b=[files["u1"], files["u2"]],
                                     group_names=("women", "men", "pleasant", "unpleasant"))
-    dataset = load_speat_test(spec, progress=False)  # the default source "speat" is not consulted
+    dataset_set = load_speat_test(spec, progress=False)  # the default source "speat" is not consulted
+    dataset = dataset_set.to_dataset()
     assert dataset["stimulus_id"] == ["custom/w1", "custom/w2", "custom/m1", "custom/m2", "custom/p1", "custom/p2",
                                       "custom/u1", "custom/u2"]
     assert set(dataset["corpus"]) == {"custom"} and dataset["group"][2] == "men"
-    assert stimulus_provenance(dataset)["source"] == {"kind": "files"}
+    assert stimulus_provenance(dataset_set)["source"] == {"kind": "files"}
     files["u2"].unlink()
     with pytest.raises(MissingStimuliError, match=r"audio file does not exist: custom/u2"):
         load_speat_test(spec, progress=False)
@@ -288,20 +300,22 @@ def test_a_custom_test_with_the_study_attributes_gets_them_from_the_source(full_
         targets[name] = tmp_path / f"{name}.mp3"
         targets[name].write_bytes(make_audio("mp3", frequency=330 + 20 * index))
     spec = SpeatTestSpec.from_files("voices", x=[targets["w1"], targets["w2"]], y=[targets["m1"], targets["m2"]])
-    dataset = load_speat_test(spec, full_copy, progress=False)
+    dataset_set = load_speat_test(spec, full_copy, progress=False)
+    dataset = dataset_set.to_dataset()
     assert Counter(dataset["corpus"]) == {"custom": 4, "mess": 120}
     assert dataset[0]["audio"]["path"] == str(targets["w1"].resolve())
     assert dataset[4]["audio"]["path"].startswith(str(full_copy)) and dataset[4]["role"] == "A"
-    assert stimulus_provenance(dataset)["source"]["kind"] == "local"
+    assert stimulus_provenance(dataset_set)["source"]["kind"] == "local"
 
 
 def test_a_demo_format_set_loads_as_a_labelled_synthetic_test(demo_dir: Path) -> None:
-    dataset = load_speat_test("native", DemoSource(demo_dir), progress=False)
+    dataset_set = load_speat_test("native", DemoSource(demo_dir), progress=False)
+    dataset = dataset_set.to_dataset()
     assert Counter(zip(dataset["role"], dataset["group"])) == {("X", "us"): 3, ("Y", "korean"): 3,
                                                                ("A", "pleasant"): 3, ("B", "unpleasant"): 3}
     assert dataset[0]["speaker_id"] == "espeak-ng en-us+v1" and dataset[0]["text"] == "Please call Stella."
     assert dataset.info.description.startswith("SYNTHETIC PIPELINE CHECK, NOT A BIAS MEASUREMENT")
-    provenance = stimulus_provenance(dataset)
+    provenance = stimulus_provenance(dataset_set)
     assert provenance["synthetic"] is True and provenance["source"]["kind"] == "demo"
     assert set(dataset["corpus"]) == {"demo"}
 
@@ -309,27 +323,31 @@ def test_a_demo_format_set_loads_as_a_labelled_synthetic_test(demo_dir: Path) ->
 @pytest.mark.skipif(not demo_available(), reason="the embedded demo set (speat_metric/data/demo) is not generated yet")
 @pytest.mark.parametrize("name", ["gender", "age", "native"])
 def test_the_embedded_demo_set_loads_offline(name: str) -> None:
-    dataset = load_speat_test(name, "demo", progress=False)
+    dataset_set = load_speat_test(name, "demo", progress=False)
+    dataset = dataset_set.to_dataset()
     sizes = Counter(dataset["role"])
     assert set(sizes) == {"X", "Y", "A", "B"} and min(sizes.values()) >= 12
     assert all(Path(path).is_file() for path in (a["path"] for a in dataset["audio"]))
-    assert "NOT A BIAS MEASUREMENT" in dataset.info.description and stimulus_provenance(dataset)["synthetic"]
+    assert "NOT A BIAS MEASUREMENT" in dataset.info.description and stimulus_provenance(dataset_set)["synthetic"]
 
 
-def test_provenance_survives_filtering_mapping_and_saving(full_copy: Path, tmp_path: Path) -> None:
-    dataset = load_speat_test("age", full_copy, progress=False)
-    expected = stimulus_provenance(dataset)
+def test_the_provenance_is_typed_and_the_exported_dataset_keeps_its_info(full_copy: Path, tmp_path: Path) -> None:
+    """The set carries its provenance as a dataclass (records store its dict); a dataset exported from it keeps its
+    citation, licence and checksums through filter, map and save_to_disk, and no JSON hides in its description."""
+    stimuli = load_speat_test("age", full_copy, progress=False)
+    provenance = stimulus_provenance(stimuli)
+    assert provenance == stimuli.provenance.to_dict() and provenance["test"] == "age"
+    assert provenance["group_sizes"] == {role: len(stimuli.of_role(role)) for role in "XYAB"}
+    dataset = stimuli.to_dataset()
     changed = dataset.filter(lambda row: row["role"] in ("X", "A")).map(lambda row: {"n": len(row["name"])})
-    assert stimulus_provenance(changed) == expected
     changed.save_to_disk(str(tmp_path / "saved"))
-    assert stimulus_provenance(datasets.load_from_disk(str(tmp_path / "saved"))) == expected
-    both = datasets.concatenate_datasets([dataset, load_speat_test("gender", full_copy, progress=False)])
-    assert [part["test"] for part in stimulus_provenance(both)["parts"]] == ["age", "gender"]
-
-
-def test_provenance_of_a_foreign_dataset_is_refused() -> None:
-    with pytest.raises(StimulusError, match=r"this dataset carries no speat provenance in its info"):
-        stimulus_provenance(datasets.Dataset.from_dict({"x": [1]}))
+    saved = datasets.load_from_disk(str(tmp_path / "saved"))
+    for info in (changed.info, saved.info):
+        assert info.config_name == "age" and info.citation == dataset.info.citation
+        assert info.download_checksums == dataset.info.download_checksums
+        assert "{" not in info.description
+    with pytest.raises(StimulusError, match=r"an exported datasets.Dataset carries no provenance.*\.provenance"):
+        stimulus_provenance(saved)
 
 
 def test_bad_test_arguments_are_refused(tmp_path: Path) -> None:

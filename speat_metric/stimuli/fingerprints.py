@@ -57,12 +57,17 @@ def stimulus_fingerprint(sha256_by_role: Mapping[str, Iterable[str]]) -> dict[st
                                                                            ROLES}}
 
 
-def rows_fingerprint(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """`stimulus_fingerprint` of a test's stimulus rows (``role``, ``sha256``), as `load_speat_test` gives them."""
+def rows_fingerprint(rows: Iterable[Any]) -> dict[str, Any]:
+    """`stimulus_fingerprint` of a test's stimuli (`Stimulus` records, or rows with ``role`` and ``sha256``)."""
     by_role: dict[str, list[str]] = {role: [] for role in ROLES}
     for row in rows:
-        by_role[row["role"]].append(row["sha256"])
+        by_role[_field(row, "role")].append(_field(row, "sha256"))
     return stimulus_fingerprint(by_role)
+
+
+def _field(row: Any, name: str) -> Any:
+    """A stimulus's field, from a `Stimulus` record or a row of its exported dataset (a mapping)."""
+    return row[name] if isinstance(row, Mapping) else getattr(row, name)
 
 
 def short_fingerprint(fingerprint: str | None) -> str:
@@ -103,14 +108,14 @@ class BenchmarkReference:
     def differing(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """The stimulus ids of `rows` (``stimulus_id``, ``sha256``) whose bytes differ from the reference's; ids the
         reference does not list (custom or demo stimuli) are not compared."""
-        return sorted({row["stimulus_id"] for row in rows
-                       if row["stimulus_id"] in self.clips and self.clips[row["stimulus_id"]] != row["sha256"]})
+        return sorted({_field(row, "stimulus_id") for row in rows if _field(row, "stimulus_id") in self.clips
+                       and self.clips[_field(row, "stimulus_id")] != _field(row, "sha256")})
 
     def comparison(self, test: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
         """What a record says of its audio against this reference: the benchmark, its revision, the test's reference
         fingerprint and the differing ids; None when the reference lists none of the rows' stimuli."""
         rows = list(rows)
-        if not any(row["stimulus_id"] in self.clips for row in rows):
+        if not any(_field(row, "stimulus_id") in self.clips for row in rows):
             return None
         return {"benchmark": self.benchmark, "revision": self.revision, "test": self.tests.get(test),
                 "differing": self.differing(rows)}

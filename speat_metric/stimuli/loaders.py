@@ -1,35 +1,20 @@
-"""Stimuli as ``datasets.Dataset`` objects: one row per stimulus, with its audio file, SHA-256, role and metadata.
+"""Stimuli as typed records: a `StimulusSet` of `Stimulus` records (audio file, SHA-256, role, metadata) with its
+`StimulusProvenance`, which the pipeline consumes as they are; ``to_dataset()`` exports a ``datasets.Dataset``.
 
 `load_speat_test` gives all four roles of a test in one call; `load_accent_archive` and `load_morgan` give
 recordings of one corpus. Every loader takes a ``source`` (see `speat_metric.stimuli.sources.resolve_source`):
 ``"demo"``, ``"speat"`` (public download through the cache), a directory, a Hub dataset id, or a source object.
-
-Columns (`STIMULUS_FEATURES`; a column that does not apply to a row is None):
-
-- ``stimulus_id`` (``saa/english102``, ``mess/AF1M24``, ``demo-gender-female-01``, ``custom/<stem>``), ``corpus``
-  (``saa``, ``mess``, ``demo``, ``custom``), ``name`` (recording name or clip code);
-- ``audio``: ``datasets.Audio(decode=False)``, i.e. ``{"path": ..., "bytes": None}``: never decoded by ``datasets``
-  (no torchcodec needed); decode with ``speat_metric.audio.load_audio(row["audio"]["path"])``;
-- ``sha256`` and ``num_bytes`` of the audio file (the embedding cache keys on the SHA-256);
-- ``test``, ``role`` (X, Y, A, B), ``group`` (e.g. ``female``), ``pair_id`` (matched designs);
-- Speech Accent Archive: ``speaker_id`` (the archive's speakerid), ``age``, ``sex``, ``birthplace``,
-  ``native_language``, ``text`` (the paragraph read); Morgan Emotional Speech Set: ``speaker_id`` (the talker, e.g.
-  ``F1``), ``sex``, ``emotion``, ``cue``, ``valence`` (mean listener rating, 0-100).
-
 Missing stimuli raise `MissingStimuliError` listing them and how to obtain them, unless ``allow_missing=True``: then
-they are dropped and recorded. The record is the provenance in the dataset's ``DatasetInfo``: its description ends
-with a line ``speat-provenance: {json}`` (test, source, selection versions, dropped and unpaired ids), which survives
-``filter``, ``map``, ``save_to_disk`` and ``push_to_hub``; `stimulus_provenance` returns it as a dict for the
-pipeline to copy into every result. ``DatasetInfo.download_checksums`` lists every audio file's size and SHA-256.
+they are dropped and the provenance records them. The exported dataset's columns (`STIMULUS_FEATURES`) and
+``DatasetInfo`` (citation, licence, every file's checksum): docs/stimuli.md, "Datasets".
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +61,6 @@ from speat_metric.stimuli.sources import (
 
 logger = logging.getLogger(__name__)
 
-PROVENANCE_PREFIX = "speat-provenance: "
 SYNTHETIC_NOTICE = "SYNTHETIC PIPELINE CHECK, NOT A BIAS MEASUREMENT"
 
 STIMULUS_FEATURES = datasets.Features({
@@ -101,6 +85,109 @@ STIMULUS_FEATURES = datasets.Features({
     "text": datasets.Value("string"),
 })
 _METADATA_COLUMNS = ("speaker_id", "age", "sex", "birthplace", "native_language", "emotion", "cue", "valence", "text")
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    """One stimulus: its audio file and what it is (``test``, ``role``, ``group``, ``pair_id`` are None outside a
+    test; `metadata` holds the corpus's columns: speaker, age, sex, emotion, valence, ...)."""
+
+    stimulus_id: str
+    corpus: str
+    name: str
+    path: str
+    sha256: str
+    num_bytes: int
+    test: str | None = None
+    role: str | None = None
+    group: str | None = None
+    pair_id: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The stimulus as a row of the exported dataset (`STIMULUS_FEATURES`)."""
+        return {"stimulus_id": self.stimulus_id, "corpus": self.corpus, "name": self.name,
+                "audio": {"bytes": None, "path": self.path}, "sha256": self.sha256, "num_bytes": self.num_bytes,
+                "test": self.test, "role": self.role, "group": self.group, "pair_id": self.pair_id,
+                **{column: self.metadata.get(column) for column in _METADATA_COLUMNS}}
+
+
+@dataclass(frozen=True)
+class StimulusProvenance:
+    """Where a set's stimuli come from, copied into every result made from them (`to_dict`).
+
+    Attributes:
+        test: the test's name (None for a corpus request); config: the set's name.
+        synthetic: the embedded demo set (a pipeline check, not a bias measurement).
+        source: kind and location (the Hub commit for Hub datasets).
+        selection_versions: the study's selection files used, with their hashes.
+        requested, loaded: stimuli asked for and found; group_sizes: per role, at load time.
+        dropped_ids, dropped_reasons: stimuli left out (``allow_missing``) and why.
+        unpaired_ids: paired stimuli whose partner was dropped.
+        definition: a custom test's file, its hash and each clip's file (None otherwise).
+    """
+
+    test: str | None
+    config: str
+    synthetic: bool
+    source: dict[str, Any]
+    selection_versions: dict[str, str]
+    requested: int
+    loaded: int
+    group_sizes: dict[str, int]
+    dropped_ids: list[str]
+    dropped_reasons: dict[str, str]
+    unpaired_ids: list[str]
+    speat_version: str = __version__
+    definition: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The provenance as records store it (``definition`` only for custom tests)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        if self.definition is None:
+            del values["definition"]
+        return values
+
+
+@dataclass(frozen=True)
+class StimulusSet:
+    """The stimuli of one test or corpus request, in role order, with their provenance.
+
+    Attributes:
+        name: the test's name (``gender``, a custom test's) or the request's (``accent_archive``, ``morgan``).
+        stimuli: one `Stimulus` each.
+        provenance: where they come from.
+        description, citations, license: what the exported dataset's info says.
+    """
+
+    name: str
+    stimuli: tuple[Stimulus, ...]
+    provenance: StimulusProvenance
+    description: str = ""
+    citations: tuple[Citation, ...] = ()
+    license: str = ""
+
+    def __iter__(self) -> Iterator[Stimulus]:
+        return iter(self.stimuli)
+
+    def __len__(self) -> int:
+        return len(self.stimuli)
+
+    def of_role(self, role: str) -> list[Stimulus]:
+        return [stimulus for stimulus in self.stimuli if stimulus.role == role]
+
+    def to_dataset(self) -> datasets.Dataset:
+        """The stimuli as a ``datasets.Dataset`` (audio as paths: ``Audio(decode=False)``), its info carrying the
+        description, citations, licence and every file's size and SHA-256."""
+        info = datasets.DatasetInfo(
+            description=self.description, citation="\n".join(citation.bibtex for citation in self.citations),
+            homepage=self.citations[0].url if self.citations else "", license=self.license,
+            features=STIMULUS_FEATURES, dataset_name="speat-stimuli", config_name=self.name,
+            version=SELECTIONS_VERSION, download_checksums={stimulus.path: {
+                "num_bytes": stimulus.num_bytes, "checksum": f"sha256:{stimulus.sha256}"} for stimulus in self})
+        # Built from an Arrow table: encoding through datasets.Audio would import torchcodec even with decode=False.
+        table = pa.Table.from_pylist([stimulus.row() for stimulus in self], schema=STIMULUS_FEATURES.arrow_schema)
+        return datasets.Dataset(datasets.table.InMemoryTable(table), info=info)
 
 
 @dataclass(frozen=True)
@@ -192,8 +279,8 @@ def _set_aside_unreadable(resolution: Resolution, *, downloaded: bool, allow_mis
 
 
 def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec | None, config_name: str,
-           description: str, citations: Sequence[Citation], allow_missing: bool, progress: bool) -> datasets.Dataset:
-    """Resolve the entries' audio, check it, and assemble the dataset with its provenance."""
+           description: str, citations: Sequence[Citation], allow_missing: bool, progress: bool) -> StimulusSet:
+    """Resolve the entries' audio, check it, and assemble the set with its provenance."""
     synthetic = spec is not None and spec.synthetic
     context = f"the {config_name!r} test" if spec is not None else f"the {config_name} request"
     if spec is not None and spec.definition_file:
@@ -219,54 +306,33 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
             pair_sizes[entry.pair_id] = pair_sizes.get(entry.pair_id, 0) + 1
     unpaired = sorted(e.ref.stimulus_id for e in kept if e.pair_id is not None and pair_sizes[e.pair_id] < 2)
 
-    rows, checksums = [], {}
+    stimuli = []
     for entry in kept:
         path = resolution.files[entry.ref.stimulus_id]
-        sha256 = resolution.sha256.get(entry.ref.stimulus_id) or file_sha256(path)
-        size = path.stat().st_size
-        checksums[str(path)] = {"num_bytes": size, "checksum": f"sha256:{sha256}"}
-        rows.append({
-            "stimulus_id": entry.ref.stimulus_id, "corpus": entry.ref.corpus, "name": entry.ref.name,
-            "audio": {"bytes": None, "path": str(path)}, "sha256": sha256, "num_bytes": size,
-            "test": entry.test, "role": entry.role, "group": entry.group,
-            "pair_id": None if entry.ref.stimulus_id in unpaired else entry.pair_id,
-            **(entry.metadata if entry.metadata is not None else _metadata(entry.ref)),
-        })
+        stimuli.append(Stimulus(
+            entry.ref.stimulus_id, entry.ref.corpus, entry.ref.name, str(path),
+            resolution.sha256.get(entry.ref.stimulus_id) or file_sha256(path), path.stat().st_size,
+            entry.test, entry.role, entry.group, None if entry.ref.stimulus_id in unpaired else entry.pair_id,
+            entry.metadata if entry.metadata is not None else _metadata(entry.ref)))
     dropped = {stimulus_id: resolution.missing[stimulus_id] for stimulus_id in sorted(resolution.missing)}
     study = any(entry.ref.corpus in ("saa", "mess") for entry in entries)  # the study's selections are used
-    provenance = {
-        "test": spec.name if spec is not None else None,
-        "config": config_name,
-        "synthetic": synthetic,
-        "source": source.describe(),
-        "selection_versions": selection_versions() if study else {},
-        "requested": len(entries),
-        "loaded": len(kept),
-        "group_sizes": {role: sum(e.role == role for e in kept) for role in "XYAB"} if spec is not None else {},
-        "dropped_ids": list(dropped),
-        "dropped_reasons": dropped,
-        "unpaired_ids": unpaired,
-        "speat_version": __version__,
-    }
+    definition = None
     if spec is not None and spec.definition_file is not None:  # a custom test: its file, and each clip's file in it
         base = Path(spec.definition_file).resolve().parent
-        provenance["definition"] = {"file": spec.definition_file, "sha256": spec.definition_sha256,
-                                    "files": {stimulus_id: os.path.relpath(path, base)
-                                              for stimulus_id, path in spec.files}}
+        definition = {"file": spec.definition_file, "sha256": spec.definition_sha256,
+                      "files": {stimulus_id: os.path.relpath(path, base) for stimulus_id, path in spec.files}}
+    provenance = StimulusProvenance(
+        test=spec.name if spec is not None else None, config=config_name, synthetic=synthetic,
+        source=source.describe(), selection_versions=selection_versions() if study else {},
+        requested=len(entries), loaded=len(kept),
+        group_sizes={role: sum(e.role == role for e in kept) for role in "XYAB"} if spec is not None else {},
+        dropped_ids=list(dropped), dropped_reasons=dropped, unpaired_ids=unpaired, definition=definition)
     text = ([f"{SYNTHETIC_NOTICE}."] if synthetic and SYNTHETIC_NOTICE not in description else [])
     text += [description, f"Source: {source}."]
     if dropped:
         text.append(f"Dropped because missing (allow_missing=True): {', '.join(dropped)}.")
-    text.append(PROVENANCE_PREFIX + json.dumps(provenance, sort_keys=True))
-    info = datasets.DatasetInfo(
-        description="\n\n".join(text), citation="\n".join(c.bibtex for c in citations),
-        homepage=citations[0].url if citations else "", license=_license(citations, synthetic),
-        features=STIMULUS_FEATURES, dataset_name="speat-stimuli", config_name=config_name,
-        version=SELECTIONS_VERSION, download_checksums=checksums,
-    )
-    # Built from an Arrow table: encoding through datasets.Audio would import torchcodec even with decode=False.
-    table = pa.Table.from_pylist(rows, schema=STIMULUS_FEATURES.arrow_schema)
-    return datasets.Dataset(datasets.table.InMemoryTable(table), info=info)
+    return StimulusSet(config_name, tuple(stimuli), provenance, "\n\n".join(text), tuple(citations),
+                       _license(citations, synthetic))
 
 
 def load_speat_test(
@@ -276,8 +342,8 @@ def load_speat_test(
     allow_missing: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> datasets.Dataset:
-    """All four roles of a SpEAT test in one dataset (column ``role``: X, Y, A, B).
+) -> StimulusSet:
+    """All four roles of a SpEAT test in one set (each stimulus's ``role``: X, Y, A, B).
 
     Args:
         test: ``"gender"``, ``"age"``, ``"native"``, or a `SpeatTestSpec` (e.g. from `SpeatTestSpec.from_files`:
@@ -291,7 +357,7 @@ def load_speat_test(
         progress: show progress bars while downloading.
 
     Returns:
-        One row per stimulus, in role order; see the module docstring for the columns and the provenance.
+        One `Stimulus` per stimulus, in role order, and the set's provenance.
 
     Raises:
         MissingStimuliError: stimuli are missing and `allow_missing` is False (the message lists them and how to get
@@ -302,9 +368,9 @@ def load_speat_test(
     Example:
         >>> from speat_metric.stimuli.selections import demo_available
         >>> if demo_available():
-        ...     dataset = load_speat_test("gender", source="demo")
-        ...     assert set(dataset["role"]) == {"X", "Y", "A", "B"}
-        ...     assert stimulus_provenance(dataset)["synthetic"]
+        ...     test = load_speat_test("gender", source="demo")
+        ...     assert {stimulus.role for stimulus in test} == {"X", "Y", "A", "B"}
+        ...     assert test.provenance.synthetic
     """
     source = resolve_source(source, cache_dir=cache_dir)
     if isinstance(test, SpeatTestSpec):
@@ -346,8 +412,8 @@ def load_accent_archive(
     allow_missing: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> datasets.Dataset:
-    """Speech Accent Archive recordings, one row each, with the speakers' metadata.
+) -> StimulusSet:
+    """Speech Accent Archive recordings, one each, with the speakers' metadata.
 
     Args:
         source: where the audio is (see `load_speat_test`); not ``"demo"``.
@@ -386,8 +452,8 @@ def load_morgan(
     allow_missing: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> datasets.Dataset:
-    """Morgan Emotional Speech Set clips, one row each, with talker, emotion, cue and mean valence rating.
+) -> StimulusSet:
+    """Morgan Emotional Speech Set clips, one each, with talker, emotion, cue and mean valence rating.
 
     Args:
         source: where the audio is (see `load_speat_test`); not ``"demo"``.
@@ -433,26 +499,14 @@ def load_morgan(
                   citations=(SPEAT_CITATION, MESS_CITATION), allow_missing=allow_missing, progress=progress)
 
 
-def stimulus_provenance(dataset: datasets.Dataset) -> dict[str, Any]:
-    """Where a dataset's stimuli come from, for copying into every result made from it.
-
-    Args:
-        dataset: a dataset made by `load_speat_test`, `load_accent_archive` or `load_morgan` (possibly filtered,
-            mapped, saved and reloaded).
-
-    Returns:
-        ``test``, ``config``, ``synthetic``, ``source`` (kind and location; the Hub commit for Hub datasets),
-        ``selection_versions``, ``requested``, ``loaded``, ``group_sizes`` (at load time), ``dropped_ids`` with
-        ``dropped_reasons``, ``unpaired_ids`` (paired stimuli whose partner was dropped) and ``speat_version``.
-        A concatenation of several such datasets gives ``{"parts": [one dict per part]}``.
+def stimulus_provenance(stimuli: StimulusSet) -> dict[str, Any]:
+    """Where a set's stimuli come from, as records store it (`StimulusProvenance.to_dict`).
 
     Raises:
-        StimulusError: the dataset was not made by these loaders.
+        StimulusError: `stimuli` is not a `StimulusSet` (an exported ``datasets.Dataset`` carries no provenance).
     """
-    lines = [line for line in (dataset.info.description or "").splitlines() if line.startswith(PROVENANCE_PREFIX)]
-    if not lines:
-        raise StimulusError("this dataset carries no speat provenance in its info (it was not made by "
-                            "load_speat_test, load_accent_archive or load_morgan); load the stimuli with those")
-    parts = [json.loads(line[len(PROVENANCE_PREFIX):]) for line in lines]
-    return parts[0] if len(parts) == 1 else {"parts": parts}
-
+    if not isinstance(stimuli, StimulusSet):
+        raise StimulusError("this is not a set of stimuli made by load_speat_test, load_accent_archive or "
+                            "load_morgan (an exported datasets.Dataset carries no provenance); load the stimuli with "
+                            "those and read .provenance")
+    return stimuli.provenance.to_dict()

@@ -55,9 +55,7 @@ class BiasTracker:
     @property
     def synthetic(self) -> bool:
         """True when the stimuli are the embedded synthetic demo set (a pipeline check, not a measurement)."""
-        from speat_metric.stimuli import stimulus_provenance
-
-        return any(stimulus_provenance(dataset).get("synthetic") for dataset in self.tests.values())
+        return any(test.provenance.synthetic for test in self.tests.values())
 
     def evaluate(self, model: str | Path | SpeechEncoder, *, compression: Mapping[str, Any] | None,
                  checkpoint: Mapping[str, Any] | None = None, labels: Sequence[str] = ()) -> list[EvaluationRecord]:
