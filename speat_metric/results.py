@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
+from speat_metric.errors import ModelLoadError
 from speat_metric.files import atomic_write_text
+from speat_metric.model_spec import CHECKPOINT_KINDS, ModelSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -238,7 +240,8 @@ class EvaluationRecord:
         name = self.model.name
         if self.checkpoint is None:
             return display_name(name)
-        path = PurePath(name.split(":", 1)[1] if self.model.kind in ("melhubert", "m2d") and ":" in name else name)
+        spec = _spec(name)
+        path = PurePath(spec.target if spec is not None and spec.kind in CHECKPOINT_KINDS else name)
         run = path.parent.name or path.name
         step = self.checkpoint.get("step")
         return f"{run} @ step {step}" if step is not None else f"{run} @ {self.checkpoint.get('name')}"
@@ -343,12 +346,26 @@ def display_name(model: str) -> str:
         >>> display_name("/home/me/models/teacher"), display_name("./run/teacher"), display_name("facebook/hubert")
         ('teacher', 'teacher', 'facebook/hubert')
     """
-    prefix, _, path = model.partition(":") if _RESEARCH_CHECKPOINT.match(model) else ("", "", model)
-    local = PurePath(path).is_absolute() or path.startswith(("./", "../", "~")) or (prefix and "/" in path)
-    return (PurePath(path).name or model) if local else model
+    path = _local_path(model)
+    return (PurePath(path).name or model) if path else model
 
 
-_RESEARCH_CHECKPOINT = re.compile(r"^(melhubert|m2d):")
+def _local_path(model: str) -> str | None:
+    """The file or folder a model string names on this machine, or None (a Hub id, a built-in)."""
+    spec = _spec(model)
+    if spec is None or spec.kind not in ("transformers", *CHECKPOINT_KINDS):
+        return None
+    path = spec.target
+    local = PurePath(path).is_absolute() or path.startswith(("./", "../", "~")) or (
+        spec.kind in CHECKPOINT_KINDS and "/" in path)
+    return path if local else None
+
+
+def _spec(model: str) -> ModelSpec | None:
+    try:
+        return ModelSpec.parse(model)
+    except ModelLoadError:  # not a model string speat reads (e.g. an unknown random: model): shown as it is
+        return None
 
 
 def read_record_file(path: str | Path) -> list[EvaluationRecord]:
