@@ -15,14 +15,12 @@ heads are training-only: they are never saved with the student.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import torch
 from torch import nn
 
-from speat_metric.adapters.melhubert import MelHuBERTModel
-from speat_metric.adapters.pruned import encoder_of
+from speat_metric.adapters.pruned import encoder_of, prunable
 from speat_metric.training.models import TrainableEncoder
 
 
@@ -33,7 +31,7 @@ def _layer_stack(model: nn.Module) -> nn.Module:
 
 def teacher_depth(teacher: TrainableEncoder) -> int:
     """The teacher's transformer layers."""
-    return len(_layer_stack(teacher.encoder).layers)
+    return len(teacher.layers())
 
 
 def check_layers(teacher: TrainableEncoder, *, layers: tuple[int, ...], targets: tuple[int, ...]) -> None:
@@ -57,33 +55,18 @@ def build_student(teacher: TrainableEncoder, layers: int, *, init_from_teacher: 
     The teacher is left as it is. Pruned teachers (``speat prune`` checkpoints) work too: their layers are copied
     with their shapes.
     """
-    if isinstance(teacher.encoder, MelHuBERTModel):
-        encoder = copy.deepcopy(teacher.encoder)
-        encoder.config = dataclasses.replace(encoder.config, encoder_layers=layers)
-        if not init_from_teacher:
-            encoder._initialise()
-    elif init_from_teacher:
-        encoder = copy.deepcopy(teacher.encoder)
-        encoder.config.num_hidden_layers = layers
-    else:  # the teacher's architecture, as transformers initialises a new model
-        config = copy.deepcopy(teacher.encoder.config)
-        config.num_hidden_layers = layers
-        encoder = type(teacher.encoder)(config)
+    encoder = teacher.student_encoder(layers, init_from_teacher=init_from_teacher)
     stack = _layer_stack(encoder)
     stack.layers = nn.ModuleList(list(stack.layers)[:layers])
     encoder.train().requires_grad_(True)
-    student = TrainableEncoder(f"{teacher.spec} ({layers}-layer student)", teacher.family, encoder,
-                               teacher.description, feature_extractor=teacher.feature_extractor, mean=teacher.mean,
-                               std=teacher.std)
+    student = dataclasses.replace(teacher, spec=f"{teacher.spec} ({layers}-layer student)", encoder=encoder)
     student.training_config(spec_augment=False)
     return student
 
 
 def width(encoder: nn.Module) -> int:
-    """The hidden size of an encoder."""
-    if isinstance(encoder, MelHuBERTModel):
-        return encoder.config.encoder_embed_dim
-    return encoder.config.hidden_size
+    """The hidden size of an encoder (the input width of its first attention)."""
+    return prunable(encoder).layers()[0].query.in_features
 
 
 class PredictionHeads(nn.Module):

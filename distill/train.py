@@ -47,7 +47,7 @@ from speat_metric.training.checkpoints import (
     state_directories,
 )
 from speat_metric.training.data import RandomCrops, make_dataloader
-from speat_metric.training.loop import StepProgress, flat_settings, open_run
+from speat_metric.training.loop import StepProgress, TrainingSteps, flat_settings, open_run
 from speat_metric.training.models import TrainableEncoder, load_trainable_encoder
 
 logger = logging.getLogger(__name__)
@@ -177,38 +177,28 @@ def _train_student(config: DistillationConfig, layers: int, *, teacher: Trainabl
     checkpoint_steps = set(config.checkpoint_steps())
     bar = StepProgress(config.max_steps, initial=state.step, desc=f"distilling a {layers}-layer student",
                        enabled=progress and accelerator.is_main_process)
+
+    def loss(batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            hidden_states = teacher.hidden_states(teacher_module, batch["teacher"])
+        value, per_target = distillation_loss(
+            model(batch["student"]), [hidden_states[target] for target in config.targets],
+            l1_weight=config.loss.l1_weight, cosine_weight=config.loss.cosine_weight)
+        return value, {f"loss_layer_{target}": layer for target, layer in zip(config.targets, per_target)}
+
+    def schedule_learning_rate() -> dict[str, float]:
+        lr = learning_rate(state.step, peak=optimizer_settings.lr, warmup_steps=config.warmup_steps,
+                           total_steps=config.max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return {"lr": lr}
+
+    train_step = TrainingSteps(accelerator, bar, optimizer_settings.gradient_clipping, log_prefix=f"student-{layers}/")
     model.train()
-    losses = []
     while state.step < config.max_steps:
         for batch in resume_batches(batches, state):
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    with torch.no_grad():
-                        hidden_states = teacher.hidden_states(teacher_module, batch["teacher"])
-                    loss, per_target = distillation_loss(
-                        model(batch["student"]), [hidden_states[target] for target in config.targets],
-                        l1_weight=config.loss.l1_weight, cosine_weight=config.loss.cosine_weight)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    lr = learning_rate(state.step, peak=optimizer_settings.lr, warmup_steps=config.warmup_steps,
-                                       total_steps=config.max_steps)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    if optimizer_settings.gradient_clipping:
-                        accelerator.clip_grad_norm_(model.parameters(), optimizer_settings.gradient_clipping)
-                optimizer.step()
-                optimizer.zero_grad()
-            state.batches_in_epoch += 1
-            losses.append(loss.detach())
-            if not accelerator.sync_gradients:
+            if train_step(model, optimizer, state, lambda: loss(batch), schedule_learning_rate) is None:
                 continue
-            state.step += 1
-            step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
-            losses = []
-            bar.update(postfix={"loss": f"{step_loss:.4f}"})
-            accelerator.log({f"student-{layers}/train/loss": step_loss, f"student-{layers}/train/lr": lr,
-                             **{f"student-{layers}/train/loss_layer_{target}": float(value)
-                                for target, value in zip(config.targets, per_target)}}, step=state.step)
             if state.step in checkpoint_steps:  # the student without its heads, and its SpEAT
                 tracker.checkpoint(student, student_dir, state.step, accelerator=accelerator,
                                    compression=compression(state.step), log_prefix=f"student-{layers}/")

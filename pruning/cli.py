@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from speat_metric.extras import require_extra
+from speat_metric.model_spec import ModelSpec
 from speat_metric.training.cli import (
     add_model_and_data_options,
     add_run_options,
@@ -139,7 +140,7 @@ def _prune(args: argparse.Namespace) -> int:
         print(curve_markdown(curve_rows(summary.records), title=f"{config.method} pruning of {config.model}"))
         print(f"{len(summary.checkpoints)} checkpoints in {summary.run_dir}/ after {summary.steps} steps; curve: "
               f"{summary.curve.get('png')}")
-        again = f"melhubert:{summary.run_dir}" if summary.checkpoints and summary.checkpoints[0].startswith(
-            "melhubert:") else str(summary.run_dir)
+        again = (ModelSpec.parse(summary.checkpoints[0]).member(summary.run_dir) if summary.checkpoints
+                 else str(summary.run_dir))
         print(f"evaluate the checkpoints again (other stimuli or tests): speat evaluate {again} --stimuli speat")
     return 0

@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from speat_metric.adapters.base import count_parameters
-from speat_metric.adapters.pruned import transformer_layers
+from speat_metric.adapters.pruned import prunable
 from speat_metric.pruning.config import Phase, ScheduleConfig
 from speat_metric.pruning.structured import prune_heads, prune_rows
 from speat_metric.pruning.weights import LossPlateau, WeightMasks, prunable_parameters, sparsity_targets
@@ -69,7 +69,7 @@ class StructuredPruning:
 
     def __init__(self, method: str, schedule: ScheduleConfig, encoder: nn.Module) -> None:
         self.method = method
-        layers = transformer_layers(encoder)
+        layers = prunable(encoder).layers()
         if method == "heads":
             self.per_layer = schedule.heads_per_step
             fewest = min(layer.num_heads for layer in layers)
@@ -77,7 +77,7 @@ class StructuredPruning:
             limit = (fewest - 1) // self.per_layer
         else:
             self.per_layer = schedule.rows_per_step
-            start = min(layer.fc1.out_features for layer in layers)
+            start = min(layer.ffn_dim for layer in layers)
             per_step, what, limit = self.per_layer, "FFN dimensions per layer", (start - 1) // self.per_layer
         self.steps, self.end = structured_steps(warmup=schedule.warmup_steps, phases=schedule.phases, start=start,
                                                 per_step=per_step, limit=limit)
@@ -206,9 +206,9 @@ def sizes(encoder: nn.Module, method: StructuredPruning | WeightPruning, *, base
         base_parameters: the unpruned model's parameter count.
         base_prunable: the unpruned model's weights and biases in its transformer layers' linear layers.
     """
-    layers = transformer_layers(encoder)
-    prunable = sum(parameter.numel() for _, parameter in prunable_parameters(encoder))
-    removed_prunable = base_prunable - prunable + method.masked()
+    layers = prunable(encoder).layers()
+    prunable_now = sum(parameter.numel() for _, parameter in prunable_parameters(encoder))
+    removed_prunable = base_prunable - prunable_now + method.masked()
     parameters = count_parameters(encoder) - method.masked()
     return {
         "parameters": parameters,
@@ -216,5 +216,5 @@ def sizes(encoder: nn.Module, method: StructuredPruning | WeightPruning, *, base
         "parameters_removed": base_parameters - parameters,
         "sparsity": removed_prunable / base_prunable,
         "heads_per_layer": [layer.num_heads for layer in layers],
-        "ffn_dims_per_layer": [layer.fc1.out_features for layer in layers],
+        "ffn_dims_per_layer": [layer.ffn_dim for layer in layers],
     }

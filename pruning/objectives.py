@@ -86,7 +86,17 @@ class _Preparer:
         return batch
 
 
-class TeacherObjective:
+class _Objective:
+    """What every objective does unless it says otherwise: nothing to move or fit before training."""
+
+    def to(self, device: torch.device) -> None:
+        """Move the frozen parts (not the trainable module, which ``accelerator.prepare`` places) to `device`."""
+
+    def prepare_run(self, dataloader: Any, run_dir: Path, accelerator: Any, *, fit: bool) -> None:
+        """Fit (a new run, `fit`) or restore what the loss needs beyond the model, before training starts."""
+
+
+class TeacherObjective(_Objective):
     """Match the unpruned model's hidden states, every layer (`hidden_state_loss`)."""
 
     name = "teacher"
@@ -115,7 +125,7 @@ class TeacherObjective:
                                  cosine_weight=self.settings.cosine_weight)
 
 
-class Wav2Vec2Objective:
+class Wav2Vec2Objective(_Objective):
     """wav2vec 2.0's own pre-training loss (``Wav2Vec2ForPreTraining``), per masked frame."""
 
     name = "native"
@@ -155,9 +165,6 @@ class Wav2Vec2Objective:
         return _Preparer(self.target.inputs, "wav2vec2", self.settings.mask_time_prob, self.settings.mask_time_length,
                          self.settings.num_negatives)
 
-    def to(self, device: torch.device) -> None:
-        pass
-
     def loss(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         output = module(batch["input_values"], mask_time_indices=batch["mask"],
                         sampled_negative_indices=batch["sampled_negative_indices"])
@@ -177,7 +184,7 @@ class _MaskedPrediction(nn.Module):
         return self.model.final_proj(hidden)
 
 
-class MelHuBERTObjective:
+class MelHuBERTObjective(_Objective):
     """MelHuBERT's masked cross-entropy on k-means labels of the unpruned model (`masked_prediction_loss`)."""
 
     name = "native"
@@ -205,6 +212,17 @@ class MelHuBERTObjective:
         self.reference.to(device)
         if self.centroids is not None:
             self.centroids = self.centroids.to(device)
+
+    def prepare_run(self, dataloader: Any, run_dir: Path, accelerator: Any, *, fit: bool) -> None:
+        """Fit the label k-means on the main process (on the first training batches) and load it everywhere."""
+        path = run_dir / KMEANS_FILE
+        if fit and accelerator.is_main_process:
+            dataloader.sampler.set_epoch(0)
+            self.fit_clusters(iter(dataloader), path, device=accelerator.device)
+        accelerator.wait_for_everyone()
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: the run's k-means labels cannot be restored; start a new run")
+        self.load_clusters(path)
 
     def fit_clusters(self, batches: Any, path: Path, *, device: torch.device | str = "cpu") -> None:
         """Fit the k-means on the reference model's frames of the first `batches`, and save it to `path`."""

@@ -3,7 +3,7 @@
 Head score (Lin et al. 2024; the authors' ``hp_utils.get_layer_heads_norm``): the L1 norm of the head's query,
 key and value weights and biases. Row score (``rp_utils.get_layer_rows_norm``): the L1 norm of the FFN dimension's
 first-layer row and bias plus its second-layer column. Each pruning step removes the same number from every layer
-("by layer"); the tensors are sliced by `speat_metric.adapters.pruned` (transformers 5 has no ``prune_heads``).
+("by layer"); the tensors are sliced by `speat_metric.training.slicing` (transformers 5 has no ``prune_heads``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from speat_metric.adapters.pruned import TransformerLayerParts, keep_ffn_dims, keep_heads, transformer_layers
+from speat_metric.adapters.pruned import prunable
+from speat_metric.training.slicing import PrunableLayer, keep_ffn_dims, keep_heads
 
 
-def head_scores(layer: TransformerLayerParts) -> torch.Tensor:
+def head_scores(layer: PrunableLayer) -> torch.Tensor:
     """(num_heads,) L1 norms of each head's q, k and v weights and biases."""
     total = torch.zeros(layer.num_heads, dtype=torch.float64)
     with torch.no_grad():
@@ -24,12 +25,12 @@ def head_scores(layer: TransformerLayerParts) -> torch.Tensor:
     return total
 
 
-def row_scores(layer: TransformerLayerParts) -> torch.Tensor:
-    """(ffn_dim,) L1 norm of fc1's row and bias plus fc2's column of each FFN dimension."""
+def row_scores(layer: PrunableLayer) -> torch.Tensor:
+    """(ffn_dim,) L1 norm of the FFN's first-layer row and bias plus its second-layer column, per FFN dimension."""
     with torch.no_grad():
-        scores = layer.fc1.weight.abs().sum(dim=1) + layer.fc2.weight.abs().sum(dim=0)
-        if layer.fc1.bias is not None:
-            scores = scores + layer.fc1.bias.abs()
+        scores = layer.intermediate.weight.abs().sum(dim=1) + layer.output.weight.abs().sum(dim=0)
+        if layer.intermediate.bias is not None:
+            scores = scores + layer.intermediate.bias.abs()
     return scores.double().cpu()
 
 
@@ -49,7 +50,7 @@ def prune_heads(encoder: nn.Module, per_layer: int) -> list[list[int]]:
         ValueError: a layer would be left without heads.
     """
     removed = []
-    for number, layer in enumerate(transformer_layers(encoder)):
+    for number, layer in enumerate(prunable(encoder).layers()):
         if per_layer >= layer.num_heads:
             raise ValueError(f"layer {number} has {layer.num_heads} heads: removing {per_layer} would leave none")
         drop = lowest(head_scores(layer), per_layer)
@@ -68,8 +69,8 @@ def prune_rows(encoder: nn.Module, per_layer: int) -> list[int]:
         ValueError: a layer would be left without FFN dimensions.
     """
     widths = []
-    for number, layer in enumerate(transformer_layers(encoder)):
-        width = layer.fc1.out_features
+    for number, layer in enumerate(prunable(encoder).layers()):
+        width = layer.ffn_dim
         if per_layer >= width:
             raise ValueError(f"layer {number} has {width} FFN dimensions: removing {per_layer} would leave none")
         drop = set(lowest(row_scores(layer), per_layer))

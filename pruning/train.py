@@ -26,11 +26,10 @@ from typing import Any
 import torch
 from accelerate.utils import set_seed
 
-from speat_metric.adapters.pruned import PrunedLayout, apply_layout, layout_of
 from speat_metric.files import atomic_write_text
 from speat_metric.pruning.config import PruningConfig
 from speat_metric.pruning.methods import build_method, sizes
-from speat_metric.pruning.objectives import KMEANS_FILE, MelHuBERTObjective, build_objective
+from speat_metric.pruning.objectives import build_objective
 from speat_metric.pruning.weights import prunable_parameters
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.checkpoints import (
@@ -43,9 +42,10 @@ from speat_metric.training.checkpoints import (
     save_training_state,
 )
 from speat_metric.training.data import RandomCrops, make_dataloader
-from speat_metric.training.loop import StepProgress, flat_settings, open_run
+from speat_metric.training.loop import StepProgress, TrainingSteps, flat_settings, open_run
 from speat_metric.training.models import TrainableEncoder, load_trainable_encoder
 from speat_metric.training.plots import write_curve
+from speat_metric.training.slicing import PrunedLayout, apply_layout, layout_of
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +106,10 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
     if resume_from is not None:
         state = read_trainer_state(resume_from)
         method.load_state_dict(state.recipe["method"])
-        apply_layout(target.encoder, PrunedLayout.from_dict(state.recipe["layout"]))
+        apply_layout(target, PrunedLayout.from_dict(state.recipe["layout"]))
     if not method.structural:
         accelerator.register_for_checkpointing(method.masks)
-    if isinstance(objective, MelHuBERTObjective):
-        _kmeans_labels(objective, dataloader, run_dir, accelerator, fit=resume_from is None)
+    objective.prepare_run(dataloader, run_dir, accelerator, fit=resume_from is None)
 
     model, optimizer, dataloader = accelerator.prepare(objective.trainable, _optimizer(objective.trainable, config),
                                                        dataloader)
@@ -139,31 +138,16 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
     max_steps = training.max_steps
     bar = StepProgress(min(method.planned_steps, max_steps or method.planned_steps), initial=state.step,
                        desc=f"{config.method} pruning", enabled=progress and accelerator.is_main_process)
+    train_step = TrainingSteps(accelerator, bar, config.optimizer.gradient_clipping)
     model.train()
     done = False
     while not done:
-        losses = []
         for batch in resume_batches(dataloader, state):
-            with accelerator.accumulate(model):
-                with accelerator.autocast():  # the frozen teacher too, not only the prepared model
-                    loss = objective.loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    method.before_optimizer_step()
-                    if config.optimizer.gradient_clipping:
-                        accelerator.clip_grad_norm_(model.parameters(), config.optimizer.gradient_clipping)
-                optimizer.step()
-                optimizer.zero_grad()
-            state.batches_in_epoch += 1
-            losses.append(loss.detach())
-            if not accelerator.sync_gradients:
+            step_loss = train_step(model, optimizer, state, lambda: (objective.loss(model, batch), {}),
+                                   method.before_optimizer_step)
+            if step_loss is None:
                 continue
-            state.step += 1
-            step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
-            losses = []
             method.after_optimizer_step(state.step, step_loss)
-            bar.update(postfix={"loss": f"{step_loss:.4f}"})
-            accelerator.log({"train/loss": step_loss}, step=state.step)
 
             decision = method.decide(state.step)
             stop = decision == "end" or (max_steps is not None and state.step >= max_steps)
@@ -212,17 +196,5 @@ def _optimizer(module: torch.nn.Module, config: PruningConfig) -> torch.optim.Op
 
 
 def _save_state(accelerator, run_dir: Path, state: TrainerState, method, target: TrainableEncoder, keep: int) -> None:
-    state.recipe = {"method": method.state_dict(), "layout": layout_of(target.encoder).to_dict()}
+    state.recipe = {"method": method.state_dict(), "layout": layout_of(target).to_dict()}
     save_training_state(accelerator, run_dir, state, keep=keep)
-
-
-def _kmeans_labels(objective: MelHuBERTObjective, dataloader, run_dir: Path, accelerator, *, fit: bool) -> None:
-    """Fit the label k-means on the main process (on the first training batches) and load it everywhere."""
-    path = run_dir / KMEANS_FILE
-    if fit and accelerator.is_main_process:
-        dataloader.sampler.set_epoch(0)
-        objective.fit_clusters(iter(dataloader), path, device=accelerator.device)
-    accelerator.wait_for_everyone()
-    if not path.is_file():
-        raise ValueError(f"{path} is missing: the run's k-means labels cannot be restored; start a new run")
-    objective.load_clusters(path)

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from speat_metric.adapters.pruned import transformer_layers
+from speat_metric.adapters.pruned import prunable
 
 
 def prunable_parameters(encoder: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """(name, parameter) of the weights and biases of every linear layer inside the transformer layers."""
     found = []
-    for number, layer in enumerate(transformer_layers(encoder)):
+    for number, layer in enumerate(prunable(encoder).layers()):
         for role, linear in zip(("q", "k", "v", "out", "fc1", "fc2"), layer.linears):
             found.append((f"layer{number}.{role}.weight", linear.weight))
             if linear.bias is not None:

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 import torch
 import transformers
-from test_pruning_models import _SMALL, KINDS, MELHUBERT
+from tiny_models import MELHUBERT, PRUNABLE_KINDS, PRUNABLE_SMALL
 
 from speat_metric.adapters import load_encoder
 from speat_metric.adapters.melhubert import (
@@ -29,12 +29,12 @@ from speat_metric.distill.student import DistillationModel, build_student, check
 from speat_metric.distill.train import learning_rate
 from speat_metric.training.models import load_trainable_encoder
 
-THREE_LAYERS = {**_SMALL, "num_hidden_layers": 3}
+THREE_LAYERS = {**PRUNABLE_SMALL, "num_hidden_layers": 3}
 
 
 def save_teacher(kind: str, directory: Path, *, seed: int = 0) -> Path:
     """A random 3-layer tiny model of `kind` (its norms randomised, so that a skipped norm would show)."""
-    model_class, config_class, overrides = KINDS[kind]
+    model_class, config_class, overrides = PRUNABLE_KINDS[kind]
     torch.manual_seed(seed)
     model = model_class(config_class(**{**THREE_LAYERS, **overrides}))
     with torch.no_grad():
@@ -60,7 +60,7 @@ def teacher_inputs(teacher, seconds: float = 0.4) -> dict[str, torch.Tensor]:
     return teacher.inputs(waveforms)
 
 
-@pytest.mark.parametrize("kind", [*KINDS, "melhubert"])
+@pytest.mark.parametrize("kind", [*PRUNABLE_KINDS, "melhubert"])
 def test_a_student_reproduces_the_teachers_first_layers_exactly_before_training(kind, tmp_path):
     spec = (f"melhubert:{save_melhubert_teacher(tmp_path / 'teacher.ckpt')}" if kind == "melhubert"
             else str(save_teacher(kind, tmp_path / "teacher")))

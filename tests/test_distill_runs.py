@@ -18,7 +18,7 @@ import transformers
 from accelerate.tracking import GeneralTracker
 from launching import accelerate_launch
 from test_distill_parts import save_melhubert_teacher, save_teacher
-from test_pruning_models import write_audio_folder, write_tone_test
+from tiny_models import write_audio_folder, write_tone_test
 
 from speat_metric.cli import main
 from speat_metric.distill.train import learning_rate

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from environments import fresh_environment
 from test_pruning_cli import TINY
-from test_pruning_models import save_model, write_audio_folder, write_tone_test
-from tiny_models import save_tiny_model
+from tiny_models import save_prunable_model as save_model
+from tiny_models import save_tiny_model, write_audio_folder, write_tone_test
 
 from speat_metric.results import load_records
 

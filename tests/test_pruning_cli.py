@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from test_pruning_models import save_melhubert, save_model, write_audio_folder, write_tone_test
+from tiny_models import save_melhubert, save_prunable_model, write_audio_folder, write_tone_test
 
 from speat_metric.adapters import load_encoder
-from speat_metric.adapters.pruned import layout_of
+from speat_metric.adapters.pruned import prunable
 from speat_metric.cli import main
 from speat_metric.results import load_records
+from speat_metric.training.slicing import layout_of
 
 TINY = """
 training: {batch_size: 2, crop_seconds: 0.5, min_seconds: 0.3, num_workers: 0, save_state_every: null}
@@ -39,7 +40,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "audio" / "broken.wav").write_bytes(b"RIFF not really")  # reported and skipped
     write_tone_test(root / "stimuli")
     for kind in ("wav2vec2", "hubert", "wavlm", "data2vec-audio"):
-        save_model(kind, root / kind)
+        save_prunable_model(kind, root / kind)
     save_melhubert(root / "melhubert.ckpt")
     (root / "tiny.yaml").write_text(TINY)
     (root / "weights.yaml").write_text(WEIGHTS)
@@ -79,7 +80,7 @@ def check_run(out: Path, *, method: str, objective: str, steps: list[int], melhu
             "name": f"checkpoint-{step}" + (".ckpt" if melhubert else ""), "step": step}
         path = out / record.checkpoint["name"]
         encoder = load_encoder(f"melhubert:{path}" if melhubert else str(path))
-        layout = layout_of(encoder.model)
+        layout = layout_of(prunable(encoder.model))
         assert layout.heads_per_layer == compression["heads_per_layer"]
         assert list(layout.ffn_dims) == compression["ffn_dims_per_layer"]
         # structured pruning shrinks the tensors; weight pruning zeroes entries of tensors of the same size

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_pruning_models import MELHUBERT
+from tiny_models import MELHUBERT
 
 from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel
-from speat_metric.adapters.pruned import transformer_layers
+from speat_metric.adapters.pruned import prunable
 from speat_metric.pruning.config import Phase, ScheduleConfig, load_config
 from speat_metric.pruning.methods import StructuredPruning, sizes, structured_steps
 from speat_metric.pruning.structured import head_scores, lowest, row_scores
@@ -20,7 +20,7 @@ AUTHORS_WARM_UP, AUTHORS_TOTAL_STEPS = 1000, 366000
 
 def test_head_scores_are_the_l1_norms_of_each_heads_query_key_and_value():
     torch.manual_seed(0)
-    layer = transformer_layers(MelHuBERTModel(MELHUBERT))[0]
+    layer = prunable(MelHuBERTModel(MELHUBERT)).layers()[0]
     with torch.no_grad():
         for linear in (layer.query, layer.key, layer.value):
             linear.bias.normal_()
@@ -36,10 +36,10 @@ def test_head_scores_are_the_l1_norms_of_each_heads_query_key_and_value():
 
 def test_row_scores_are_the_l1_norms_of_fc1_row_and_bias_plus_fc2_column():
     torch.manual_seed(0)
-    layer = transformer_layers(MelHuBERTModel(MELHUBERT))[1]
+    layer = prunable(MelHuBERTModel(MELHUBERT)).layers()[1]
     with torch.no_grad():
-        layer.fc1.bias.normal_()
-    fc1, bias, fc2 = layer.fc1.weight.detach(), layer.fc1.bias.detach(), layer.fc2.weight.detach()
+        layer.intermediate.bias.normal_()
+    fc1, bias, fc2 = layer.intermediate.weight.detach(), layer.intermediate.bias.detach(), layer.output.weight.detach()
     expected = [float(fc1[row].abs().sum() + bias[row].abs() + fc2[:, row].abs().sum()) for row in range(64)]
     assert row_scores(layer).tolist() == pytest.approx(expected, rel=1e-6)
 
@@ -80,7 +80,7 @@ def test_a_structured_method_prunes_at_its_steps_then_ends():
             break
     # 8 heads, 2 per pruning step: 8 -> 6 at 2 (phase one), -> 4 at 7 and -> 2 at 12 (phase two), end at 17
     assert decisions == {2: "prune", 7: "prune", 12: "prune", 17: "end"}
-    assert [layer.num_heads for layer in transformer_layers(model)] == [1, 1]
+    assert [layer.num_heads for layer in prunable(model).layers()] == [1, 1]
 
 
 def test_sizes_count_what_was_removed():

@@ -1,95 +1,34 @@
-"""Pruned models: slicing zeroed heads and FFN dimensions out changes nothing, and pruned models save and reload.
-
-Also the helpers the other pruning tests import: tiny models whose CNN downsamples like the real ones (320x), an
-audio folder and a small custom SpEAT test.
-"""
+"""Pruned models: slicing zeroed heads and FFN dimensions out changes nothing, and pruned models save and reload;
+the protocol through which pruning sees both model families."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 import torch
 import transformers
+from tiny_models import (
+    MELHUBERT,
+    PRUNABLE_KINDS,
+    PRUNABLE_SMALL,
+    save_prunable_model,
+)
 from torch import nn
 
 from speat_metric.adapters import load_encoder
 from speat_metric.adapters.base import ModelLoadError
-from speat_metric.adapters.melhubert import MelHuBERTConfig, MelHuBERTModel, save_melhubert_checkpoint
-from speat_metric.adapters.pruned import (
-    PrunedLayout,
-    keep_heads,
-    layout_of,
-    load_pruned_model,
-    pruned_wavlm_attention_class,
-    save_pruned_model,
-    transformer_layers,
-)
+from speat_metric.adapters.melhubert import MelHuBERTModel
+from speat_metric.adapters.pruned import load_pruned_model, prunable, pruned_wavlm_attention_class, save_pruned_model
 from speat_metric.pruning.structured import prune_heads, prune_rows
-
-_CNN = dict(conv_dim=(16, 16, 16), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8))
-_SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **_CNN)
-KINDS = {
-    "wav2vec2": (transformers.Wav2Vec2Model, transformers.Wav2Vec2Config,
-                 dict(feat_extract_norm="layer", do_stable_layer_norm=True)),
-    "hubert": (transformers.HubertModel, transformers.HubertConfig, dict(feat_extract_norm="group")),
-    "wavlm": (transformers.WavLMModel, transformers.WavLMConfig,
-              dict(feat_extract_norm="layer", do_stable_layer_norm=True)),
-    "data2vec-audio": (transformers.Data2VecAudioModel, transformers.Data2VecAudioConfig,
-                       dict(num_conv_pos_embeddings=2, conv_pos_kernel_size=4)),
-}
-MELHUBERT = MelHuBERTConfig(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=4,
-                            conv_pos=8, conv_pos_groups=4, num_cluster=16)
+from speat_metric.training.slicing import PrunableEncoder, PrunedLayout, keep_heads, layout_of
 
 
-def save_model(kind: str, directory: Path, *, seed: int = 0) -> Path:
-    """A random tiny transformers model (50 frames per second, like the real ones) with its feature extractor."""
-    model_class, config_class, overrides = KINDS[kind]
-    torch.manual_seed(seed)
-    model_class(config_class(**{**_SMALL, **overrides})).save_pretrained(directory)
-    transformers.Wav2Vec2FeatureExtractor(do_normalize=True,
-                                          return_attention_mask=overrides.get("feat_extract_norm") != "group"
-                                          ).save_pretrained(directory)
-    return directory
-
-
-def save_melhubert(path: Path, *, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    save_melhubert_checkpoint(MelHuBERTModel(MELHUBERT), path)
-    return path
-
-
-def write_audio_folder(directory: Path, *, count: int = 6, seconds: float = 0.8) -> Path:
-    """Noisy tones at mixed rates and formats, as a training folder."""
-    rng = np.random.default_rng(0)
-    for index in range(count):
-        rate = (16_000, 22_050, 8_000)[index % 3]
-        time = np.arange(int((seconds + 0.05 * index) * rate)) / rate
-        wave = 0.3 * np.sin(2 * np.pi * (180 + 40 * index) * time) + 0.05 * rng.standard_normal(len(time))
-        soundfile.write(directory / f"clip{index}.{('wav', 'flac')[index % 2]}", wave.astype(np.float32), rate)
-    return directory
-
-
-def write_tone_test(directory: Path) -> Path:
-    """A custom SpEAT test of 4 + 4 targets and 4 + 4 attributes (0.4 s noisy tones), as a JSON file."""
-    groups = {}
-    for role, base in (("x", 300), ("y", 520), ("a", 740), ("b", 960)):
-        groups[role] = []
-        for index in range(4):
-            time = np.arange(6400) / 16_000
-            noise = 0.05 * np.random.default_rng(base + index).standard_normal(len(time))
-            path = directory / role / f"{index}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(path, (0.3 * np.sin(2 * np.pi * (base + 37 * index) * time) + noise).astype(np.float32),
-                            16_000)
-            groups[role].append(f"{role}/{index}.wav")
-    test = directory / "tone.json"
-    test.write_text(json.dumps({"name": "tone", **groups, "group_names": ["low", "high", "pleasant", "unpleasant"]}))
-    return test
+def transformer_layers(model: nn.Module) -> list:
+    return prunable(model).layers()
 
 
 def randomise_norms(model: nn.Module) -> None:
@@ -114,7 +53,7 @@ def build(kind: str, tmp_path: Path) -> tuple[nn.Module, torch.Tensor]:
         model = MelHuBERTModel(MELHUBERT).eval()
         inputs = torch.randn(2, 30, MELHUBERT.feat_emb_dim)
     else:
-        model = transformers.AutoModel.from_pretrained(save_model(kind, tmp_path / kind)).eval()
+        model = transformers.AutoModel.from_pretrained(save_prunable_model(kind, tmp_path / kind)).eval()
         inputs = torch.randn(2, 8000)
     randomise_norms(model)
     return model, inputs
@@ -125,7 +64,7 @@ def largest_difference(first: list[torch.Tensor], second: list[torch.Tensor]) ->
     return max(float((a - b).abs().max()) for a, b in zip(first, second))
 
 
-ALL_KINDS = [*KINDS, "melhubert"]
+ALL_KINDS = [*PRUNABLE_KINDS, "melhubert"]
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
@@ -139,7 +78,7 @@ def test_zeroed_heads_are_the_ones_pruned_and_slicing_them_changes_nothing(kind,
             for linear in (layer.query, layer.key, layer.value):
                 linear.weight[rows] = 0
                 linear.bias[rows] = 0
-            layer.output.weight[:, rows] = 0
+            layer.out.weight[:, rows] = 0
     before, count = hidden_states(model, kind, inputs), sum(p.numel() for p in model.parameters())
 
     removed = prune_heads(model, 1)
@@ -158,9 +97,9 @@ def test_zeroed_ffn_dimensions_are_the_ones_pruned_and_slicing_them_changes_noth
     zeroed = [[1, 5, 9, 60], [0, 2, 33, 63]]
     with torch.no_grad():
         for layer, rows in zip(transformer_layers(model), zeroed):
-            layer.fc1.weight[rows] = 0
-            layer.fc1.bias[rows] = 0  # gelu(0) = 0, so the dimension is silent
-            layer.fc2.weight[:, rows] = 0
+            layer.intermediate.weight[rows] = 0
+            layer.intermediate.bias[rows] = 0  # gelu(0) = 0, so the dimension is silent
+            layer.output.weight[:, rows] = 0
     before, count = hidden_states(model, kind, inputs), sum(p.numel() for p in model.parameters())
 
     widths = prune_rows(model, 4)
@@ -185,8 +124,9 @@ def test_a_pruned_model_saves_and_reloads_through_speat_evaluate_and_the_documen
     documented = load_pruned_model(path)
     adapter = load_encoder(f"melhubert:{path}" if kind == "melhubert" else str(path))
 
-    assert layout_of(documented) == layout_of(model)
-    assert layout_of(documented).heads_per_layer == [1, 1] and layout_of(documented).ffn_dims == (56, 56)
+    assert layout_of(prunable(documented)) == layout_of(prunable(model))
+    assert layout_of(prunable(documented)).heads_per_layer == [1, 1]
+    assert layout_of(prunable(documented)).ffn_dims == (56, 56)
     assert largest_difference(expected, hidden_states(documented, kind, inputs)) < 1e-6
     assert largest_difference(expected, hidden_states(adapter.model, kind, inputs)) < 1e-6
     assert adapter.description.num_parameters == sum(p.numel() for p in model.parameters())
@@ -254,3 +194,33 @@ def test_keeping_no_head_is_refused(tmp_path):
         keep_heads(transformer_layers(model)[0], [])
     with pytest.raises(ValueError, match="layer 0 has 4 heads: removing 4 would leave none"):
         prune_heads(model, 4)
+
+
+def test_the_slicing_module_is_a_leaf_that_imports_no_adapter():
+    module = "speat_metric.training.slicing"
+    code = (f"import sys, {module}; "
+            "print([m for m in sys.modules if m.startswith('speat_metric.adapters') or m.startswith('transformers')])")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]"
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "wavlm", "melhubert"])
+def test_both_families_show_their_layers_and_sizes_through_one_protocol(kind, tmp_path):
+    model, _ = build(kind, tmp_path)
+    encoder = prunable(model)
+    assert isinstance(encoder, PrunableEncoder) and (encoder is model) == (kind == "melhubert")
+    layers = encoder.layers()
+    depth = MELHUBERT.encoder_layers if kind == "melhubert" else PRUNABLE_SMALL["num_hidden_layers"]
+    assert len(layers) == depth == 2
+    assert encoder.original_sizes() == (4, 64)
+    for layer in layers:
+        assert (layer.num_heads, layer.head_dim, layer.ffn_dim, layer.kept_heads) == (4, 8, 64, [0, 1, 2, 3])
+        assert [tuple(linear.weight.shape) for linear in layer.linears] == [(32, 32)] * 4 + [(64, 32), (32, 64)]
+    prune_heads(model, 1)
+    prune_rows(model, 8)
+    assert encoder.original_sizes() == (4, 64) and [layer.ffn_dim for layer in encoder.layers()] == [56, 56]
+
+
+def test_a_model_of_another_kind_cannot_be_pruned():
+    with pytest.raises(ValueError, match="cannot prune a 'Linear' model"):
+        prunable(nn.Linear(2, 2))

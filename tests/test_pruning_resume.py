@@ -14,7 +14,7 @@ import pytest
 import safetensors.torch
 from launching import accelerate_launch
 from test_pruning_cli import TINY
-from test_pruning_models import save_model, write_audio_folder, write_tone_test
+from tiny_models import save_prunable_model, write_audio_folder, write_tone_test
 
 from speat_metric.cli import main
 from speat_metric.results import load_records
@@ -28,8 +28,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "audio").mkdir()
     write_audio_folder(root / "audio")
     write_tone_test(root / "stimuli")
-    save_model("wav2vec2", root / "wav2vec2")
-    save_model("hubert", root / "hubert")
+    save_prunable_model("wav2vec2", root / "wav2vec2")
+    save_prunable_model("hubert", root / "hubert")
     (root / "tiny.yaml").write_text(TINY)
     return root
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pruning_models import MELHUBERT
+from tiny_models import MELHUBERT
 from torch import nn
 
 from speat_metric.adapters.melhubert import MelHuBERTModel

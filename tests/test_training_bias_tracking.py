@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_pruning_models import MELHUBERT, write_tone_test
+from tiny_models import MELHUBERT, write_tone_test
 
 from speat_metric.adapters.melhubert import MelHuBERTEncoder
 from speat_metric.evaluation import EvaluationSettings

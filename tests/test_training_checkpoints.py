@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_pruning_models import write_audio_folder
+from tiny_models import write_audio_folder
 from torch import nn
 
 from speat_metric.training.checkpoints import (

@@ -7,8 +7,10 @@ import pytest
 import torch
 from accelerate.tracking import GeneralTracker
 
+from speat_metric.training.checkpoints import TrainerState
 from speat_metric.training.loop import (
     StepProgress,
+    TrainingSteps,
     make_accelerator,
     numpy_seed,
     parse_report_to,
@@ -64,6 +66,27 @@ def test_the_accelerator_accumulates_gradients_and_feeds_trackers(tmp_path):
         make_accelerator(project_dir=tmp_path, gradient_accumulation_steps=0)
 
 
+def test_a_training_step_accumulates_micro_batches_then_clips_updates_counts_and_logs(tmp_path):
+    recorder = _Recorder()
+    accelerator = make_accelerator(project_dir=tmp_path, gradient_accumulation_steps=2, report_to=[recorder])
+    accelerator.init_trackers("speat-test")
+    linear = torch.nn.Linear(3, 1, bias=False)
+    torch.nn.init.ones_(linear.weight)
+    model, optimizer = accelerator.prepare(linear, torch.optim.SGD(linear.parameters(), lr=1.0))
+    inputs = [torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 3.0, 0.0]])]
+    updates, state = [], TrainerState()
+    step = TrainingSteps(accelerator, StepProgress(1, desc="test", enabled=False), gradient_clipping=0.5,
+                         log_prefix="student-1/")
+    found = [step(model, optimizer, state, lambda: (model(x).sum() * 2, {"scaled": torch.tensor(2.0)}),
+                  lambda: updates.append(float(model.weight.grad.norm())) or {"lr": 1.0}) for x in inputs]
+    # the mean of 2 and 6 over the two micro-batches; gradients (2, 0, 0) / 2 + (0, 6, 0) / 2 clipped to norm 0.5
+    assert found == [None, 4.0] and (state.step, state.batches_in_epoch) == (1, 2)
+    assert updates == [pytest.approx(10**0.5)] and (model.weight.grad is None or not model.weight.grad.any())
+    assert torch.allclose(model.weight.detach(), torch.tensor([[1 - 0.5 / 10**0.5, 1 - 1.5 / 10**0.5, 1.0]]))
+    assert recorder.logged[-1] == (1, {"student-1/train/loss": 4.0, "student-1/train/lr": 1.0,
+                                       "student-1/train/scaled": 2.0})
+
+
 def test_the_progress_bar_can_grow_and_is_silent_when_disabled(capsys):
     bar = StepProgress(4, initial=1, desc="pruning", enabled=True)
     bar.update(postfix={"loss": "0.5"})
@@ -93,12 +116,12 @@ def test_numpy_seed_is_reproducible_and_restores_the_global_generator():
 def test_docstring_examples_run():
     import doctest
 
-    import speat_metric.adapters.pruned
     import speat_metric.training.checkpoints
     import speat_metric.training.data
     import speat_metric.training.loop
+    import speat_metric.training.slicing
 
     for module in (speat_metric.training.loop, speat_metric.training.checkpoints, speat_metric.training.data,
-                   speat_metric.adapters.pruned):
+                   speat_metric.training.slicing):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__

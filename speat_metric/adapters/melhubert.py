@@ -67,7 +67,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ from speat_metric.adapters.base import (
 from speat_metric.adapters.checkpoints import check_state_dict, describe_keys, load_torch_checkpoint
 from speat_metric.adapters.layers import masked_attention
 from speat_metric.files import atomic_open
+from speat_metric.training.slicing import LAYOUT_KEY, PrunableLayer, PrunedLayout, apply_layout, layout_of
 
 logger = logging.getLogger(__name__)
 
@@ -343,6 +344,17 @@ class MelHuBERTModel(nn.Module):
     def num_hidden_states(self) -> int:
         return self.config.encoder_layers + 1
 
+    def layers(self) -> list[PrunableLayer]:
+        """The transformer layers as pruning sees them (`speat_metric.training.slicing.PrunableEncoder`)."""
+        head_dim = self.config.encoder_embed_dim // self.config.encoder_attention_heads
+        return [PrunableLayer(layer.self_attn, layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                              layer.self_attn.out_proj, layer.fc1, layer.fc2, head_dim)
+                for layer in self.encoder.layers]
+
+    def original_sizes(self) -> tuple[int, int]:
+        """(attention heads, FFN width) of every layer before pruning: the configuration's."""
+        return self.config.encoder_attention_heads, self.config.encoder_ffn_embed_dim
+
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor) -> list[torch.Tensor]:
         """Hidden states of a padded batch of normalised (and stacked) filter-bank frames.
 
@@ -441,31 +453,45 @@ def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = 
         raise ModelLoadError(f"{str(path)!r}: unsupported MelHuBERT configuration: {error}") from error
     # The learnable mask embedding (learnable_mask_emb: True) only replaces masked frames during pre-training.
     state_dict = {key: tensor for key, tensor in _legacy_state_dict(states["model"]).items() if key != "mask_emb"}
-    if "speat_pruning" in states:  # saved by `speat prune`: rebuild the pruned shapes (speat_metric.adapters.pruned)
-        from speat_metric.adapters.pruned import melhubert_with_layout
-
-        model = melhubert_with_layout(config, states["speat_pruning"], path)
-    else:
-        model = MelHuBERTModel(config)
+    model = _with_layout(config, states[LAYOUT_KEY], path) if LAYOUT_KEY in states else MelHuBERTModel(config)
     check_state_dict(model, state_dict, kind="MelHuBERT", path=path)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
 
 
+def _with_layout(config: MelHuBERTConfig, layout: Mapping[str, Any], path: str | Path) -> MelHuBERTModel:
+    """A model of `config` shrunk to the layout ``speat prune`` recorded (`speat_metric.training.slicing`).
+
+    Raises:
+        ModelLoadError: the layout is malformed or does not fit the configuration.
+    """
+    try:
+        layout = PrunedLayout.from_dict(layout)
+        model = MelHuBERTModel(replace(config, encoder_ffn_embed_dim=layout.original_ffn_dim))
+        apply_layout(model, layout)
+    except ValueError as error:
+        raise ModelLoadError(f"{str(path)!r}: its pruned layout ({LAYOUT_KEY!r}) does not fit its configuration "
+                             f"({error})") from None
+    return model
+
+
 def save_melhubert_checkpoint(model: MelHuBERTModel, path: str | Path, *, step: int = 0,
                               extra: Mapping[str, Any] | None = None) -> None:
-    """Write `model` atomically in the authors' checkpoint format, readable by their code and ours.
+    """Write `model` atomically in the authors' checkpoint format, readable by their code and ours; a pruned model's
+    layout goes under the extra key ``speat_pruning``, from which `load_melhubert_checkpoint` rebuilds its shapes.
 
     Args:
         model: the model.
         path: destination ``.ckpt`` file.
         step: training step to record under ``"Step"``.
-        extra: more top-level entries, e.g. ``speat_pruning`` (the layout of a pruned model).
+        extra: more top-level entries.
     """
+    layout = layout_of(model)
     states = {
         "model": {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()},
         "Upstream_Config": {"melhubert": model.config.to_upstream_config()},
         "Step": step,
+        **({LAYOUT_KEY: layout.to_dict()} if layout.is_pruned else {}),
         **(extra or {}),
     }
     with atomic_open(path, "wb") as file:

@@ -8,6 +8,8 @@
 - `bias_tracking`: SpEAT of a model under compression, appended as `EvaluationRecord`s with ``compression`` filled.
 - `plots`: the curve of d against a compression measure, as PNG, CSV and Markdown.
 - `models`: the encoder a recipe trains (loaded through the adapters, its inputs, hidden states and checkpoints).
+- `slicing`: the protocol through which pruning sees any encoder's transformer layers, slicing their heads and FFN
+  dimensions, and the layout of what remains (a leaf: torch only, so the adapters use it too).
 - `config`: typed YAML recipes (defaults, a user's ``--config``, options; every value checked) and their shared
   sections (data, training, tracking).
 - `cli`: the options every recipe command has, and checking a ``--resume`` against the run's saved settings.

@@ -2,7 +2,8 @@
 
 `make_accelerator` builds the ``Accelerator``: gradient accumulation, mixed precision where the hardware has it
 (``auto``: bf16 on a CUDA GPU that supports it, else fp16 on CUDA, else none), the CPU (gloo) when there is no GPU,
-and the ``--report-to`` trackers (none by default). `StepProgress` is the bar over optimiser steps, on the main
+and the ``--report-to`` trackers (none by default). `TrainingSteps` runs the micro-batches of every recipe's loop
+(accumulate, backward, clip, optimiser step, sync, log). `StepProgress` is the bar over optimiser steps, on the main
 process only. `numpy_seed` runs legacy ``np.random`` code (transformers' mask sampling) reproducibly.
 
 Example:
@@ -15,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,71 @@ def open_run(run_dir: Path, *, data: Any, training: Any, tracking: Any, mean_std
     tracker = BiasTracker(tracking.settings(seed=training.seed, mean_std=mean_std, progress=progress),
                           Path(run_dir) / RESULTS_DIRECTORY)
     return accelerator, audio, tracker
+
+
+Metrics = Mapping[str, Any]
+"""Extra values to log with a step's loss, by name (under ``<log_prefix>train/``)."""
+
+
+@dataclass
+class TrainingSteps:
+    """Runs a recipe's micro-batches: each one's loss is computed under ``accelerator.accumulate`` and autocast and
+    back-propagated; at the last micro-batch of an optimiser step the gradients are prepared (`before_update`, then
+    clipped) and the step is counted, its loss averaged over its micro-batches and processes, shown and logged.
+
+    Attributes:
+        accelerator: the run's ``Accelerator``.
+        bar: the progress bar over optimiser steps.
+        gradient_clipping: the largest gradient norm (None or 0: no clipping).
+        log_prefix: put before ``train/loss`` (e.g. ``student-2/``).
+    """
+
+    accelerator: Any
+    bar: StepProgress
+    gradient_clipping: float | None = None
+    log_prefix: str = ""
+    _losses: list[torch.Tensor] = field(default_factory=list)
+
+    def __call__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: Any,
+                 loss: Callable[[], tuple[torch.Tensor, Metrics]],
+                 before_update: Callable[[], Metrics | None] | None = None) -> float | None:
+        """Run one micro-batch.
+
+        Args:
+            model: the prepared model (its gradients are clipped).
+            optimizer: the prepared optimiser.
+            state: the run's `speat_metric.training.checkpoints.TrainerState` (its counters move on).
+            loss: computes the micro-batch's loss, and metrics to log with it.
+            before_update: runs before the optimiser step that ends an accumulation (e.g. masks gradients, sets the
+                learning rate); it may return metrics to log.
+
+        Returns:
+            The optimiser step's loss when this micro-batch completed a step, else None.
+        """
+        accelerator = self.accelerator
+        metrics: dict[str, Any] = {}
+        with accelerator.accumulate(model):
+            with accelerator.autocast():  # a frozen teacher too, not only the prepared model
+                micro_loss, loss_metrics = loss()
+            accelerator.backward(micro_loss)
+            if accelerator.sync_gradients:
+                metrics.update((before_update() if before_update else None) or {})
+                if self.gradient_clipping:
+                    accelerator.clip_grad_norm_(model.parameters(), self.gradient_clipping)
+            optimizer.step()
+            optimizer.zero_grad()
+        state.batches_in_epoch += 1
+        self._losses.append(micro_loss.detach())
+        if not accelerator.sync_gradients:
+            return None
+        state.step += 1
+        step_loss = accelerator.reduce(torch.stack(self._losses).mean(), reduction="mean").item()
+        self._losses.clear()
+        self.bar.update(postfix={"loss": f"{step_loss:.4f}"})
+        metrics = {"loss": step_loss, **metrics, **loss_metrics}
+        accelerator.log({f"{self.log_prefix}train/{name}": float(value) for name, value in metrics.items()},
+                        step=state.step)
+        return step_loss
 
 
 class StepProgress:

@@ -14,19 +14,26 @@ or ``speat evaluate melhubert:RUN_DIR`` (MelHuBERT) gives the curve over the run
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from speat_metric.adapters.base import ModelLoadError
-from speat_metric.adapters.pruned import PRUNABLE_MODEL_TYPES, save_pruned_model
+from speat_metric.adapters.pruned import PRUNABLE_MODEL_TYPES, prunable, save_pruned_model
 from speat_metric.results import ModelDescription
+from speat_metric.training.slicing import PrunableLayer
 
 MELHUBERT = "melhubert"
+
+ModelInputs = Callable[[list[np.ndarray]], dict[str, torch.Tensor]]
+"""Turns a batch of equal-length 16 kHz crops into a model's inputs, on the CPU (small and picklable: it runs in
+dataloader workers)."""
 
 # Training-time switches of transformers encoders: no LayerDrop (layer outputs must stay aligned for the teacher
 # objective and for pruning), and SpecAugment only where the objective asks for it (the masks it passes).
@@ -35,7 +42,9 @@ _TRAINING_CONFIG = {"layerdrop": 0.0, "apply_spec_augment": False}
 
 @dataclass
 class TrainableEncoder:
-    """A speech encoder a recipe trains (the "expert" of pruning, a distillation's teacher or student).
+    """A speech encoder a recipe trains (the "expert" of pruning, a distillation's teacher or student); one subclass
+    per family (`TransformersTrainable`, `MelHuBERTTrainable`) says how it takes its inputs and makes a student.
+    It is a `speat_metric.training.slicing.PrunableEncoder`.
 
     Attributes:
         spec: the model string the user gave.
@@ -54,9 +63,10 @@ class TrainableEncoder:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
 
-    @property
-    def is_melhubert(self) -> bool:
-        return self.family == MELHUBERT
+    checkpoint_suffix: ClassVar[str] = ""
+    """Appended to ``checkpoint-<step>``: nothing for a directory, ``.ckpt`` for a file."""
+    spec_prefix: ClassVar[str] = ""
+    """What ``speat evaluate`` needs before a checkpoint's path."""
 
     @property
     def base_parameters(self) -> int:
@@ -64,18 +74,23 @@ class TrainableEncoder:
 
     @property
     def inputs(self) -> ModelInputs:
-        """Turns crops into this model's inputs (small and picklable: it runs in dataloader workers)."""
-        if self.is_melhubert:
-            return ModelInputs(self.family, melhubert_config=self.encoder.config, mean=self.mean, std=self.std)
-        config = self.encoder.config
-        return ModelInputs(self.family, feature_extractor=self.feature_extractor,
-                           conv_layers=tuple(zip(config.conv_kernel, config.conv_stride)))
+        """Turns crops into this model's inputs."""
+        raise NotImplementedError
 
     def hidden_states(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Every hidden state (input layer first) of `module` (this encoder, a copy, or its DDP wrapper)."""
-        if self.is_melhubert:
-            return module(batch["features"], batch["frame_mask"])
-        return list(module(batch["input_values"], output_hidden_states=True).hidden_states)
+        raise NotImplementedError
+
+    def student_encoder(self, layers: int, *, init_from_teacher: bool) -> nn.Module:
+        """A copy of the encoder (or one of its architecture, initialised at random) configured for `layers`
+        transformer layers; the caller keeps its first `layers` layers."""
+        raise NotImplementedError
+
+    def layers(self) -> list[PrunableLayer]:
+        return prunable(self.encoder).layers()
+
+    def original_sizes(self) -> tuple[int, int]:
+        return prunable(self.encoder).original_sizes()
 
     def frozen_copy(self) -> nn.Module:
         """A copy of the encoder as it is now, in eval mode, without gradients (the teacher, the label model)."""
@@ -83,11 +98,11 @@ class TrainableEncoder:
 
     def checkpoint_path(self, run_dir: str | Path, step: int) -> Path:
         """Where the checkpoint of `step` goes: a directory (transformers) or a ``.ckpt`` file (MelHuBERT)."""
-        return Path(run_dir) / (f"checkpoint-{step}.ckpt" if self.is_melhubert else f"checkpoint-{step}")
+        return Path(run_dir) / f"checkpoint-{step}{self.checkpoint_suffix}"
 
     def checkpoint_spec(self, path: Path) -> str:
         """The model string ``speat evaluate`` (and `load_encoder`) reads a checkpoint with."""
-        return f"melhubert:{path}" if self.is_melhubert else str(path)
+        return f"{self.spec_prefix}{path}"
 
     def save(self, run_dir: str | Path, step: int) -> Path:
         """Save the encoder as it is now (pruned, masks applied) as the checkpoint of `step`, with the configuration
@@ -112,30 +127,59 @@ class TrainableEncoder:
 
     def __post_init__(self) -> None:
         config = getattr(self.encoder, "config", None)
-        self._loaded_config = {key: getattr(config, key) for key in _TRAINING_CONFIG
-                               if not self.is_melhubert and hasattr(config, key)}
+        self._loaded_config = {key: getattr(config, key) for key in _TRAINING_CONFIG if hasattr(config, key)}
+
+
+class TransformersTrainable(TrainableEncoder):
+    """A transformers wav2vec2, HuBERT, WavLM or data2vec-audio model: normalised waveforms in."""
+
+    @property
+    def inputs(self) -> ModelInputs:
+        config = self.encoder.config
+        return WaveformInputs(self.feature_extractor, tuple(zip(config.conv_kernel, config.conv_stride)))
+
+    def hidden_states(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return list(module(batch["input_values"], output_hidden_states=True).hidden_states)
+
+    def student_encoder(self, layers: int, *, init_from_teacher: bool) -> nn.Module:
+        if init_from_teacher:
+            encoder = copy.deepcopy(self.encoder)
+            encoder.config.num_hidden_layers = layers
+            return encoder
+        config = copy.deepcopy(self.encoder.config)  # the teacher's architecture, as transformers initialises it
+        config.num_hidden_layers = layers
+        return type(self.encoder)(config)
+
+
+class MelHuBERTTrainable(TrainableEncoder):
+    """MelHuBERT: the authors' filter banks in (a ``.ckpt`` checkpoint, ``speat evaluate melhubert:RUN_DIR``)."""
+
+    checkpoint_suffix = ".ckpt"
+    spec_prefix = "melhubert:"
+
+    @property
+    def inputs(self) -> ModelInputs:
+        return FilterBankInputs(self.encoder.config, self.mean, self.std)
+
+    def hidden_states(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return module(batch["features"], batch["frame_mask"])
+
+    def student_encoder(self, layers: int, *, init_from_teacher: bool) -> nn.Module:
+        encoder = copy.deepcopy(self.encoder)
+        encoder.config = dataclasses.replace(encoder.config, encoder_layers=layers)
+        if not init_from_teacher:
+            encoder._initialise()
+        return encoder
 
 
 @dataclass(frozen=True)
-class ModelInputs:
-    """Model inputs of a batch of equal-length 16 kHz crops: normalised waveforms (transformers, with the model's
-    feature extractor) or filter banks (MelHuBERT, the authors' front end), on the CPU."""
+class WaveformInputs:
+    """Waveforms normalised by a transformers model's feature extractor."""
 
-    family: str
-    feature_extractor: Any = None
+    feature_extractor: Any
     conv_layers: tuple[tuple[int, int], ...] = ()
-    melhubert_config: Any = None
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
 
     def __call__(self, waveforms: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        if self.family == MELHUBERT:
-            from speat_metric.adapters.melhubert import melhubert_features
-
-            features = np.stack([melhubert_features(waveform, self.melhubert_config, mean=self.mean, std=self.std)
-                                 for waveform in waveforms])
-            return {"features": torch.from_numpy(features),
-                    "frame_mask": torch.ones(features.shape[:2], dtype=torch.bool)}
         prepared = self.feature_extractor(waveforms, sampling_rate=16_000, return_tensors="pt")
         return {"input_values": prepared["input_values"]}
 
@@ -145,6 +189,22 @@ class ModelInputs:
         for kernel, stride in self.conv_layers:
             length = (length - kernel) // stride + 1
         return length
+
+
+@dataclass(frozen=True)
+class FilterBankInputs:
+    """MelHuBERT's filter banks (the authors' front end) and a frame mask of real frames."""
+
+    config: Any
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+    def __call__(self, waveforms: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        from speat_metric.adapters.melhubert import melhubert_features
+
+        features = np.stack([melhubert_features(waveform, self.config, mean=self.mean, std=self.std)
+                             for waveform in waveforms])
+        return {"features": torch.from_numpy(features), "frame_mask": torch.ones(features.shape[:2], dtype=torch.bool)}
 
 
 def load_trainable_encoder(spec: str, *, revision: str | None = None, mean_std: str | None = None,
@@ -160,21 +220,19 @@ def load_trainable_encoder(spec: str, *, revision: str | None = None, mean_std: 
         ModelLoadError: the model cannot be loaded, or is of a kind the recipes cannot train.
     """
     from speat_metric.adapters import load_encoder
-    from speat_metric.adapters.melhubert import MelHuBERTEncoder
-    from speat_metric.adapters.transformers_encoder import TransformersEncoder
 
     adapter = load_encoder(spec, revision=revision, mean_std_path=mean_std)
-    if isinstance(adapter, MelHuBERTEncoder):
-        return TrainableEncoder(spec, MELHUBERT, adapter.model, adapter.description, mean=adapter.mean, std=adapter.std)
-    if isinstance(adapter, TransformersEncoder):
+    description = adapter.description
+    if description.kind == MELHUBERT:
+        return MelHuBERTTrainable(spec, MELHUBERT, adapter.model, description, mean=adapter.mean, std=adapter.std)
+    if description.kind == "transformers":
         model_type = adapter.model.config.model_type
         if model_type in PRUNABLE_MODEL_TYPES:
-            return TrainableEncoder(spec, model_type, adapter.model, adapter.description,
-                                feature_extractor=adapter.extractor)
+            return TransformersTrainable(spec, model_type, adapter.model, description,
+                                         feature_extractor=adapter.extractor)
         kind = f"a {model_type!r} model"
     else:
-        kind = f"a {adapter.description.kind} ({adapter.description.name})"
+        kind = f"a {description.kind} ({description.name})"
     raise ModelLoadError(f"{spec!r} is {kind}, which {command} cannot train; supported models: "
                          f"{', '.join(PRUNABLE_MODEL_TYPES)} (transformers) and MelHuBERT (melhubert:FILE, "
                          "random:melhubert-small|slim|base)")
-
