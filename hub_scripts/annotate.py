@@ -53,8 +53,9 @@ from speat_metric.hub.card import (
     is_card_path,
     render_card,
 )
-from speat_metric.hub.card_merge import card_provenance, check_card, merge_card, unified_diff
+from speat_metric.hub.card_merge import card_provenance, check_card, merge_card
 from speat_metric.hub.hub import HubClient, PullRequest
+from speat_metric.hub.publishing import unified_diff
 from speat_metric.hub.source import SpeatSource
 from speat_metric.results import EvaluationRecord
 

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import logging
 import re
@@ -97,15 +96,6 @@ def card_provenance(readme: str | None) -> dict[str, Any] | None:
         return json.loads(match.group(1))
     except json.JSONDecodeError:
         return None
-
-
-def unified_diff(path: str, old: str | None, new: str) -> str:
-    """A ``git diff``-style unified diff of one file (empty when nothing changed)."""
-    if (old or "") == new:
-        return ""
-    return "".join(difflib.unified_diff((old or "").splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"a/{path}" if old is not None else "/dev/null",
-                                        tofile=f"b/{path}"))
 
 
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

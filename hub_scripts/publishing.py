@@ -12,12 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from speat_metric import __version__
 from speat_metric.hub import SPEAT_TITLE_PREFIX
-from speat_metric.hub.card_merge import unified_diff
 from speat_metric.hub.hub import HubClient, HubError
 
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -107,3 +107,12 @@ def _diff(client: HubClient, repo_id: str, repo_type: str, head: str | None, pat
         return f"{'changed' if exists else 'added'} {path} ({len(content):,} bytes)\n"
     old = client.read_text(repo_id, path, revision=head, repo_type=repo_type) if exists else None
     return unified_diff(path, old, content)
+
+
+def unified_diff(path: str, old: str | None, new: str) -> str:
+    """A ``git diff``-style unified diff of one file (empty when nothing changed)."""
+    if (old or "") == new:
+        return ""
+    return "".join(difflib.unified_diff((old or "").splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=f"a/{path}" if old is not None else "/dev/null",
+                                        tofile=f"b/{path}"))

@@ -9,9 +9,8 @@ The library is a one-way pipeline; each module has one job:
 - ``cli``: the ``speat`` command.
 """
 
-__version__ = "0.1.0"
-
 from speat_metric.results import SpeatResult, effect_size_label
 from speat_metric.statistics import speat_test
+from speat_metric.version import __version__
 
 __all__ = ["SpeatResult", "__version__", "effect_size_label", "speat_test"]

@@ -19,7 +19,15 @@ def check_repo_id(repo_id: str, option: str, example: str = "my-org/speat-result
         ...
         ValueError: --repo 'speat-results' is not a Hub repository id; use OWNER/NAME, e.g. my-org/speat-results ...
     """
-    if not isinstance(repo_id, str) or not REPO_ID.match(repo_id):
+    if not isinstance(repo_id, str) or not REPO_ID.fullmatch(repo_id):
         raise ValueError(f"{option} {repo_id!r} is not a Hub repository id; use OWNER/NAME, e.g. {example} "
                          "(not a URL)")
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:  # the Hub client's own rules ('--', '..', a '.git' ending, 96 characters), before any request
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"{option} {repo_id!r} is not a Hub repository id the Hub accepts ({error}); use OWNER/NAME, "
+                         f"e.g. {example}") from None
     return repo_id

@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import ArrayLike
 
-from speat_metric import __version__
 from speat_metric.results import SpeatResult
+from speat_metric.version import __version__
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 

@@ -93,7 +93,7 @@ def check_model(model: str | ModelSpec, *, revision: str | None = None) -> Model
     if path.exists():
         raise ModelLoadError(f"{spec.text!r} is a file, not a model: give a transformers model directory (with "
                              "config.json), a Hub id, or melhubert:FILE / m2d:FILE for a research checkpoint")
-    if _looks_like_path(spec.text) or not _HUB_ID.match(spec.text):
+    if _looks_like_path(spec.text) or not _HUB_ID.fullmatch(spec.text):
         raise ModelLoadError(f"model directory {spec.text!r} does not exist")
     if "/" not in spec.text:  # a bare word is more likely a misspelt built-in than one of the Hub's few owner-less ids
         close = difflib.get_close_matches(spec.text, [*FEATURES, *RANDOM_MODELS], n=1, cutoff=0.75)
@@ -131,10 +131,7 @@ def _looks_like_path(spec: str) -> bool:
 def _check_local_directory(spec: ModelSpec, path: Path) -> ModelCheck:
     config = path / "config.json"
     if config.is_file():
-        settings = _local_config(config, spec.text)
-        if not any(WEIGHT_FILE.match(member.name) for member in path.iterdir()):
-            raise ModelLoadError(f"{spec.text!r} has a config.json but no weights (no model.safetensors or "
-                                 "pytorch_model.bin, whole or sharded): there is nothing to evaluate")
+        settings = _checked_model_directory(path, spec.text)
         return ModelCheck(spec, "local", model_type=settings["model_type"], num_layers=hidden_state_count(settings),
                           config=settings)
     members = [member for member in path.iterdir() if (member / "config.json").is_file()]
@@ -145,9 +142,18 @@ def _check_local_directory(spec: ModelSpec, path: Path) -> ModelCheck:
             f"{spec.text!r} is a directory but not a model: it has no config.json (a transformers save_pretrained "
             "directory) and no checkpoint sub-directories holding one"
         )
-    for member in members:
-        _local_config(member / "config.json", str(member))
+    for member in members:  # every checkpoint is checked as a model of its own would be
+        _checked_model_directory(member, str(member))
     return ModelCheck(spec, "checkpoints")
+
+
+def _checked_model_directory(path: Path, name: str) -> dict:
+    """A transformers directory's settings, checked to be a speech encoder's with weights to load."""
+    settings = _local_config(path / "config.json", name)
+    if not any(WEIGHT_FILE.match(member.name) for member in path.iterdir()):
+        raise ModelLoadError(f"{name!r} has a config.json but no weights (no model.safetensors or "
+                             "pytorch_model.bin, whole or sharded): there is nothing to evaluate")
+    return settings
 
 
 def _local_config(config: Path, name: str) -> dict:
