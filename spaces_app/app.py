@@ -141,7 +141,7 @@ def build_app(store: RecordStore, *, evaluate_models: bool = False) -> gr.Blocks
                 gr.Markdown(about.REFERENCE_INTRO, elem_id="reference-banner")
                 for published in reference.published_tables():
                     gr.Markdown(f"### {published.title}\n\n{published.citation}")
-                    gr.Dataframe(published.frame, interactive=False, elem_id=f"reference-{published.file[:-4]}",
+                    gr.Dataframe(published.shown, interactive=False, elem_id=f"reference-{published.file[:-4]}",
                                  max_height=420)
                 gr.Markdown(about.COMPARISON_HELP)
                 comparison = gr.Dataframe(interactive=False, elem_id="comparison", visible=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from speat_metric.formatting import format_d, format_p
 from speat_metric.space import columns as C
 from speat_metric.space.rows import ResultTable
 
@@ -31,12 +32,14 @@ _SPEAT_TESTS = {"Female vs. Male (SAA)": "gender", "Young vs. Old (SAA, native U
 
 @dataclass(frozen=True)
 class PublishedTable:
-    """One published table: its title, citation, and values as a frame (model, family, ``<test> d`` columns...)."""
+    """One published table: its title, citation, and values as a frame (model, family, ``<test> d`` columns...):
+    `frame` holds the numbers, `shown` the same as speat writes every number (`speat_metric.formatting`)."""
 
     file: str
     title: str
     citation: str
     frame: pd.DataFrame
+    shown: pd.DataFrame
 
 
 @cache
@@ -52,12 +55,32 @@ def published_tables() -> tuple[PublishedTable, ...]:
     wide = speat.pivot_table(index="speech_model", columns="test", values=["speat_d", "speat_p"], aggfunc="first",
                              sort=False)
     tests = [test for test in (*C.STANDARD_TESTS, "human vs TTS") if ("speat_d", test) in wide.columns]
-    published = pd.DataFrame({"model": wide.index})
+    permutations = speat.pivot_table(index="speech_model", columns="test", values="n_permutations",
+                                     aggfunc="first", sort=False)
+    published, shown = pd.DataFrame({"model": wide.index}), pd.DataFrame({"model": wide.index})
     for test in tests:
         published[f"{test} d"] = wide[("speat_d", test)].round(2).to_numpy()
         published[f"{test} p"] = wide[("speat_p", test)].to_numpy()
-    return tuple(PublishedTable(file, sources[file]["title"], sources[file]["citation"], frame)
-                 for file, frame in (("lin2024_table3.csv", lin), ("speat_published_mean_mean.csv", published)))
+        shown[f"{test} d"] = [format_d(d) for d in wide[("speat_d", test)]]
+        shown[f"{test} p"] = [format_p(p, exact=False, num_permutations=int(n)) if pd.notna(p) else ""
+                              for p, n in zip(wide[("speat_p", test)], permutations[test])]
+    return (PublishedTable("lin2024_table3.csv", *_source(sources, "lin2024_table3.csv"), lin, formatted(lin)),
+            PublishedTable("speat_published_mean_mean.csv", *_source(sources, "speat_published_mean_mean.csv"),
+                           published, shown))
+
+
+def _source(sources: dict, file: str) -> tuple[str, str]:
+    return sources[file]["title"], sources[file]["citation"]
+
+
+def formatted(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame with every d column (``<test> d``, ``<test> d (ours)``...) written by `format_d` ("" where none)."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if " d" in str(column):
+            shown[column] = [format_d(float(value)) if value not in ("", None) and pd.notna(value) else ""
+                             for value in shown[column]]
+    return shown
 
 
 def normalised_name(name: str) -> str:

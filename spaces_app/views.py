@@ -206,7 +206,7 @@ class SpaceViews:
     # Published values ----------------------------------------------------------------------------------------------
     def comparison(self) -> Any:
         frame = reference.comparison(self.table)
-        return gr.update(value=frame, visible=not frame.empty), gr.update(visible=frame.empty)
+        return gr.update(value=reference.formatted(frame), visible=not frame.empty), gr.update(visible=frame.empty)
 
     # Try it --------------------------------------------------------------------------------------------------------
     @staticmethod

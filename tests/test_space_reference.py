@@ -56,3 +56,21 @@ def test_our_real_results_are_compared_by_model_name_and_synthetic_ones_never():
     assert hubert["gender d (published)"] == pytest.approx(1.06)
     assert hubert["gender d (ours)"] == pytest.approx(round(of(records, "mfcc", "gender").speat.effect_size, 2))
     assert set(table["published as"]) == {"hubert_base_ls960", "MFCC"}
+
+
+def test_published_values_are_shown_as_speat_writes_every_number():
+    """One number format: the published d and p as the CLI writes them (a p at the permutation floor as a bound)."""
+    import re
+
+    lin, speat = published_tables()
+    for table in (lin, speat):
+        for column in [column for column in table.shown.columns if column.endswith(" d")]:
+            assert all(re.fullmatch(r"[+-]\d\.\d\d|", cell) for cell in table.shown[column]), column
+            assert [float(cell) for cell in table.shown[column] if cell] == pytest.approx(
+                [float(value) for value in table.frame[column] if value != ""], abs=0.0051)
+    floor = [row for row in _csv("speat_published_mean_mean.csv")
+             if float(row["speat_p"]) * (int(row["n_permutations"]) + 1) <= 1.5]
+    assert floor
+    shown_bounds = sum(cell.startswith("<") for column in speat.shown.columns if column.endswith(" p")
+                       for cell in speat.shown[column])
+    assert shown_bounds == len(floor)
