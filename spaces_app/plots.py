@@ -247,14 +247,14 @@ def curve_figure(curves: Curves, *, title: str, facet: str = "panel", colour_by:
     axes_list = list(np.atleast_1d(figure.subplots(1, len(facets), sharey=True, squeeze=False)[0]))
     axes_of = dict(zip(facets, axes_list))
     banded = band and not curves.categorical_x
-    offsets = dodge_offsets(len(keys), 1.0)
     for facet_value, key, line in _lines(points, facet, colour_by):
         x = _positions(line, curves.categorical_x)
         if banded:
             _draw_band(axes_of[facet_value], x, line, style(key, keys), key)
         else:
-            spacing = _panel_spacing(curves, points[points[facet] == facet_value])
-            _draw_error_bars(axes_of[facet_value], x + offsets[keys.index(key)] * spacing, line, style(key, keys), key)
+            panel = points[points[facet] == facet_value]
+            shift = _dodge(panel, line, key, keys, colour_by) * _panel_spacing(curves, panel)
+            _draw_error_bars(axes_of[facet_value], x + shift, line, style(key, keys), key)
     drew_references = False
     for facet_value, axes in axes_of.items():
         for test, d in _references(curves, facet, facet_value, colour_by).items():
@@ -275,6 +275,16 @@ def curve_figure(curves: Curves, *, title: str, facet: str = "panel", colour_by:
     _legend(figure, axes_list, title=colour_by, extras=extras)
     figure.suptitle(title + (f"\n{curves.note}" if curves.note else ""), fontsize=12)
     return figure
+
+
+def _dodge(panel: pd.DataFrame, line: pd.DataFrame, key: str, keys: list[str], colour_by: str) -> np.ndarray:
+    """Each point's shift (in x spacings): dodged among the lines that have a point at the same x only, so a lone
+    point sits on its tick."""
+    shifts = []
+    for x in line["x"]:
+        present = [other for other in keys if ((panel["x"] == x) & (panel[colour_by] == other)).any()]
+        shifts.append(dodge_offsets(len(present), 1.0)[present.index(key)])
+    return np.array(shifts)
 
 
 def _role_label(role: str, group: str) -> str:

@@ -274,3 +274,18 @@ def test_the_explain_figure_keeps_x_on_top_and_each_group_in_its_colour(records)
             legend = " ".join(_legend_texts(figure))
             assert record.groups["X"] in legend and record.groups["Y"] in legend
     assert len(seen) == 1 and len(next(iter(seen))) == len(set(next(iter(seen))))
+
+
+def test_a_point_alone_at_its_x_sits_on_its_tick():
+    """Each test measured once, on a categorical x of its own (the detail view of a single-result model): nothing to
+    dodge, so every point is on its category's tick; two tests at one x are still set apart."""
+    points = pd.DataFrame({"series": "m", "panel": "", "test": ["gender", "age", "native"],
+                           "x": pd.Categorical(["gender", "age", "native"], categories=["gender", "age", "native"]),
+                           "d": [0.1, 0.2, 0.3], "ci_low": [0.0, 0.1, 0.2], "ci_high": [0.2, 0.3, 0.4]})
+    figure = plots.curve_figure(series.Curves(points, "test", categorical_x=True), title="t", band=False)
+    drawn = {test: x.tolist() for test, x in _error_bar_x(figure.axes[0]).items()}
+    assert drawn == {"gender": [0.0], "age": [1.0], "native": [2.0]}
+    shared = points.assign(x=pd.Categorical(["a", "a", "b"], categories=["a", "b"]))
+    drawn = _error_bar_x(plots.curve_figure(series.Curves(shared, "test", categorical_x=True), title="t",
+                                            band=False).axes[0])
+    assert drawn["gender"][0] < 0 < drawn["age"][0] and drawn["native"].tolist() == [1.0]
