@@ -75,6 +75,10 @@ CSS = """
 #detail td, #detail th {word-break: normal !important; overflow-wrap: normal !important; hyphens: none;
   white-space: nowrap}
 #detail table {display: block; overflow-x: auto}
+@media (max-width: 700px) {  /* a figure keeps a readable size and scrolls sideways on a phone */
+  figure.speat-plot {overflow-x: auto; margin: 0}
+  figure.speat-plot img {max-width: none !important; width: 760px}
+}
 #detail pre .token, #upload-result span {color: #1e293b !important}
 footer, footer a, footer button {color: #475569 !important}
 """
@@ -103,7 +107,7 @@ def build_app(store: RecordStore, *, evaluate_models: bool = False) -> gr.Blocks
     with gr.Blocks(title=about.TITLE) as demo:
         gr.Markdown(about.INTRODUCTION)
         with gr.Row(equal_height=True):
-            source_line = gr.Markdown(elem_id="data-source")
+            source_line = gr.Markdown(elem_id="data-source", min_width=300)
             stimuli = gr.Radio(**_initial(first_stimuli),
                                label="Stimuli (real and synthetic results are never ranked together)",
                                elem_id="stimuli", scale=2)
