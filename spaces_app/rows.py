@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,13 +187,13 @@ def record_fields(index: int, record: EvaluationRecord) -> dict[str, Any]:
     return fields
 
 
-def _audio_cell(rows: pd.DataFrame) -> str:
+def _audio_cell(tests: Sequence[str], statuses: Sequence[str]) -> str:
     """A variant's audio at a glance: ``reference``, ``⚠ differs: <tests>``, ``unknown`` or ``mixed``."""
-    differing = [test for test, status in zip(rows["test"], rows["audio"]) if status == OTHER_AUDIO]
+    differing = [test for test, status in zip(tests, statuses) if status == OTHER_AUDIO]
     if differing:
         return f"⚠ differs: {', '.join(ordered_tests(differing))}"
-    statuses = set(rows["audio"])
-    return statuses.pop() if len(statuses) == 1 else "partly unknown"
+    distinct = set(statuses)
+    return distinct.pop() if len(distinct) == 1 else "partly unknown"
 
 
 def _escape(text: str) -> str:
@@ -314,22 +314,25 @@ COMPUTED_MEAN_NOTE = ("d averaged over the model's per-layer results (it was eva
 
 def _leaderboard(frame: pd.DataFrame, tests: tuple[str, ...]) -> pd.DataFrame:
     """One row per variant: display texts under the column headers, ``_sort:<header>`` sort values, ``_raw:`` full
-    precision numbers for exports, and ``_``-prefixed filter keys and model-cell parts."""
+    precision numbers for exports, and ``_``-prefixed filter keys and model-cell parts. Built from plain dicts
+    (a per-variant pandas frame costs milliseconds, and a Hub dataset holds thousands of variants)."""
     if frame.empty:
         return pd.DataFrame(columns=[column.name for column in C.leaderboard_columns(tests)])
-    variants = [_variant_row(rows, tests) for _, rows in frame.groupby("variant", sort=False)]
-    computed, incomplete = _computed_means(frame, tests)
-    board = pd.DataFrame(variants + computed)
-    board["_per_layer_only"] = board["_model_key"].isin(incomplete) & (board["_view"] != C.MEAN_VIEW)
-    board = _fold_duplicates(board, tests)
-    return board.reset_index(drop=True)
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for result in frame.to_dict("records"):
+        by_variant.setdefault(result["variant"], []).append(result)
+    computed, incomplete = _computed_means(list(by_variant.values()), tests)
+    variants = [_variant_row(results, tests) for results in by_variant.values()] + computed
+    for row in variants:
+        row["_per_layer_only"] = row["_model_key"] in incomplete and row["_view"] != C.MEAN_VIEW
+    return pd.DataFrame(_fold_duplicates(variants, tests))
 
 
-def _variant_row(rows: pd.DataFrame, tests: tuple[str, ...], *, computed: bool = False) -> dict[str, Any]:
-    """The leaderboard row of one variant's results (one per test)."""
-    first = rows.iloc[0]
-    by_test = rows.drop_duplicates("test", keep="last").set_index("test")
-    labels = tuple(dict.fromkeys(label for labels in rows["label_tuple"] for label in labels))
+def _variant_row(results: list[dict[str, Any]], tests: tuple[str, ...], *, computed: bool = False) -> dict[str, Any]:
+    """The leaderboard row of one variant's results (one per test; a re-run's newest, which comes last)."""
+    first = results[0]
+    by_test = {result["test"]: result for result in results}
+    labels = tuple(dict.fromkeys(label for result in results for label in result["label_tuple"]))
     if computed:
         labels = (*labels, COMPUTED_MEAN)
     row: dict[str, Any] = {
@@ -341,31 +344,30 @@ def _variant_row(rows: pd.DataFrame, tests: tuple[str, ...], *, computed: bool =
         "_stimuli": first["stimuli"], "_view": C.MEAN_VIEW if computed else first["view"], "_layer": first["layer"],
         "_identity": first["identity"], "_profile": first["profile"], "_frame_pooling": first["frame_pooling"],
         "_model_key": model_key(first),
-        "_fingerprints": "|".join(f"{test}:{print_}" for test, print_ in zip(by_test.index, by_test["fingerprint"])),
+        "_fingerprints": "|".join(f"{test}:{result['fingerprint']}" for test, result in by_test.items()),
     }
     standard = [test for test in tests if test in C.STANDARD_TESTS] or list(tests)
     for test in tests:
-        result = by_test.loc[test] if test in by_test.index else None
+        result = by_test.get(test)
         d = None if result is None else float(result["d"])
+        low = None if result is None or _missing(result["ci_low"]) else float(result["ci_low"])
+        high = None if result is None or _missing(result["ci_high"]) else float(result["ci_high"])
+        p = None if result is None or computed else float(result["p"])
         row.update({
-            C.d_column(test): format_d(d) if result is not None else "",
+            C.d_column(test): "" if d is None else format_d(d),
             f"{test} size": "" if result is None else result["size"],
             f"{test} p": "" if result is None else result["p_text"],
             f"{test} CI": "" if result is None else result["ci"],
             f"_sort:{C.d_column(test)}": None if d is None else abs(d),
             f"_sort:{test} size": None if d is None else abs(d),
-            f"_sort:{test} p": None if result is None or computed else float(result["p"]),
-            f"_sort:{test} CI": None if result is None or pd.isna(result["ci_low"]) else float(result["ci_low"]),
-            f"_raw:{test}:d": d,
-            f"_raw:{test}:p": None if result is None or computed else float(result["p"]),
-            f"_raw:{test}:ci_low": None if result is None or pd.isna(result["ci_low"]) else float(result["ci_low"]),
-            f"_raw:{test}:ci_high": None if result is None or pd.isna(result["ci_high"]) else float(result["ci_high"]),
+            f"_sort:{test} p": p, f"_sort:{test} CI": low,
+            f"_raw:{test}:d": d, f"_raw:{test}:p": p, f"_raw:{test}:ci_low": low, f"_raw:{test}:ci_high": high,
             f"_raw:{test}:groups": "" if result is None else result["groups"],
             f"_raw:{test}:audio": "" if result is None else result["audio"],
         })
     present = [row[f"_raw:{test}:d"] for test in standard if row[f"_raw:{test}:d"] is not None]
     mean_abs = sum(abs(d) for d in present) / len(present) if present else None
-    audio = _audio_cell(rows)
+    audio = _audio_cell([result["test"] for result in results], [result["audio"] for result in results])
     row.update({
         C.MEAN_ABS_D: "" if mean_abs is None else f"{mean_abs:.2f}", f"_sort:{C.MEAN_ABS_D}": mean_abs,
         "_raw:mean_abs_d": mean_abs, C.MODEL: first["model"], f"_sort:{C.MODEL}": first["model"].lower(),
@@ -379,18 +381,22 @@ def _variant_row(rows: pd.DataFrame, tests: tuple[str, ...], *, computed: bool =
     return row
 
 
-def distinction(row: pd.Series, *, computed: bool = False) -> str:
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def distinction(result: Mapping[str, Any], *, computed: bool = False) -> str:
     """What tells a result's row from its neighbours: its layer (or the computed mean over layers), checkpoint step
     and compression; "" for a plain model's mean over layers."""
     parts = []
     if computed:
         parts.append("mean of d over its layers")
-    elif row["view"] != C.MEAN_VIEW:
-        parts.append(row["view"])
-    if row["method"] != C.UNCOMPRESSED:
-        parts.append(row["compression"])
-    elif pd.notna(row["step"]) and " @ " not in row["model"]:
-        parts.append(f"step {int(row['step'])}")
+    elif result["view"] != C.MEAN_VIEW:
+        parts.append(result["view"])
+    if result["method"] != C.UNCOMPRESSED:
+        parts.append(result["compression"])
+    elif not _missing(result["step"]) and " @ " not in result["model"]:
+        parts.append(f"step {int(result['step'])}")
     return " · ".join(parts)
 
 
@@ -399,56 +405,61 @@ def _link_of(model_md: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _computed_means(frame: pd.DataFrame, tests: tuple[str, ...]) -> tuple[list[dict[str, Any]], set[str]]:
+def _computed_means(variants: list[list[dict[str, Any]]], tests: tuple[str, ...]
+                    ) -> tuple[list[dict[str, Any]], set[str]]:
     """(rows for models evaluated per layer only on every layer: the mean of d over their layers, the model keys
     of those evaluated per layer only on some layers: their per-layer rows show in the mean-over-layers view)."""
+    pooled, layered = set(), {}
+    for results in variants:
+        for result in results:
+            if _missing(result["layer"]):
+                pooled.add(model_key(result))
+            else:
+                layered.setdefault(model_key(result), []).append(result)
     made, incomplete = [], set()
-    layered = frame[frame["layer"].notna()]
-    keys = layered.apply(model_key, axis=1) if len(layered) else pd.Series(dtype=str)
-    pooled = set(frame[frame["layer"].isna()].apply(model_key, axis=1)) if frame["layer"].isna().any() else set()
-    for key, rows in layered.groupby(keys, sort=False):
+    for key, results in layered.items():
         if key in pooled:
             continue
-        layers = set(rows["layer"].astype(int))
-        if layers == set(range(int(rows["num_layers"].iloc[0]))):
-            means = rows.groupby("test").agg(d=("d", "mean")).reset_index()
-            template = rows.drop_duplicates("test").set_index("test").loc[means["test"]].reset_index()
-            template = template.assign(d=means["d"].to_numpy(), ci_low=None, ci_high=None, ci="n/a", p_text="n/a",
-                                       size=[format_size(effect_size_label(d), None, None) for d in means["d"]],
-                                       view=C.MEAN_VIEW, layer=None, variant=f"computed:{key}")
-            made.append(_variant_row(template, tests, computed=True))
-        else:
+        if {int(result["layer"]) for result in results} != set(range(int(results[0]["num_layers"]))):
             incomplete.add(key)
+            continue
+        means = []
+        for test in dict.fromkeys(result["test"] for result in results):
+            of_test = [result for result in results if result["test"] == test]
+            d = sum(result["d"] for result in of_test) / len(of_test)
+            means.append({**of_test[0], "d": d, "ci_low": None, "ci_high": None, "ci": "n/a", "p_text": "n/a",
+                          "size": format_size(effect_size_label(d), None, None), "view": C.MEAN_VIEW, "layer": None,
+                          "variant": f"computed:{key}"})
+        made.append(_variant_row(means, tests, computed=True))
     return made, incomplete
 
 
-def model_key(row: pd.Series) -> str:
+def model_key(result: Mapping[str, Any]) -> str:
     """A result's model without its layer: the same weights, checkpoint, compression, recipe and stimuli."""
-    return "|".join(str(row[key]) for key in ("model", "revision", "compression", "profile", "stimuli",
-                                               "frame_pooling"))
+    return "|".join(str(result[key]) for key in ("model", "revision", "compression", "profile", "stimuli",
+                                                  "frame_pooling"))
 
 
-def _fold_duplicates(board: pd.DataFrame, tests: tuple[str, ...]) -> pd.DataFrame:
+def _fold_duplicates(rows: list[dict[str, Any]], tests: tuple[str, ...]) -> list[dict[str, Any]]:
     """Rows of the same weights (hash), stimuli, profile and pooling with the same d in every test are one row:
     the plain model's (or the shortest name) stays and names the others as aliases."""
-    d_values = board[[f"_raw:{test}:d" for test in tests]].apply(
-        lambda values: "|".join("" if value is None or pd.isna(value) else f"{value:.9f}" for value in values), axis=1)
-    key = (board["_identity"] + "|" + board["_stimuli"] + "|" + board["_fingerprints"] + "|" + board["_profile"]
-           + "|" + board["_view"] + "|" + board["_frame_pooling"] + "|" + board["_computed"].astype(str) + "|"
-           + d_values)
-    board = board.assign(_key=key, _plain=(board["_method"] != C.UNCOMPRESSED) | board["_label"].str.contains(" @ "),
-                         _length=board["_label"].str.len())
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        d_values = tuple(None if row[f"_raw:{test}:d"] is None else round(row[f"_raw:{test}:d"], 9) for test in tests)
+        key = (row["_identity"], row["_stimuli"], row["_fingerprints"], row["_profile"], row["_view"],
+               row["_frame_pooling"], row["_computed"], d_values)
+        groups.setdefault(key, []).append(row)
     kept = []
-    for _, group in board.groupby("_key", sort=False):
-        group = group.sort_values(["_plain", "_length"], kind="stable")
-        row = group.iloc[0].copy()
-        others = [_alias(other, row["_label"]) for _, other in group.iloc[1:].iterrows()]
-        row["_aliases"] = "; ".join(others)
+    for group in groups.values():
+        group = sorted(group, key=lambda row: (row["_method"] != C.UNCOMPRESSED or " @ " in row["_label"],
+                                               len(row["_label"])))
+        row = group[0]
+        row["_aliases"] = "; ".join(_alias(other, row["_label"]) for other in group[1:])
         kept.append(row)
-    return pd.DataFrame(kept).drop(columns=["_key", "_plain", "_length"])
+    return kept
 
 
-def _alias(row: pd.Series, kept: str) -> str:
+def _alias(row: Mapping[str, Any], kept: str) -> str:
     """How a folded row is named beside the row it is folded into (its name only when it differs)."""
     if not row["_detail"]:
         return row["_label"]
