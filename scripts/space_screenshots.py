@@ -89,6 +89,8 @@ def main() -> int:
     args = parser.parse_args()
     if not args.chromium.exists():
         parser.error(f"--chromium {args.chromium} does not exist; install Debian's chromium or give its path")
+    if args.results is not None and not args.results.is_dir():
+        parser.error(f"--results {args.results} is not a directory of records")
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="speat-screenshots-")) / "space.log"

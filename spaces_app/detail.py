@@ -55,7 +55,7 @@ def detail_curves(table: ResultTable, run: str, stimuli: str | None = None) -> s
     rows = records_of(table, run)
     if rows.empty:
         return None
-    chosen = stimuli if stimuli in set(rows["stimuli"]) else _main_stimuli(rows)
+    chosen = plotted_stimuli(rows, stimuli)
     note = f"no results on {stimuli} stimuli: showing its {chosen} ones" if stimuli and stimuli != chosen else ""
     rows = rows[rows["stimuli"] == chosen]
     stepped = rows[rows["step"].notna() & (rows["view"] == C.MEAN_VIEW)]
@@ -78,8 +78,11 @@ def detail_curves(table: ResultTable, run: str, stimuli: str | None = None) -> s
     return dataclasses.replace(curves, note=note) if note else curves
 
 
-def _main_stimuli(rows: pd.DataFrame) -> str:
-    """The kind of stimuli most of the rows are on (real on a tie: those are the measurements)."""
+def plotted_stimuli(rows: pd.DataFrame, stimuli: str | None) -> str:
+    """The kind of stimuli a model's plot shows: the one asked for when the model has results on it, else the kind
+    most of its results are on (real on a tie: those are the measurements)."""
+    if stimuli in set(rows["stimuli"]):
+        return stimuli
     return max(STIMULI_KINDS, key=lambda kind: int((rows["stimuli"] == kind).sum()))
 
 

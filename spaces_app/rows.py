@@ -157,7 +157,7 @@ def record_fields(index: int, record: EvaluationRecord) -> dict[str, Any]:
                                          if record.model.weights_sha256 else "")
     fields = {
         "record": index, "name": record.model.name, "run": run_name(record), "model": label,
-        "model_md": f"[{_escape(label)}]({url})" if url else _escape(label),
+        "url": url,
         "family": family(record), "params": float(parameters), "size_bucket": size_bucket(parameters),
         "method": compression.method if compression else C.UNCOMPRESSED,
         "compression": compression.label() if compression else C.UNCOMPRESSED,
@@ -196,11 +196,6 @@ def _audio_cell(tests: Sequence[str], statuses: Sequence[str]) -> str:
     return distinct.pop() if len(distinct) == 1 else "partly unknown"
 
 
-def _escape(text: str) -> str:
-    """Markdown-safe cell text; underscores stay (CommonMark never reads ``a_b_c`` as emphasis)."""
-    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", text)
-
-
 @dataclass(frozen=True)
 class ResultTable:
     """Every loaded record with its tidy rows and the leaderboard, built once per load and only read afterwards.
@@ -234,7 +229,7 @@ class ResultTable:
 
 
 _FRAME_COLUMNS = (
-    "record", "name", "run", "model", "model_md", "family", "params", "size_bucket", "method", "compression",
+    "record", "name", "run", "model", "url", "family", "params", "size_bucket", "method", "compression",
     "compression_step", "origin", "removed", "student_layers", "step", "test", "groups", "d", "size", "p", "ci_low",
     "ci_high", "ci", "stimuli", "stimuli_source", "view", "layer", "frame_pooling", "profile", "labels", "how",
     "created", "revision", "has_scores", "fingerprint", "benchmark_fingerprint", "stimuli_differ", "identity",
@@ -337,7 +332,8 @@ def _variant_row(results: list[dict[str, Any]], tests: tuple[str, ...], *, compu
         labels = (*labels, COMPUTED_MEAN)
     row: dict[str, Any] = {
         "_variant": first["variant"], "_run": first["run"], "_label": first["model"],
-        "_link": _link_of(first["model_md"]), "_detail": distinction(first, computed=computed),
+        "_link": first["url"] if isinstance(first["url"], str) else None,
+        "_detail": distinction(first, computed=computed),
         "_aliases": "", "_labels": labels, "_audio_warning": False, "_computed": computed,
         "_per_layer_only": False, "_search": f"{first['model']} {first['family']} {first['compression']}".lower(),
         "_family": first["family"], "_size": first["size_bucket"], "_method": first["method"],
@@ -398,11 +394,6 @@ def distinction(result: Mapping[str, Any], *, computed: bool = False) -> str:
     elif not _missing(result["step"]) and " @ " not in result["model"]:
         parts.append(f"step {int(result['step'])}")
     return " · ".join(parts)
-
-
-def _link_of(model_md: str) -> str | None:
-    found = re.search(r"\]\((https://[^)]+)\)$", model_md)
-    return found.group(1) if found else None
 
 
 def _computed_means(variants: list[list[dict[str, Any]]], tests: tuple[str, ...]

@@ -6,7 +6,11 @@ and `model_runs`; `app.py` only wires components to these methods. Nothing here 
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +94,11 @@ class SpaceViews:
         empty = about.board_empty(query.stimuli, table.count(query.stimuli))
         downloads: tuple[Path | None, Path | None] = (None, None)
         if len(frame):
-            downloads = board.write_exports(board.export_frame(frame, table.tests, query.stimuli),
-                                            Path(tempfile.mkdtemp(prefix="speat-leaderboard-")),
-                                            f"speat-leaderboard-{query.stimuli}")
+            exported = board.export_frame(frame, table.tests, query.stimuli)
+            folder, stem = downloads_folder(exported), f"speat-leaderboard-{query.stimuli}"
+            downloads = (folder / f"{stem}.csv", folder / f"{stem}.json")
+            if not all(path.exists() for path in downloads):
+                downloads = board.write_exports(exported, folder, stem)
         return (board.board_html(frame, columns, sort, table.tests, empty=empty), status,
                 gr.update(choices=C.sort_choices(table.tests), value=sort.text()),
                 gr.update(value=limit if not problem else C.DEFAULT_ROW_LIMIT),
@@ -165,8 +171,7 @@ class SpaceViews:
         curves = detail.detail_curves(self.table, run, stimuli) if run else None
         if curves is None or curves.empty:
             return "", text
-        kinds = set(rows.records_of(self.table, run)["stimuli"])  # detail_curves falls back to the kind it has
-        synthetic = "synthetic" in kinds and (stimuli == "synthetic" or "real" not in kinds)
+        synthetic = detail.plotted_stimuli(rows.records_of(self.table, run), stimuli) == "synthetic"
         title = f"{run}: d " + ("over checkpoint steps" if "step" in curves.x_label else
                                 "per layer" if "layer" in curves.x_label else "per test")
         figure = plots.curve_figure(curves, title=title, synthetic=synthetic, band=not curves.categorical_x)
@@ -245,6 +250,27 @@ class SpaceViews:
                 f"(until the Space restarts).", gr.update(value=shown, visible=True))
 
 
+DOWNLOADS_LIFETIME = 3600.0
+"""Seconds a file offered for download is kept: Gradio copies it to its own cache when the page receives it."""
+
+
+def downloads_folder(table: pd.DataFrame) -> Path:
+    """The folder of the files offered for `table`: named by a hash of its content, so a table asked for again (each
+    filter action, each visitor) is written once, in this process's download folder, whose folders older than
+    `DOWNLOADS_LIFETIME` are removed (the folder does not grow with every request)."""
+    root = Path(tempfile.gettempdir()) / f"speat-space-downloads-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        if now - old.stat().st_mtime > DOWNLOADS_LIFETIME:
+            shutil.rmtree(old, ignore_errors=True)
+    digest = hashlib.sha256("|".join(map(str, table.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    folder = root / digest.hexdigest()[:20]
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def curve_outputs(curves: series.Curves | None, *, title: str, empty: str, synthetic: bool, name: str,
                   **drawing: Any) -> tuple[str, Any, Any]:
     """(the figure with its alt text, the plotted numbers as a table, their CSV download) of one plot; the empty
@@ -254,8 +280,9 @@ def curve_outputs(curves: series.Curves | None, *, title: str, empty: str, synth
     figure = plots.curve_figure(curves, title=title, empty_message=empty, synthetic=synthetic, **drawing)
     alt = plots.alt_text(curves, title, synthetic=synthetic, **drawing)
     numbers = plots.curves_table(curves)
-    path = Path(tempfile.mkdtemp(prefix="speat-plot-")) / f"speat-{name}.csv"
-    numbers.to_csv(path, index=False, float_format="%.17g")
+    path = downloads_folder(numbers) / f"speat-{name}.csv"
+    if not path.exists():
+        numbers.to_csv(path, index=False, float_format="%.17g")
     return (plots.figure_html(figure, alt), gr.update(value=plots.formatted_table(numbers), visible=True),
             gr.update(value=str(path), visible=True))
 

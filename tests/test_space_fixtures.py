@@ -73,6 +73,12 @@ def distilled_students(records: list[EvaluationRecord], layers: tuple[int, ...] 
     return made
 
 
+def with_compression(records: list[EvaluationRecord]) -> list[EvaluationRecord]:
+    """The records with a rows pruning sweep (3 steps), a heads sweep (2 steps) and distilled students of the small
+    wav2vec2: what the curve and plot tests draw."""
+    return records + pruning_sweep(records) + pruning_sweep(records, "heads", 2) + distilled_students(records)
+
+
 def on_real_stimuli(record: EvaluationRecord, name: str | None = None) -> EvaluationRecord:
     """The record as if it had been measured on the study's stimuli (for ranking-separation tests)."""
     stimuli = {**record.stimuli, "synthetic": False, "source": {"kind": "download"}}

@@ -11,7 +11,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.text import Text
-from test_space_fixtures import SMALL, bundled, distilled_students, of, pruning_sweep
+from test_space_fixtures import SMALL, bundled, of, with_compression
 
 from speat_metric.formatting import format_ci, format_d
 from speat_metric.space import plots, series
@@ -28,8 +28,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def table(records):
-    return build_table(records + pruning_sweep(records) + pruning_sweep(records, "heads", 2)
-                       + distilled_students(records))
+    return build_table(with_compression(records))
 
 
 def _curves(tests: list[str], xs: list[float], *, references: dict | None = None, label: str = "") -> series.Curves:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
-from test_space_fixtures import SMALL, bundled, distilled_students, of, pruning_sweep, shifted
+from test_space_fixtures import SMALL, bundled, of, pruning_sweep, shifted, with_compression
 
 from speat_metric.space import plots, series
 from speat_metric.space.rows import build_table
@@ -18,8 +18,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def table(records):
-    return build_table(records + pruning_sweep(records) + pruning_sweep(records, "heads", 2)
-                       + distilled_students(records))
+    return build_table(with_compression(records))
 
 
 def test_training_steps_follow_the_checkpoints_in_step_order(records, table):
