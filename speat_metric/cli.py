@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speat_metric import __version__
-from speat_metric.defaults import DTYPES, STUDY_TESTS
+from speat_metric.defaults import BATCH_SECONDS, DTYPES, NUM_PERMUTATIONS, PROFILE, STUDY_TESTS
 from speat_metric.extras import MissingExtraError
 from speat_metric.formatting import (
     CI_EXCLUDES_ZERO_NOTE,
@@ -283,21 +283,21 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
                           "the end)")
     evaluate.add_argument("--frame-pooling", default="mean", choices=FRAME_POOLINGS,
                           help="pooling over a clip's frames in each layer (default mean)")
-    evaluate.add_argument("--permutations", type=int, default=1_000_000,
-                          help="permutation budget; every partition when there are fewer (default 1000000)")
+    evaluate.add_argument("--permutations", type=int, default=NUM_PERMUTATIONS,
+                          help=f"permutation budget; every partition when there are fewer (default {NUM_PERMUTATIONS})")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of permutations and bootstrap (default 0)")
     evaluate.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the models")
     evaluate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     evaluate.add_argument("--dtype", default=DTYPES[0], choices=DTYPES,
                           help="model weights and activations (default float32)")
-    evaluate.add_argument("--batch-seconds", type=float, default=60.0,
-                          help="padded audio per batch, in seconds (default 60)")
+    evaluate.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS,
+                          help=f"padded audio per batch, in seconds (default {BATCH_SECONDS:g})")
     evaluate.add_argument("--trim-silence", action="store_true",
                           help="trim leading and trailing silence (the studies did not)")
     evaluate.add_argument("--mean-std", default=None,
                           help="MelHuBERT: the authors' mean/std .npy used to normalise the filter banks (without it "
                           "records are labelled unnormalised-input)")
-    evaluate.add_argument("--profile", default="hf", choices=PROFILE_NAMES,
+    evaluate.add_argument("--profile", default=PROFILE, choices=PROFILE_NAMES,
                           help="extraction profile: hf (transformers hidden_states, soxr resampling; default), "
                           "speat2023 (the SpEAT reference code, for Slaughter et al. 2023's numbers) or s3prl (S3PRL "
                           "upstream hooks, for Lin et al. 2024's); see docs/reproducibility.md")

@@ -5,3 +5,12 @@ STUDY_TESTS = ("gender", "age", "native")
 
 DTYPES = ("float32", "float16", "bfloat16")
 """The weights and activations ``--dtype`` offers."""
+
+NUM_PERMUTATIONS = 1_000_000
+"""The permutation budget of a SpEAT: every partition when there are fewer."""
+
+BATCH_SECONDS = 60.0
+"""Padded audio per batch, in seconds."""
+
+PROFILE = "hf"
+"""The extraction profile (``speat_metric.profiles``): transformers' hidden states, soxr resampling."""

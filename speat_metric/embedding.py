@@ -21,6 +21,7 @@ import torch
 from speat_metric.adapters.base import SAMPLING_RATE, SpeechEncoder
 from speat_metric.audio import AudioDecodeError, load_audio
 from speat_metric.cache import EmbeddingCache
+from speat_metric.defaults import BATCH_SECONDS
 from speat_metric.distributed import distributed_state
 from speat_metric.pooling import NoFramesError, pool_frames
 from speat_metric.profiles import get_profile
@@ -56,7 +57,7 @@ def embed_stimuli(
     *,
     cache_dir: str | Path | None = None,
     frame_pooling: str = "mean",
-    batch_seconds: float = 60.0,
+    batch_seconds: float = BATCH_SECONDS,
     trim_silence: bool = False,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:

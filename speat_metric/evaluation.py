@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from speat_metric.defaults import DTYPES, STUDY_TESTS
+from speat_metric.defaults import BATCH_SECONDS, DTYPES, NUM_PERMUTATIONS, PROFILE, STUDY_TESTS
 from speat_metric.files import check_writable_directory
 from speat_metric.pooling import FRAME_POOLINGS, LayerPooling
 from speat_metric.progress import silence_library_progress_bars
@@ -37,34 +37,11 @@ DEFAULT_TESTS = STUDY_TESTS
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """How to evaluate: the options of ``speat evaluate``, with its defaults.
-
-    Attributes:
-        tests: test names (``gender``, ``age``, ``native``) or paths of custom test JSON files.
-        stimuli: ``demo`` (embedded, synthetic), ``speat`` (download the study's stimuli), a directory, or a Hub
-            dataset ``owner/name[@revision]``.
-        allow_missing: go on without missing or unreadable stimuli (dropped, and recorded in every result).
-        layer_pooling: which layers are tested (`LayerPooling`).
-        frame_pooling: ``mean`` or ``max`` over a clip's frames, per layer.
-        num_permutations: permutation budget of each SpEAT.
-        seed: seed of the permutations and the bootstrap.
-        revision: Hub revision (branch, tag or commit) of the models.
-        device: torch device; None picks this process's accelerator, else CUDA when present, else the CPU.
-        dtype: weights and activations: ``float32``, ``float16`` or ``bfloat16``.
-        batch_seconds: padded audio per batch.
-        trim_silence: trim leading and trailing silence (the studies did not).
-        mean_std: MelHuBERT's mean/std ``.npy``.
-        cache_dir: the embedding cache; None is the default location.
-        use_cache: read and write the embedding cache.
-        progress: show progress bars (and transformers' loading bars).
-        stimulus_cache_dir: where ``stimuli="speat"`` downloads to; None is the default location.
-        profile: the extraction profile, ``hf`` (default), ``speat2023`` or ``s3prl`` (`speat_metric.profiles`,
-            ``docs/reproducibility.md``); recorded in every record and part of every cache key.
-        cmvn: per-clip CMVN of the classical features, as S3PRL's configs (their records are then labelled
-            ``cmvn-rounding-residue``; without it, ``not-table3-comparable``).
-        benchmark: the SpEAT benchmark on the Hub (``OWNER/NAME``, see ``speat hub publish-benchmark``): the audio is
-            compared with the benchmark's (a test with a clip that differs is labelled ``stimuli-differ``), and the
-            Hub commands attach ``.eval_results`` to it. None: no comparison, no ``.eval_results``.
+    """How to evaluate: the options of ``speat evaluate`` with its defaults (``speat evaluate --help`` says what each
+    does). The names are the options' (``num_permutations`` is ``--permutations``, ``layer_pooling`` is ``--pooling``
+    with ``--layer``; ``use_cache`` and ``progress`` are the opposites of ``--no-cache`` and ``--no-progress``);
+    ``stimulus_cache_dir`` is where ``stimuli="speat"`` downloads to (None: the default location). Every value is
+    checked here, before any work.
     """
 
     tests: tuple[str, ...] = DEFAULT_TESTS
@@ -72,19 +49,19 @@ class EvaluationSettings:
     allow_missing: bool = False
     layer_pooling: LayerPooling = field(default_factory=LayerPooling)
     frame_pooling: str = "mean"
-    num_permutations: int = 1_000_000
+    num_permutations: int = NUM_PERMUTATIONS
     seed: int = 0
     revision: str | None = None
     device: str | None = None
-    dtype: str = "float32"
-    batch_seconds: float = 60.0
+    dtype: str = DTYPES[0]
+    batch_seconds: float = BATCH_SECONDS
     trim_silence: bool = False
     mean_std: str | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
     progress: bool = True
     stimulus_cache_dir: Path | None = None
-    profile: str = "hf"
+    profile: str = PROFILE
     cmvn: bool = False
     benchmark: str | None = None
 

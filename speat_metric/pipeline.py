@@ -18,6 +18,7 @@ import numpy as np
 
 from speat_metric import __version__
 from speat_metric.adapters.base import SpeechEncoder
+from speat_metric.defaults import BATCH_SECONDS, NUM_PERMUTATIONS
 from speat_metric.distributed import is_main_process
 from speat_metric.embedding import clips_of, embed_stimuli
 from speat_metric.pooling import LayerPooling
@@ -40,9 +41,9 @@ def evaluate_tests(
     layer_pooling: LayerPooling = LayerPooling(),
     frame_pooling: str = "mean",
     cache_dir: str | Path | None = None,
-    batch_seconds: float = 60.0,
+    batch_seconds: float = BATCH_SECONDS,
     trim_silence: bool = False,
-    num_permutations: int = 1_000_000,
+    num_permutations: int = NUM_PERMUTATIONS,
     seed: int | None = 0,
     labels: Sequence[str] = (),
     checkpoint: Mapping[str, Any] | None = None,

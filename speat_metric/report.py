@@ -14,7 +14,7 @@ from speat_metric import profiles
 from speat_metric.defaults import STUDY_TESTS
 from speat_metric.formatting import CI_EXCLUDES_ZERO_NOTE, format_ci, format_d, format_p, format_size
 from speat_metric.model_spec import ModelSpec
-from speat_metric.results import MIN_TARGETS, EvaluationRecord, SpeatResult
+from speat_metric.results import DEFAULT_PROFILE, MIN_TARGETS, EvaluationRecord, SpeatResult
 
 FORMATS = ("table", "markdown", "json")
 
@@ -228,7 +228,7 @@ def reproduce_command(records: Sequence[EvaluationRecord], model: str | None = N
             arguments += ["--layer", str(first.pooling.get("layer"))]
     if first.pooling.get("frame_pooling", "mean") != "mean":
         arguments += ["--frame-pooling", str(first.pooling["frame_pooling"])]
-    if first.profile != "hf":
+    if first.profile != DEFAULT_PROFILE:
         arguments += ["--profile", first.profile]
     if first.model.settings.get("cmvn"):
         arguments.append("--cmvn")

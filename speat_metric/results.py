@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
+from speat_metric.defaults import PROFILE
 from speat_metric.errors import ModelLoadError
 from speat_metric.files import atomic_write_text
 from speat_metric.model_spec import CHECKPOINT_KINDS, ModelSpec
@@ -32,7 +33,7 @@ profile ``hf``, no compression, no per-stimulus scores, no fingerprint)."""
 
 READABLE_RECORD_VERSIONS = (1, 2, 3)
 
-DEFAULT_PROFILE = "hf"
+DEFAULT_PROFILE = PROFILE
 
 MIN_TARGETS = 10
 """Fewer target speakers than this in X or Y: a result is labelled ``small-groups`` (the interval is too wide, and

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import ArrayLike
 
+from speat_metric.defaults import NUM_PERMUTATIONS
 from speat_metric.results import SpeatResult
 from speat_metric.version import __version__
 
@@ -49,7 +50,7 @@ def speat_test(
     a: ArrayLike,
     b: ArrayLike,
     *,
-    num_permutations: int = 1_000_000,
+    num_permutations: int = NUM_PERMUTATIONS,
     seed: int | None = None,
     alternative: str = "greater",
     confidence: float = 0.95,
