@@ -36,16 +36,13 @@ RESAMPLERS = ("soxr", "ratecv")
 pydub path (integer PCM, ``audioop.ratecv``, 16-bit WAV for MP3s); see `reference_resample`."""
 
 _PCM_WIDTHS = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 4}
-"""Bytes per sample pydub works at, by libsndfile subtype: integer PCM keeps its width (8-bit as signed, as pydub
-converts it); float WAVs become 32-bit integers (pydub cannot read them and has ffmpeg convert them to
-``pcm_s32le``); every other subtype (MP3, Vorbis, ...) becomes 16-bit (pydub's ``pcm_s16le`` for decoded formats)."""
+"""Bytes per sample pydub works at, by libsndfile subtype; any other subtype (MP3, ...) is 16-bit (docs/features.md)."""
 
 
 class AudioDecodeError(ValueError):
     """An audio file or buffer is empty, corrupt or truncated; the message names it and says what was wrong.
 
-    Attributes:
-        problem: what was wrong, without the file's name (``"the file is empty (0 bytes)"``), for a list of reasons.
+    `problem` says what was wrong without the file's name (``"the file is empty (0 bytes)"``), for a list of reasons.
     """
 
     def __init__(self, message: str, problem: str | None = None) -> None:
@@ -66,22 +63,13 @@ def load_audio(
     name: str | None = None,
     resampler: str = "soxr",
 ) -> np.ndarray:
-    """Decode an audio file or its bytes to a mono float32 waveform at `sampling_rate`.
+    """Decode an audio file (any format libsndfile reads) or its bytes to a mono float32 waveform at `sampling_rate`.
 
-    Args:
-        source: path of a WAV, FLAC or MP3 file (any format libsndfile reads), or the file's bytes.
-        sampling_rate: rate of the returned waveform in Hz; the file is resampled with soxr ("HQ", anti-aliased)
-            when its rate differs.
-        trim_silence: cut leading and trailing frames quieter than `top_db` below the loudest frame (see
-            `trim_silent_edges`). Off by default because the SpEAT studies did not trim.
-        top_db: threshold of the trimming in dB below the loudest frame; used only with `trim_silence`.
-        name: what to call the audio in error messages when `source` is bytes, e.g. the stimulus id.
-        resampler: ``"soxr"`` (default: channels averaged, then soxr "HQ") or ``"ratecv"`` (the SpEAT reference's
-            pydub path, see `reference_resample`; the ``speat2023`` and ``s3prl`` extraction profiles use it).
-
-    Returns:
-        A 1-D float32 array in [-1, 1]. Samples beyond full scale (possible in float WAVs) are clipped, with a
-        warning in the log.
+    `resampler` is ``"soxr"`` (channels averaged, then soxr "HQ", anti-aliased) or ``"ratecv"`` (the SpEAT
+    reference's pydub path, `reference_resample`, used by the ``speat2023`` and ``s3prl`` profiles).
+    `trim_silence` applies `trim_silent_edges` with `top_db` (off: the SpEAT studies did not trim). `name` labels
+    bytes in error messages, e.g. the stimulus id. Samples beyond full scale (float WAVs) are clipped to [-1, 1],
+    with a warning in the log.
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -100,8 +88,6 @@ def load_audio(
     if resampler not in RESAMPLERS:
         raise ValueError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     label, data = _read_source(source, name)
-    if not data:
-        raise _unreadable(label, "the file is empty (0 bytes)")
     if resampler == "ratecv":  # float64 holds every 8- to 32-bit integer sample exactly
         samples, file_rate, subtype = _decode(data, label, dtype="float64")
         waveform = reference_resample(samples, file_rate, sampling_rate, width=_PCM_WIDTHS.get(subtype, 2))
@@ -119,19 +105,9 @@ def load_audio(
 
 
 def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Resample a waveform with soxr's high-quality, anti-aliased polyphase filter.
+    """Resample (samples,) or (samples, channels) with soxr's high-quality, anti-aliased polyphase filter.
 
-    Args:
-        waveform: samples along axis 0: shape (samples,) or (samples, channels).
-        orig_rate: rate of `waveform` in Hz.
-        target_rate: rate wanted in Hz.
-
-    Returns:
-        float32 array of round(samples * target_rate / orig_rate) samples (the input, as float32, when the rates
-        are equal).
-
-    Raises:
-        ValueError: a rate is not a positive integer, or `waveform` is not 1-D or 2-D.
+    Returns float32 round(samples * target_rate / orig_rate) samples (the input, as float32, when the rates are equal).
 
     Example:
         >>> resample(np.zeros(44_100, dtype=np.float32), 44_100, 16_000).shape
@@ -152,22 +128,9 @@ def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarr
 def reference_resample(samples: np.ndarray, orig_rate: int, target_rate: int, *, width: int = 2) -> np.ndarray:
     """The SpEAT reference's resampling: integer PCM of `width` bytes, `ratecv` per channel, channels averaged.
 
-    What isaacOnline/SpEAT ``preprocessing/downloading_utils.py`` (``_convert_mp3_to_wav``, ``_convert_wav_to_wav``)
-    does with pydub (``AudioSegment.set_frame_rate`` calls ``audioop.ratecv(data, sample_width, channels,
-    frame_rate, 16000, None)`` on the interleaved samples; ``export(format="wav")`` writes them at the same width),
-    followed by fairseq's ``get_features_or_waveform`` (soundfile, float in [-1, 1)) and ``read_audio``
-    (``wav.mean(-1)``). No anti-alias filter: content above the new Nyquist frequency folds back.
-
-    Args:
-        samples: float samples in [-1, 1], shape (frames, channels) or (frames,), e.g. as soundfile decodes them.
-        orig_rate: their rate in Hz.
-        target_rate: the rate wanted in Hz.
-        width: bytes per integer sample (1 to 4) at which pydub holds the audio: the file's own for integer PCM,
-            2 for MP3.
-
-    Returns:
-        Mono float32 samples: ``(len - 1) * target_rate // orig_rate + 1`` of them (after dividing both rates by
-        their greatest common divisor), ``len`` when the rates are equal (pydub then leaves the samples alone).
+    pydub's ``set_frame_rate`` and fairseq's ``read_audio`` (docs/features.md); no anti-alias filter. `samples` are
+    floats in [-1, 1], (frames, channels) or (frames,); `width` is the file's own for integer PCM, 2 for MP3.
+    Returns mono float32 samples, ``len`` of them when the rates are equal (pydub then leaves them alone).
 
     Example:
         >>> reference_resample(np.array([0.0, 0.5, -0.5, 0.25]), 3, 2)  # output frames at t = 0, 1.5, 3 input frames
@@ -186,26 +149,10 @@ def reference_resample(samples: np.ndarray, orig_rate: int, target_rate: int, *,
 def ratecv(fragment: np.ndarray, width: int, inrate: int, outrate: int) -> np.ndarray:
     """CPython's ``audioop.ratecv(fragment, width, nchannels, inrate, outrate, None)[0]`` on integer samples.
 
-    Our vectorised implementation of the algorithm in CPython's ``Modules/audioop.c`` (``audioop_ratecv_impl``),
-    with the default weights (weightA=1, weightB=0: no filtering) and no state carried in. Both rates are divided by
-    their greatest common divisor; output frame j sits at input position t = j * inrate / outrate and is the linear
-    interpolation ``trunc((prev * d + cur * (outrate - d)) / outrate)`` of the input frames ceil(t) - 1 (``prev``,
-    0 before the first frame) and ceil(t) (``cur``), with d = ceil(t) * outrate - j * inrate, computed on samples
-    shifted to 32 bits (``GETSAMPLE32``) in double precision and shifted back with an arithmetic right shift
-    (``SETSAMPLE32``). Output frames continue while their ``cur`` frame exists, so there are
-    ``(len - 1) * outrate // inrate + 1``. Every product and sum is an integer below 2**53, so the arithmetic is
-    exact and only the division rounds, as it does in C: the result equals audioop's sample for sample.
-
-    Args:
-        fragment: integer samples, shape (frames,) or (frames, channels), each within the signed range of `width`.
-        width: bytes per sample, 1 to 4.
-        inrate, outrate: rates in Hz (positive integers).
-
-    Returns:
-        int64 samples of the same number of dimensions and channels.
-
-    Raises:
-        ValueError: a bad width or rate.
+    A vectorised ``audioop_ratecv_impl`` (no filtering, no state carried in; the algorithm: docs/features.md), equal
+    to audioop's sample for sample. `fragment` is (frames,) or (frames, channels) within the signed range of `width`
+    (1 to 4 bytes); the int64 result has the same dimensions and ``(len - 1) * outrate // inrate + 1`` frames, the
+    rates divided by their greatest common divisor.
 
     Example:
         >>> ratecv(np.array([0, 1000, 2000, 3000, 4000, -4000]), 2, 3, 2).tolist()
@@ -244,24 +191,9 @@ def trim_silent_edges(
 ) -> np.ndarray:
     """Cut leading and trailing silence: frames whose RMS is more than `top_db` below the loudest frame's.
 
-    The waveform is cut into frames of `frame_ms` every `hop_ms` (the last one zero-padded); the result runs from
-    the start of the first frame above the threshold to the end of the last one, so at most one frame of
-    silence is kept at each edge and nothing between the first and last loud frames is removed. The threshold
-    is relative, so the result does not depend on the recording level.
-
-    Args:
-        waveform: mono samples, shape (samples,).
-        sampling_rate: rate of `waveform` in Hz (sets the frame sizes).
-        top_db: how far below the loudest frame, in dB, a frame counts as silence; must be positive.
-        frame_ms: frame length in milliseconds.
-        hop_ms: step between frames in milliseconds.
-
-    Returns:
-        A view of `waveform` without its silent edges; `waveform` itself when it is all digital silence (a
-        warning is logged) or has nothing to trim.
-
-    Raises:
-        ValueError: `waveform` is not 1-D, or a parameter is not positive.
+    Frames of `frame_ms` every `hop_ms` (the last zero-padded); the view returned runs from the start of the first
+    loud frame to the end of the last, so at most one frame of silence is kept at each edge. The threshold is
+    relative, so the result does not depend on the level; digital silence is returned whole, with a warning.
 
     Example:
         >>> tone = np.sin(np.arange(8_000) / 5.0)
@@ -281,8 +213,7 @@ def trim_silent_edges(
     if len(waveform) == 0:
         return waveform
     num_frames = 1 + max(0, -(-(len(waveform) - frame) // hop))
-    padded = np.zeros((num_frames - 1) * hop + frame, dtype=np.float64)
-    padded[: len(waveform)] = waveform
+    padded = np.pad(waveform.astype(np.float64), (0, (num_frames - 1) * hop + frame - len(waveform)))
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop]
     rms = np.sqrt(np.mean(frames**2, axis=1))
     if rms.max() == 0.0:
@@ -300,16 +231,20 @@ def _check_rate(rate: int, label: str) -> None:
 
 
 def _read_source(source: str | os.PathLike | bytes, name: str | None) -> tuple[str, bytes]:
-    """The label used in messages and the raw bytes of `source`."""
+    """The label used in messages and the raw bytes of `source`, which must not be empty."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return (name if name is not None else "<audio bytes>"), bytes(source)
-    if not isinstance(source, (str, os.PathLike)):
+        label, data = (name if name is not None else "<audio bytes>"), bytes(source)
+    elif not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path or bytes, got {type(source).__name__}")
-    path = Path(source)
-    label = str(path) if name is None else f"{name} ({path})"
-    if not path.is_file():
-        raise FileNotFoundError(f"{label}: no such audio file; check the path or download the stimuli first")
-    return label, path.read_bytes()
+    else:
+        path = Path(source)
+        label = str(path) if name is None else f"{name} ({path})"
+        if not path.is_file():
+            raise FileNotFoundError(f"{label}: no such audio file; check the path or download the stimuli first")
+        data = path.read_bytes()
+    if not data:
+        raise _unreadable(label, "the file is empty (0 bytes)")
+    return label, data
 
 
 def _decode(data: bytes, label: str, dtype: str = "float32") -> tuple[np.ndarray, int, str]:
@@ -338,14 +273,8 @@ def check_audio(source: str | os.PathLike | bytes, *, name: str | None = None) -
     """Check, without decoding its samples, that an audio file is not empty, is a format libsndfile reads and is not
     truncated (a WAV's ``data`` chunk or an MP3's frames cut short): what `load_audio` would refuse, found before a
     model loads, with the same messages. A FLAC cut mid-stream shows only when decoded (`load_audio` refuses it then).
-
-    Raises:
-        FileNotFoundError: the path does not exist.
-        AudioDecodeError: the file is empty, not audio, or truncated.
     """
     label, data = _read_source(source, name)
-    if not data:
-        raise _unreadable(label, "the file is empty (0 bytes)")
     try:
         container = soundfile.info(io.BytesIO(data)).format
     except (soundfile.LibsndfileError, RuntimeError) as error:

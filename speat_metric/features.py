@@ -7,10 +7,7 @@ Table 3's "STFT", "Spectrogram", "Mel Spectrogram" and "MFCC" are `stft_magnitud
 Framing, windows, FFT, pre-emphasis and mel filters are ``transformers.audio_utils``'; this module adds what it
 lacks: argument checks (`FeatureError`), Kaldi's log energy, mirrored edges and seeded dither, the DCT and lifter,
 deltas (`append_deltas`) and per-utterance CMVN (`cmvn`), which `speat_metric.adapters.classical` applies.
-
-Every feature is a float32 (frames, features) array, computed in float64. Kaldi-style functions with
-``snip_edges=True`` emit 1 + (samples - window) // shift frames, frame i covering [i * shift, i * shift + window);
-centred STFT functions emit 1 + samples // hop frames, frame i centred on sample i * hop.
+Every feature is a float32 (frames, features) array, computed in float64 (frame counts: docs/adapters.md).
 """
 
 from __future__ import annotations
@@ -48,20 +45,10 @@ class FeatureError(ValueError):
 
 
 def window_function(name: str, length: int, *, periodic: bool = True, blackman_coeff: float = 0.42) -> np.ndarray:
-    """A window of `length` samples, by its Kaldi / torch name.
+    """A float64 window of `length` samples by its Kaldi / torch name (`WINDOWS`; ``"hanning"`` is Hann).
 
-    Args:
-        name: ``"hann"`` (alias ``"hanning"``), ``"hamming"``, ``"povey"`` (Hann to the power 0.85),
-            ``"rectangular"`` or ``"blackman"`` (Kaldi's generalised Blackman with `blackman_coeff`).
-        length: number of samples.
-        periodic: periodic form (period `length`, as torch.stft uses) or symmetric (period `length` - 1, Kaldi).
-        blackman_coeff: the constant term of the Blackman window.
-
-    Returns:
-        float64 array of shape (length,).
-
-    Raises:
-        FeatureError: unknown name or a length below 1.
+    ``"povey"`` is Hann to the power 0.85, ``"blackman"`` Kaldi's generalised Blackman with `blackman_coeff`.
+    `periodic` gives torch.stft's form (period `length`), else Kaldi's symmetric one (period `length` - 1).
 
     Example:
         >>> np.round(window_function("hann", 4), 6).tolist()
@@ -85,15 +72,9 @@ def mel_filter_bank(
 ) -> np.ndarray:
     """``transformers.audio_utils.mel_filter_bank`` (same arguments), checked first, empty filters logged.
 
-    `num_frequency_bins` is n_fft // 2 + 1; the filters' corners are equally spaced in mels between
-    `min_frequency` and `max_frequency`; `norm` is None (peak 1) or ``"slaney"`` (area); with
-    `triangularize_in_mel_space` the triangles are straight in mels (Kaldi), else in Hz (torchaudio, librosa).
-
-    Returns:
-        float64 array of shape (num_frequency_bins, num_mel_filters): ``power_spectrum @ bank`` gives mel energies.
-
-    Raises:
-        FeatureError: a count below 1, frequencies out of range or order, or an unknown scale or norm.
+    Returns a float64 (num_frequency_bins, num_mel_filters) array: ``power_spectrum @ bank`` gives mel energies.
+    `norm` is None (peak 1) or ``"slaney"`` (area); with `triangularize_in_mel_space` the triangles are straight
+    in mels (Kaldi), else in Hz (torchaudio, librosa).
 
     Example:
         >>> bank = mel_filter_bank(num_frequency_bins=201, num_mel_filters=40, min_frequency=0.0,
@@ -133,10 +114,7 @@ def mel_filter_bank(
 def dct_matrix(num_inputs: int, num_outputs: int) -> np.ndarray:
     """The orthonormal DCT-II as a matrix: ``x @ dct_matrix(n, k)`` is ``scipy.fft.dct(x, norm="ortho")[:k]``.
 
-    This is Kaldi's MFCC transform; audio_utils has no DCT and scipy is not a dependency of speat.
-
-    Returns:
-        float64 array of shape (num_inputs, num_outputs).
+    Kaldi's MFCC transform, float64 (num_inputs, num_outputs); audio_utils has no DCT and scipy is no dependency.
 
     Example:
         >>> np.round(np.array([1.0, 2.0, 4.0, 8.0]) @ dct_matrix(4, 2), 6).tolist()
@@ -154,16 +132,10 @@ def dct_matrix(num_inputs: int, num_outputs: int) -> np.ndarray:
 
 
 def deltas(features: np.ndarray, *, win_length: int = 5) -> np.ndarray:
-    """Regression deltas over time (HTK / torchaudio ``ComputeDeltas``), edges padded by repeating the end frames.
+    """Float32 regression deltas over time (HTK / torchaudio ``ComputeDeltas``), the end frames repeated at the edges.
 
-    d[t] = sum_{k=1..N} k (c[t+k] - c[t-k]) / (2 sum_{k=1..N} k^2), with N = (win_length - 1) // 2.
-
-    Args:
-        features: shape (frames, features).
-        win_length: frames in the regression window, at least 3 (S3PRL uses 5).
-
-    Returns:
-        float32 array with the shape of `features`.
+    d[t] = sum_{k=1..N} k (c[t+k] - c[t-k]) / (2 sum_{k=1..N} k^2), with N = (win_length - 1) // 2; `win_length`
+    is at least 3 (S3PRL uses 5).
 
     Example:
         >>> np.round(deltas(np.arange(6.0)[:, None]).ravel().astype(float), 6).tolist()  # flatter at the edges
@@ -183,9 +155,6 @@ def deltas(features: np.ndarray, *, win_length: int = 5) -> np.ndarray:
 def append_deltas(features: np.ndarray, *, order: int = 2, win_length: int = 5) -> np.ndarray:
     """`features` followed by its deltas of order 1..`order` (each the delta of the previous), as S3PRL does.
 
-    Returns:
-        float32 array of shape (frames, features * (order + 1)).
-
     Example:
         >>> append_deltas(np.zeros((4, 13)), order=2).shape
         (4, 39)
@@ -202,10 +171,7 @@ def append_deltas(features: np.ndarray, *, order: int = 2, win_length: int = 5) 
 def cmvn(features: np.ndarray, *, eps: float = 1e-10) -> np.ndarray:
     """Per-utterance mean and variance normalisation: (x - mean) / (std + eps) per dimension, std with ddof=1.
 
-    As in S3PRL's baseline extracter. Note that every column of the result averages to zero over time.
-
-    Raises:
-        FeatureError: fewer than 2 frames (the standard deviation is undefined).
+    As in S3PRL's baseline extracter; every column of the result averages to zero over time. Needs 2 frames or more.
 
     Example:
         >>> np.round(cmvn(np.array([[1.0, 10.0], [3.0, 30.0], [2.0, 20.0]])).astype(float), 6).tolist()
@@ -235,21 +201,9 @@ def stft_magnitude(
 ) -> np.ndarray:
     """Magnitude of the short-time Fourier transform, |STFT|, as ``torch.stft``: Table 3's "STFT".
 
-    Args:
-        waveform: mono samples, shape (samples,).
-        n_fft: FFT size; the result has n_fft // 2 + 1 features.
-        hop_length: samples between frames.
-        win_length: window length (default `n_fft`); a shorter window is zero-padded on both sides to n_fft.
-        window: a `window_function` name, periodic form.
-        center: pad n_fft // 2 samples at both ends so that frame i is centred on sample i * hop_length.
-        pad_mode: ``"reflect"``, ``"constant"``, ``"replicate"`` or ``"circular"`` (torch's names).
-        log: return log(max(|STFT|, 1e-8)), S3PRL's ``log`` option.
-
-    Returns:
-        float32 array of shape (frames, n_fft // 2 + 1).
-
-    Raises:
-        FeatureError: a bad parameter, or a waveform too short for one frame.
+    The parameters are torch.stft's (`window` a `window_function` name, periodic; `win_length` defaults to `n_fft`,
+    a shorter window centred in the FFT frame; torch's `pad_mode` names). `log` returns log(max(|STFT|, 1e-8)),
+    S3PRL's ``log`` option. Returns float32 (frames, n_fft // 2 + 1).
 
     Example:
         >>> stft_magnitude(np.ones(16_000, dtype=np.float32)).shape
@@ -282,23 +236,8 @@ def log_mel_spectrogram(
 ) -> np.ndarray:
     """Log mel spectrogram, log(mel(|STFT|^power) + log_offset), as torchaudio ``MelSpectrogram``: "Mel Spectrogram".
 
-    Args:
-        waveform: mono samples at `sampling_rate`, shape (samples,).
-        sampling_rate: rate of `waveform` in Hz.
-        n_mels: mel bins (features).
-        n_fft, win_length, hop_length, window, center, pad_mode: the STFT, as in `stft_magnitude`.
-        f_min: lowest frequency of the mel filters in Hz.
-        f_max: highest frequency in Hz; None for sampling_rate / 2.
-        power: exponent of the magnitude (2: power, 1: magnitude).
-        mel_scale: ``"htk"`` or ``"slaney"``.
-        norm: None or ``"slaney"`` filter normalisation (see `mel_filter_bank`).
-        log_offset: added before the log, so that silence stays finite; must be positive.
-
-    Returns:
-        float32 array of shape (frames, n_mels).
-
-    Raises:
-        FeatureError: a bad parameter, or a waveform too short for one frame.
+    torchaudio's parameters (the STFT's as in `stft_magnitude`; `f_max` None for Nyquist; `mel_scale` ``"htk"`` or
+    ``"slaney"``, `norm` as in `mel_filter_bank`); `log_offset` keeps silence finite. Returns float32 (frames, n_mels).
 
     Example:
         >>> log_mel_spectrogram(np.ones(16_000, dtype=np.float32)).shape
@@ -341,32 +280,13 @@ def log_power_spectrogram(
 ) -> np.ndarray:
     """Kaldi's log power spectrum per frame (``compute-spectrogram-feats``): Table 3's "Spectrogram".
 
-    ``torchaudio.compliance.kaldi.spectrogram`` with its defaults. Each frame is dithered (optionally), DC-removed,
-    pre-emphasised, windowed and zero-padded to a power of two; the features are log(max(|FFT|^2, float32 eps)),
-    feature 0 replaced by the frame's log energy as in Kaldi.
-
-    Args:
-        waveform: mono samples at `sampling_rate`, shape (samples,), at least one frame long.
-        sampling_rate: rate in Hz.
-        frame_length: frame length in milliseconds.
-        frame_shift: frame shift in milliseconds.
-        window_type: ``"povey"``, ``"hanning"``, ``"hamming"``, ``"rectangular"`` or ``"blackman"`` (symmetric).
-        blackman_coeff: constant of the Blackman window.
-        preemphasis_coefficient: x[n] - c x[n-1] inside each frame (x[-1] := x[0]); in [0, 1].
-        remove_dc_offset: subtract each frame's mean.
-        round_to_power_of_two: zero-pad frames to the next power of two before the FFT.
-        snip_edges: only frames that fit entirely in the signal; otherwise Kaldi's mirrored edges, one frame per
-            shift.
-        dither: standard deviation of Gaussian noise added to every sample (0, as torchaudio, is deterministic).
-        seed: seed of the dither noise (ignored without dither).
-        raw_energy: measure the energy before pre-emphasis and windowing.
-        energy_floor: floor of the energy (absolute); 0 for none.
-
-    Returns:
-        float32 array of shape (frames, padded_window // 2 + 1), 257 features at 16 kHz.
-
-    Raises:
-        FeatureError: a bad parameter, or a waveform shorter than one frame.
+    ``torchaudio.compliance.kaldi.spectrogram`` with its parameters and defaults: each frame (`frame_length` every
+    `frame_shift` ms, at least one in `waveform`) is dithered (optionally), DC-removed, pre-emphasised
+    (x[n] - c x[n-1], x[-1] := x[0]), windowed (symmetric) and zero-padded to a power of two; the features are
+    log(max(|FFT|^2, float32 eps)), feature 0 replaced by the frame's log energy (before pre-emphasis and window
+    with `raw_energy`, floored at `energy_floor` unless 0) as in Kaldi. `snip_edges=False` mirrors the edges, one
+    frame per shift. `dither` is the standard deviation of Gaussian noise, seeded by `seed`, added to every sample.
+    Returns float32 (frames, padded_window // 2 + 1), 257 features at 16 kHz.
 
     Example:
         >>> log_power_spectrogram(np.random.default_rng(0).normal(size=16_000)).shape
@@ -409,26 +329,10 @@ def kaldi_fbank(
     """Kaldi filter banks (``compute-fbank-feats``), as ``torchaudio.compliance.kaldi.fbank``.
 
     torchaudio's parameters and defaults, except `num_mel_bins` (80, not 23) and the sampling rate's name: frames as
-    in `log_power_spectrogram`, then `num_mel_bins` triangles in Kaldi's mel space between `low_freq` and
-    `high_freq` (Nyquist bin unused) and log(max(energy, float32 eps)). VTLN warping is not supported.
-
-    Args:
-        waveform: mono samples at `sampling_rate`, shape (samples,), at least one frame long.
-        num_mel_bins: mel filters (features), more than 3.
-        low_freq: lower edge of the filters in Hz.
-        high_freq: upper edge in Hz; zero or negative means Nyquist + high_freq.
-        sampling_rate, frame_length, frame_shift, window_type, blackman_coeff, preemphasis_coefficient,
-        remove_dc_offset, round_to_power_of_two, snip_edges, dither, seed, raw_energy, energy_floor: as in
-        `log_power_spectrogram`.
-        use_energy: prepend the frame's log energy as feature 0.
-        use_log_fbank: take the log of the filter energies.
-        use_power: filter the power spectrum (True) or the magnitude spectrum (False).
-
-    Returns:
-        float32 array of shape (frames, num_mel_bins + use_energy).
-
-    Raises:
-        FeatureError: a bad parameter, or a waveform shorter than one frame.
+    in `log_power_spectrogram`, then `num_mel_bins` (more than 3) triangles in Kaldi's mel space between `low_freq`
+    and `high_freq` (Hz; zero or negative means Nyquist + high_freq; Nyquist bin unused) and, with `use_log_fbank`,
+    log(max(energy, float32 eps)); `use_energy` prepends the frame's log energy. VTLN warping is not supported.
+    Returns float32 (frames, num_mel_bins + use_energy).
 
     Example:
         >>> features = kaldi_fbank(np.random.default_rng(0).normal(size=16_000))
@@ -474,24 +378,9 @@ def mfcc(
     """Kaldi MFCCs (``compute-mfcc-feats``), as ``torchaudio.compliance.kaldi.mfcc``: Table 3's "MFCC".
 
     The `kaldi_fbank` log energies of `num_mel_bins` filters go through the orthonormal DCT-II (`dct_matrix`);
-    the first `num_ceps` coefficients are scaled by Kaldi's lifter 1 + (L/2) sin(pi i / L). S3PRL then appends
-    deltas of order 1 and 2 (`append_deltas`).
-
-    Args:
-        waveform: mono samples at `sampling_rate`, shape (samples,), at least one frame long.
-        num_ceps: cepstral coefficients (features), at most `num_mel_bins`.
-        num_mel_bins: mel filters, more than 3.
-        cepstral_lifter: lifter constant L; 0 for none.
-        use_energy: replace coefficient 0 with the frame's log energy.
-        sampling_rate, frame_length, frame_shift, low_freq, high_freq, window_type, blackman_coeff,
-        preemphasis_coefficient, remove_dc_offset, round_to_power_of_two, snip_edges, dither, seed, raw_energy,
-        energy_floor: as in `kaldi_fbank`.
-
-    Returns:
-        float32 array of shape (frames, num_ceps).
-
-    Raises:
-        FeatureError: a bad parameter, or a waveform shorter than one frame.
+    the first `num_ceps` coefficients are scaled by Kaldi's lifter 1 + (L/2) sin(pi i / L) (`cepstral_lifter` L,
+    0 for none); `use_energy` replaces coefficient 0 with the frame's log energy. Returns float32 (frames, num_ceps).
+    S3PRL then appends deltas of order 1 and 2 (`append_deltas`).
 
     Example:
         >>> mfcc(np.random.default_rng(0).normal(size=16_000)).shape
@@ -567,10 +456,7 @@ def _centred_spectrogram(
 
 
 class _KaldiFrames:
-    """One waveform framed as Kaldi frames it, the framing checked once; the spectra are audio_utils'.
-
-    Args: those of `log_power_spectrogram` that shape the frames (the energy's are `log_energy`'s).
-    """
+    """One waveform framed as Kaldi frames it (`log_power_spectrogram`'s arguments), checked once."""
 
     def __init__(
         self, waveform: np.ndarray, *, sampling_rate: int, frame_length: float, frame_shift: float,
@@ -641,8 +527,7 @@ class _KaldiFrames:
     def log_energy(self, *, raw: bool, floor: float) -> np.ndarray:
         """Kaldi's log frame energy, floored at log(`floor`) unless `floor` is 0: shape (frames,).
 
-        `raw`: the energy after DC removal, before pre-emphasis and window (Kaldi's default); else of the windowed
-        frame, which audio_utils does not return, so it comes from the power spectrum (Parseval).
+        `raw`: after DC removal, before pre-emphasis and window (Kaldi's default); else of the windowed frame.
         """
         if raw:
             frames = np.lib.stride_tricks.sliding_window_view(self.samples, self.size)[:: self.shift]

@@ -32,11 +32,7 @@ class NoFramesError(ValueError):
 
 
 def pool_frames(output: EncoderOutput, frame_pooling: str = "mean") -> np.ndarray:
-    """Pool each layer over each clip's valid frames: returns float32 (batch, layers, dim).
-
-    Raises:
-        NoFramesError: a clip has no valid frame.
-    """
+    """Pool each layer over each clip's valid frames: float32 (batch, layers, dim); NoFramesError if one has none."""
     if frame_pooling not in FRAME_POOLINGS:
         raise ValueError(f"frame pooling must be one of {', '.join(FRAME_POOLINGS)}, got {frame_pooling!r}")
     import torch
@@ -82,19 +78,15 @@ class LayerPooling:
         num_layers = per_layer.shape[1]
         if self.mode == "mean":
             return [(None, per_layer.mean(axis=1))]
-        if self.mode == "last":
-            return [(num_layers - 1, per_layer[:, -1])]
         if self.mode == "per-layer":
             return [(index, per_layer[:, index]) for index in range(num_layers)]
-        index = self.layer_index(num_layers)
+        index = num_layers - 1 if self.mode == "last" else self.layer_index(num_layers)
         return [(index, per_layer[:, index])]
 
     def layer_index(self, num_layers: int, model: str = "the model") -> int | None:
         """The index of the one layer tested in a model of `num_layers` hidden-state layers (None unless the mode is
-        ``"layer"``); evaluation calls it before the first forward pass, once the layer count is known.
-
-        Raises:
-            ValueError: the layer does not exist in `model` (the message names both).
+        ``"layer"``); evaluation calls it before the first forward pass, once the layer count is known. A layer that
+        `model` does not have is a ValueError naming both.
 
         Example:
             >>> LayerPooling("layer", layer=-1).layer_index(13)
