@@ -1,12 +1,5 @@
-"""SpEAT stimuli: the study's selections, typed loaders (exportable as ``datasets.Dataset``), downloads, and where the
-audio comes from.
-
-- ``selections``: the packaged selections and the named tests ``gender``, ``age``, ``native`` (`SpeatTestSpec`).
-- ``download``: HTTP downloads with retries, resume, atomic files and a manifest.
-- ``public``: the public locations (accent.gmu.edu, Zenodo) fetched into the stimulus cache.
-- ``sources``: the demo set, local directories, the public download and Hub datasets; `resolve_source`.
-- ``loaders``: `load_speat_test`, `load_accent_archive`, `load_morgan`: a `StimulusSet` of `Stimulus` records.
-- ``custom``: custom tests from a JSON file (`load_custom_test`).
+"""SpEAT stimuli: the study's selections (``selections``), typed loaders (``loaders``: a `StimulusSet` of `Stimulus`
+records), where the audio comes from (``sources``, ``public``, ``download``) and custom tests (``custom``).
 """
 
 from speat_metric.stimuli.custom import load_custom_test

@@ -1,11 +1,7 @@
 """Custom SpEAT tests defined in a JSON file, for ``speat evaluate --tests my-test.json``.
 
-`load_custom_test` reads the file into a `SpeatTestSpec`. It names the audio of each group, ``x``, ``y`` and
-optionally ``a`` and ``b`` (leave both out to use the study's MESS attributes), as a list of paths or a mapping of
-stimulus ids to paths, relative to the JSON file; ``group_names`` and ``pairs`` are optional. In a list, a file's id
-is ``custom/`` and its path without the extension, so files of the same name in different folders stay apart.
-
-Details (the format, with an example): docs/stimuli.md, "Custom tests".
+`load_custom_test` reads the file into a `SpeatTestSpec`. The format, with an example: docs/stimuli.md, "Custom
+tests".
 """
 
 from __future__ import annotations
@@ -26,12 +22,12 @@ _KEYS = {"name", "description", "group_names", "pairs", *ROLE_KEYS}
 
 
 def load_custom_test(path: str | Path) -> SpeatTestSpec:
-    """Read a custom test from a JSON file (see the module docstring for the format).
+    """Read a custom test from a JSON file (the format: docs/stimuli.md, "Custom tests").
 
     Raises:
         FileNotFoundError: the JSON file does not exist.
         StimulusError: the file is not valid JSON of that form, an audio file is missing, or a pair names a
-            stimulus that is not in X (first) or Y (second). The message names the file and the entry.
+            stimulus that is not in X (first) or Y (second).
     """
     path = Path(path)
     if not path.is_file():

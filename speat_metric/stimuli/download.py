@@ -1,17 +1,10 @@
 """Downloading files over HTTP into a cache: retries with backoff, resume, atomic files and a manifest.
 
-`download_file` writes the body to a hidden ``.<name>.partial`` file beside the target, resumes it with an HTTP Range
-request after a dropped connection or a timeout, retries transient statuses (408, 429, 5xx) with exponential backoff,
-and renames it onto the target only once it is complete (the announced length, and the published checksum when there
-is one) and its first bytes pass an optional check. An interrupted run never leaves a file that looks complete; the
-next run resumes the partial file. `Manifest` is the JSON record of a cache directory (URL, size and SHA-256 of every
-file); a file counts as cached only when the manifest lists it and its size and SHA-256 match.
-
-HTTP client: the standard library's urllib. The needs are small (GET with a Range header, streamed to disk; urllib
-follows redirects and honours HTTP(S)_PROXY), and it adds no dependency: huggingface_hub has changed HTTP clients
-across major versions, so relying on whichever one it happens to install would break on an upgrade.
-
-Where the stimuli come from, and the cache layout, is `speat_metric.stimuli.public`.
+`download_file` resumes a hidden partial file and renames it onto the target only once it is complete, so an
+interrupted run never leaves a file that looks complete. `Manifest` is the JSON record of a cache directory (URL,
+size and SHA-256 of every file); a file counts as cached only when the manifest lists it and its size and SHA-256
+match. The HTTP client is urllib, on purpose (no dependency whose HTTP client changes across versions): see
+docs/stimuli.md, "Downloads".
 """
 
 from __future__ import annotations
@@ -51,15 +44,8 @@ CHUNK_SIZE = 1 << 16
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try: `attempts` per file, waiting ``backoff * 2**k`` seconds (at most `max_backoff`) in between.
-
-    Attributes:
-        attempts: tries per request, the first included.
-        backoff: first wait, in seconds; doubles each retry. A server's ``Retry-After`` is honoured up to
-            `max_backoff`.
-        max_backoff: longest wait, in seconds.
-        timeout: socket timeout per request, in seconds.
-    """
+    """How hard to try: `attempts` per request (the first included), waiting ``backoff * 2**k`` seconds (at most
+    `max_backoff`, which also caps a server's ``Retry-After``) in between; `timeout`: per request, in seconds."""
 
     attempts: int = 5
     backoff: float = 1.0
@@ -83,16 +69,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One cached file.
-
-    Attributes:
-        path: path relative to the cache directory, with ``/`` separators.
-        url: where it came from (``<archive url>#<member>`` for files extracted from an archive).
-        size: size in bytes.
-        sha256: SHA-256 of the content, hex.
-        source_checksum: the checksum the server published (e.g. ``"md5:..."``), when there was one.
-        downloaded_at: UTC time of the download, ISO 8601.
-    """
+    """One cached file: its path relative to the cache directory (``/`` separators), where it came from
+    (``<archive url>#<member>`` for files extracted from an archive), the checksum the server published, if any."""
 
     path: str
     url: str
@@ -101,20 +79,9 @@ class ManifestEntry:
     source_checksum: str | None = None
     downloaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ManifestEntry:
-        return cls(**data)
-
 
 class Manifest:
-    """The JSON manifest of a cache directory: URL, size and SHA-256 of every file downloaded into it.
-
-    Args:
-        cache_dir: the cache directory; the manifest is ``<cache_dir>/manifest.json``.
-    """
+    """The JSON manifest ``<cache_dir>/manifest.json``: URL, size and SHA-256 of every file downloaded into it."""
 
     def __init__(self, cache_dir: str | os.PathLike) -> None:
         self.cache_dir = Path(cache_dir)
@@ -126,7 +93,7 @@ class Manifest:
             return {}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            return {entry["path"]: ManifestEntry.from_dict(entry) for entry in data["files"]}
+            return {entry["path"]: ManifestEntry(**entry) for entry in data["files"]}
         except (ValueError, KeyError, TypeError) as error:
             logger.warning("ignoring unreadable stimulus manifest %s (%s); files will be fetched again",
                            self.path, error)
@@ -146,7 +113,7 @@ class Manifest:
     def record(self, entry: ManifestEntry) -> None:
         """Add or replace `entry` and save the manifest at once (atomically, merged with what is on disk)."""
         self.entries = {**self._read(), **self.entries, entry.path: entry}
-        files = [self.entries[path].to_dict() for path in sorted(self.entries)]
+        files = [asdict(self.entries[path]) for path in sorted(self.entries)]
         atomic_write_text(self.path, json.dumps({"version": 1, "files": files}, indent=1) + "\n")
 
 
@@ -183,12 +150,7 @@ def _request(url: str, *, headers: dict[str, str] | None = None, timeout: float)
 
 
 def fetch_json(url: str, *, retry: RetryPolicy = RetryPolicy()) -> Any:
-    """GET `url` and parse its JSON body, retrying transient failures.
-
-    Raises:
-        RemoteFileMissingError: HTTP 404 or 410.
-        DownloadError: other HTTP errors, a body that is not JSON, or no answer after `retry.attempts` tries.
-    """
+    """GET `url` and parse its JSON body, retrying transient failures (HTTP 404 or 410: RemoteFileMissingError)."""
     last_error: BaseException | None = None
     for attempt in range(retry.attempts):
         if attempt:
@@ -212,10 +174,6 @@ def fetch_json(url: str, *, retry: RetryPolicy = RetryPolicy()) -> Any:
             raise DownloadError(f"{url} did not return JSON ({error})") from None
     raise DownloadError(f"no answer from {url} after {retry.attempts} attempts ({last_error}); check the network "
                         "connection and the base URL")
-
-
-def _partial_path(destination: Path) -> Path:
-    return destination.with_name(f".{destination.name}{PARTIAL_SUFFIX}")
 
 
 class _RangeMismatch(Exception):
@@ -253,33 +211,16 @@ def download_file(
     validate: Callable[[bytes], str | None] | None = None,
     progress: tqdm | None = None,
 ) -> tuple[int, str]:
-    """Download `url` to `destination` through a resumable partial file, then rename it atomically.
+    """Download `url` to `destination` through a resumable ``.<name>.partial`` file beside it, then rename it
+    atomically once complete (docs/stimuli.md, "Downloads"); returns the file's (size in bytes, SHA-256 hex).
 
-    The body is written to ``.<name>.partial`` beside `destination`. A dropped connection, a timeout or a transient
-    HTTP status (408, 429, 5xx) is retried with exponential backoff, resuming from the partial file with a Range
-    request (a server that ignores Range sends the whole file again, which is handled). Only a complete file whose
-    size matches the announced length (and `expected_checksum`, if given) is moved onto `destination`.
-
-    Args:
-        url: what to download.
-        destination: where the complete file goes.
-        retry: attempts, backoff and timeout.
-        expected_checksum: ``"md5:<hex>"``, ``"sha256:<hex>"`` or a bare md5 hex, as servers publish them.
-        validate: called with the first bytes of the finished file; returns None when they are acceptable, else
-            the reason they are not (the file is then treated as missing, e.g. an HTML error page served as 200).
-        progress: a byte progress bar to advance, if any.
-
-    Returns:
-        (size in bytes, SHA-256 hex) of the downloaded file.
-
-    Raises:
-        RemoteFileMissingError: HTTP 404/410, or `validate` rejected the content.
-        DownloadError: another HTTP error, or no complete, verified file after `retry.attempts` attempts (the partial
-            file is kept; the next call resumes it).
+    `expected_checksum` is ``"md5:<hex>"``, ``"sha256:<hex>"`` or a bare md5 hex. `validate` gets the first bytes and
+    returns why they are not acceptable (the file is then missing, a RemoteFileMissingError like HTTP 404), or None.
+    A DownloadError after `retry.attempts` attempts keeps the partial file; the next call resumes it.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial_path(destination)
+    partial = destination.with_name(f".{destination.name}{PARTIAL_SUFFIX}")
     last_error: BaseException | str | None = None
     for attempt in range(retry.attempts):
         if attempt:

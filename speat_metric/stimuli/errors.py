@@ -32,12 +32,8 @@ class StimulusError(ValueError):
 
 
 class MissingStimuliError(StimulusError):
-    """Some stimuli of a request could not be found in the source.
-
-    Attributes:
-        missing: stimulus id -> why it is missing (e.g. ``"HTTP 404 from https://..."``).
-        source: short description of where they were looked for.
-    """
+    """Some stimuli of a request could not be found in the source: `missing` maps each stimulus id to why (e.g.
+    ``"HTTP 404 from https://..."``); `source` says where they were looked for."""
 
     def __init__(self, missing: Mapping[str, str], source: str, *, context: str = "") -> None:
         self.missing = dict(missing)
@@ -51,12 +47,8 @@ class MissingStimuliError(StimulusError):
 
 
 class UnreadableStimulusError(StimulusError):
-    """A stimulus's audio file is empty, not audio, or truncated (found before any model loads).
-
-    Attributes:
-        problem: the file, the stimulus and what is wrong with them, without the advice of the message (which names
-            ``--allow-missing``, an option of ``speat evaluate`` and the recipes only).
-    """
+    """A stimulus's audio file is empty, not audio, or truncated (found before any model loads); `problem` is the
+    message without its advice (``--allow-missing`` is an option of ``speat evaluate`` and the recipes only)."""
 
     def __init__(self, problem: str) -> None:
         super().__init__(f"{problem} (or add --allow-missing to go on without it)")
@@ -68,12 +60,8 @@ class DownloadError(StimulusError):
 
 
 class RemoteFileMissingError(DownloadError):
-    """The server says a file does not exist (HTTP 404/410), or serves something that is not the file.
-
-    Attributes:
-        url: the URL asked for.
-        reason: short generic reason, e.g. ``"HTTP 404"``.
-    """
+    """The server says a file does not exist (HTTP 404/410), or serves something that is not the file (`reason`, e.g.
+    ``"HTTP 404"``)."""
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = url

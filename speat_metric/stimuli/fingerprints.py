@@ -1,9 +1,8 @@
 """Which audio made a result: stimulus fingerprints, and the benchmark's reference they are compared with.
 
-`stimulus_fingerprint` hashes a test's clips per role (each role's sorted SHA-256s, and one SHA-256 over all four):
-one fingerprint means byte-identical audio in the same roles, whatever the files were called. `BenchmarkReference`
-holds the SpEAT benchmark's (``fingerprints.json`` on the Hub); `BenchmarkReference.differing` names the clips whose
-bytes differ, and results made from them are labelled ``stimuli-differ``.
+`stimulus_fingerprint` hashes a test's clips per role: one fingerprint means byte-identical audio in the same roles,
+whatever the files were called. `BenchmarkReference` holds the SpEAT benchmark's (``fingerprints.json`` on the Hub);
+results made from clips whose bytes differ from it are labelled ``stimuli-differ``.
 
 Example:
     >>> fingerprint = stimulus_fingerprint({"X": ["b" * 64, "a" * 64], "Y": ["c" * 64], "A": ["d" * 64],
@@ -39,11 +38,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def stimulus_fingerprint(sha256_by_role: Mapping[str, Iterable[str]]) -> dict[str, Any]:
-    """The fingerprint of a test's audio: ``{"test": SHA-256, "clips": {role: sorted SHA-256s}}``.
-
-    Raises:
-        ValueError: a role other than X, Y, A, B, or a value that is not a SHA-256 in hex.
-    """
+    """The fingerprint of a test's audio: ``{"test": SHA-256, "clips": {role: sorted SHA-256s}}``; a ValueError for a
+    role other than X, Y, A, B, or a value that is not a SHA-256 in hex."""
     clips = {}
     for role, hashes in sha256_by_role.items():
         if role not in ROLES:
@@ -52,9 +48,9 @@ def stimulus_fingerprint(sha256_by_role: Mapping[str, Iterable[str]]) -> dict[st
         bad = [value for value in clips[role] if not _SHA256.match(value)]
         if bad:
             raise ValueError(f"role {role}: {bad[0]!r} is not a SHA-256 (64 lowercase hex digits)")
-    canonical = json.dumps({role: clips.get(role, []) for role in ROLES}, separators=(",", ":"))
-    return {"test": hashlib.sha256(canonical.encode()).hexdigest(), "clips": {role: clips.get(role, []) for role in
-                                                                           ROLES}}
+    clips = {role: clips.get(role, []) for role in ROLES}
+    canonical = json.dumps(clips, separators=(",", ":"))
+    return {"test": hashlib.sha256(canonical.encode()).hexdigest(), "clips": clips}
 
 
 def rows_fingerprint(rows: Iterable[Any]) -> dict[str, Any]:
@@ -91,14 +87,8 @@ def benchmark_from_environment(value: str | None = None) -> str | None:
 
 @dataclass(frozen=True)
 class BenchmarkReference:
-    """The benchmark's record of the study's audio as first downloaded.
-
-    Attributes:
-        benchmark: the benchmark's dataset repository (``OWNER/NAME``).
-        revision: the commit it was read at (None before it is pushed).
-        tests: test id -> its fingerprint (`stimulus_fingerprint`'s ``test``).
-        clips: stimulus id -> the SHA-256 of its file.
-    """
+    """The benchmark's record of the study's audio as first downloaded: its dataset repository, the commit it was
+    read at (None before it is pushed), each test's fingerprint and each clip's SHA-256 by stimulus id."""
 
     benchmark: str
     revision: str | None
@@ -108,8 +98,8 @@ class BenchmarkReference:
     def differing(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """The stimulus ids of `rows` (``stimulus_id``, ``sha256``) whose bytes differ from the reference's; ids the
         reference does not list (custom or demo stimuli) are not compared."""
-        return sorted({_field(row, "stimulus_id") for row in rows if _field(row, "stimulus_id") in self.clips
-                       and self.clips[_field(row, "stimulus_id")] != _field(row, "sha256")})
+        pairs = ((_field(row, "stimulus_id"), _field(row, "sha256")) for row in rows)
+        return sorted({stimulus_id for stimulus_id, sha256 in pairs if self.clips.get(stimulus_id, sha256) != sha256})
 
     def comparison(self, test: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
         """What a record says of its audio against this reference: the benchmark, its revision, the test's reference
@@ -126,11 +116,7 @@ class BenchmarkReference:
 
     @classmethod
     def from_json(cls, text: str, *, benchmark: str, revision: str | None) -> BenchmarkReference:
-        """Read ``fingerprints.json`` of `benchmark` at `revision`.
-
-        Raises:
-            StimulusError: not a fingerprints file of this version.
-        """
+        """Read ``fingerprints.json`` of `benchmark` at `revision` (a StimulusError if it is not of this version)."""
         try:
             data = json.loads(text)
             if data.get("version") != REFERENCE_VERSION:
@@ -143,12 +129,8 @@ class BenchmarkReference:
 
 
 def load_reference(benchmark: str, *, token: str | None = None) -> BenchmarkReference:
-    """The reference of the benchmark `benchmark` on the Hub (``HF_ENDPOINT``), read at its current main commit.
-
-    Raises:
-        StimulusError: the Hub cannot be reached, has no such dataset, or the dataset is not a speat benchmark (no
-            ``fingerprints.json``); the message says which.
-    """
+    """The reference of the benchmark `benchmark` on the Hub (``HF_ENDPOINT``), read at its current main commit; a
+    StimulusError says if the Hub cannot be reached, has no such dataset, or it is not a speat benchmark."""
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 

@@ -1,18 +1,17 @@
 """Stimuli as typed records: a `StimulusSet` of `Stimulus` records (audio file, SHA-256, role, metadata) with its
 `StimulusProvenance`, which the pipeline consumes as they are; ``to_dataset()`` exports a ``datasets.Dataset``.
 
-`load_speat_test` gives all four roles of a test in one call; `load_accent_archive` and `load_morgan` give
-recordings of one corpus. Every loader takes a ``source`` (see `speat_metric.stimuli.sources.resolve_source`):
-``"demo"``, ``"speat"`` (public download through the cache), a directory, a Hub dataset id, or a source object.
-Missing stimuli raise `MissingStimuliError` listing them and how to obtain them, unless ``allow_missing=True``: then
-they are dropped and the provenance records them. The exported dataset's columns (`STIMULUS_FEATURES`) and
-``DatasetInfo`` (citation, licence, every file's checksum): docs/stimuli.md, "Datasets".
+`load_speat_test` gives all four roles of a test; `load_accent_archive` and `load_morgan` give recordings of one
+corpus. Every loader takes a ``source`` (`speat_metric.stimuli.sources.resolve_source`). Missing stimuli raise
+`MissingStimuliError`, unless ``allow_missing=True``: then they are dropped and the provenance records them.
+The exported dataset's columns and info: docs/stimuli.md, "Stimulus sets and datasets".
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +43,7 @@ from speat_metric.stimuli.selections import (
     demo_speat_test,
     get_speat_test,
     mess_clips,
-    mess_stimulus_id,
     saa_speakers,
-    saa_stimulus_id,
     selection_versions,
 )
 from speat_metric.stimuli.sources import (
@@ -114,18 +111,9 @@ class Stimulus:
 
 @dataclass(frozen=True)
 class StimulusProvenance:
-    """Where a set's stimuli come from, copied into every result made from them (`to_dict`).
-
-    Attributes:
-        test: the test's name (None for a corpus request); config: the set's name.
-        synthetic: the embedded demo set (a pipeline check, not a bias measurement).
-        source: kind and location (the Hub commit for Hub datasets).
-        selection_versions: the study's selection files used, with their hashes.
-        requested, loaded: stimuli asked for and found; group_sizes: per role, at load time.
-        dropped_ids, dropped_reasons: stimuli left out (``allow_missing``) and why.
-        unpaired_ids: paired stimuli whose partner was dropped.
-        definition: a custom test's file, its hash and each clip's file (None otherwise).
-    """
+    """Where a set's stimuli come from, copied into every result made from them (`to_dict`): the test (None for a
+    corpus request), the source, the selection files used, the stimuli requested, loaded, dropped (``allow_missing``,
+    with why) and left unpaired, and a custom test's file, its hash and each clip's file (`definition`)."""
 
     test: str | None
     config: str
@@ -151,14 +139,9 @@ class StimulusProvenance:
 
 @dataclass(frozen=True)
 class StimulusSet:
-    """The stimuli of one test or corpus request, in role order, with their provenance.
-
-    Attributes:
-        name: the test's name (``gender``, a custom test's) or the request's (``accent_archive``, ``morgan``).
-        stimuli: one `Stimulus` each.
-        provenance: where they come from.
-        description, citations, license: what the exported dataset's info says.
-    """
+    """The stimuli of one test (`name`: ``gender``, a custom test's) or corpus request (``accent_archive``,
+    ``morgan``), in role order, with their provenance; `description`, `citations` and `license` go to the exported
+    dataset's info."""
 
     name: str
     stimuli: tuple[Stimulus, ...]
@@ -203,28 +186,27 @@ class _Entry:
 
 
 def stimulus_refs(spec: SpeatTestSpec) -> list[StimulusRef]:
-    """The stimuli of a test as `StimulusRef` objects, in role order (X, Y, A, B).
-
-    Raises:
-        StimulusError: an id is neither ``saa/<name>`` nor ``mess/<code>`` and the test gives no file for it.
-    """
+    """The stimuli of a test as `StimulusRef` objects, in role order (X, Y, A, B); a StimulusError for an id that is
+    neither ``saa/<name>`` nor ``mess/<code>`` and has no file in the test."""
     files = dict(spec.files)
-    speakers = saa_speakers()
     refs = []
     for stimulus_id in spec.stimulus_ids:
         corpus, _, name = stimulus_id.partition("/")
         if stimulus_id in files:
             refs.append(StimulusRef(stimulus_id, "demo" if spec.synthetic else "custom", stimulus_id,
                                     path=files[stimulus_id]))
-        elif corpus == "saa" and name:
-            speaker = speakers.get(name)
-            refs.append(StimulusRef(stimulus_id, "saa", name, speaker.speaker_id if speaker else None))
-        elif corpus == "mess" and name:
-            refs.append(StimulusRef(stimulus_id, "mess", name))
+        elif corpus in ("saa", "mess") and name:
+            refs.append(_public_ref(corpus, name))
         else:
             raise StimulusError(f"test {spec.name!r}: stimulus {stimulus_id!r} has no audio file and is not a public "
                                 "stimulus (saa/<name> or mess/<code>); give its file with SpeatTestSpec.from_files")
     return refs
+
+
+def _public_ref(corpus: str, name: str) -> StimulusRef:
+    """A Speech Accent Archive recording (with the speakerid the selections expect) or a MESS clip."""
+    speaker = saa_speakers().get(name) if corpus == "saa" else None
+    return StimulusRef(f"{corpus}/{name}", corpus, name, speaker.speaker_id if speaker else None)
 
 
 def _metadata(ref: StimulusRef) -> dict[str, Any]:
@@ -242,14 +224,11 @@ def _metadata(ref: StimulusRef) -> dict[str, Any]:
 
 def _demo_metadata_columns(demo_dir: Path) -> dict[str, dict[str, Any]]:
     """Metadata columns of every clip of the demo set in `demo_dir`, by stimulus id (empty if there is none)."""
-    columns: dict[str, dict[str, Any]] = {}
     if not demo_available(demo_dir):
-        return columns
-    for row in demo_metadata(demo_dir):
-        values: dict[str, Any] = dict.fromkeys(_METADATA_COLUMNS)
-        values.update(speaker_id=row["voice"] or None, sex=row["sex"] or None, text=row["text"] or None)
-        columns[row["stimulus_id"]] = values
-    return columns
+        return {}
+    return {row["stimulus_id"]: {**dict.fromkeys(_METADATA_COLUMNS), "speaker_id": row["voice"] or None,
+                                 "sex": row["sex"] or None, "text": row["text"] or None}
+            for row in demo_metadata(demo_dir)}
 
 
 def _license(citations: Sequence[Citation], synthetic: bool) -> str:
@@ -300,10 +279,7 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
                     f"only {present} stimuli of group {group.role} ({group.name}) of {context} were found in {source}; "
                     "SpEAT needs at least 2 per group"
                 )
-    pair_sizes: dict[int, int] = {}
-    for entry in kept:
-        if entry.pair_id is not None:
-            pair_sizes[entry.pair_id] = pair_sizes.get(entry.pair_id, 0) + 1
+    pair_sizes = Counter(entry.pair_id for entry in kept if entry.pair_id is not None)
     unpaired = sorted(e.ref.stimulus_id for e in kept if e.pair_id is not None and pair_sizes[e.pair_id] < 2)
 
     stimuli = []
@@ -347,21 +323,13 @@ def load_speat_test(
 
     Args:
         test: ``"gender"``, ``"age"``, ``"native"``, or a `SpeatTestSpec` (e.g. from `SpeatTestSpec.from_files`:
-            its files are used as given; only its stimuli without a file, such as the study's attributes, are looked
-            up in the source).
-        source: ``"speat"`` (download the public stimuli into the cache), ``"demo"`` (the embedded SYNTHETIC set, a
-            pipeline check that needs no network), a directory, a Hub dataset id ``owner/name[@revision]``, or a
-            source object.
+            only its stimuli without a file, such as the study's attributes, are looked up in the source).
+        source: ``"speat"`` (download the public stimuli into `cache_dir`), ``"demo"`` (the embedded SYNTHETIC set,
+            a pipeline check), a directory, a Hub dataset id ``owner/name[@revision]``, or a source object.
         allow_missing: drop missing stimuli instead of raising; they are recorded in the provenance.
-        cache_dir: the stimulus cache for ``source="speat"``.
-        progress: show progress bars while downloading.
-
-    Returns:
-        One `Stimulus` per stimulus, in role order, and the set's provenance.
 
     Raises:
-        MissingStimuliError: stimuli are missing and `allow_missing` is False (the message lists them and how to get
-            them).
+        MissingStimuliError: stimuli are missing and `allow_missing` is False.
         StimulusError: an unknown test or source, an empty audio file, or a group left with fewer than 2 stimuli.
         DownloadError: a download failed for another reason than the file being absent.
 
@@ -413,22 +381,12 @@ def load_accent_archive(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> StimulusSet:
-    """Speech Accent Archive recordings, one each, with the speakers' metadata.
+    """Speech Accent Archive recordings, one each, with the speakers' metadata (``role``, ``group`` and ``test`` are
+    None: a speaker may serve in several tests). The other arguments are `load_speat_test`'s (not ``"demo"``).
 
     Args:
-        source: where the audio is (see `load_speat_test`); not ``"demo"``.
         names: recording names (e.g. ``["english102", "korean1"]``); default every recording of the three tests.
             Names outside the selections are allowed; their metadata columns are then None.
-        allow_missing: drop missing recordings instead of raising; they are recorded in the provenance.
-        cache_dir: the stimulus cache for ``source="speat"``.
-        progress: show progress bars while downloading.
-
-    Returns:
-        One row per recording (``role``, ``group`` and ``test`` are None: a speaker may serve in several tests).
-
-    Raises:
-        MissingStimuliError: recordings are missing and `allow_missing` is False.
-        StimulusError: a bad name or source, or an empty audio file.
     """
     source = resolve_source(source, cache_dir=cache_dir)
     _reject_demo(source, "Speech Accent Archive")
@@ -436,9 +394,7 @@ def load_accent_archive(
     bad = [name for name in chosen if not isinstance(name, str) or not name or "/" in name or name.endswith(".mp3")]
     if bad:
         raise StimulusError(f"recording names must be file stems like 'english102', got {bad!r}")
-    speakers = saa_speakers()
-    entries = [_Entry(StimulusRef(saa_stimulus_id(name), "saa", name,
-                                  speakers[name].speaker_id if name in speakers else None)) for name in chosen]
+    entries = [_Entry(_public_ref("saa", name)) for name in chosen]
     return _build(entries, source, spec=None, config_name="accent_archive",
                   description="Speech Accent Archive recordings of the English 'Please call Stella' paragraph, "
                   "as selected by the SpEAT study.", citations=(SPEAT_CITATION, SAA_CITATION),
@@ -453,23 +409,13 @@ def load_morgan(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> StimulusSet:
-    """Morgan Emotional Speech Set clips, one each, with talker, emotion, cue and mean valence rating.
+    """Morgan Emotional Speech Set clips, one each, with talker, emotion, cue and mean valence rating; clips of
+    SpEAT's attribute groups have ``role`` A or B, ``group`` pleasant or unpleasant and ``test`` ``"attributes"``.
+    The other arguments are `load_speat_test`'s (not ``"demo"``).
 
     Args:
-        source: where the audio is (see `load_speat_test`); not ``"demo"``.
-        codes: ``"attributes"`` (the 120 clips of SpEAT's pleasant A and unpleasant B groups), ``"all"`` (all
-            1,800 clips), or a list of clip codes such as ``["AF1M24"]``.
-        allow_missing: drop missing clips instead of raising; they are recorded in the provenance.
-        cache_dir: the stimulus cache for ``source="speat"``.
-        progress: show progress bars while downloading.
-
-    Returns:
-        One row per clip; clips of SpEAT's attribute groups have ``role`` A or B and ``group`` pleasant or
-        unpleasant (``test`` is ``"attributes"``: they serve all three tests).
-
-    Raises:
-        MissingStimuliError: clips are missing and `allow_missing` is False.
-        StimulusError: an unknown code or a bad source, or an empty audio file.
+        codes: ``"attributes"`` (the 120 clips of SpEAT's A and B groups), ``"all"`` (all 1,800 clips), or a list
+            of clip codes such as ``["AF1M24"]``.
     """
     source = resolve_source(source, cache_dir=cache_dir)
     _reject_demo(source, "Morgan Emotional Speech Set")
@@ -490,9 +436,9 @@ def load_morgan(
              **{s: ("B", unpleasant.name) for s in unpleasant.stimulus_ids}}
     entries = []
     for code in chosen:
-        stimulus_id = mess_stimulus_id(code)
-        role, group = roles.get(stimulus_id, (None, None))
-        entries.append(_Entry(StimulusRef(stimulus_id, "mess", code), "attributes" if role else None, role, group))
+        ref = _public_ref("mess", code)
+        role, group = roles.get(ref.stimulus_id, (None, None))
+        entries.append(_Entry(ref, "attributes" if role else None, role, group))
     return _build(entries, source, spec=None, config_name="morgan",
                   description="Morgan Emotional Speech Set clips with their mean listener valence ratings; SpEAT's "
                   "attributes are, per talker, the 10 highest-valence (pleasant, A) and 10 lowest (unpleasant, B).",
@@ -500,11 +446,8 @@ def load_morgan(
 
 
 def stimulus_provenance(stimuli: StimulusSet) -> dict[str, Any]:
-    """Where a set's stimuli come from, as records store it (`StimulusProvenance.to_dict`).
-
-    Raises:
-        StimulusError: `stimuli` is not a `StimulusSet` (an exported ``datasets.Dataset`` carries no provenance).
-    """
+    """Where a set's stimuli come from, as records store it (`StimulusProvenance.to_dict`); a StimulusError if
+    `stimuli` is not a `StimulusSet` (an exported ``datasets.Dataset`` carries no provenance)."""
     if not isinstance(stimuli, StimulusSet):
         raise StimulusError("this is not a set of stimuli made by load_speat_test, load_accent_archive or "
                             "load_morgan (an exported datasets.Dataset carries no provenance); load the stimuli with "

@@ -1,13 +1,10 @@
-"""The public locations of the stimuli, fetched into the stimulus cache.
+"""The public locations of the stimuli, fetched into the stimulus cache (`default_cache_dir`).
 
-`fetch_saa_recordings` downloads Speech Accent Archive recordings from ``{saa base}/<name>.mp3`` (default
-https://accent.gmu.edu/soundtracks); `fetch_mess_clips` takes Morgan Emotional Speech Set clips from the Zenodo
-records 3813437 and 7378320, one by one or extracted from a zip archive that is kept. Both base URLs can be set by
-argument or by ``SPEAT_SAA_BASE_URL`` and ``SPEAT_ZENODO_BASE_URL``. The cache is `default_cache_dir`
-(``$SPEAT_CACHE/stimuli``, else ``$HF_HOME/speat/stimuli``), laid out as ``saa/<name>.mp3``, ``mess/<code>_SCR.wav``
-and a ``manifest.json``; files that are cached are not requested again.
+`fetch_saa_recordings` downloads Speech Accent Archive recordings from ``{saa base}/<name>.mp3``;
+`fetch_mess_clips` takes Morgan Emotional Speech Set clips from Zenodo records, one by one or extracted from a zip
+archive that is kept. Files that are cached are not requested again.
 
-Details (the Zenodo API, the cache layout): docs/stimuli.md, "Public locations and cache".
+Details (the Zenodo API, the base URLs, the cache layout): docs/stimuli.md, "Public locations and cache".
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from speat_metric.stimuli.download import (
     CHUNK_SIZE,
     Manifest,
     ManifestEntry,
-        RetryPolicy,
+    RetryPolicy,
     audio_validator,
     download_file,
     fetch_json,
@@ -78,14 +75,8 @@ def _base_url(url: str | None, option: str, variable: str, default: str) -> str:
 
 @dataclass
 class FetchReport:
-    """What a fetch found: local files and their SHA-256 by key (SAA name or MESS code), and what is missing.
-
-    Attributes:
-        files: key -> local path.
-        sha256: key -> SHA-256 of the file.
-        missing: key -> why it is missing.
-        downloaded: keys fetched over the network by this call (the rest came from the cache).
-    """
+    """What a fetch found, by key (SAA name or MESS code): local files and their SHA-256, why the others are missing,
+    and the keys fetched over the network by this call (the rest came from the cache)."""
 
     files: dict[str, Path] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
@@ -99,17 +90,18 @@ class FetchReport:
             self.downloaded.append(key)
 
 
-def _use_cache(manifest: Manifest, keys: Iterable[str], relative: Callable[[str], str], report: FetchReport
-               ) -> list[str]:
-    """Report the keys already cached; return the others."""
-    todo = []
+def _use_cache(cache_dir: str | os.PathLike | None, keys: Iterable[str], relative: Callable[[str], str]
+               ) -> tuple[Path, Manifest, FetchReport, list[str]]:
+    """The cache, its manifest, a report of the keys already cached, and the other keys."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    manifest, report, todo = Manifest(cache), FetchReport(), []
     for key in keys:
         entry = manifest.cached(relative(key))
         if entry is None:
             todo.append(key)
         else:
             report.add(key, manifest.cache_dir / entry.path, entry.sha256, downloaded=False)
-    return todo
+    return cache, manifest, report, todo
 
 
 def fetch_saa_recordings(
@@ -121,29 +113,15 @@ def fetch_saa_recordings(
     progress: bool = True,
     keep_going: bool = False,
 ) -> FetchReport:
-    """Get Speech Accent Archive recordings ``<name>.mp3`` into the cache, downloading those not there yet.
-
-    Args:
-        names: recording names, e.g. ``["english102", "korean1"]``.
-        cache_dir: the stimulus cache (default `default_cache_dir`).
-        base_url: where ``<name>.mp3`` lives (default `saa_base_url`).
-        retry: attempts, backoff and timeout per file.
-        progress: show a progress bar.
-        keep_going: when the server cannot be reached, report the recordings not yet cached as missing (with the
-            reason) instead of raising.
-
-    Returns:
-        The report, keyed by name; names the server does not have are in `FetchReport.missing`.
+    """Get Speech Accent Archive recordings ``<name>.mp3`` (from `saa_base_url`) into the cache, downloading those not
+    there yet; names the server does not have are in `FetchReport.missing`.
 
     Raises:
         DownloadError: the server could not be reached or failed repeatedly (files fetched so far are kept), unless
-            `keep_going`.
+            `keep_going`: then the recordings not yet cached are reported missing, with the reason.
     """
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = saa_base_url(base_url)
-    manifest = Manifest(cache)
-    report = FetchReport()
-    todo = _use_cache(manifest, names, lambda name: f"saa/{name}.mp3", report)
+    cache, manifest, report, todo = _use_cache(cache_dir, names, lambda name: f"saa/{name}.mp3")
     with tqdm(total=len(todo), desc="Speech Accent Archive", unit="file", disable=not progress or not todo) as bar:
         for index, name in enumerate(todo):
             relative, url = f"saa/{name}.mp3", f"{base}/{quote(name)}.mp3"
@@ -177,15 +155,8 @@ class ZenodoFile:
 
 def list_zenodo_files(record_id: str, *, base_url: str | None = None, retry: RetryPolicy = RetryPolicy()
                       ) -> list[ZenodoFile]:
-    """The files of a Zenodo record, from ``GET {base}/api/records/{record_id}``.
-
-    Reads both the current Zenodo API (``files`` as a list, ``links.self`` or ``links.content`` ending in
-    ``/content``) and the ``files.entries`` form.
-
-    Raises:
-        RemoteFileMissingError: the record does not exist.
-        DownloadError: the API could not be reached or answered something else than a record.
-    """
+    """The files of a Zenodo record, from ``GET {base}/api/records/{record_id}`` (the current API's ``files`` list
+    or the ``files.entries`` form); RemoteFileMissingError if the record does not exist."""
     base = zenodo_base_url(base_url)
     url = f"{base}/api/records/{record_id}"
     data = fetch_json(url, retry=retry)
@@ -242,34 +213,15 @@ def fetch_mess_clips(
     progress: bool = True,
     keep_going: bool = False,
 ) -> FetchReport:
-    """Get Morgan Emotional Speech Set clips ``<code>_SCR.wav`` into the cache from the Zenodo records.
-
-    Records are tried in order until every clip is found: WAV files published individually are downloaded one by
-    one; zip archives are downloaded (kept in the cache, so that more clips can be extracted later without a new
-    download) and only the needed WAVs are extracted. Nothing is requested when every clip is cached.
-
-    Args:
-        codes: clip codes, e.g. ``["AF1M24", "SM3V02"]``.
-        cache_dir: the stimulus cache (default `default_cache_dir`).
-        base_url: the Zenodo server (default `zenodo_base_url`).
-        records: Zenodo record ids to look in.
-        retry: attempts, backoff and timeout per request.
-        progress: show progress bars.
-        keep_going: when Zenodo cannot be reached, report the clips not yet cached as missing (with the reason)
-            instead of raising.
-
-    Returns:
-        The report, keyed by code; clips in none of the records are in `FetchReport.missing`.
+    """Get Morgan Emotional Speech Set clips ``<code>_SCR.wav`` into the cache from the Zenodo `records`, singly or
+    from zip archives (docs/stimuli.md); clips in none of the records are in `FetchReport.missing`.
 
     Raises:
         DownloadError: Zenodo could not be reached or failed repeatedly, or an archive is corrupt (unless
-            `keep_going`).
+            `keep_going`: then the clips not yet cached are reported missing, with the reason).
     """
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     base = zenodo_base_url(base_url)
-    manifest = Manifest(cache)
-    report = FetchReport()
-    todo = _use_cache(manifest, codes, lambda code: f"mess/{code}_SCR.wav", report)
+    cache, manifest, report, todo = _use_cache(cache_dir, codes, lambda code: f"mess/{code}_SCR.wav")
     reason = f"in none of the Zenodo records {', '.join(records)} at {base}"
     for record_id in records:
         wanted = {f"{code}_SCR.wav": code for code in todo if code not in report.files}

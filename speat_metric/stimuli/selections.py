@@ -1,11 +1,8 @@
 """Which recordings make up each SpEAT group: the study's selections, shipped as package data, and typed tests.
 
-The CSV files in ``speat_metric/data/selections/`` are the selections of the original SpEAT study (Slaughter et al.
-2023, public repository isaacOnline/SpEAT), which Lin et al. (2024) follow: file names and metadata only, no audio.
-`get_speat_test` turns them into the three named tests ``gender``, ``age`` and ``native``: `SpeatTestSpec` records
-with the X, Y (targets) and A, B (attributes) groups, the matched pairs and the citations. `SpeatTestSpec.from_files`
-builds a test from the user's own audio files; `demo_speat_test` builds the same three tests from the embedded
-synthetic demo set (a pipeline check, not a bias measurement).
+`get_speat_test` turns the CSV files of ``speat_metric/data/selections/`` (the original SpEAT study's selections)
+into the tests ``gender``, ``age`` and ``native`` (`SpeatTestSpec`); `SpeatTestSpec.from_files` builds a test from
+the user's own audio files; `demo_speat_test` builds the three tests from the embedded synthetic demo set.
 
 Details (each CSV file and its groups): docs/stimuli.md, "Selections".
 """
@@ -18,7 +15,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -64,26 +61,12 @@ DEMO_COLUMNS = ("stimulus_id", "file_name", "test", "role", "group", "voice", "t
 
 @dataclass(frozen=True)
 class Citation:
-    """Where a selection or a corpus comes from.
-
-    Attributes:
-        key: BibTeX key.
-        text: one-line human-readable reference.
-        url: where to find it.
-        bibtex: the BibTeX entry.
-    """
+    """Where a selection or a corpus comes from: BibTeX key, one-line reference, URL and BibTeX entry."""
 
     key: str
     text: str
     url: str
     bibtex: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"key": self.key, "text": self.text, "url": self.url, "bibtex": self.bibtex}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, str]) -> Citation:
-        return cls(**data)
 
 
 SPEAT_CITATION = Citation(
@@ -120,16 +103,8 @@ MESS_CITATION = Citation(
 
 @dataclass(frozen=True)
 class SaaSpeaker:
-    """One Speech Accent Archive recording, as the selections describe it.
-
-    Attributes:
-        name: the archive's file stem (Kaggle's ``filename``), e.g. ``"english102"``.
-        speaker_id: the archive's ``speakerid``.
-        age: age at recording, in years (None when unknown).
-        sex: ``"female"`` or ``"male"``.
-        birthplace: e.g. ``"torrington, connecticut, usa"``.
-        native_language: e.g. ``"english"``.
-    """
+    """One Speech Accent Archive recording, as the selections describe it (`name`: the archive's file stem, e.g.
+    ``"english102"``; `speaker_id`: its ``speakerid``; `age` in years, None when unknown)."""
 
     name: str
     speaker_id: int
@@ -149,16 +124,8 @@ class SaaSpeaker:
 
 @dataclass(frozen=True)
 class MessClip:
-    """One Morgan Emotional Speech Set clip with its mean listener valence rating.
-
-    Attributes:
-        code: e.g. ``"AF1M24"``: emotion, talker sex, talker number, cue name, sentence number.
-        talker: e.g. ``"F1"``.
-        emotion: ``"A"``, ``"C"``, ``"H"`` or ``"S"`` (angry, calm, happy, sad; see `emotion_name`).
-        cue: ``"M"``, ``"T"`` or ``"V"`` (the sentence starts with Michael, Theo or Victor).
-        sentence: sentence number.
-        valence: mean listener valence rating, 0-100.
-    """
+    """One Morgan Emotional Speech Set clip (`code` e.g. ``"AF1M24"``, see `MESS_FILE_PATTERN`; `talker` e.g.
+    ``"F1"``) with its mean listener valence rating, 0-100."""
 
     code: str
     talker: str
@@ -186,14 +153,8 @@ class MessClip:
 
 @dataclass(frozen=True)
 class StimulusGroup:
-    """The stimuli playing one role in a test.
-
-    Attributes:
-        role: ``"X"``, ``"Y"`` (targets), ``"A"`` or ``"B"`` (attributes).
-        name: the group's name, e.g. ``"female"`` or ``"pleasant"``.
-        stimulus_ids: the stimuli, in a fixed order.
-        description: how the group was chosen.
-    """
+    """The stimuli playing one role (X, Y: targets; A, B: attributes) in a test, e.g. ``"female"`` or
+    ``"pleasant"``, in a fixed order, and how they were chosen."""
 
     role: str
     name: str
@@ -204,12 +165,7 @@ class StimulusGroup:
         return len(self.stimulus_ids)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "name": self.name, "stimulus_ids": list(self.stimulus_ids),
-                "description": self.description}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StimulusGroup:
-        return cls(data["role"], data["name"], tuple(data["stimulus_ids"]), data.get("description", ""))
+        return {**asdict(self), "stimulus_ids": list(self.stimulus_ids)}
 
 
 @dataclass(frozen=True)
@@ -217,23 +173,15 @@ class SpeatTestSpec:
     """A SpEAT test: two target groups X and Y, two attribute groups A and B, and where they come from.
 
     Attributes:
-        name: e.g. ``"gender"``.
-        description: what the test measures.
-        x: first target group (positive d: X sits closer to A than Y does).
-        y: second target group.
-        a: first attribute group (pleasant in the study's tests).
-        b: second attribute group.
+        x, y, a, b: the groups (positive d: X sits closer to A than Y does; A is pleasant in the study's tests).
         pairs: matched (X id, Y id) pairs, each stimulus in at most one pair; empty when unmatched.
-        citations: where the selections and the corpora come from.
         files: (stimulus id, audio path) for tests over the user's own files or the demo set; empty for tests whose
             audio comes from a source (download, local directory, Hub dataset).
         synthetic: True for the embedded demo set: a pipeline check, not a bias measurement.
-        definition_file: for a custom test read from a JSON file (`load_custom_test`), that file as given.
-        definition_sha256: the SHA-256 of that file's bytes.
+        definition_file, definition_sha256: a custom test's JSON file (`load_custom_test`) as given, and its hash.
 
     Raises:
-        StimulusError: a role is wrong, a group has fewer than 2 stimuli, a stimulus is in two groups of the test,
-            or a pair does not join one X and one Y stimulus.
+        StimulusError: the groups or pairs are invalid (a wrong role, fewer than 2 stimuli, a stimulus in two groups).
     """
 
     name: str
@@ -316,17 +264,18 @@ class SpeatTestSpec:
             "name": self.name, "description": self.description,
             "groups": [group.to_dict() for group in self.groups],
             "pairs": [list(pair) for pair in self.pairs],
-            "citations": [citation.to_dict() for citation in self.citations],
+            "citations": [asdict(citation) for citation in self.citations],
             "files": dict(self.files), "synthetic": self.synthetic,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SpeatTestSpec:
-        x, y, a, b = (StimulusGroup.from_dict(group) for group in data["groups"])
+        x, y, a, b = (StimulusGroup(g["role"], g["name"], tuple(g["stimulus_ids"]), g.get("description", ""))
+                      for g in data["groups"])
         return cls(
             name=data["name"], description=data["description"], x=x, y=y, a=a, b=b,
             pairs=tuple(tuple(pair) for pair in data.get("pairs", ())),
-            citations=tuple(Citation.from_dict(c) for c in data.get("citations", ())),
+            citations=tuple(Citation(**c) for c in data.get("citations", ())),
             files=tuple(dict(data.get("files", {})).items()), synthetic=bool(data.get("synthetic", False)),
         )
 
@@ -343,21 +292,13 @@ class SpeatTestSpec:
         pairs: Iterable[tuple[str, str]] = (),
         description: str = "",
     ) -> SpeatTestSpec:
-        """A test over your own audio files.
+        """A test over your own audio files (`speat_metric.stimuli.load_speat_test` turns it into a set).
 
         Args:
-            name: the test's name.
             x, y, a, b: the audio files of each group: a list of paths (ids become ``custom/<file stem>``) or a
-                mapping of stimulus id to path. Leave out `a` and `b` to use the study's attributes (the Morgan
-                Emotional Speech Set clips of SpEAT's pleasant and unpleasant groups, fetched from the source
-                `load_speat_test` is given).
-            group_names: names of the X, Y, A and B groups, e.g. ``("female", "male", "pleasant", "unpleasant")``;
-                the study's attributes keep their names (pleasant, unpleasant).
-            pairs: matched (X id, Y id) pairs, if the design is matched.
-            description: what the test measures.
-
-        Returns:
-            The test; `speat_metric.stimuli.load_speat_test` turns it into a dataset.
+                mapping of stimulus id to path. Leave out `a` and `b` to use the study's attributes (the MESS clips
+                of SpEAT's pleasant and unpleasant groups, which keep their names, from `load_speat_test`'s source).
+            group_names: names of the X, Y, A and B groups, e.g. ``("female", "male", "pleasant", "unpleasant")``.
 
         Raises:
             StimulusError: a file does not exist, two files share a stem, or the groups are invalid (see the class).
@@ -421,19 +362,8 @@ def mess_stimulus_id(code: str) -> str:
 
 
 def read_csv_rows(path: Path, required: Sequence[str], *, layout: str) -> list[dict[str, str]]:
-    """Read a CSV file whose header must contain `required`; raise a StimulusError naming what is missing.
-
-    Args:
-        path: the CSV file.
-        required: column names the layout needs.
-        layout: name of the layout, for the error message.
-
-    Returns:
-        The rows as dicts of column -> text.
-
-    Raises:
-        StimulusError: the file has no header or lacks some of the `required` columns.
-    """
+    """The rows (column -> stripped text) of a CSV file whose header must contain `required`; a StimulusError names
+    what is missing, and the `layout` expected."""
     with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.DictReader(file)
         columns = [column.strip() for column in reader.fieldnames or []]
@@ -444,10 +374,6 @@ def read_csv_rows(path: Path, required: Sequence[str], *, layout: str) -> list[d
                 f"{', '.join(missing)} (found {', '.join(columns) or 'no header'})"
             )
         return [{(key or "").strip(): (value or "").strip() for key, value in row.items()} for row in reader]
-
-
-def _optional_float(text: str) -> float | None:
-    return float(text) if text not in ("", "nan", "NaN") else None
 
 
 _SAA_COLUMNS = ("id", "name", "birth_place", "native_language", "age", "sex")
@@ -462,16 +388,14 @@ def _saa_selection(file_name: str) -> tuple[dict[str, str], ...]:
 
 @functools.cache
 def saa_speakers() -> Mapping[str, SaaSpeaker]:
-    """Every Speech Accent Archive recording used by the three tests, by name (about 300).
-
-    Raises:
-        StimulusError: two selection files disagree about a speaker (the package data is damaged).
-    """
+    """Every Speech Accent Archive recording used by the three tests, by name (about 300); a StimulusError if two
+    selection files disagree about a speaker (the package data is damaged)."""
     speakers: dict[str, SaaSpeaker] = {}
     for file_name in (GENDER_FILE, AGE_FILE, NATIVE_FILE):
         for row in _saa_selection(file_name):
-            speaker = SaaSpeaker(name=row["name"], speaker_id=int(row["id"]), age=_optional_float(row["age"]),
-                                 sex=row["sex"], birthplace=row["birth_place"], native_language=row["native_language"])
+            age = float(row["age"]) if row["age"] not in ("", "nan", "NaN") else None
+            speaker = SaaSpeaker(row["name"], int(row["id"]), age, row["sex"], row["birth_place"],
+                                 row["native_language"])
             if speakers.setdefault(speaker.name, speaker) != speaker:
                 raise StimulusError(
                     f"selection files disagree about SAA speaker {speaker.name!r}: {speakers[speaker.name]} vs "
@@ -532,16 +456,7 @@ def _target_test(name: str, file_name: str, is_x: _RowTest, description: str, ru
 
 @functools.cache
 def get_speat_test(name: str) -> SpeatTestSpec:
-    """One of the study's three tests: ``"gender"``, ``"age"`` or ``"native"``.
-
-    Args:
-        name: the test's name.
-
-    Returns:
-        The test with its groups, pairs and citations.
-
-    Raises:
-        StimulusError: `name` is not one of the three tests.
+    """One of the study's three tests, ``"gender"``, ``"age"`` or ``"native"``, with its groups, pairs and citations.
 
     Example:
         >>> spec = get_speat_test("age")
@@ -596,14 +511,7 @@ def demo_available(demo_dir: str | os.PathLike = DEMO_DIR) -> bool:
 
 
 def demo_metadata(demo_dir: str | os.PathLike = DEMO_DIR) -> tuple[dict[str, str], ...]:
-    """The rows of a demo set's ``metadata.csv`` (a synthetic pipeline check, not a bias measurement).
-
-    Args:
-        demo_dir: the demo set's directory (default the embedded one, ``speat_metric/data/demo``).
-
-    Raises:
-        StimulusError: the demo set is not there or its metadata lacks a column.
-    """
+    """The rows of a demo set's ``metadata.csv``; a StimulusError if it is not there or lacks a column."""
     return _demo_metadata(Path(demo_dir).resolve())
 
 
@@ -620,13 +528,6 @@ def demo_speat_test(name: str, *, demo_dir: str | os.PathLike = DEMO_DIR) -> Spe
 
     Targets are the demo clips with ``test == name``; attributes are the clips with ``test == "attributes"``, shared
     by the three tests as MESS is in the real design.
-
-    Args:
-        name: ``"gender"``, ``"age"`` or ``"native"``.
-        demo_dir: the demo set's directory (default the embedded one).
-
-    Raises:
-        StimulusError: `name` is not a test of the demo set, or the demo set is missing or malformed.
     """
     if name not in TEST_NAMES:
         raise StimulusError(f"unknown SpEAT test {name!r}: the demo set has {', '.join(TEST_NAMES)}")

@@ -1,11 +1,9 @@
 """Where the audio of the stimuli comes from: the demo set, a local directory, the public download, a Hub dataset.
 
 A source (`StimulusSource`) turns a list of `StimulusRef` (which stimuli are wanted) into a `Resolution` (local
-files, and why each absent one is absent). `resolve_source` maps the strings of the CLI's ``--stimuli`` option to a
-source: ``demo`` (`DemoSource`, the embedded synthetic set), ``speat`` (`DownloadSource`, the public locations into
-the cache), a directory (`LocalDirectorySource`: the Kaggle snapshot of the Speech Accent Archive, flat folders of
-recordings, the MESS folder or the cache's layout, in any mix), or a Hugging Face Hub dataset id
-``owner/name[@revision]`` (`HubSource`).
+files, and why each absent one is absent). `resolve_source` maps the CLI's ``--stimuli`` strings to a source:
+``demo`` (`DemoSource`), ``speat`` (`DownloadSource`), a directory (`LocalDirectorySource`) or a Hugging Face Hub
+dataset id ``owner/name[@revision]`` (`HubSource`).
 
 Details (the layouts, the Kaggle checks, Hub downloads): docs/stimuli.md, "Sources".
 """
@@ -43,15 +41,9 @@ _REPO_ID = re.compile(r"^(?:hf://datasets/)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)
 
 @dataclass(frozen=True)
 class StimulusRef:
-    """One wanted stimulus.
-
-    Attributes:
-        stimulus_id: stable id, e.g. ``saa/english102``, ``mess/AF1M24``, ``demo-gender-female-01``.
-        corpus: ``"saa"``, ``"mess"``, ``"demo"`` or ``"custom"``.
-        name: SAA recording name or MESS clip code (the id for demo and custom stimuli).
-        speaker_id: the SAA ``speakerid`` the selection expects, checked against Kaggle metadata.
-        path: the audio file, for stimuli that come with one (demo set, custom tests).
-    """
+    """One wanted stimulus of a corpus (``"saa"``, ``"mess"``, ``"demo"`` or ``"custom"``): `name` is the SAA
+    recording name or MESS clip code (the id otherwise), `speaker_id` the SAA ``speakerid`` the selection expects
+    (checked against Kaggle metadata), `path` the audio file of stimuli that come with one (demo set, custom tests)."""
 
     stimulus_id: str
     corpus: str
@@ -71,14 +63,8 @@ class StimulusRef:
 
 @dataclass
 class Resolution:
-    """The outcome of `StimulusSource.resolve`.
-
-    Attributes:
-        files: stimulus id -> local audio file.
-        sha256: stimulus id -> SHA-256 of the file, where the source already knows it (e.g. from its manifest).
-        missing: stimulus id -> why it is absent.
-        details: facts for the provenance, e.g. the Hub commit that was read.
-    """
+    """The outcome of `StimulusSource.resolve`, by stimulus id: the local audio files, their SHA-256 where the
+    source already knows it (from its manifest), why the others are absent; and `details` for the provenance."""
 
     files: dict[str, Path] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
@@ -104,28 +90,34 @@ class StimulusSource(abc.ABC):
         return f"{self.kind} source ({details})" if details else f"{self.kind} source"
 
 
-def _resolve_given_paths(refs: Sequence[StimulusRef], resolution: Resolution) -> list[StimulusRef]:
-    """Resolve the refs that carry their own file; return the others."""
-    others = []
+def _resolve_given_paths(refs: Sequence[StimulusRef], resolution: Resolution,
+                         absent: str = "not a stimulus of the public corpora") -> list[StimulusRef]:
+    """Resolve the refs that carry their own file, mark the others outside the public corpora `absent`, and return
+    the public ones (SAA recordings and MESS clips)."""
+    public = []
     for ref in refs:
-        if ref.path is None:
-            others.append(ref)
-        elif Path(ref.path).is_file():
-            resolution.files[ref.stimulus_id] = Path(ref.path)
+        if ref.path is not None:
+            if Path(ref.path).is_file():
+                resolution.files[ref.stimulus_id] = Path(ref.path)
+            else:
+                resolution.missing[ref.stimulus_id] = "audio file does not exist"
+        elif ref.corpus in ("saa", "mess"):
+            public.append(ref)
         else:
-            resolution.missing[ref.stimulus_id] = "audio file does not exist"
-    return others
+            resolution.missing[ref.stimulus_id] = absent
+    return public
 
 
 class FileListSource(StimulusSource):
     """Stimuli that come with their own files (tests made with `SpeatTestSpec.from_files`)."""
 
     kind = "files"
+    absent = "no audio file was given for it"
 
     def resolve(self, refs: Sequence[StimulusRef], *, progress: bool = True) -> Resolution:
         resolution = Resolution()
-        for ref in _resolve_given_paths(refs, resolution):
-            resolution.missing[ref.stimulus_id] = "no audio file was given for it"
+        for ref in _resolve_given_paths(refs, resolution, self.absent):
+            resolution.missing[ref.stimulus_id] = self.absent
         return resolution
 
     def describe(self) -> dict[str, Any]:
@@ -133,22 +125,13 @@ class FileListSource(StimulusSource):
 
 
 class DemoSource(FileListSource):
-    """The synthetic demo set: a pipeline check that works offline, NOT a bias measurement.
-
-    Args:
-        path: the demo set's directory (default the embedded one, ``speat_metric/data/demo``).
-    """
+    """The synthetic demo set in `path` (default the embedded one): a pipeline check, NOT a bias measurement."""
 
     kind = "demo"
+    absent = "the demo set holds only synthetic clips, not the public corpora"
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else DEMO_DIR
-
-    def resolve(self, refs: Sequence[StimulusRef], *, progress: bool = True) -> Resolution:
-        resolution = Resolution()
-        for ref in _resolve_given_paths(refs, resolution):
-            resolution.missing[ref.stimulus_id] = "the demo set holds only synthetic clips, not the public corpora"
-        return resolution
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "synthetic": True, "path": str(self.path),
@@ -173,17 +156,9 @@ class _KaggleRow:
 
 
 class LocalDirectorySource(StimulusSource):
-    """A directory holding stimuli in one of the known layouts (see the module docstring).
-
-    Args:
-        path: the directory.
-        metadata: a Kaggle-layout ``speakers_all.csv`` to check SAA recordings against; by default the first
-            ``speakers_all.csv`` found in the directory, if any.
-        label: how messages name the directory (default its path).
-
-    Raises:
-        StimulusError: `path` is not a directory.
-    """
+    """A directory holding stimuli in the known layouts, in any mix (docs/stimuli.md, "Sources"); `metadata` is a
+    Kaggle-layout ``speakers_all.csv`` to check SAA recordings against (default the first one in the directory, if
+    any), `label` how messages name the directory (default its path)."""
 
     kind = "local"
 
@@ -230,9 +205,6 @@ class LocalDirectorySource(StimulusSource):
         index = _walk_files(self.path)
         kaggle = self._kaggle_rows(index) if any(ref.corpus == "saa" for ref in refs) else None
         for ref in _resolve_given_paths(refs, resolution):
-            if ref.corpus not in ("saa", "mess"):
-                resolution.missing[ref.stimulus_id] = "not a stimulus of the public corpora"
-                continue
             if ref.corpus == "saa" and kaggle is not None:
                 problem = self._check_kaggle(ref, *kaggle)
                 if problem:
@@ -247,17 +219,9 @@ class LocalDirectorySource(StimulusSource):
 
 
 class DownloadSource(StimulusSource):
-    """The public locations (accent.gmu.edu, Zenodo), through the stimulus cache (see `speat_metric.stimuli.public`).
-
-    Args:
-        cache_dir: the stimulus cache (default ``$SPEAT_CACHE/stimuli`` or ``$HF_HOME/speat/stimuli``).
-        saa_base_url: where ``<name>.mp3`` lives (default ``$SPEAT_SAA_BASE_URL`` or accent.gmu.edu/soundtracks).
-        zenodo_base_url: the Zenodo server (default ``$SPEAT_ZENODO_BASE_URL`` or https://zenodo.org).
-        zenodo_records: the MESS records to look in.
-        retry: attempts, backoff and timeout per request.
-        keep_going: a server that cannot be reached leaves its stimuli missing (with the reason) instead of
-            raising a DownloadError (``speat stimuli download`` uses it to print what is cached and missing).
-    """
+    """The public locations (accent.gmu.edu, Zenodo), through the stimulus cache (`speat_metric.stimuli.public`);
+    with `keep_going`, a server that cannot be reached leaves its stimuli missing (with the reason) instead of raising
+    a DownloadError (``speat stimuli download`` uses it to print what is cached and missing)."""
 
     kind = "download"
 
@@ -281,9 +245,6 @@ class DownloadSource(StimulusSource):
         rest = _resolve_given_paths(refs, resolution)
         saa = {ref.name: ref.stimulus_id for ref in rest if ref.corpus == "saa"}
         mess = {ref.name: ref.stimulus_id for ref in rest if ref.corpus == "mess"}
-        for ref in rest:
-            if ref.corpus not in ("saa", "mess"):
-                resolution.missing[ref.stimulus_id] = "not a stimulus of the public corpora"
         reports = []
         if saa:
             reports.append((saa, fetch_saa_recordings(list(saa), cache_dir=self.cache_dir,
@@ -310,15 +271,9 @@ class _SilentTqdm(tqdm):
 
 
 class HubSource(StimulusSource):
-    """A Hugging Face Hub dataset repository holding the stimulus files (see the module docstring for layouts).
-
-    Args:
-        repo_id: ``owner/name`` of the dataset repository.
-        revision: branch, tag or commit (default the default branch); the commit actually read is recorded.
-        cache_dir: the Hub cache (default huggingface_hub's, ``$HF_HUB_CACHE``).
-        endpoint: the Hub server (default ``$HF_ENDPOINT`` or https://huggingface.co).
-        token: a Hub token for private repositories (default huggingface_hub's: ``$HF_TOKEN`` or the saved login).
-    """
+    """A Hugging Face Hub dataset repository ``owner/name`` holding the stimulus files in the layouts of a directory,
+    read at `revision` (default the default branch; the commit read is recorded); `cache_dir`, `endpoint` and `token`
+    are huggingface_hub's (default ``$HF_HUB_CACHE``, ``$HF_ENDPOINT``, ``$HF_TOKEN`` or the saved login)."""
 
     kind = "hub"
 
@@ -393,20 +348,12 @@ class HubSource(StimulusSource):
 
 def resolve_source(spec: str | os.PathLike | StimulusSource, *, cache_dir: str | os.PathLike | None = None
                    ) -> StimulusSource:
-    """Turn a ``--stimuli`` value into a source.
+    """Turn a ``--stimuli`` value into a source (a `StimulusSource` is returned as is).
 
     Args:
-        spec: ``"demo"`` (embedded synthetic set), ``"speat"`` (download from the public locations into the cache),
-            an existing directory, or a Hub dataset id ``owner/name`` or ``owner/name@revision`` (also
+        spec: ``"demo"`` (embedded synthetic set), ``"speat"`` (download from the public locations into
+            `cache_dir`), an existing directory, or a Hub dataset id ``owner/name`` or ``owner/name@revision`` (also
             ``hf://datasets/owner/name@revision``). An existing directory wins over a Hub id of the same spelling.
-            A `StimulusSource` is returned as is.
-        cache_dir: the stimulus cache for ``"speat"`` (default `speat_metric.stimuli.public.default_cache_dir`).
-
-    Returns:
-        The source.
-
-    Raises:
-        StimulusError: `spec` is none of these.
 
     Example:
         >>> resolve_source("demo").kind, resolve_source("speat-org/saa-mess@v1").revision
