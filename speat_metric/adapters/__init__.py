@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from speat_metric.adapters.base import EncoderOutput, ModelLoadError, SpeechEncoder, torch_dtype
-from speat_metric.adapters.preflight import ModelCheck
+from speat_metric.adapters.preflight import ModelCheck, check_model
 from speat_metric.model_spec import ModelSpec
 
 __all__ = ["EncoderOutput", "ModelLoadError", "ModelSpec", "SpeechEncoder", "load_encoder"]
@@ -24,7 +24,6 @@ def load_encoder(model: str | ModelCheck, *, revision: str | None = None, device
     Args:
         model: a `ModelCheck`, or a model string (checked first).
         revision: Hub revision, for a transformers model string.
-        device: torch device.
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         mean_std_path: the MelHuBERT authors' mean/std ``.npy`` for ``melhubert:`` and ``random:melhubert-*``.
         profile: the extraction profile (`speat_metric.profiles`): ``hf`` (default), ``speat2023`` or ``s3prl``.
@@ -34,7 +33,6 @@ def load_encoder(model: str | ModelCheck, *, revision: str | None = None, device
         ModelLoadError: the model cannot be found or is not a speech encoder.
         ValueError: an unknown profile, or one that defines no layers for the model's type.
     """
-    from speat_metric.adapters.preflight import check_model
     from speat_metric.profiles import get_profile
 
     check = model if isinstance(model, ModelCheck) else check_model(model, revision=revision)
@@ -89,10 +87,8 @@ def checkpoint_series(model: str | ModelSpec) -> list[tuple[str, dict]] | None:
             and any(directory.glob("*.ckpt")):
         spec = ModelSpec.parse(f"melhubert:{directory}")  # `speat prune` of MelHuBERT saves checkpoint-<step>.ckpt
     files = spec.kind != "transformers"
-    if files:
-        members = [member for member in directory.iterdir() if member.suffix in (".ckpt", ".pt", ".pth")]
-    else:
-        members = [member for member in directory.iterdir() if (member / "config.json").is_file()]
+    members = [member for member in directory.iterdir()
+               if (member.suffix in (".ckpt", ".pt", ".pth") if files else (member / "config.json").is_file())]
     if not members:
         return None
 

@@ -71,9 +71,10 @@ class SpeechEncoder(abc.ABC):
 
 
 def pad_batch(waveforms: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad waveforms with zeros to (batch, samples), with a (batch, samples) bool mask of the real samples."""
+    """Right-pad waveforms (or (frames, dim) features) with zeros to (batch, samples[, dim]) float32, with a
+    (batch, samples) bool mask of the real samples."""
     lengths = [len(waveform) for waveform in waveforms]
-    batch = torch.zeros(len(waveforms), max(lengths), dtype=torch.float32)
+    batch = torch.zeros(len(waveforms), max(lengths), *np.shape(waveforms[0])[1:], dtype=torch.float32)
     mask = torch.zeros(len(waveforms), max(lengths), dtype=torch.bool)
     for row, waveform in enumerate(waveforms):
         batch[row, : len(waveform)] = torch.as_tensor(waveform, dtype=torch.float32)
@@ -85,6 +86,26 @@ def frames_mask(num_frames: Iterable[int], total_frames: int) -> torch.Tensor:
     """A (batch, total_frames) bool mask whose row i is True for its first num_frames[i] frames."""
     counts = torch.as_tensor(list(num_frames), dtype=torch.long)
     return torch.arange(total_frames)[None, :] < counts[:, None]
+
+
+def join_windows(layers: Sequence[Sequence[torch.Tensor]], valid: Sequence[int], owners: Sequence[int],
+                 count: int) -> EncoderOutput:
+    """Concatenate, for each of `count` clips, the first `valid` frames of each window it owns (`owners`, in order).
+
+    `layers` holds per layer the windows' (frames, dim) features (a (windows, frames, dim) tensor or a list); the
+    result is zero-padded, on the device and in the dtype of `layers`.
+    """
+    per_clip_frames = [sum(frames for frames, owner in zip(valid, owners) if owner == index) for index in range(count)]
+    total = max(per_clip_frames)
+    hidden_states = []
+    for layer in layers:
+        stacked = layer[0].new_zeros(count, total, layer[0].shape[-1])
+        filled = [0] * count
+        for window, owner, frames in zip(layer, owners, valid):
+            stacked[owner, filled[owner]:filled[owner] + frames] = window[:frames]
+            filled[owner] += frames
+        hidden_states.append(stacked)
+    return EncoderOutput(hidden_states, frames_mask(per_clip_frames, total).to(layers[0][0].device))
 
 
 def padding_is_harmless(encoder: SpeechEncoder, *, tolerance: float = 1e-4) -> bool:

@@ -19,16 +19,10 @@ from speat_metric.adapters.base import ModelLoadError
 def load_torch_checkpoint(path: str | Path, *, kind: str, trust_checkpoint: bool = False) -> Any:
     """Read a ``torch.save`` file on the CPU, refusing arbitrary pickled code unless told to trust the file.
 
-    Released research checkpoints often pickle an ``argparse.Namespace`` of training arguments; that class is
-    allowed. Anything else outside torch's safe list needs ``trust_checkpoint=True``.
-
-    Args:
-        path: the checkpoint file.
-        kind: model family for messages, e.g. ``"MelHuBERT"``.
-        trust_checkpoint: load with ``weights_only=False`` (runs the file's pickled code: only for trusted files).
-
-    Returns:
-        Whatever object the file holds.
+    Released research checkpoints often pickle an ``argparse.Namespace`` of training arguments (or paths); those
+    classes are allowed. Anything else outside torch's safe list needs ``trust_checkpoint=True``, which loads with
+    ``weights_only=False`` and so runs the file's pickled code: only for trusted files. `kind` names the model family
+    in messages, e.g. ``"MelHuBERT"``.
 
     Raises:
         ModelLoadError: the file is missing, unreadable, or needs `trust_checkpoint`.
@@ -69,11 +63,8 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *
     missing = set(expected) - set(state_dict)
     unexpected = set(state_dict) - set(expected)
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {describe_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {describe_keys(unexpected)}")
+        found = (("missing", missing), ("unexpected", unexpected))
+        parts = [f"{label} keys: {describe_keys(keys)}" for label, keys in found if keys]
         raise ModelLoadError(f"{str(path)!r} is not a {kind} checkpoint this adapter can read ({'; '.join(parts)}). "
                              f"Check that the file is a released {kind} checkpoint.")
     for key, tensor in expected.items():

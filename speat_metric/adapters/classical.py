@@ -3,11 +3,8 @@
 Each feature comes from `speat_metric.features` with S3PRL's defaults (see that module): ``"stft"``
 (`stft_magnitude`), ``"spectrogram"`` (`log_power_spectrogram`), ``"mel_spectrogram"`` (`log_mel_spectrogram`)
 and ``"mfcc"`` (`mfcc`, with deltas of order 1 and 2 appended as S3PRL does). Features are computed clip by clip,
-so padding never changes a clip's frames.
-
-S3PRL also applies per-utterance CMVN. It is off here by default: CMVN makes every dimension average to zero over
-the clip, and SpEAT pools by averaging over time, so every embedding would be a zero vector up to rounding and
-the cosine similarities would measure float noise. Pass ``cmvn=True`` to reproduce S3PRL's features exactly.
+so padding never changes a clip's frames. S3PRL's per-utterance CMVN is off by default (``cmvn=True`` turns it
+on): SpEAT averages over time, so every embedding would be a zero vector up to rounding (docs/adapters.md).
 """
 
 from __future__ import annotations
@@ -18,10 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from speat_metric import features
-from speat_metric.adapters.base import SAMPLING_RATE, EncoderOutput, ModelDescription, SpeechEncoder, frames_mask
+from speat_metric.adapters.base import SAMPLING_RATE, EncoderOutput, ModelDescription, SpeechEncoder, pad_batch
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +60,8 @@ class ClassicalFeatureEncoder(SpeechEncoder):
 
     supports_padding = True
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        delta_order: int | None = None,
-        delta_win_length: int = 5,
-        cmvn: bool = False,
-        feature_options: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, name: str, *, delta_order: int | None = None, delta_win_length: int = 5, cmvn: bool = False,
+                 feature_options: Mapping[str, Any] | None = None) -> None:
         if name not in _FEATURE_FUNCTIONS:
             raise ValueError(f"unknown classical feature {name!r}; choose one of {', '.join(CLASSICAL_FEATURES)}")
         self._function = _FEATURE_FUNCTIONS[name]
@@ -85,18 +74,14 @@ class ClassicalFeatureEncoder(SpeechEncoder):
         self.delta_win_length = delta_win_length
         self.cmvn = cmvn
         if cmvn:
-            logger.warning(
-                "%s with per-clip CMVN: every time-averaged embedding is zero up to rounding, so SpEAT on "
-                "mean-pooled features measures float noise", name,
-            )
+            logger.warning("%s with per-clip CMVN: every time-averaged embedding is zero up to rounding, so SpEAT on "
+                           "mean-pooled features measures float noise", name)
         settings = {"function": f"speat_metric.features.{self._function.__name__}", **self._options,
                     "delta_order": self.delta_order, "cmvn": cmvn}
         if self.delta_order:
             settings["delta_win_length"] = delta_win_length
-        self.description = ModelDescription(
-            name=name, kind="feature", revision=None, weights_sha256=None, num_parameters=0, num_layers=1,
-            settings=settings,
-        )
+        self.description = ModelDescription(name=name, kind="feature", revision=None, weights_sha256=None,
+                                            num_parameters=0, num_layers=1, settings=settings)
 
     def clip_features(self, waveform: np.ndarray) -> np.ndarray:
         """The (frames, dim) float32 features of one 16 kHz mono waveform, deltas and CMVN included as configured."""
@@ -110,12 +95,6 @@ class ClassicalFeatureEncoder(SpeechEncoder):
     def encode(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
         """Features of each clip, right-padded with zeros to the longest clip's frame count and masked.
 
-        Args:
-            waveforms: mono 16 kHz float32 waveforms, possibly of different lengths.
-
-        Returns:
-            `EncoderOutput` with one (batch, frames, dim) tensor and a (batch, frames) mask of real frames.
-
         Raises:
             ValueError: an empty batch, or a clip the feature cannot use (e.g. shorter than one frame); the message
                 gives the clip's position in the batch.
@@ -127,38 +106,26 @@ class ClassicalFeatureEncoder(SpeechEncoder):
             try:
                 per_clip.append(self.clip_features(waveform))
             except features.FeatureError as error:
-                raise features.FeatureError(
-                    f"clip {index} of the batch: {error} (feature {self.description.name!r})"
-                ) from error
-        counts = [len(clip) for clip in per_clip]
-        batch = torch.zeros(len(per_clip), max(counts), per_clip[0].shape[1], dtype=torch.float32)
-        for row, clip in enumerate(per_clip):
-            batch[row, : len(clip)] = torch.from_numpy(clip)
-        return EncoderOutput(hidden_states=[batch], frame_mask=frames_mask(counts, max(counts)))
+                message = f"clip {index} of the batch: {error} (feature {self.description.name!r})"
+                raise features.FeatureError(message) from error
+        batch, mask = pad_batch(per_clip)
+        return EncoderOutput(hidden_states=[batch], frame_mask=mask)
 
 
 def _resolve_options(name: str, function: Callable[..., np.ndarray], overrides: dict[str, Any]) -> dict[str, Any]:
     """Every keyword parameter of `function` with its value: the default unless overridden."""
-    parameters = {
-        key: parameter.default
-        for key, parameter in inspect.signature(function).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    parameters = {key: parameter.default for key, parameter in inspect.signature(function).parameters.items()
+                  if parameter.kind is inspect.Parameter.KEYWORD_ONLY}
     unknown = sorted(set(overrides) - set(parameters))
     if unknown:
-        raise ValueError(
-            f"feature_options {unknown} are not parameters of {function.__name__} (feature {name!r}); "
-            f"valid: {', '.join(parameters)}"
-        )
+        raise ValueError(f"feature_options {unknown} are not parameters of {function.__name__} (feature {name!r}); "
+                         f"valid: {', '.join(parameters)}")
     options = {**parameters, **overrides}
     if options.get("sampling_rate", SAMPLING_RATE) != SAMPLING_RATE:
-        raise ValueError(
-            f"sampling_rate={options['sampling_rate']}: encoders take {SAMPLING_RATE} Hz waveforms; resample the "
-            "audio (speat_metric.audio.load_audio does) instead of changing the feature's rate"
-        )
+        raise ValueError(f"sampling_rate={options['sampling_rate']}: encoders take {SAMPLING_RATE} Hz waveforms; "
+                         "resample the audio (speat_metric.audio.load_audio does) instead of changing the feature's "
+                         "rate")
     if options.get("dither", 0.0) != 0.0 and options.get("seed") is None:
-        raise ValueError(
-            f"dither={options['dither']} without a seed would make the {name!r} embeddings irreproducible; "
-            "pass feature_options={'dither': ..., 'seed': 0}"
-        )
+        raise ValueError(f"dither={options['dither']} without a seed would make the {name!r} embeddings "
+                         "irreproducible; pass feature_options={'dither': ..., 'seed': 0}")
     return options

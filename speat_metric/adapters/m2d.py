@@ -36,7 +36,8 @@ from speat_metric.adapters.base import (
     ModelLoadError,
     SpeechEncoder,
     count_parameters,
-    frames_mask,
+    join_windows,
+    pad_batch,
     weights_sha256,
 )
 from speat_metric.adapters.checkpoints import check_state_dict, describe_keys, load_torch_checkpoint
@@ -60,21 +61,14 @@ _FOLDER_NAME = re.compile(r"^(?P<model>[^-]+)-(?P<mels>\d+)x(?P<frames>\d+)p(?P<
                           r"(?:p(?P<rate>\d+k))?(?:p[^-]*)?(?:-|$)")
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class M2DConfig:
-    """M2D encoder geometry; the front end is fixed to the 16 kHz runtime (module docstring).
+    """M2D encoder geometry; the front end is fixed to the 16 kHz runtime (docs/adapters.md).
 
     Attributes:
         input_size: (mel bins, frames) of one training chunk; ``input_size[1]`` is the chunk length at runtime.
         patch_size: (mel bins, frames) of one patch: (80, 2) for M2D-S speech, (16, 16) for general M2D.
-        embed_dim: transformer width.
-        depth: transformer blocks.
-        num_heads: attention heads.
+        embed_dim, depth, num_heads: transformer width, blocks and attention heads.
         mlp_ratio: MLP width over embed_dim.
         layer_norm_eps: LayerNorm epsilon (1e-6 in all M2D models).
 
@@ -197,17 +191,6 @@ def sincos_position_embedding(embed_dim: int, grid_size: tuple[int, int]) -> tor
     return torch.from_numpy(table).float()
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Model
-# --------------------------------------------------------------------------------------------------------------
-
-
-class _PatchEmbed(nn.Module):
-    def __init__(self, config: M2DConfig) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(1, config.embed_dim, kernel_size=config.patch_size, stride=config.patch_size)
-
-
 class _Attention(nn.Module):
     def __init__(self, config: M2DConfig) -> None:
         super().__init__()
@@ -244,10 +227,9 @@ class _Block(nn.Module):
 
 
 class M2DEncoderModel(nn.Module):
-    """The M2D online encoder (see the module docstring), returning frame-level features of every layer.
+    """The M2D online encoder (docs/adapters.md), returning frame-level features of every layer.
 
     Args:
-        config: the geometry.
         norm_stats: (mean, std) of log-mel values this model's inputs are normalised with; kept as the buffer
             ``norm_stats`` like the authors' newer checkpoints.
 
@@ -265,7 +247,8 @@ class M2DEncoderModel(nn.Module):
     def __init__(self, config: M2DConfig, norm_stats: tuple[float, float] = DEFAULT_NORM_STATS) -> None:
         super().__init__()
         self.config = config
-        self.patch_embed = _PatchEmbed(config)
+        self.patch_embed = nn.ModuleDict({"proj": nn.Conv2d(1, config.embed_dim, kernel_size=config.patch_size,
+                                                            stride=config.patch_size)})  # keys "patch_embed.proj.*"
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
         self.register_buffer("pos_embed", sincos_position_embedding(config.embed_dim, config.grid_size)[None])
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.depth))
@@ -289,10 +272,7 @@ class M2DEncoderModel(nn.Module):
 
     def _frames(self, patches: torch.Tensor, time_patches: int) -> torch.Tensor:
         """(batch, f*t, D) frequency-major patches -> (batch, t, f*D) frame features."""
-        batch, _, width = patches.shape
-        frequency_patches = self.config.grid_size[0]
-        grid = patches.reshape(batch, frequency_patches, time_patches, width)
-        return grid.permute(0, 2, 1, 3).reshape(batch, time_patches, frequency_patches * width)
+        return patches.unflatten(1, (self.config.grid_size[0], time_patches)).transpose(1, 2).flatten(2)
 
     def forward(self, spectrogram: torch.Tensor, time_patches: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Frame features of a batch of normalised log-mel chunks.
@@ -317,8 +297,7 @@ class M2DEncoderModel(nn.Module):
         rows, full_columns = config.grid_size
         # Short chunks use the first columns of the position table (the runtime's adjust_short).
         table = self.pos_embed[:, 1:].reshape(1, rows, full_columns, -1)
-        positions = table[:, :, :columns].reshape(1, rows * columns, -1)
-        x = x + positions
+        x = x + table[:, :, :columns].flatten(1, 2)
         layers = [self._frames(x, columns)]
         cls_token = (self.cls_token + self.pos_embed[:, :1]).expand(batch, -1, -1)
         x = torch.cat([cls_token, x], dim=1)
@@ -332,11 +311,6 @@ class M2DEncoderModel(nn.Module):
             output = self.norm(x) if index == len(self.blocks) - 1 else x
             layers.append(self._frames(output[:, 1:], columns))
         return layers
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------------------
 
 
 def _encoder_state_dict(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -398,12 +372,11 @@ def _config_from_tensors(state: Mapping[str, torch.Tensor], path: Path, num_head
 
 def load_m2d_checkpoint(path: str | Path, *, num_heads: int | None = None, device: str | torch.device = "cpu",
                         trust_checkpoint: bool = False) -> M2DEncoderModel:
-    """Load the online encoder of an M2D / M2D-S checkpoint in any of the authors' formats (module docstring).
+    """Load the online encoder of an M2D / M2D-S checkpoint in any of the authors' formats (docs/adapters.md).
 
     Args:
         path: the ``.pth`` file, ideally still in its release folder (the folder name is checked).
         num_heads: attention heads, when not ``embed_dim // 64``.
-        device: where to put the model.
         trust_checkpoint: allow arbitrary pickled objects (only for files from a trusted source).
 
     Returns:
@@ -426,11 +399,6 @@ def load_m2d_checkpoint(path: str | Path, *, num_heads: int | None = None, devic
     return model.to(device).eval()
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Adapter
-# --------------------------------------------------------------------------------------------------------------
-
-
 class M2DEncoder(SpeechEncoder):
     """SpEAT adapter around an `M2DEncoderModel`: per-clip log-mel, chunking, and masked batching of chunks.
 
@@ -439,8 +407,6 @@ class M2DEncoder(SpeechEncoder):
         name: what the description calls the model.
         norm_stats: (mean, std) to use instead of the model's ``norm_stats`` buffer (left unchanged), e.g.
             statistics of your own data.
-        device: torch device for the model.
-        dtype: model and input dtype.
         revision: version string of the weights, when there is one.
 
     Raises:
@@ -487,12 +453,9 @@ class M2DEncoder(SpeechEncoder):
     def from_config(cls, config: M2DConfig, *, seed: int = 0, norm_stats: tuple[float, float] | None = None,
                     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> M2DEncoder:
         """A randomly initialised encoder (pre-training step 0), reproducible from `seed`."""
-        generator_state = torch.random.get_rng_state()
-        try:
+        with torch.random.fork_rng(devices=[]):  # the global generator is left as it was
             torch.manual_seed(seed)
             model = M2DEncoderModel(config)
-        finally:
-            torch.random.set_rng_state(generator_state)
         return cls(model, name=f"m2d-random-seed{seed}", norm_stats=norm_stats, device=device, dtype=dtype)
 
     @property
@@ -523,34 +486,16 @@ class M2DEncoder(SpeechEncoder):
         config = self.model.config
         patch_frames, chunk_frames = config.patch_size[1], config.chunk_frames
         chunks: list[np.ndarray] = []
-        chunk_rows: list[list[int]] = []  # chunk indices of each clip, in time order
-        for waveform in waveforms:
+        owners: list[int] = []  # the clip of each chunk; a clip's chunks follow each other in time order
+        for index, waveform in enumerate(waveforms):
             spectrogram = self.log_mel(waveform)
             padded_frames = -(-spectrogram.shape[1] // patch_frames) * patch_frames
             spectrogram = np.pad(spectrogram, ((0, 0), (0, padded_frames - spectrogram.shape[1])))
-            starts = range(0, padded_frames, chunk_frames)
-            chunk_rows.append(list(range(len(chunks), len(chunks) + len(starts))))
-            chunks.extend(spectrogram[:, start: start + chunk_frames] for start in starts)
-        widest = max(chunk.shape[1] for chunk in chunks)
-        batch = np.zeros((len(chunks), config.n_mels, widest), dtype=np.float32)
-        for row, chunk in enumerate(chunks):
-            batch[row, :, : chunk.shape[1]] = chunk
-        time_patches = torch.tensor([chunk.shape[1] // patch_frames for chunk in chunks])
+            for start in range(0, padded_frames, chunk_frames):
+                chunks.append(spectrogram[:, start: start + chunk_frames])
+                owners.append(index)
+        batch = pad_batch([chunk.T for chunk in chunks])[0].transpose(1, 2)  # (chunks, n_mels, widest chunk)
+        time_patches = [chunk.shape[1] // patch_frames for chunk in chunks]
         with torch.inference_mode():
-            layers = self.model(torch.from_numpy(batch).to(device=self.device, dtype=self.dtype), time_patches)
-            frame_counts = [int(time_patches[rows].sum()) for rows in chunk_rows]
-            # Gather each clip's frames chunk by chunk into a (clips, frames) layout.
-            source_chunk = torch.zeros(len(waveforms), max(frame_counts), dtype=torch.long)
-            source_frame = torch.zeros_like(source_chunk)
-            for clip, rows in enumerate(chunk_rows):
-                offset = 0
-                for row in rows:
-                    count = int(time_patches[row])
-                    source_chunk[clip, offset: offset + count] = row
-                    source_frame[clip, offset: offset + count] = torch.arange(count)
-                    offset += count
-            mask = frames_mask(frame_counts, max(frame_counts))
-            source_chunk, source_frame = source_chunk.to(self.device), source_frame.to(self.device)
-            mask = mask.to(self.device)
-            hidden_states = [layer[source_chunk, source_frame].masked_fill(~mask[..., None], 0.0) for layer in layers]
-        return EncoderOutput(hidden_states=hidden_states, frame_mask=mask)
+            layers = self.model(batch.to(device=self.device, dtype=self.dtype), torch.tensor(time_patches))
+            return join_windows(layers, time_patches, owners, len(waveforms))

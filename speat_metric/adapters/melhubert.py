@@ -1,55 +1,8 @@
 """MelHuBERT adapter: a HuBERT-style transformer on log-mel filter banks, with its released checkpoint format.
 
-MelHuBERT (Lin, Lee and Tang 2023, "MelHuBERT: A simplified HuBERT on Mel spectrograms", arXiv:2211.09944) drops
-HuBERT's convolutional waveform encoder and feeds log-mel filter banks straight into the transformer. Lin et al.
-2024 ("On the social bias of speech self-supervised models") measure its SpEAT bias at the small / slim / base sizes
-(`MelHuBERTConfig.small`, `.slim`, `.base`) and at MelHuBERT-20ms. This module is our own PyTorch definition; every
-detail below was read from the authors' code (GitHub ``nervjack2/MelHuBERT``: ``model.py``, ``module.py``,
-``extract_feature.py``, ``config/config_model_*.yaml``; and ``nervjack2/Speech-SSL-Compression``:
-``s3prl_upstream/expert.py``, the s3prl wrapper the compression study used).
-
-Architecture (``model.py`` / ``module.py``):
-    1. Front end (``extract_feature.py``): waveform scaled by 2**15, Kaldi filter banks with **40** mel bins,
-       Hamming window, 25 ms frames every 10 ms (torchaudio ``compliance.kaldi.fbank`` defaults otherwise: no
-       dither, pre-emphasis 0.97, DC removal, power spectrum, log). Each of the 40 bins is normalised with the mean
-       and standard deviation of LibriSpeech (``example/libri-960-mean-std.npy`` etc., a (2, 40) array: row 0
-       mean, row 1 std). MelHuBERT-20ms then stacks frame pairs: output frame i is ``[y[2i], y[2i+1]]`` (80 dims),
-       a missing last odd frame being zeros. (So the "80-dim" input of MelHuBERT-20ms is 2 x 40 bins, not 80 bins.)
-    2. ``pre_extract_proj``: Linear(feat_emb_dim -> d_model), absent when the two are equal. Its output is
-       hidden state 0, as in the s3prl wrapper (``hidden_states = [pre_feat] + layer_hiddens``).
-    3. Padding frames are zeroed, then a convolutional relative position embedding is added: weight-normalised
-       grouped Conv1d (kernel ``conv_pos`` = 128, ``conv_pos_groups`` = 16, weight norm over dim 2), "same" padding
-       (the extra last frame of the even kernel dropped), GELU: ``x = x + pos_conv(x)``.
-    4. Post-LN models (``layer_norm_first: False``, the released default) apply ``encoder.layer_norm`` here.
-    5. ``encoder_layers`` fairseq transformer layers: separate q/k/v/out projections, key padding mask, optional
-       causal mask (``attention_type: causal``); post-LN ``x = LN(x + attn(x)); x = LN(x + fc2(act(fc1(x))))`` or
-       pre-LN. Each layer's output is one hidden state. (A pre-LN model's final ``encoder.layer_norm`` is applied
-       only to the last hidden state the authors return separately, not to the per-layer list; we follow them.)
-    6. ``final_proj``: Linear(d_model -> num_cluster), used only in pre-training; kept so that checkpoints load
-       unchanged and parameter counts match the paper.
-
-Checkpoint format (``pretrain_expert.py`` ``save_model``): ``torch.save`` of a dict with
-    - ``"model"``: the state dict, keys ``pre_extract_proj.{weight,bias}``, ``encoder.pos_conv.0.{weight_g,weight_v,
-      bias}``, ``encoder.layers.N.self_attn.{q,k,v,out}_proj.{weight,bias}``, ``encoder.layers.N.
-      {self_attn_layer_norm,fc1,fc2,final_layer_norm}.{weight,bias}``, ``encoder.layer_norm.{weight,bias}``,
-      ``final_proj.{weight,bias}``, and ``mask_emb`` when ``learnable_mask_emb`` is set (pre-training only; dropped);
-    - ``"Upstream_Config"``: ``{"melhubert": {...}}`` (``{"hubert": {...}}`` in the compression repository), the
-      model yaml: ``feat_emb_dim``, ``pos_emb_type`` ("conv"), ``pos_conv_depth`` (1), ``conv_pos``,
-      ``conv_pos_groups``, ``encoder_layers``, ``encoder_embed_dim``, ``encoder_ffn_embed_dim``,
-      ``encoder_attention_heads``, ``activation_fn``, ``layer_norm_first``, ``attention_type``, ``num_cluster``
-      (masking, dropout and loss keys are read by training only and ignored here);
-    - training state we ignore: ``"Optimizer"``, ``"Step"``, ``"Args"`` (an ``argparse.Namespace``), ``"Runner"``.
-    The frame period is implied by ``feat_emb_dim``: 40 -> 10 ms, 80 -> 20 ms (2 x 40 bins).
-    Head-, row- and weight-pruned checkpoints of the compression repository (``Pruned_heads`` / ``Pruning`` keys)
-    are not supported: `load_melhubert_checkpoint` says so.
-
-Released checkpoints (documentation only; nothing here downloads): the README of
-https://github.com/nervjack2/MelHuBERT links MelHuBERT-10ms/20ms checkpoints (LibriSpeech 360 h / 100 h) on Google
-Drive, with the normalisation statistics in its ``example/`` folder; https://github.com/nervjack2/Speech-SSL-Compression
-lists more models at http://140.112.30.56:9999/pretrained_model/ .
-
-Differences from the authors' runtime: each clip's filter banks are computed alone, so a clip's features never
-depend on the others in its batch (the authors' batched runtime is the same, up to float rounding).
+MelHuBERT (Lin, Lee and Tang 2023, arXiv:2211.09944) feeds 40-bin Kaldi filter banks (two frames stacked per 20 ms
+step for MelHuBERT-20ms) straight into a transformer; Lin et al. 2024 measure its bias at the sizes
+`MelHuBERTConfig.small`, `.slim` and `.base`. Our own PyTorch definition, read from the authors' code.
 
 Example:
     >>> import numpy as np
@@ -59,6 +12,8 @@ Example:
     >>> output = encoder.encode([np.zeros(16_000, np.float32), np.zeros(8_000, np.float32)])
     >>> len(output.hidden_states), tuple(output.hidden_states[0].shape), output.frame_mask.sum(dim=1).tolist()
     (3, (2, 49, 32), [49, 24])
+
+Details (architecture, checkpoint format, released checkpoints): docs/adapters.md, "MelHuBERT".
 """
 
 from __future__ import annotations
@@ -67,7 +22,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +39,7 @@ from speat_metric.adapters.base import (
     ModelLoadError,
     SpeechEncoder,
     count_parameters,
-    frames_mask,
+    pad_batch,
     weights_sha256,
 )
 from speat_metric.adapters.checkpoints import check_state_dict, describe_keys, load_torch_checkpoint
@@ -105,11 +60,6 @@ MIN_SAMPLES = int(SAMPLING_RATE * FRAME_LENGTH_MS / 1000)
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class MelHuBERTConfig:
     """MelHuBERT architecture and front end; field names follow the authors' model yaml where one exists.
@@ -117,13 +67,9 @@ class MelHuBERTConfig:
     Attributes:
         num_mel_bins: Kaldi filter-bank bins per 10 ms frame (40 in all released models).
         frame_period_ms: 10 (one filter-bank frame per step) or 20 (two stacked frames per step).
-        encoder_layers: transformer layers.
-        encoder_embed_dim: model width.
-        encoder_ffn_embed_dim: feed-forward width.
-        encoder_attention_heads: attention heads.
+        encoder_embed_dim, encoder_ffn_embed_dim: model and feed-forward widths.
         layer_norm_first: pre-LN when True, post-LN (the released models) when False.
-        conv_pos: kernel size of the convolutional position embedding.
-        conv_pos_groups: groups of that convolution.
+        conv_pos, conv_pos_groups: kernel size and groups of the convolutional position embedding.
         activation_fn: ``"gelu"`` or ``"relu"``.
         attention_type: ``"original"`` (bidirectional) or ``"causal"``.
         num_cluster: outputs of the pre-training projection ``final_proj`` (k-means targets).
@@ -149,12 +95,10 @@ class MelHuBERTConfig:
     def __post_init__(self) -> None:
         if self.frame_period_ms not in (10, 20):
             raise ValueError(f"frame_period_ms must be 10 or 20 (MelHuBERT-10ms / -20ms), got {self.frame_period_ms!r}")
-        for name in ("num_mel_bins", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-                     "conv_pos", "conv_pos_groups", "num_cluster"):
+        for name in ("num_mel_bins", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
+                     "encoder_attention_heads", "conv_pos", "conv_pos_groups", "num_cluster"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not isinstance(self.encoder_layers, int) or self.encoder_layers < 1:
-            raise ValueError(f"encoder_layers must be a positive integer, got {self.encoder_layers!r}")
         if self.encoder_embed_dim % self.encoder_attention_heads:
             raise ValueError(f"encoder_embed_dim ({self.encoder_embed_dim}) must be divisible by "
                              f"encoder_attention_heads ({self.encoder_attention_heads})")
@@ -198,15 +142,8 @@ class MelHuBERTConfig:
 
     def to_upstream_config(self) -> dict[str, Any]:
         """The ``Upstream_Config["melhubert"]`` section the authors' training code writes for this model."""
-        return {
-            "feat_emb_dim": self.feat_emb_dim, "pos_emb_type": "conv", "pos_conv_depth": 1,
-            "conv_pos": self.conv_pos, "conv_pos_groups": self.conv_pos_groups,
-            "encoder_layers": self.encoder_layers, "encoder_embed_dim": self.encoder_embed_dim,
-            "encoder_ffn_embed_dim": self.encoder_ffn_embed_dim,
-            "encoder_attention_heads": self.encoder_attention_heads, "activation_fn": self.activation_fn,
-            "layer_norm_first": self.layer_norm_first, "attention_type": self.attention_type,
-            "num_cluster": self.num_cluster,
-        }
+        model = {name: value for name, value in asdict(self).items() if name not in ("num_mel_bins", "frame_period_ms")}
+        return {"feat_emb_dim": self.feat_emb_dim, "pos_emb_type": "conv", "pos_conv_depth": 1, **model}
 
     @classmethod
     def from_upstream_config(cls, section: Mapping[str, Any], *, num_mel_bins: int = 40) -> MelHuBERTConfig:
@@ -223,23 +160,11 @@ class MelHuBERTConfig:
         if feat_emb_dim not in (num_mel_bins, 2 * num_mel_bins):
             raise ValueError(f"feat_emb_dim {feat_emb_dim} is neither {num_mel_bins} (10 ms frames) nor "
                              f"{2 * num_mel_bins} (20 ms, two stacked frames of {num_mel_bins} mel bins)")
-        return cls(
-            num_mel_bins=num_mel_bins, frame_period_ms=10 * feat_emb_dim // num_mel_bins,
-            encoder_layers=int(section.get("encoder_layers", 1)),
-            encoder_embed_dim=int(section.get("encoder_embed_dim", 768)),
-            encoder_ffn_embed_dim=int(section.get("encoder_ffn_embed_dim", 3072)),
-            encoder_attention_heads=int(section.get("encoder_attention_heads", 12)),
-            layer_norm_first=bool(section.get("layer_norm_first", False)),
-            conv_pos=int(section.get("conv_pos", 128)), conv_pos_groups=int(section.get("conv_pos_groups", 16)),
-            activation_fn=str(section.get("activation_fn", "gelu")),
-            attention_type=str(section.get("attention_type", "original")),
-            num_cluster=int(section.get("num_cluster", 512)),
-        )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Model
-# --------------------------------------------------------------------------------------------------------------
+        # The authors' defaults are the fields' defaults, except a single encoder layer.
+        defaults = {field.name: field.default for field in fields(cls)} | {"encoder_layers": 1}
+        read = {name: type(default)(section.get(name, default)) for name, default in defaults.items()
+                if name not in ("num_mel_bins", "frame_period_ms")}
+        return cls(num_mel_bins=num_mel_bins, frame_period_ms=10 * feat_emb_dim // num_mel_bins, **read)
 
 
 class _WeightNormConv1d(nn.Module):
@@ -294,21 +219,8 @@ class _EncoderLayer(nn.Module):
         return self.final_layer_norm(x + self.fc2(self.activation(self.fc1(x))))
 
 
-class _TransformerEncoder(nn.Module):
-    def __init__(self, config: MelHuBERTConfig) -> None:
-        super().__init__()
-        # A one-element Sequential keeps the released key names "encoder.pos_conv.0.*".
-        self.pos_conv = nn.Sequential(
-            _WeightNormConv1d(config.encoder_embed_dim, config.conv_pos, config.conv_pos_groups))
-        self.layers = nn.ModuleList(_EncoderLayer(config) for _ in range(config.encoder_layers))
-        self.layer_norm = nn.LayerNorm(config.encoder_embed_dim)
-
-
 class MelHuBERTModel(nn.Module):
-    """MelHuBERT: input projection, convolutional position embedding, transformer layers (see the module docstring).
-
-    Args:
-        config: the architecture.
+    """MelHuBERT: input projection, convolutional position embedding, transformer layers (docs/adapters.md).
 
     Example:
         >>> model = MelHuBERTModel(MelHuBERTConfig(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
@@ -323,7 +235,12 @@ class MelHuBERTModel(nn.Module):
         self.config = config
         width = config.encoder_embed_dim
         self.pre_extract_proj = nn.Linear(config.feat_emb_dim, width) if config.feat_emb_dim != width else None
-        self.encoder = _TransformerEncoder(config)
+        # A one-element Sequential keeps the released key names "encoder.pos_conv.0.*".
+        self.encoder = nn.ModuleDict({
+            "pos_conv": nn.Sequential(_WeightNormConv1d(width, config.conv_pos, config.conv_pos_groups)),
+            "layers": nn.ModuleList(_EncoderLayer(config) for _ in range(config.encoder_layers)),
+            "layer_norm": nn.LayerNorm(width),
+        })
         self.final_proj = nn.Linear(width, config.num_cluster)
         self._initialise()
 
@@ -374,49 +291,25 @@ class MelHuBERTModel(nn.Module):
         x = x.masked_fill(~frame_mask[..., None], 0.0)
         hidden_states = [x]
         # "Same" padding for an even kernel leaves one extra frame at the end, which the authors drop (SamePad).
-        position = self.encoder.pos_conv(x.transpose(1, 2))
-        if self.config.conv_pos % 2 == 0:
-            position = position[..., :-1]
+        position = self.encoder.pos_conv(x.transpose(1, 2))[..., :x.shape[1]]
         x = x + F.gelu(position).transpose(1, 2)
         if not self.config.layer_norm_first:
             x = self.encoder.layer_norm(x)
         allowed = frame_mask[:, None, :]
         if self.config.attention_type == "causal":
             frames = x.shape[1]
-            causal = torch.ones(frames, frames, dtype=torch.bool, device=x.device).tril()
-            allowed = allowed & causal[None]
+            allowed = allowed & torch.ones(1, frames, frames, dtype=torch.bool, device=x.device).tril()
         for layer in self.encoder.layers:
             x = layer(x, allowed)
             hidden_states.append(x)
         return hidden_states
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _legacy_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename weight-norm parametrisation keys of newer PyTorch (original0/1) to the released weight_g/weight_v."""
-    renamed = {}
-    for key, tensor in state_dict.items():
-        key = key.replace("parametrizations.weight.original0", "weight_g")
-        key = key.replace("parametrizations.weight.original1", "weight_v")
-        renamed[key] = tensor
-    return renamed
-
-
 def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
                               trust_checkpoint: bool = False) -> MelHuBERTModel:
-    """Load a checkpoint saved by the authors' MelHuBERT training code (format in the module docstring).
+    """Load a checkpoint saved by the authors' MelHuBERT training code (docs/adapters.md), in eval mode.
 
-    Args:
-        path: the ``.ckpt`` file.
-        device: where to put the model.
-        trust_checkpoint: allow arbitrary pickled objects (only for files from a trusted source).
-
-    Returns:
-        The model in eval mode.
+    `trust_checkpoint` allows arbitrary pickled objects (only for files from a trusted source).
 
     Raises:
         ModelLoadError: the file is missing, unreadable, not in the MelHuBERT format (the message names the missing
@@ -441,9 +334,7 @@ def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = 
             raise ModelLoadError(f"{str(path)!r} is a pruned MelHuBERT checkpoint ({pruning_key!r}), which this "
                                  "adapter does not load; use an unpruned checkpoint.")
     upstream = states["Upstream_Config"]
-    section = None
-    if isinstance(upstream, Mapping):
-        section = upstream.get("melhubert", upstream.get("hubert"))
+    section = upstream.get("melhubert", upstream.get("hubert")) if isinstance(upstream, Mapping) else None
     if not isinstance(section, Mapping):
         raise ModelLoadError(f"{str(path)!r}: 'Upstream_Config' has no 'melhubert' (or 'hubert') section with the "
                              "model configuration.")
@@ -451,41 +342,31 @@ def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = 
         config = MelHuBERTConfig.from_upstream_config(section)
     except (TypeError, ValueError) as error:
         raise ModelLoadError(f"{str(path)!r}: unsupported MelHuBERT configuration: {error}") from error
+    # Newer PyTorch names the weight-norm parametrisation original0/1; the released files say weight_g/weight_v.
     # The learnable mask embedding (learnable_mask_emb: True) only replaces masked frames during pre-training.
-    state_dict = {key: tensor for key, tensor in _legacy_state_dict(states["model"]).items() if key != "mask_emb"}
-    model = _with_layout(config, states[LAYOUT_KEY], path) if LAYOUT_KEY in states else MelHuBERTModel(config)
+    state_dict = {key.replace("parametrizations.weight.original0", "weight_g")
+                  .replace("parametrizations.weight.original1", "weight_v"): tensor
+                  for key, tensor in states["model"].items() if key != "mask_emb"}
+    if LAYOUT_KEY not in states:
+        model = MelHuBERTModel(config)
+    else:  # shrink the model to the layout ``speat prune`` recorded
+        try:
+            layout = PrunedLayout.from_dict(states[LAYOUT_KEY])
+            model = MelHuBERTModel(replace(config, encoder_ffn_embed_dim=layout.original_ffn_dim))
+            apply_layout(model, layout)
+        except ValueError as error:
+            raise ModelLoadError(f"{str(path)!r}: its pruned layout ({LAYOUT_KEY!r}) does not fit its configuration "
+                                 f"({error})") from None
     check_state_dict(model, state_dict, kind="MelHuBERT", path=path)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
-
-
-def _with_layout(config: MelHuBERTConfig, layout: Mapping[str, Any], path: str | Path) -> MelHuBERTModel:
-    """A model of `config` shrunk to the layout ``speat prune`` recorded (`speat_metric.training.slicing`).
-
-    Raises:
-        ModelLoadError: the layout is malformed or does not fit the configuration.
-    """
-    try:
-        layout = PrunedLayout.from_dict(layout)
-        model = MelHuBERTModel(replace(config, encoder_ffn_embed_dim=layout.original_ffn_dim))
-        apply_layout(model, layout)
-    except ValueError as error:
-        raise ModelLoadError(f"{str(path)!r}: its pruned layout ({LAYOUT_KEY!r}) does not fit its configuration "
-                             f"({error})") from None
-    return model
 
 
 def save_melhubert_checkpoint(model: MelHuBERTModel, path: str | Path, *, step: int = 0,
                               extra: Mapping[str, Any] | None = None) -> None:
     """Write `model` atomically in the authors' checkpoint format, readable by their code and ours; a pruned model's
     layout goes under the extra key ``speat_pruning``, from which `load_melhubert_checkpoint` rebuilds its shapes.
-
-    Args:
-        model: the model.
-        path: destination ``.ckpt`` file.
-        step: training step to record under ``"Step"``.
-        extra: more top-level entries.
-    """
+    `step` is recorded under ``"Step"``; `extra` holds more top-level entries."""
     layout = layout_of(model)
     states = {
         "model": {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()},
@@ -523,18 +404,12 @@ def load_mean_std(path: str | Path, *, num_mel_bins: int = 40) -> tuple[np.ndarr
     return mean, std
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Adapter
-# --------------------------------------------------------------------------------------------------------------
-
-
 def melhubert_features(waveform: np.ndarray, config: MelHuBERTConfig, *, mean: np.ndarray | None = None,
                        std: np.ndarray | None = None) -> np.ndarray:
     """The authors' front end for one clip: scaled Kaldi filter banks, normalised, frame pairs stacked for 20 ms.
 
     Args:
         waveform: mono 16 kHz float waveform in [-1, 1], at least 400 samples (one 25 ms window).
-        config: the model configuration (mel bins, frame period).
         mean, std: per-bin normalisation statistics (`load_mean_std`); both None for no normalisation.
 
     Returns:
@@ -545,9 +420,8 @@ def melhubert_features(waveform: np.ndarray, config: MelHuBERTConfig, *, mean: n
         sampling_rate=SAMPLING_RATE, window_type="hamming", frame_length=FRAME_LENGTH_MS, frame_shift=FRAME_SHIFT_MS)
     if mean is not None and std is not None:
         filter_banks = (filter_banks - mean) / std
-    if config.frames_stacked == 2:
-        if len(filter_banks) % 2:
-            filter_banks = np.concatenate([filter_banks, np.zeros((1, filter_banks.shape[1]), filter_banks.dtype)])
+    if config.frames_stacked == 2:  # frame pairs, a missing last odd frame being zeros
+        filter_banks = np.pad(filter_banks, ((0, len(filter_banks) % 2), (0, 0)))
         filter_banks = filter_banks.reshape(len(filter_banks) // 2, 2 * filter_banks.shape[1])
     return np.ascontiguousarray(filter_banks, dtype=np.float32)
 
@@ -560,8 +434,6 @@ class MelHuBERTEncoder(SpeechEncoder):
         name: what the description calls the model (checkpoint path, or a label for a random model).
         mean, std: per-bin filter-bank statistics (`load_mean_std`); None for none. The released models were
             trained with LibriSpeech statistics: use them, or the features will be off-scale.
-        device: torch device for the model.
-        dtype: model and input dtype (float32 by default).
         revision: version string of the weights, when there is one.
 
     Raises:
@@ -584,10 +456,8 @@ class MelHuBERTEncoder(SpeechEncoder):
         self.model = model.to(device=device, dtype=dtype).eval()
         self.mean, self.std = mean, std
         self.dtype = dtype
-        normalisation = None
-        if mean is not None:
-            normalisation = hashlib.sha256(np.stack([mean, std]).tobytes()).hexdigest()
-        else:  # never silently: records say so too (speat_metric.profiles.UNNORMALISED_INPUT)
+        normalisation = None if mean is None else hashlib.sha256(np.stack([mean, std]).tobytes()).hexdigest()
+        if mean is None:  # never silently: records say so too (speat_metric.profiles.UNNORMALISED_INPUT)
             logger.warning("MelHuBERT %s: no --mean-std given, so the filter banks are NOT normalised; the authors "
                            "always normalise with LibriSpeech mean/std (released models expect it), so its records "
                            "are labelled unnormalised-input and are not comparable with Lin et al. 2024", name)
@@ -612,9 +482,8 @@ class MelHuBERTEncoder(SpeechEncoder):
             ModelLoadError: see `load_melhubert_checkpoint` and `load_mean_std`.
         """
         model = load_melhubert_checkpoint(path, trust_checkpoint=trust_checkpoint)
-        mean = std = None
-        if mean_std_path is not None:
-            mean, std = load_mean_std(mean_std_path, num_mel_bins=model.config.num_mel_bins)
+        mean, std = (load_mean_std(mean_std_path, num_mel_bins=model.config.num_mel_bins) if mean_std_path is not None
+                     else (None, None))
         return cls(model, name=str(path), mean=mean, std=std, device=device, dtype=dtype, revision=revision)
 
     @classmethod
@@ -622,24 +491,16 @@ class MelHuBERTEncoder(SpeechEncoder):
                     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                     name: str | None = None) -> MelHuBERTEncoder:
         """A randomly initialised model (the study's "step 0" point), reproducible from `seed`."""
-        generator_state = torch.random.get_rng_state()
-        try:
+        with torch.random.fork_rng(devices=[]):  # the global generator is left as it was
             torch.manual_seed(seed)
             model = MelHuBERTModel(config)
-        finally:
-            torch.random.set_rng_state(generator_state)
-        mean = std = None
-        if mean_std_path is not None:
-            mean, std = load_mean_std(mean_std_path, num_mel_bins=config.num_mel_bins)
+        mean, std = (load_mean_std(mean_std_path, num_mel_bins=config.num_mel_bins) if mean_std_path is not None
+                     else (None, None))
         return cls(model, name=name or f"melhubert-random-seed{seed}", mean=mean, std=std, device=device, dtype=dtype)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    def features(self, waveform: np.ndarray) -> np.ndarray:
-        """This adapter's model input for one clip (see `melhubert_features`)."""
-        return melhubert_features(waveform, self.model.config, mean=self.mean, std=self.std)
 
     def encode(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
         """Encode mono 16 kHz waveforms of any lengths (each at least 400 samples).
@@ -653,12 +514,9 @@ class MelHuBERTEncoder(SpeechEncoder):
             if np.ndim(waveform) != 1 or len(waveform) < MIN_SAMPLES:
                 raise ValueError(f"waveform {index} has shape {np.shape(waveform)}; MelHuBERT needs a mono clip of at "
                                  f"least {MIN_SAMPLES} samples (one 25 ms window at 16 kHz)")
-        clip_features = [self.features(waveform) for waveform in waveforms]
-        lengths = [len(clip) for clip in clip_features]
-        batch = np.zeros((len(clip_features), max(lengths), self.model.config.feat_emb_dim), dtype=np.float32)
-        for row, clip in enumerate(clip_features):
-            batch[row, : len(clip)] = clip
-        mask = frames_mask(lengths, max(lengths)).to(self.device)
+        batch, mask = pad_batch([melhubert_features(waveform, self.model.config, mean=self.mean, std=self.std)
+                                 for waveform in waveforms])
+        mask = mask.to(self.device)
         with torch.inference_mode():
-            hidden_states = self.model(torch.from_numpy(batch).to(device=self.device, dtype=self.dtype), mask)
+            hidden_states = self.model(batch.to(device=self.device, dtype=self.dtype), mask)
         return EncoderOutput(hidden_states=hidden_states, frame_mask=mask)

@@ -22,16 +22,17 @@ from speat_metric.model_spec import CHECKPOINT_KINDS, FEATURES, RANDOM_MODELS, M
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = (
-    "wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat", "sew",
-    "sew-d", "whisper",
-)
+SUPPORTED_MODEL_TYPES = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech",
+                         "unispeech-sat", "sew", "sew-d", "whisper")
 """transformers ``model_type`` values speat reads as speech encoders."""
 
 HUB_TIMEOUT_SECONDS = 5.0
 """One request to the Hub may take this long before the Hub counts as unreachable."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+WEIGHT_FILE = re.compile(r"^(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
+"""The weight files transformers loads a model from (whole, sharded, or the shards' index)."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,6 @@ class ModelCheck:
     commit: str | None = None
     files: tuple[str, ...] | None = field(default=None, repr=False)
 
-
-WEIGHT_FILE = re.compile(r"^(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
-"""The weight files transformers loads a model from (whole, sharded, or the shards' index)."""
 
 def check_model(model: str | ModelSpec, *, revision: str | None = None) -> ModelCheck:
     """Check that a model string can be loaded, without loading it.
@@ -103,6 +101,12 @@ def check_model(model: str | ModelSpec, *, revision: str | None = None) -> Model
     return _check_hub_model(spec, revision)
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when it has none), for one-line reasons."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def hidden_state_count(config: dict) -> int | None:
     """The hidden-state layers a transformers speech encoder of this configuration gives: its transformer layers
     plus the input embedding layer (Whisper: its encoder's), or None when the configuration does not say.
@@ -118,10 +122,8 @@ def hidden_state_count(config: dict) -> int | None:
 def check_model_type(model_type: str | None, name: str) -> None:
     """Raise a ModelLoadError unless `model_type` is a speech encoder speat reads."""
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ModelLoadError(
-            f"{name!r} is a {model_type!r} model, not a speech encoder speat can read; supported model types: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
+        raise ModelLoadError(f"{name!r} is a {model_type!r} model, not a speech encoder speat can read; supported "
+                             f"model types: {', '.join(SUPPORTED_MODEL_TYPES)}")
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -129,8 +131,7 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _check_local_directory(spec: ModelSpec, path: Path) -> ModelCheck:
-    config = path / "config.json"
-    if config.is_file():
+    if (path / "config.json").is_file():
         settings = _checked_model_directory(path, spec.text)
         return ModelCheck(spec, "local", model_type=settings["model_type"], num_layers=hidden_state_count(settings),
                           config=settings)
@@ -138,10 +139,8 @@ def _check_local_directory(spec: ModelSpec, path: Path) -> ModelCheck:
     if not members and any(path.glob("*.ckpt")):
         return ModelCheck(spec, "checkpoints")  # MelHuBERT checkpoint files (see `checkpoint_series`)
     if not members:
-        raise ModelLoadError(
-            f"{spec.text!r} is a directory but not a model: it has no config.json (a transformers save_pretrained "
-            "directory) and no checkpoint sub-directories holding one"
-        )
+        raise ModelLoadError(f"{spec.text!r} is a directory but not a model: it has no config.json (a transformers "
+                             "save_pretrained directory) and no checkpoint sub-directories holding one")
     for member in members:  # every checkpoint is checked as a model of its own would be
         _checked_model_directory(member, str(member))
     return ModelCheck(spec, "checkpoints")
@@ -188,7 +187,7 @@ def _check_hub_model(spec: ModelSpec, revision: str | None) -> ModelCheck:
         raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no revision {revision!r}") from None
     except Exception as error:  # connection refused, DNS failure, timeout, a 5xx: the Hub is unreachable
         return _cached_hub_model(spec, revision, reason=f"the Hub could not be reached at {constants.ENDPOINT} "
-                                 f"({_first_line(error)})")
+                                 f"({first_line(error)})")
     # The Hub's summary leaves out the layer count. Fetched at the revision asked for, so the cache records the
     # branch (refs/main) and an offline run finds this commit again.
     settings = _hub_config(repo_id, revision)
@@ -211,7 +210,7 @@ def _hub_config(repo_id: str, revision: str | None) -> dict:
         raise ModelLoadError(f"the Hugging Face Hub model {repo_id!r} has no config.json, so it is not a "
                              "transformers model; for research checkpoints use melhubert:FILE or m2d:FILE") from None
     except Exception as error:
-        raise ModelLoadError(f"could not read config.json of {repo_id!r} from the Hub ({_first_line(error)})") from None
+        raise ModelLoadError(f"could not read config.json of {repo_id!r} from the Hub ({first_line(error)})") from None
     return _local_config(Path(config), repo_id)
 
 
@@ -229,8 +228,3 @@ def _cached_hub_model(spec: ModelSpec, revision: str | None, *, reason: str) -> 
     return ModelCheck(spec, "hub", local_files_only=True, model_type=settings["model_type"],
                       num_layers=hidden_state_count(settings), config=settings,
                       commit=snapshot.name if snapshot.parent.name == "snapshots" else None)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -1,38 +1,22 @@
 """Pruned speech encoders: the transformers models' prunable layers, and how a pruned model is saved and loaded.
 
-Head and row (FFN) pruning physically shrink a model's tensors (`speat_metric.training.slicing`), so a pruned model
-no longer matches its configuration: transformers' ``from_pretrained`` builds every layer with
-``num_attention_heads`` heads and an ``intermediate_size`` FFN and refuses the smaller tensors. A `PrunedLayout`
-records, per layer, which of the original attention heads remain and how wide the FFN is; it is saved with the model
-and rebuilt on load:
-
-- transformers models (wav2vec2, HuBERT, WavLM, data2vec-audio): a ``save_pretrained`` directory whose
-  ``config.json`` holds the layout under ``"speat_pruning"``. When every layer kept the same FFN width,
-  ``intermediate_size`` is that width, so a row-pruned model also loads with plain ``from_pretrained``.
-- MelHuBERT: the authors' checkpoint format (`speat_metric.adapters.melhubert`) with the layout under the extra key
-  ``"speat_pruning"`` (`save_melhubert_checkpoint` writes it, `load_melhubert_checkpoint` rebuilds it).
-
-Load one in your own code with one call, `load_pruned_model` (a directory gives the transformers model, a file the
-MelHuBERT model); ``speat evaluate`` loads both through its usual loaders.
+Head and row (FFN) pruning shrink a model's tensors (`speat_metric.training.slicing`), so a pruned model no longer
+matches its configuration. Its `PrunedLayout` (the heads kept and the FFN width of each layer) is saved with it,
+under ``"speat_pruning"`` in a transformers ``config.json`` or in a MelHuBERT checkpoint, and rebuilt on load.
+`prunable` gives any trainable encoder's layers through one protocol (`PrunableEncoder`).
 
 Example:
     >>> from speat_metric.adapters.pruned import load_pruned_model
     >>> model = load_pruned_model("runs/heads/checkpoint-26000")          # doctest: +SKIP
     >>> hidden = model(waveforms, output_hidden_states=True).hidden_states  # doctest: +SKIP
 
-`prunable` gives any trainable encoder's layers through one protocol (`PrunableEncoder`): `TransformersLayers` for
-transformers models, the model itself for MelHuBERT. Slicing heads only needs the query/key/value rows and the
-output-projection columns of the heads kept: wav2vec2, HuBERT and data2vec-audio attention reshape by ``head_dim``
-(which does not change), so the smaller projections run as they are. WavLM's gated relative position bias is per
-head and shared from the first layer with all others, so a head-pruned WavLM layer runs ``PrunedWavLMAttention``
-(`pruned_wavlm_attention_class`), which selects its kept heads from the full bias.
+Details (formats, WavLM's per-head position bias): docs/adapters.md, "Pruned models".
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +34,6 @@ from speat_metric.training.slicing import (
     layout_of,
     sliced,
 )
-
-logger = logging.getLogger(__name__)
 
 PRUNABLE_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 """transformers ``model_type`` values whose layers `TransformersLayers` knows (plus our MelHuBERT)."""
@@ -112,14 +94,9 @@ class TransformersLayers:
         """The sizes the recorded layout was made from (a model pruned before), else the configuration's."""
         config = self.encoder.config
         layout = pruned_layout_of_config(config)
-        if layout is not None:
-            return layout.original_heads, layout.original_ffn_dim
-        return config.num_attention_heads, config.intermediate_size
-
-
-# --------------------------------------------------------------------------------------------------------------
-# WavLM
-# --------------------------------------------------------------------------------------------------------------
+        if layout is None:
+            return config.num_attention_heads, config.intermediate_size
+        return layout.original_heads, layout.original_ffn_dim
 
 
 class _PrunedWavLMAttentionMixin:
@@ -158,12 +135,10 @@ class _PrunedWavLMAttentionMixin:
 def pruned_wavlm_attention_class() -> type[nn.Module]:
     """``PrunedWavLMAttention``, a ``WavLMAttention`` that runs with some heads removed.
 
-    WavLM's first layer computes a relative position bias for every head and passes it to all later layers, each
-    head gating its own bias with its slice of the layer input. So a pruned layer keeps the first layer's full
-    ``rel_attn_embed`` (when it has one) and selects its kept heads (``kept_heads``, indices among the original
-    ``original_num_heads``) from the bias and from the input. With every head kept it computes what
-    ``WavLMAttention`` computes (attention weights are not returned). Made on first use, so that loading other
-    models does not import WavLM's code.
+    WavLM's first layer computes a relative position bias for every head and passes it to all later layers, so a
+    pruned layer selects its kept heads (``kept_heads``, indices among the original ``original_num_heads``) from the
+    full bias and from the input; with every head kept it computes what ``WavLMAttention`` computes (without
+    attention weights). Made on first use, so that loading other models does not import WavLM's code.
     """
     from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
@@ -180,22 +155,14 @@ def _keep_wavlm_heads(attention: nn.Module, positions: list[int]) -> None:
     attention.gru_rel_pos_const = sliced(attention.gru_rel_pos_const, torch.tensor(positions), 1)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Saving and loading
-# --------------------------------------------------------------------------------------------------------------
-
-
 def save_pruned_model(model: nn.Module, path: str | Path, *, feature_extractor: Any = None, step: int = 0) -> Path:
-    """Save a (possibly pruned) model so that `load_pruned_model` and ``speat evaluate`` load it.
+    """Save a (possibly pruned) model so that `load_pruned_model` and ``speat evaluate`` load it; returns `path`.
 
     Args:
         model: a transformers wav2vec2-family base model or a `MelHuBERTModel` (weight masks already applied).
         path: a directory for a transformers model; a ``.ckpt`` file for MelHuBERT.
         feature_extractor: saved beside a transformers model (its input normalisation), when given.
         step: training step, recorded in a MelHuBERT checkpoint.
-
-    Returns:
-        The directory or file written.
     """
     from transformers import PreTrainedModel
 
@@ -231,12 +198,8 @@ def pruned_layout_of_config(config: Any) -> PrunedLayout | None:
 
 def load_pretrained(model_class: Any, name: str, *, revision: str | None = None, dtype: torch.dtype | None = None,
                     local_files_only: bool = False) -> nn.Module:
-    """``model_class.from_pretrained(name)`` that also rebuilds models saved by `save_pretrained` after pruning.
-
-    Args:
-        model_class: e.g. ``transformers.AutoModel`` or ``transformers.Wav2Vec2ForPreTraining``.
-        name: local directory or Hub id.
-        revision, dtype, local_files_only: as for ``from_pretrained``.
+    """``model_class.from_pretrained(name)`` (e.g. of ``transformers.AutoModel`` or ``Wav2Vec2ForPreTraining``) that
+    also rebuilds models saved by `save_pretrained` after pruning.
 
     Raises:
         ModelLoadError: a pruned model whose weights do not fit its recorded layout.
@@ -297,7 +260,6 @@ def load_pruned_model(path: str | Path, *, device: str | torch.device = "cpu") -
     Args:
         path: a checkpoint directory (transformers: ``AutoModel``, e.g. ``Wav2Vec2Model``) or a MelHuBERT
             ``.ckpt`` file (a `MelHuBERTModel`).
-        device: where to put the model.
 
     Raises:
         ModelLoadError: the path is neither, or its weights do not fit its recorded layout.
@@ -314,9 +276,3 @@ def load_pruned_model(path: str | Path, *, device: str | torch.device = "cpu") -
                              "checkpoint file")
     return load_pretrained(transformers.AutoModel, str(path)).to(device).eval()
 
-
-def __getattr__(name: str) -> Any:
-    # ``PrunedWavLMAttention`` is made on first use; this lets pickle and imports find it by name.
-    if name == "PrunedWavLMAttention":
-        return pruned_wavlm_attention_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

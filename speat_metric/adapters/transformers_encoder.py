@@ -1,23 +1,11 @@
 """Hugging Face transformers speech encoders: wav2vec 2.0, HuBERT (and DistilHuBERT), WavLM, data2vec-audio, Whisper.
 
-Loaded with ``AutoModel`` and ``AutoFeatureExtractor`` from a Hub id (at a ``revision``) or a local directory. Which
-tensors are the "layers" is the extraction profile's choice (`speat_metric.profiles`): the forward pass is the
-model's own, and forward hooks record the feature projection, every transformer layer's input and output, and the
-final LayerNorm applied explicitly (`record_taps`), so the result does not depend on what the installed
-transformers version puts in ``hidden_states``. The default profile ``hf`` gives transformers 5's
-``hidden_states``: the input embedding layer and every transformer layer. Model types outside
-`speat_metric.profiles.WAV2VEC2_FAMILY` and Whisper (SEW, SEW-D) keep transformers' ``hidden_states`` under ``hf``.
+Loaded with ``AutoModel`` and ``AutoFeatureExtractor`` from a Hub id (at a ``revision``) or a local directory. The
+extraction profile (`speat_metric.profiles`) picks the layers from what forward hooks record (`record_taps`), so the
+result does not depend on what the installed transformers puts in ``hidden_states``. Group-norm models
+(``supports_padding`` False) are never padded; Whisper is encoded in 30-second windows whose frames are joined.
 
-Padding. wav2vec2-style models whose first CNN layer uses group norm (``feat_extract_norm == "group"``: wav2vec2-base,
-HuBERT-base, DistilHuBERT) normalise over the whole input, padding included, and take no attention mask; for them
-``supports_padding`` is False and the pipeline never pads. Layer-norm models take the feature extractor's attention
-mask, and a check at load time (`padding_is_harmless`) confirms that padding leaves real frames unchanged: it does
-not for data2vec-audio, whose stacked, normalised positional convolutions carry padding into real frames.
-
-Whisper's encoder always sees 30-second windows padded by its feature extractor, alone or in a batch: a clip is
-cut into consecutive 30 s windows, each window's frames that cover real audio (one per 20 ms) are kept and the
-windows' frames are concatenated, following the segment-wise extraction of the SpEAT reference code. Under
-``speat2023`` the windows are cut from the whole clip's log-mel, the last one zero-padded, as openai-whisper does.
+Details (layers, padding, Whisper windows): docs/adapters.md, "Transformers encoders".
 """
 
 from __future__ import annotations
@@ -40,12 +28,14 @@ from speat_metric.adapters.base import (
     SpeechEncoder,
     count_parameters,
     frames_mask,
+    join_windows,
     pad_batch,
     padding_is_harmless,
     torch_dtype,
     weights_sha256,
 )
-from speat_metric.adapters.preflight import WEIGHT_FILE, ModelCheck, check_model, hidden_state_count
+from speat_metric.adapters.preflight import WEIGHT_FILE, ModelCheck, check_model, first_line, hidden_state_count
+from speat_metric.adapters.pruned import load_pretrained  # from_pretrained that also rebuilds pruned models
 from speat_metric.profiles import WAV2VEC2_FAMILY, LayerTaps, check_profile_model_type, get_profile
 from speat_metric.results import DEFAULT_PROFILE
 
@@ -62,7 +52,6 @@ class TransformersEncoder(SpeechEncoder):
     Args:
         model: Hub model id (e.g. ``"facebook/hubert-base-ls960"``) or path of a local ``save_pretrained`` directory.
         revision: Hub branch, tag or commit; the resolved commit is recorded in the description.
-        device: torch device to run on.
         dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"``.
         profile: the extraction profile (`speat_metric.profiles`): ``hf`` (default), ``speat2023`` or ``s3prl``.
 
@@ -85,7 +74,10 @@ class TransformersEncoder(SpeechEncoder):
         # the check resolved, so loading asks the Hub nothing more.
         source = _local_files(check, revision)
         name = str(source.resolve()) if check.kind == "local" else check.spec.text
-        config = _load_config(source, name)
+        try:
+            config = transformers.AutoConfig.from_pretrained(source, local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"could not read the configuration of model {name!r} ({first_line(error)})") from error
         check_profile_model_type(self.profile, config.model_type, name)
         self._model_type = config.model_type
         self._is_whisper = config.model_type == "whisper"
@@ -95,30 +87,23 @@ class TransformersEncoder(SpeechEncoder):
             config.model_type, getattr(config, "feat_extract_norm", "layer"))
         self._chunk_samples = self._profile.chunk_samples.get(config.model_type)
         loader = transformers.WhisperModel if self._is_whisper else transformers.AutoModel
-        from speat_metric.adapters.pruned import load_pretrained  # from_pretrained that rebuilds pruned models
-
         model_object = load_pretrained(loader, str(source), dtype=self._dtype, local_files_only=True)
         self.model = (model_object.get_encoder() if self._is_whisper else model_object).to(device).eval()
         self.extractor, extractor_source = _load_feature_extractor(source, name, config)
         self._device = torch.device(device)
         # Group-norm CNNs normalise over padding by design; anything else is checked, since some models leak
         # padding into real frames despite the attention mask.
-        self.supports_padding = self._is_whisper or (
-            getattr(config, "feat_extract_norm", "layer") == "layer" and padding_is_harmless(self)
-        )
+        self.supports_padding = self._is_whisper or (getattr(config, "feat_extract_norm", "layer") == "layer"
+                                                     and padding_is_harmless(self))
         self.description = ModelDescription(
-            name=name,
-            kind="transformers",
-            revision=check.commit if check.kind == "hub" else None,
-            weights_sha256=weights_sha256(self.model),
-            num_parameters=count_parameters(self.model),
+            name=name, kind="transformers", revision=check.commit if check.kind == "hub" else None,
+            weights_sha256=weights_sha256(self.model), num_parameters=count_parameters(self.model),
             num_layers=hidden_state_count(config.to_dict()),
             settings={"model_type": config.model_type, "dtype": dtype, "feature_extractor": extractor_source,
                       "requested_revision": revision,
                       "extraction": {"profile": self.profile, "waveform_normalisation": self._normalisation,
                                      "chunk_samples": self._chunk_samples,
-                                     "whisper_mel_padding": self._is_whisper and self._profile.whisper_mel_padding}},
-        )
+                                     "whisper_mel_padding": self._is_whisper and self._profile.whisper_mel_padding}})
 
     @property
     def device(self) -> torch.device:
@@ -129,10 +114,8 @@ class TransformersEncoder(SpeechEncoder):
             return self._encode_whisper(waveforms)
         lengths = [len(waveform) for waveform in waveforms]
         if not self.supports_padding and len(set(lengths)) > 1:
-            raise ValueError(
-                f"{self.description.name} normalises over padding (group norm), so a batch must hold clips of one "
-                f"length; got lengths {sorted(set(lengths))}"
-            )
+            raise ValueError(f"{self.description.name} normalises over padding (group norm), so a batch must hold "
+                             f"clips of one length; got lengths {sorted(set(lengths))}")
         if self._chunk_samples is not None and max(lengths) > self._chunk_samples:
             return self._encode_in_chunks(waveforms)
         hidden_states = self._layers(*self._inputs(waveforms))
@@ -179,7 +162,7 @@ class TransformersEncoder(SpeechEncoder):
                 owners.append(index)
                 valid.append(int(self.model._get_feat_extract_output_lengths(torch.tensor(len(piece)))))
         layers = [[piece[layer][0] for piece in pieces] for layer in range(len(pieces[0]))]
-        return _join_windows(layers, valid, owners, len(waveforms))
+        return join_windows(layers, valid, owners, len(waveforms))
 
     def _encode_whisper(self, waveforms: Sequence[np.ndarray]) -> EncoderOutput:
         if self._profile.whisper_mel_padding:
@@ -194,7 +177,7 @@ class TransformersEncoder(SpeechEncoder):
             valid = [math.ceil(len(window) / _WHISPER_SAMPLES_PER_FRAME) for window in windows]
         layers = self._layers(features, None)
         valid = [min(layers[0].shape[1], count) for count in valid]
-        return _join_windows(layers, valid, owners, len(waveforms))
+        return join_windows(layers, valid, owners, len(waveforms))
 
     def _zero_padded_mel_windows(self, waveforms: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[int], list[int]]:
         """openai-whisper's input: each clip's log-mel (normalised by the clip's own maximum), cut into windows of
@@ -265,29 +248,6 @@ def record_taps(model: torch.nn.Module, *, final_norm: bool) -> Iterator[Callabl
             handle.remove()
 
 
-def _join_windows(layers: Sequence[Sequence[torch.Tensor]], valid: Sequence[int], owners: Sequence[int],
-                  count: int) -> EncoderOutput:
-    """Concatenate, per clip, the first `valid` frames of each window it owns, for every layer.
-
-    Args:
-        layers: per layer, the windows' (frames, dim) features (a (windows, frames, dim) tensor or a list).
-        valid: frames of each window that cover the clip.
-        owners: the clip each window belongs to.
-        count: number of clips.
-    """
-    per_clip_frames = [sum(frames for frames, owner in zip(valid, owners) if owner == index) for index in range(count)]
-    total = max(per_clip_frames)
-    hidden_states = []
-    for layer in layers:
-        stacked = torch.zeros(count, total, layer[0].shape[-1])
-        filled = [0] * count
-        for window, owner, frames in zip(layer, owners, valid):
-            stacked[owner, filled[owner]:filled[owner] + frames] = window[:frames]
-            filled[owner] += frames
-        hidden_states.append(stacked)
-    return EncoderOutput(hidden_states, frames_mask(per_clip_frames, total))
-
-
 def _local_files(check: ModelCheck, revision: str | None) -> Path:
     """The folder a checked model loads from: its directory, or (for a Hub id) the Hub cache's snapshot of the
     commit the check resolved, holding its configuration, weights and feature extractor settings."""
@@ -305,22 +265,8 @@ def _local_files(check: ModelCheck, revision: str | None) -> Path:
     try:
         paths = [hf_hub_download(repo_id, name, revision=commit) for name in needed]
     except Exception as error:
-        raise ModelLoadError(f"could not download {repo_id!r} from the Hub ({_first_line(error)})") from error
+        raise ModelLoadError(f"could not download {repo_id!r} from the Hub ({first_line(error)})") from error
     return Path(paths[0]).parent
-
-
-def _load_config(source: Path, name: str):
-    import transformers
-
-    try:
-        return transformers.AutoConfig.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"could not read the configuration of model {name!r} ({_first_line(error)})") from error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _load_feature_extractor(source: Path, name: str, config) -> tuple[object, str]:
