@@ -1,11 +1,10 @@
 """SpEAT during compression: evaluate a model with the ordinary pipeline and keep records that say how it was made.
 
-`BiasTracker` loads the tests once (``--stimuli``, ``--tests``, as ``speat evaluate`` reads them, checked before any
-training starts), then `BiasTracker.evaluate` runs `speat_metric.pipeline.evaluate_tests` on a saved checkpoint (a
-model string: a checkpoint directory, ``melhubert:FILE``...) or on an in-memory `SpeechEncoder`, fills each record's
-``compression`` field (see `speat_metric.results.EvaluationRecord`) and writes the records to the run's
-``results/`` directory (main process only). Under ``accelerate launch`` every process must call `evaluate` at the
-same point: the stimuli are split across processes.
+`BiasTracker` loads the tests once (as ``speat evaluate`` reads them, checked before any training starts), then
+`BiasTracker.evaluate` runs `speat_metric.pipeline.evaluate_tests` on a checkpoint or an in-memory `SpeechEncoder`,
+fills each record's ``compression`` field and writes the records to the run's ``results/`` directory (main process
+only). Under ``accelerate launch`` every process must call `evaluate` at the same point: the stimuli are split
+across processes.
 
 Example:
     >>> from speat_metric.evaluation import EvaluationSettings
@@ -16,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,22 +25,12 @@ if TYPE_CHECKING:
     from speat_metric.results import EvaluationRecord
     from speat_metric.training.models import TrainableEncoder
 
-logger = logging.getLogger(__name__)
-
 RESULTS_DIRECTORY = "results"
 
 
 class BiasTracker:
-    """Evaluate SpEAT at each compression step, appending `EvaluationRecord`s to a results directory.
-
-    Args:
-        settings: what and how to evaluate (stimuli, tests, permutations, seed, pooling...), as for
-            ``speat evaluate``.
-        results_dir: where records are written (created when the first is).
-
-    Raises:
-        ValueError: an unknown test, a missing stimulus, or another bad setting (before any training).
-    """
+    """Evaluate SpEAT at each compression step with the `settings` of ``speat evaluate``, appending
+    `EvaluationRecord`s to `results_dir` (ValueError now for an unknown test, a missing stimulus...)."""
 
     def __init__(self, settings: EvaluationSettings, results_dir: str | Path) -> None:
         from speat_metric.evaluation import load_tests, resolve_device
@@ -59,17 +47,11 @@ class BiasTracker:
 
     def evaluate(self, model: str | Path | SpeechEncoder, *, compression: Mapping[str, Any] | None,
                  checkpoint: Mapping[str, Any] | None = None, labels: Sequence[str] = ()) -> list[EvaluationRecord]:
-        """SpEAT of one model on every test; records carry `compression` and are saved by the main process.
+        """SpEAT of one model (a model string of `load_encoder`, or an adapter) on every test: one record per test
+        (and layer view), saved by the main process.
 
-        Args:
-            model: a model string of `speat_metric.adapters.load_encoder` (e.g. a checkpoint directory) or an adapter.
-            compression: how the model was made (method, step, sizes, settings: see ``EvaluationRecord.compression``);
-                None for an uncompressed model evaluated as it is (a distillation's teacher).
-            checkpoint: the checkpoint's name and step, for per-checkpoint curves (None for the unpruned model).
-            labels: extra record labels.
-
-        Returns:
-            One record per test (and layer view).
+        `compression` says how the model was made (see ``EvaluationRecord.compression``; None for an uncompressed
+        model, a distillation's teacher); `checkpoint` is the checkpoint's name and step (None for the unpruned model).
         """
         from speat_metric.adapters import load_encoder
         from speat_metric.distributed import is_main_process
@@ -99,11 +81,8 @@ class BiasTracker:
     def checkpoint(self, model: TrainableEncoder, directory: str | Path, step: int, *, accelerator: Any,
                    compression: Mapping[str, Any], log_prefix: str = "") -> list[EvaluationRecord]:
         """Save `model` as it is now as the checkpoint of `step` in `directory` (main process), then record its SpEAT
-        (every process) and log each test's d to the trackers as ``<log_prefix>speat/<test>/d``.
-
-        Returns:
-            The checkpoint's records.
-        """
+        (every process; its records are returned) and log each test's d to the trackers as
+        ``<log_prefix>speat/<test>/d``."""
         path = model.checkpoint_path(directory, step)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:

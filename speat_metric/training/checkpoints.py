@@ -1,14 +1,8 @@
 """Resumable training states: accelerate's ``save_state`` plus the recipe's position, and which state to resume.
 
-A state is a directory ``RUN_DIR/state/step-<N>/`` holding what ``accelerator.save_state`` writes (model, optimiser,
-random generators, registered objects) and ``trainer_state.json``, a `TrainerState`: the optimiser step, the epoch,
-the batches of that epoch already consumed, and the recipe's own position (its schedule, the pruned architecture, a
-loss average...). ``trainer_state.json`` is written last and atomically, so a directory without it is a state cut
-short by a kill and is never resumed from.
-
-To resume: read the `TrainerState` first (`read_trainer_state`), rebuild what changes shape (a pruned model), call
-``accelerator.prepare``, then ``accelerator.load_state`` (`load_training_state`), and skip the consumed batches of the
-epoch with `resume_batches` (``skip_first_batches``). `resolve_resume` decides which state, if any.
+A state is ``RUN_DIR/state/step-<N>/``: what ``accelerator.save_state`` writes and ``trainer_state.json`` (a
+`TrainerState`, written last and atomically: a directory without it is never resumed from). docs/pruning.md
+("Resumable states") describes the order of resuming.
 
 Example:
     >>> import tempfile
@@ -25,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -33,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from speat_metric.files import atomic_write_text, check_writable_directory
-
-logger = logging.getLogger(__name__)
 
 STATE_DIRECTORY = "state"
 TRAINER_STATE = "trainer_state.json"
@@ -45,14 +36,8 @@ _STEP_DIRECTORY = re.compile(r"^step-(\d+)$")
 
 @dataclass
 class TrainerState:
-    """Where a run is.
-
-    Attributes:
-        step: optimiser steps done.
-        epoch: the epoch in progress.
-        batches_in_epoch: micro-batches of that epoch this process has consumed (skipped on resume).
-        recipe: the recipe's own JSON-ready state (schedule position, architecture, ...).
-    """
+    """Where a run is: optimiser steps done, the epoch in progress, the micro-batches of that epoch this process has
+    consumed (skipped on resume), and the recipe's own JSON-ready state (schedule position, architecture, ...)."""
 
     step: int = 0
     epoch: int = 0
@@ -79,12 +64,8 @@ def state_directories(run_dir: str | Path) -> list[Path]:
 
 
 def check_new_run(run_dir: str | Path) -> None:
-    """A new run (no ``--resume``) starts in a new or empty directory: never over another run, whose checkpoints
-    and results would mix with the new run's, nor among other files (the training audio, say).
-
-    Raises:
-        ValueError: `run_dir` (``--out``) is a file or under one, cannot be written, already holds a run (saved
-            states, or the ``config.yaml`` of a run too short to save a state), or holds other files.
+    """Raise a ValueError unless `run_dir` is new or empty: a new run (no ``--resume``) never starts over another
+    run, whose checkpoints and results would mix with the new run's, nor among other files (the training audio, say).
     """
     from speat_metric.distributed import is_main_process
 
@@ -107,14 +88,8 @@ def check_new_run(run_dir: str | Path) -> None:
 def resolve_resume(run_dir: str | Path, *, resume: bool | str | Path | None) -> Path | None:
     """The state to resume from, or None to start a new run.
 
-    Args:
-        run_dir: the run directory (``--out``).
-        resume: False/None: a new run, which refuses a directory that already has states (nothing is overwritten);
-            True or ``"latest"``: the run's latest complete state; a path: that state directory.
-
-    Raises:
-        ValueError: a new run in a directory with states, ``--resume`` without any state, or a path that is not a
-            complete state.
+    `resume` False/None: a new run (`check_new_run`: nothing is overwritten); True or ``"latest"``: the run's latest
+    complete state; a path: that state directory. ValueError when there is no such state.
     """
     run_dir = Path(run_dir)
     states = state_directories(run_dir)
@@ -143,11 +118,8 @@ def read_trainer_state(path: str | Path) -> TrainerState:
 
 
 def save_training_state(accelerator, run_dir: str | Path, state: TrainerState, *, keep: int = 2) -> Path:
-    """Save a resumable state of the run (call it on every process); keep the `keep` latest complete states.
-
-    Returns:
-        The state directory.
-    """
+    """Save a resumable state of the run (call it on every process), keep the `keep` latest complete states, and
+    return its directory."""
     directory = Path(run_dir) / STATE_DIRECTORY / f"step-{state.step:09d}"
     accelerator.save_state(str(directory))
     if accelerator.is_main_process:

@@ -107,11 +107,7 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def number_list(text: str | None, option: str, noun: str) -> list[int] | None:
-    """A comma-separated option (``--layers 2,4,6``) as whole numbers; None when the option was not given.
-
-    Raises:
-        ValueError: a part is not a whole number (the message names the option and what it lists).
-    """
+    """A comma-separated option (``--layers 2,4,6``) as whole numbers; None when the option was not given."""
     if text is None:
         return None
     try:
@@ -130,43 +126,30 @@ def lookup(data: Mapping[str, Any], key: str) -> Any:
 def resumed_config(saved: Any, requested: Any, given: Mapping[str, Any], *, saved_path: Path, config_given: bool,
                    read: Callable[[Mapping[str, Any], str], Any] = lookup,
                    resumable: frozenset[str] = RESUMABLE_CHANGES) -> Any:
-    """The configuration of a resumed run: the saved one, with the `resumable` settings the user gave anew.
+    """The configuration of a resumed run: the `saved` one (``RUN_DIR/config.yaml``), with the `resumable`
+    ``training.*`` settings the user gave anew.
 
-    Args:
-        saved: the run's configuration (``RUN_DIR/config.yaml``), a recipe dataclass with ``to_dict``.
-        requested: what the command line asks for now (defaults, ``--config``, options).
-        given: the dotted keys the user gave explicitly on the command line.
-        saved_path: the saved file, for the message.
-        config_given: ``--config`` was given (then every key it changes must agree too).
-        read: how to read a dotted key (a recipe may map one option onto several settings).
-        resumable: the ``training.*`` settings that may change (`RESUMABLE_CHANGES` by default).
-
-    Raises:
-        ValueError: the options contradict the run's settings (each difference named).
+    Every other dotted key in `given` (what the command line gave explicitly) and, when `config_given`, every key a
+    ``--config`` changes must agree with the run's (a ValueError names each difference). `read` reads a dotted key
+    (a recipe may map one option onto several settings).
     """
     from speat_metric.training.config import differences
 
     old_settings, new_settings = saved.to_dict(), requested.to_dict()
     conflicts = [f"{key}: {read(old_settings, key)!r} in the run, {read(new_settings, key)!r} now"
-                 for key in given if key not in resumable
-                 and read(old_settings, key) != read(new_settings, key)]
+                 for key in given if key not in resumable and read(old_settings, key) != read(new_settings, key)]
     if config_given:
         conflicts += [f"--config: {change}" for change in differences(
             old_settings, new_settings, ignore={*resumable, "out", "data.path"})]
     if conflicts:
         raise ValueError(f"--resume keeps the run's settings ({saved_path}); these differ: {'; '.join(conflicts)}")
-    allowed = {key.split(".")[1]: lookup(new_settings, key) for key in resumable if key in given}
-    if allowed:
+    if allowed := {key.split(".")[1]: lookup(new_settings, key) for key in resumable if key in given}:
         saved = saved.replace(training=dataclasses.replace(saved.training, **allowed))
     return saved
 
 
 def saved_run_config(out: Path, config_file: str) -> Path:
-    """The saved configuration of the run in `out` that ``--resume`` continues.
-
-    Raises:
-        ValueError: `out` holds no run.
-    """
+    """The saved configuration of the run in `out` that ``--resume`` continues (ValueError when there is none)."""
     path = Path(out) / config_file
     if not path.is_file():
         raise ValueError(f"--resume: {out} has no {config_file}, so it holds no run to resume; run without --resume")
@@ -179,13 +162,9 @@ def slug(text: str) -> str:
 
 
 def start_run(args: argparse.Namespace, run_config: Callable[[argparse.Namespace], Any]) -> tuple[Any, Any]:
-    """What a recipe command does before its run: check ``--report-to`` (it fails fast), resolve the configuration
-    with the recipe's `run_config`, and silence the libraries' progress bars (all but downloads' unless
-    ``--no-progress``).
-
-    Returns:
-        ``(config, report_to)``.
-    """
+    """``(config, report_to)``: what a recipe command does before its run: check ``--report-to`` (it fails fast),
+    resolve the configuration with the recipe's `run_config`, and silence the libraries' progress bars (all but
+    downloads' unless ``--no-progress``)."""
     from speat_metric.progress import silence_library_progress_bars
     from speat_metric.training.loop import parse_report_to
 

@@ -1,12 +1,7 @@
 """Typed recipe configuration shared by ``speat prune`` and ``speat distill``: YAML defaults, a user's file, options.
 
-A recipe (`speat_metric.pruning.config`, `speat_metric.distill.config`) is a frozen dataclass tree. `read_yaml` reads
-its YAML files, `merge` lays a user's ``--config`` file (only the keys it changes) and the command-line overrides over
-the defaults, `build` turns the result into the dataclasses (an unknown key is an error naming where it came from and
-what is known
-there), and the ``check_*`` functions check every value, naming the setting and its option. The sections every
-recipe has are here: `DataConfig` (``--data``), `TrainingConfig` (batches, crops, precision, seed, states) and
-`TrackingConfig` (the SpEAT at each checkpoint, as ``speat evaluate`` takes it).
+A recipe is a frozen dataclass tree: `read_yaml`, `merge` (defaults, ``--config``, options), `build` (unknown keys
+are errors) and the ``check_*`` functions; docs/pruning.md ("Configuration") tells more.
 
 Example:
     >>> from dataclasses import field
@@ -62,9 +57,7 @@ class TrainingConfig:
     def for_family(self, name: str, family: str) -> Any:
         """A setting that may differ by model family (``{melhubert: 4, default: 12}``), for `family`."""
         value = getattr(self, name)
-        if isinstance(value, Mapping):
-            return value.get(family, value["default"])
-        return value
+        return value.get(family, value["default"]) if isinstance(value, Mapping) else value
 
 
 @dataclass(frozen=True)
@@ -98,11 +91,7 @@ class TrackingConfig:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML file of settings (a mapping).
-
-    Raises:
-        ConfigError: the file is missing, is not YAML, or does not hold a mapping.
-    """
+    """A YAML file of settings (a mapping); `ConfigError` when it is missing, not YAML, or not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config {path}: no such file")
@@ -127,12 +116,8 @@ def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(cls: type, data: Any, *, where: str) -> Any:
-    """The dataclass `cls` from a nested mapping: sections become their dataclasses, lists become tuples.
-
-    Raises:
-        ConfigError: an unknown key, a section that is not a mapping, or a value the dataclass refuses, naming
-            `where` (the file or "the configuration").
-    """
+    """The dataclass `cls` from a nested mapping: sections become their dataclasses, lists become tuples. A
+    `ConfigError` names `where` (the file or "the configuration") and the unknown key or refused value."""
     try:
         return _build(cls, data, where)
     except (TypeError, KeyError) as error:
@@ -143,8 +128,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping of settings, got {data!r}")
     fields = {item.name: item for item in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
+    if unknown := sorted(set(data) - set(fields)):
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known here: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     values = {}
@@ -153,23 +137,19 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             value = _build(hint, value or {}, f"{where}: {name}")
         elif typing.get_origin(hint) is tuple:
-            arguments = typing.get_args(hint)
-            if not isinstance(value, (list, tuple)):
-                if isinstance(value, str) and arguments[0] in (str, int):
-                    try:
-                        value = [arguments[0](part.strip()) for part in value.split(",") if part.strip()]
-                    except ValueError:
-                        raise ConfigError(f"{where}: {name} must be a comma-separated list of "
-                                          f"{arguments[0].__name__}s, got {value!r}") from None
-                elif isinstance(value, int) and not isinstance(value, bool) and arguments[0] is int:
-                    value = [value]
-                else:
-                    raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
-            if arguments and dataclasses.is_dataclass(arguments[0]):
-                value = tuple(_build(arguments[0], item, f"{where}: {name}[{index}]")
-                              for index, item in enumerate(value))
-            else:
-                value = tuple(value)
+            kind = typing.get_args(hint)[0]
+            if isinstance(value, str) and kind in (str, int):
+                try:
+                    value = [kind(part.strip()) for part in value.split(",") if part.strip()]
+                except ValueError:
+                    raise ConfigError(f"{where}: {name} must be a comma-separated list of {kind.__name__}s, got "
+                                      f"{value!r}") from None
+            elif isinstance(value, int) and not isinstance(value, bool) and kind is int:
+                value = [value]
+            elif not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
+            value = tuple(_build(kind, item, f"{where}: {name}[{index}]") if dataclasses.is_dataclass(kind) else item
+                          for index, item in enumerate(value))
         values[name] = value
     return cls(**values)
 
@@ -236,10 +216,9 @@ def check_training(training: TrainingConfig) -> None:
     """Every training setting in range (`ConfigError` naming the setting and its option)."""
     for name in _FAMILY_SETTINGS:
         value = getattr(training, name)
-        values = value.values() if isinstance(value, Mapping) else [value]
         if isinstance(value, Mapping) and "default" not in value:
             raise ConfigError(f"training.{name} {dict(value)} needs a 'default' entry besides the model families")
-        for item in values:
+        for item in value.values() if isinstance(value, Mapping) else [value]:
             check_positive(item, f"training.{name} (--{name.replace('_', '-')})", integer=name == "batch_size")
     check_positive(training.min_seconds, "training.min_seconds", integer=False)
     check_positive(training.gradient_accumulation_steps, "training.gradient_accumulation_steps")

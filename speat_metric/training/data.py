@@ -1,19 +1,8 @@
 """Training audio: recordings from a folder or a ``datasets`` dataset, cut into reproducible fixed-length crops.
 
-`open_training_audio` reads ``--data``: a folder of WAV, FLAC or MP3 files at any rate (searched recursively), a
-dataset saved with ``save_to_disk``, a Hub dataset id (``openslr/librispeech_asr``, with ``config`` and ``split``),
-or a ``datasets.Dataset`` object. A dataset's audio column is cast to ``Audio(decode=False)`` (no torchcodec needed)
-and decoded by `speat_metric.audio.load_audio` (mono, resampled to 16 kHz).
-
-`RandomCrops` gives one crop per recording and epoch, drawn from ``(seed, epoch, index)`` alone, so a resumed run sees
-the same crops as an uninterrupted one whatever the number of workers. A recording that cannot be decoded, or is
-shorter than ``min_seconds``, is reported once (a warning naming it) and replaced by the next usable recording:
-training never stops on a bad file. A folder is checked up front (`TrainingAudio.check_files`), so that most bad
-files are reported before training starts.
-
-`make_dataloader` batches the crops (every crop of a batch cut to the shortest one, so nothing is padded) and
-turns them into model inputs with a recipe's ``prepare`` function, which gets a random generator seeded from the
-batch's keys (e.g. for mask positions).
+`open_training_audio` reads ``--data`` (a folder of audio at any rate, or a dataset read undecoded); `RandomCrops`
+draws one crop per recording and epoch from ``(seed, epoch, index)`` alone and replaces an unusable recording by the
+next usable one; `make_dataloader` batches the crops. docs/pruning.md ("Training audio") tells more.
 
 Example:
     >>> import tempfile, soundfile
@@ -35,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from speat_metric.adapters.preflight import first_line
 from speat_metric.audio import DEFAULT_SAMPLING_RATE, AudioDecodeError, load_audio
 from speat_metric.progress import ProgressBar
 
@@ -49,65 +39,46 @@ class TrainingDataError(ValueError):
 
 
 class TrainingAudio:
-    """The recordings of a training set, undecoded until `read`: audio files, or a dataset's audio column.
+    """The recordings of a training set (made by `open_training_audio`), undecoded until `read`: audio files, or (with
+    `column`) a dataset's rows. `name` says what to call one in messages. Picklable, for dataloader workers."""
 
-    Use `open_training_audio` to make one. Items are numbered 0..len-1; `name` says what to call one in messages.
-    Picklable, so that dataloader workers can read it.
-    """
-
-    def __init__(self, description: str, *, files: Sequence[str] | None = None, dataset: Any = None,
-                 column: str | None = None) -> None:
+    def __init__(self, description: str, items: Sequence[Any], column: str | None = None) -> None:
         self.description = description
-        self.files = list(files) if files is not None else None
-        self.dataset = dataset
+        self.items = items
         self.column = column
 
-    @property
-    def is_folder(self) -> bool:
-        return self.files is not None
-
     def __len__(self) -> int:
-        return len(self.files) if self.files is not None else len(self.dataset)
+        return len(self.items)
 
     def name(self, index: int) -> str:
-        return self.files[index] if self.files is not None else f"{self.description} row {index}"
+        return self.items[index] if self.column is None else f"{self.description} row {index}"
 
     def read(self, index: int) -> np.ndarray:
-        """Decode recording `index` to mono float32 at 16 kHz.
-
-        Raises:
-            AudioDecodeError, FileNotFoundError, OSError: the recording cannot be read.
-        """
-        if self.files is not None:
-            source = self.files[index]
-        else:
-            value = self.dataset[index][self.column]
+        """Decode recording `index` to mono float32 at 16 kHz (AudioDecodeError or OSError when it cannot be)."""
+        source = self.items[index]
+        if self.column is not None:
+            value = source[self.column]
             source = (value.get("bytes") or value.get("path")) if isinstance(value, Mapping) else value
             if not source:
                 raise AudioDecodeError(f"{self.name(index)}: the audio column holds neither bytes nor a path")
         return load_audio(source, sampling_rate=SAMPLING_RATE, name=self.name(index))
 
     def check_files(self, *, min_seconds: float, progress: bool = True) -> TrainingAudio:
-        """For a folder: read every file's header, report the unreadable and the too short, and drop them.
-
-        Returns:
-            This set without those files (a dataset is returned as it is: its bad rows are skipped during training).
-
-        Raises:
-            TrainingDataError: no usable file is left.
+        """For a folder: read every file's header, report the unreadable and the too short, and return this set
+        without them (`TrainingDataError` when none is left). A dataset's bad rows are skipped during training.
         """
-        if self.files is None:
+        if self.column is not None:
             return self
         import soundfile
 
         kept, problems = [], []
         with ProgressBar(len(self), unit="file", desc="checking training audio", enabled=progress) as bar:
-            for name in self.files:
+            for name in self.items:
                 try:
                     info = soundfile.info(name)
                     seconds = info.frames / info.samplerate if info.samplerate else 0.0
                 except (RuntimeError, OSError) as error:  # soundfile's LibsndfileError is a RuntimeError
-                    problems.append(f"{name} (unreadable: {_first_line(error)})")
+                    problems.append(f"{name} (unreadable: {first_line(error)})")
                 else:
                     if seconds < min_seconds:
                         problems.append(f"{name} ({seconds:.2f} s, shorter than {min_seconds:g} s)")
@@ -120,44 +91,32 @@ class TrainingAudio:
         if not kept:
             raise TrainingDataError(f"--data {self.description}: none of its {len(self)} audio files is usable "
                                     f"({problems[0] if problems else 'no files'})")
-        return TrainingAudio(self.description, files=kept)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        return TrainingAudio(self.description, kept)
 
 
 def open_training_audio(data: str | Path | Any, *, audio_column: str | None = None, config: str | None = None,
                         split: str = "train", revision: str | None = None) -> TrainingAudio:
-    """The recordings of ``--data``.
+    """The recordings of ``--data``: a folder of audio files, a ``save_to_disk`` dataset folder, a Hub dataset id, or a
+    ``datasets.Dataset``.
 
-    Args:
-        data: a folder of audio files, a ``save_to_disk`` dataset folder, a Hub dataset id, or a ``datasets.Dataset``.
-        audio_column: the dataset column holding audio (default: the one column of ``Audio`` type).
-        config: the Hub dataset's configuration (e.g. ``all`` for LibriSpeech).
-        split: the split of a Hub or ``DatasetDict`` dataset; ``+`` joins several (``train.clean.100+train.other.500``).
-        revision: the Hub dataset's revision.
-
-    Raises:
-        TrainingDataError: the folder has no audio files, the dataset has no (or no single) audio column, or the
-            data cannot be found.
+    `audio_column` defaults to the one column of ``Audio`` type; `config`, `split` and `revision` choose a Hub
+    dataset's part (``+`` joins several splits: ``train.clean.100+train.other.500``), `split` also a ``DatasetDict``'s.
     """
     import datasets
 
     if isinstance(data, (datasets.Dataset, datasets.DatasetDict)):
-        return _from_dataset(_pick_split(data, split, "the dataset"), "the dataset", audio_column)
+        return _from_dataset(data, "the dataset", audio_column, split)
     text = str(data)
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-            return _from_dataset(_pick_split(datasets.load_from_disk(str(path)), split, text), text, audio_column)
+            return _from_dataset(datasets.load_from_disk(str(path)), text, audio_column, split)
         files = sorted(str(file) for file in path.rglob("*") if file.suffix.lower() in AUDIO_SUFFIXES
                        and file.is_file())
         if not files:
             raise TrainingDataError(f"--data {text}: the folder has no {', '.join(AUDIO_SUFFIXES)} files (searched "
                                     "recursively); give a folder of audio or a datasets dataset")
-        return TrainingAudio(text, files=files)
+        return TrainingAudio(text, files)
     if path.exists():
         raise TrainingDataError(f"--data {text} is a file; give a folder of audio files or a datasets dataset")
     owner, _, name = text.partition("/")
@@ -167,26 +126,20 @@ def open_training_audio(data: str | Path | Any, *, audio_column: str | None = No
         dataset = datasets.load_dataset(text, config, split=split, revision=revision)
     except Exception as error:  # the Hub unreachable, no such dataset, config or split: one line, then stop
         raise TrainingDataError(f"--data {text}: could not load the dataset (config {config!r}, split {split!r}): "
-                                f"{_first_line(error)}") from None
-    return _from_dataset(dataset, text, audio_column)
+                                f"{first_line(error)}") from None
+    return _from_dataset(dataset, text, audio_column, split)
 
 
-def _pick_split(data: Any, split: str, description: str) -> Any:
+def _from_dataset(dataset: Any, description: str, audio_column: str | None, split: str) -> TrainingAudio:
+    """The audio column of a dataset, or of the `split` (``+`` joins several) of a ``DatasetDict``."""
     import datasets
 
-    if not isinstance(data, datasets.DatasetDict):
-        return data
-    names = split.split("+")
-    missing = [name for name in names if name not in data]
-    if missing:
-        raise TrainingDataError(f"--data {description} has splits {', '.join(data)}, not {', '.join(missing)}; "
-                                "choose one with --data-split")
-    return datasets.concatenate_datasets([data[name] for name in names])
-
-
-def _from_dataset(dataset: Any, description: str, audio_column: str | None) -> TrainingAudio:
-    import datasets
-
+    if isinstance(dataset, datasets.DatasetDict):
+        names = split.split("+")
+        if missing := [name for name in names if name not in dataset]:
+            raise TrainingDataError(f"--data {description} has splits {', '.join(dataset)}, not {', '.join(missing)}; "
+                                    "choose one with --data-split")
+        dataset = datasets.concatenate_datasets([dataset[name] for name in names])
     audio_columns = [name for name, feature in dataset.features.items() if isinstance(feature, datasets.Audio)]
     if audio_column is None:
         if len(audio_columns) != 1:
@@ -200,17 +153,15 @@ def _from_dataset(dataset: Any, description: str, audio_column: str | None) -> T
     if len(dataset) == 0:
         raise TrainingDataError(f"--data {description} has no rows")
     undecoded = dataset.select_columns([audio_column]).cast_column(audio_column, datasets.Audio(decode=False))
-    return TrainingAudio(description, dataset=undecoded, column=audio_column)
+    return TrainingAudio(description, undecoded, audio_column)
 
 
 class RandomCrops(torch.utils.data.Dataset):
-    """One random crop of ``crop_seconds`` per recording, keyed by ``(epoch, index)`` (see `EpochSampler`).
+    """One random crop of ``crop_seconds`` per recording, keyed by ``(epoch, index)`` (see `EpochSampler`), as items
+    ``{"waveform": float32 array, "key": (epoch, index)}``.
 
-    A recording shorter than the crop is used whole. The crop's position comes from ``(seed, epoch, index)`` only.
-    An unusable recording (undecodable, or shorter than ``min_seconds``) is reported once and the next usable one
-    (index + 1, + 2, ...) is used in its place.
-
-    Returns items ``{"waveform": float32 array, "key": (epoch, index)}``.
+    A recording shorter than the crop is used whole. An unusable recording (undecodable, or shorter than
+    ``min_seconds``) is reported once and the next usable one (index + 1, + 2, ...) is used in its place.
     """
 
     def __init__(self, audio: TrainingAudio, *, crop_seconds: float, min_seconds: float, seed: int) -> None:
@@ -230,15 +181,10 @@ class RandomCrops(torch.utils.data.Dataset):
         epoch, index = key
         for offset in range(len(self.audio)):
             candidate = (index + offset) % len(self.audio)
-            if candidate in self._unusable:
+            if candidate in self._unusable or (waveform := self._usable_waveform(candidate)) is None:
                 continue
-            waveform = self._usable_waveform(candidate)
-            if waveform is None:
-                continue
-            start = 0
-            if len(waveform) > self.crop_samples:
-                start = int(np.random.default_rng([self.seed, epoch, index]).integers(len(waveform) - self.crop_samples
-                                                                                       + 1))
+            excess = max(len(waveform) - self.crop_samples, 0)  # 0: the whole recording, from its start
+            start = int(np.random.default_rng([self.seed, epoch, index]).integers(excess + 1))
             return {"waveform": np.ascontiguousarray(waveform[start:start + self.crop_samples]), "key": (epoch, index)}
         raise TrainingDataError(f"--data {self.audio.description}: no recording could be decoded (see the warnings)")
 
@@ -246,7 +192,7 @@ class RandomCrops(torch.utils.data.Dataset):
         try:
             waveform = self.audio.read(index)
         except (AudioDecodeError, OSError, ValueError, RuntimeError) as error:
-            reason = _first_line(error)
+            reason = first_line(error)
         else:
             if len(waveform) >= self.min_samples:
                 return waveform
@@ -268,10 +214,9 @@ class EpochSampler(torch.utils.data.Sampler):
         ([0, 1, 2, 3], True, False)
     """
 
-    def __init__(self, size: int, *, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, size: int, *, seed: int) -> None:
         self.size = size
         self.seed = seed
-        self.shuffle = shuffle
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -281,9 +226,7 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.size
 
     def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size) if self.shuffle else range(
-            self.size)
-        for index in order:
+        for index in np.random.default_rng([self.seed, self.epoch]).permutation(self.size):
             yield (self.epoch, int(index))
 
 
@@ -312,9 +255,6 @@ def make_dataloader(crops: RandomCrops, *, batch_size: int, prepare: BatchPrepar
 
     Its random generator is its own, so creating an iterator (e.g. when resuming) leaves torch's global generator,
     and so dropout and the rest of training, untouched.
-
-    Raises:
-        TrainingDataError: fewer recordings than one batch on every process.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")

@@ -1,10 +1,8 @@
 """The pieces of an accelerate training loop that every compression recipe uses.
 
-`make_accelerator` builds the ``Accelerator``: gradient accumulation, mixed precision where the hardware has it
-(``auto``: bf16 on a CUDA GPU that supports it, else fp16 on CUDA, else none), the CPU (gloo) when there is no GPU,
-and the ``--report-to`` trackers (none by default). `TrainingSteps` runs the micro-batches of every recipe's loop
-(accumulate, backward, clip, optimiser step, sync, log). `StepProgress` is the bar over optimiser steps, on the main
-process only. `numpy_seed` runs legacy ``np.random`` code (transformers' mask sampling) reproducibly.
+`make_accelerator` builds the ``Accelerator`` (gradient accumulation, mixed precision where the hardware has it, the
+CPU when there is no GPU, the ``--report-to`` trackers); `TrainingSteps` runs a recipe's micro-batches;
+`StepProgress` is the bar over optimiser steps; `numpy_seed` runs legacy ``np.random`` code reproducibly.
 
 Example:
     >>> parse_report_to("none"), parse_report_to("all")
@@ -14,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,28 +22,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-logger = logging.getLogger(__name__)
-
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
-_TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "comet_ml": "comet_ml", "aim": "aim",
-                     "mlflow": "mlflow", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab",
-                     "trackio": "trackio"}
+_TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
+"""The trackers accelerate knows, each the name of its package too."""
 
 
 def resolve_mixed_precision(requested: str) -> str:
-    """accelerate's ``mixed_precision`` for ``auto``/``no``/``fp16``/``bf16`` on this machine.
-
-    Raises:
-        ValueError: an unknown value, or fp16/bf16 asked for without a CUDA GPU that has it.
-    """
+    """accelerate's ``mixed_precision`` for ``auto`` (bf16 on a CUDA GPU that has it, else fp16 on CUDA, else no),
+    ``no``, ``fp16`` or ``bf16`` on this machine (ValueError when it lacks the one asked for)."""
     if requested not in MIXED_PRECISION:
         raise ValueError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}, got {requested!r}")
     cuda = torch.cuda.is_available()
     if requested == "auto":
-        if not cuda:
-            return "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
     if requested != "no" and not cuda:
         raise ValueError(f"--mixed-precision {requested} needs a CUDA GPU; this machine has none (use auto or no)")
     if requested == "bf16" and not torch.cuda.is_bf16_supported():
@@ -55,11 +44,8 @@ def resolve_mixed_precision(requested: str) -> str:
 
 
 def parse_report_to(value: str | None) -> str | list[str] | None:
-    """accelerate's ``log_with`` for ``--report-to``: ``none`` (default), ``all``, or comma-separated tracker names.
-
-    Raises:
-        ValueError: an unknown tracker, or one whose package is not installed (the message says which to install).
-    """
+    """accelerate's ``log_with`` for ``--report-to``: ``none`` (default), ``all``, or comma-separated tracker names
+    (ValueError for an unknown tracker, or one whose package is not installed)."""
     import importlib.util
 
     if value is None or value.strip() in ("", "none"):
@@ -68,27 +54,21 @@ def parse_report_to(value: str | None) -> str | list[str] | None:
         return "all"
     names = [name.strip() for name in value.split(",") if name.strip()]
     for name in names:
-        if name not in _TRACKER_PACKAGES:
+        if name not in _TRACKERS:
             raise ValueError(f"--report-to {name!r} is not a tracker accelerate knows; use none, all, or some of "
-                             f"{', '.join(_TRACKER_PACKAGES)}")
-        if importlib.util.find_spec(_TRACKER_PACKAGES[name]) is None:
-            raise ValueError(f"--report-to {name}: the {_TRACKER_PACKAGES[name]} package is not installed "
-                             f"(pip install {_TRACKER_PACKAGES[name]}), or use --report-to none")
+                             f"{', '.join(_TRACKERS)}")
+        if importlib.util.find_spec(name) is None:
+            raise ValueError(f"--report-to {name}: the {name} package is not installed (pip install {name}), or use "
+                             "--report-to none")
     return names
 
 
 def make_accelerator(*, project_dir: Path, gradient_accumulation_steps: int = 1, mixed_precision: str = "auto",
                      report_to: str | list[str] | Any | None = None):
-    """The ``Accelerator`` of a compression run.
+    """The ``Accelerator`` of a compression run, its trackers' logs under `project_dir` (the run directory).
 
-    Args:
-        project_dir: the run directory (trackers write their logs under it).
-        gradient_accumulation_steps: micro-batches per optimiser step (``accelerator.accumulate``).
-        mixed_precision: see `resolve_mixed_precision`.
-        report_to: accelerate's ``log_with`` (see `parse_report_to`; tracker objects are accepted too).
-
-    Raises:
-        ValueError: ``gradient_accumulation_steps`` below 1, or a bad mixed-precision value.
+    `mixed_precision` is read by `resolve_mixed_precision`; `report_to` is accelerate's ``log_with`` (see
+    `parse_report_to`; tracker objects are accepted too).
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
@@ -108,21 +88,9 @@ def make_accelerator(*, project_dir: Path, gradient_accumulation_steps: int = 1,
 
 def open_run(run_dir: Path, *, data: Any, training: Any, tracking: Any, mean_std: str | None, report_to: Any,
              progress: bool) -> tuple[Any, Any, Any]:
-    """The parts every recipe opens first, cheapest checks first: the accelerator, the training audio (``--data``
-    opened, not yet checked file by file) and the bias tracker (tests and stimuli loaded and checked).
-
-    Args:
-        run_dir: the run directory.
-        data, training, tracking: the recipe's `speat_metric.training.config` sections.
-        mean_std: MelHuBERT's mean/std file, for the tracker.
-        report_to: accelerate trackers (`parse_report_to`).
-        progress: show progress bars.
-
-    Returns:
-        ``(accelerator, audio, tracker)``.
-
-    Raises:
-        ValueError: no ``--data``, or data, tests or stimuli that cannot be used.
+    """``(accelerator, audio, tracker)``: the parts every recipe opens first, cheapest checks first: the accelerator,
+    the training audio (``--data`` opened, not yet checked file by file) and the bias tracker (tests and stimuli
+    loaded and checked), from the recipe's `speat_metric.training.config` sections.
     """
     from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
     from speat_metric.training.data import open_training_audio
@@ -146,13 +114,8 @@ Metrics = Mapping[str, Any]
 class TrainingSteps:
     """Runs a recipe's micro-batches: each one's loss is computed under ``accelerator.accumulate`` and autocast and
     back-propagated; at the last micro-batch of an optimiser step the gradients are prepared (`before_update`, then
-    clipped) and the step is counted, its loss averaged over its micro-batches and processes, shown and logged.
-
-    Attributes:
-        accelerator: the run's ``Accelerator``.
-        bar: the progress bar over optimiser steps.
-        gradient_clipping: the largest gradient norm (None or 0: no clipping).
-        log_prefix: put before ``train/loss`` (e.g. ``student-2/``).
+    clipped to `gradient_clipping` unless it is None or 0) and the step is counted, its loss averaged over its
+    micro-batches and processes, shown on `bar` and logged (after `log_prefix`, e.g. ``student-2/train/loss``).
     """
 
     accelerator: Any
@@ -164,19 +127,10 @@ class TrainingSteps:
     def __call__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: Any,
                  loss: Callable[[], tuple[torch.Tensor, Metrics]],
                  before_update: Callable[[], Metrics | None] | None = None) -> float | None:
-        """Run one micro-batch.
-
-        Args:
-            model: the prepared model (its gradients are clipped).
-            optimizer: the prepared optimiser.
-            state: the run's `speat_metric.training.checkpoints.TrainerState` (its counters move on).
-            loss: computes the micro-batch's loss, and metrics to log with it.
-            before_update: runs before the optimiser step that ends an accumulation (e.g. masks gradients, sets the
-                learning rate); it may return metrics to log.
-
-        Returns:
-            The optimiser step's loss when this micro-batch completed a step, else None.
-        """
+        """Run one micro-batch (moving the `TrainerState` `state` on); return the optimiser step's loss when it
+        completed a step, else None. `loss` gives the micro-batch's loss and metrics to log; `before_update` runs
+        before the optimiser step that ends an accumulation (e.g. masks gradients, sets the learning rate) and may
+        return metrics too."""
         accelerator = self.accelerator
         metrics: dict[str, Any] = {}
         with accelerator.accumulate(model):
@@ -204,15 +158,9 @@ class TrainingSteps:
 
 
 class StepProgress:
-    """A progress bar over optimiser steps, shown on the main process only; the total can grow (a schedule that
-    waits for the loss to settle does not know its length in advance).
-
-    Args:
-        total: steps planned (None: unknown).
-        initial: steps already done (a resumed run).
-        desc: the bar's label.
-        enabled: False shows nothing.
-    """
+    """A progress bar over optimiser steps, shown on the main process only (`total` None: unknown; `initial`: steps
+    already done by a resumed run); the total can grow (a schedule that waits for the loss to settle does not know
+    its length in advance)."""
 
     def __init__(self, total: int | None, *, initial: int = 0, desc: str, enabled: bool = True) -> None:
         self._bar = tqdm(total=total, initial=initial, unit="step", desc=desc, disable=not enabled,
@@ -263,8 +211,7 @@ def numpy_seed(seed: int | Any) -> Iterator[None]:
         >>> with numpy_seed(3):
         ...     first = np.random.rand()
         >>> with numpy_seed(3):
-        ...     second = np.random.rand()
-        >>> first == second
+        ...     first == np.random.rand()
         True
     """
     state = np.random.get_state()

@@ -1,14 +1,7 @@
 """The encoder a compression recipe trains (the model pruned, the teacher and student of a distillation): how it is
-loaded, what its inputs are, how its hidden states come out, how it is saved.
-
-`load_trainable_encoder` accepts the model strings of ``speat evaluate`` that name a trainable encoder: a transformers
-wav2vec2, HuBERT, WavLM or data2vec-audio (a Hub id or directory, also one pruned before) and MelHuBERT
-(``melhubert:FILE`` or ``random:melhubert-small|slim|base[@SEED]``). The adapters of `speat_metric.adapters` load
-it, so its input normalisation (the feature extractor, MelHuBERT's filter banks and mean/std) is the one SpEAT uses.
-
-A checkpoint is what ``speat evaluate`` reads: ``RUN_DIR/checkpoint-<step>/`` (a transformers directory, with the
-feature extractor) or ``RUN_DIR/checkpoint-<step>.ckpt`` (MelHuBERT). So ``speat evaluate RUN_DIR`` (transformers)
-or ``speat evaluate melhubert:RUN_DIR`` (MelHuBERT) gives the curve over the run's checkpoints.
+loaded (`load_trainable_encoder`, through the adapters, so its inputs are normalised as SpEAT's), what its inputs
+are, how its hidden states come out, and how it is saved as a checkpoint ``speat evaluate`` reads
+(docs/pruning.md, "Models").
 """
 
 from __future__ import annotations
@@ -209,15 +202,11 @@ class FilterBankInputs:
 
 def load_trainable_encoder(spec: str, *, revision: str | None = None, mean_std: str | None = None,
                            command: str = "speat prune") -> TrainableEncoder:
-    """Load the model to train from a model string (see the module docstring), on the CPU, in float32.
+    """Load the model to train from a model string (`revision` and `mean_std` as for ``speat evaluate``), on the CPU,
+    in float32: a transformers wav2vec2, HuBERT, WavLM or data2vec-audio (a Hub id or directory, also one pruned
+    before) or MelHuBERT (``melhubert:FILE`` or ``random:melhubert-small|slim|base[@SEED]``).
 
-    Args:
-        spec: the model string.
-        revision, mean_std: as for ``speat evaluate``.
-        command: the command the model is for, named in the error of an unsupported kind.
-
-    Raises:
-        ModelLoadError: the model cannot be loaded, or is of a kind the recipes cannot train.
+    `ModelLoadError` when it cannot be loaded, or is of a kind the recipes cannot train (naming `command`).
     """
     from speat_metric.adapters import load_encoder
 

@@ -1,9 +1,8 @@
 """Compression curves: SpEAT d per test against a compression measure, as a figure, a CSV file and a Markdown table.
 
-The records are those of `speat_metric.training.bias_tracking` (``compression`` filled). The x axis is a key of
-``compression`` (``parameters_removed`` by default, as in Lin et al. 2024, Figure 2; ``step`` or ``sparsity`` work
-too). The records at ``compression["step"] == 0`` are the uncompressed model: drawn as dashed lines, one per test.
-Error bars are the records' bootstrap confidence intervals.
+The x axis is a key of the records' ``compression`` (``parameters_removed`` by default, as in Lin et al. 2024,
+Figure 2; ``step`` or ``sparsity`` work too). The records at step 0 are the uncompressed model: drawn as dashed
+lines, one per test. Error bars are the records' bootstrap confidence intervals.
 
 Example:
     >>> paths = write_curve(records, Path("runs/heads"), title="head pruning of my-model")  # doctest: +SKIP
@@ -41,12 +40,9 @@ _PARAMETER_COUNTS = ("parameters_removed", "parameters")
 
 
 def curve_rows(records: Sequence[EvaluationRecord], *, x: str = "parameters_removed") -> list[dict[str, Any]]:
-    """One row per record with a ``compression`` field, sorted by test, then x, then step (``exact`` and
-    ``num_permutations``, which say how to write p, are for the Markdown table and stay out of the CSV file).
-
-    Raises:
-        ValueError: a record's ``compression`` lacks `x`.
-    """
+    """One row per record with a ``compression`` field (ValueError when it lacks `x`), sorted by test, then x, then
+    step (``exact`` and ``num_permutations``, which say how to write p, are for the Markdown table and stay out of
+    the CSV file)."""
     rows = []
     for record in records:
         compression = record.compression
@@ -69,21 +65,9 @@ def curve_rows(records: Sequence[EvaluationRecord], *, x: str = "parameters_remo
 
 def write_curve(records: Sequence[EvaluationRecord], directory: str | Path, *, x: str = "parameters_removed",
                 name: str = "curve", title: str | None = None) -> dict[str, Path]:
-    """Write ``<name>.png``, ``<name>.csv`` and ``<name>.md`` into `directory` (each atomically).
-
-    Args:
-        records: the run's records (`BiasTracker.records`).
-        directory: where to write.
-        x: the compression key on the x axis.
-        name: the files' stem.
-        title: the figure's title.
-
-    Returns:
-        ``{"png": path, "csv": path, "markdown": path}``.
-
-    Raises:
-        ValueError: no record has a ``compression`` field.
-    """
+    """Write the curve of the run's `records` (`BiasTracker.records`) against the compression key `x` as
+    ``<name>.png``, ``<name>.csv`` and ``<name>.md`` into `directory`; return ``{"png": path, "csv": path,
+    "markdown": path}``."""
     rows = curve_rows(records, x=x)
     if not rows:
         raise ValueError("no compression records to draw (evaluate at least one checkpoint first)")
@@ -160,9 +144,8 @@ def curve_figure(rows: Sequence[dict[str, Any]], *, x: str = "parameters_removed
     for number, test in enumerate(tests):
         colour = colours(number % 10)
         points = [row for row in rows if row["test"] == test]
-        xs = [row["x"] for row in points]
-        ds = [row["d"] for row in points]
-        axes.errorbar(xs, ds, yerr=interval_errors(points), color=colour, marker="o", capsize=3, label=test)
+        axes.errorbar([row["x"] for row in points], [row["d"] for row in points], yerr=interval_errors(points),
+                      color=colour, marker="o", capsize=3, label=test)
         for baseline in (row for row in points if row["step"] == 0):
             axes.axhline(baseline["d"], color=colour, linestyle="--", linewidth=1)
     axes.axhline(0.0, color="grey", linewidth=0.5)

@@ -1,10 +1,7 @@
 """Slicing transformer layers of any model family: what a prunable encoder exposes, and what remains after pruning.
 
-A leaf (torch only, no speat adapter), so that every adapter can use it. An encoder that can be pruned or distilled
-implements `PrunableEncoder` (its layers as `PrunableLayer` objects and its sizes before pruning); `keep_heads` and
-`keep_ffn_dims` slice a layer's tensors; `PrunedLayout` records, per layer, which original heads remain and how wide
-the FFN is (`layout_of`), so that a freshly built model can be shrunk to it again (`apply_layout`). Saving and
-loading pruned models is `speat_metric.adapters.pruned`'s.
+A leaf (torch only), so that every adapter can use it: `PrunableEncoder`, `keep_heads`, `keep_ffn_dims`, and the
+`PrunedLayout` a fresh model is shrunk to again (docs/pruning.md, "Slicing").
 
 Example:
     >>> from torch import nn
@@ -53,15 +50,11 @@ def sliced(parameter: nn.Parameter, index: torch.Tensor, dim: int) -> nn.Paramet
 class PrunableLayer:
     """The parts of one transformer layer that pruning touches.
 
-    Attributes:
-        attention: the self-attention module; ``num_heads`` and ``kept_heads`` are set on it when heads are removed.
-        query, key, value: the input projections; head h owns output rows ``h*head_dim:(h+1)*head_dim``.
-        out: the attention's output projection; head h owns those input columns.
-        intermediate, output: the feed-forward layers; FFN dimension i is row i of ``intermediate`` (and its bias)
-            and column i of ``output``.
-        head_dim: width of one head.
-        on_keep_heads: called with the attention and the positions kept before the projections are sliced, for a
-            family whose attention holds more per-head state (WavLM's gated position bias).
+    Head h owns output rows ``h*head_dim:(h+1)*head_dim`` of `query`, `key` and `value` and those input columns of
+    `out`; ``num_heads`` and ``kept_heads`` are set on `attention` when heads are removed. FFN dimension i is row i
+    of `intermediate` (and its bias) and column i of `output`. `on_keep_heads` is called with the attention and the
+    positions kept before the projections are sliced, for a family whose attention holds more per-head state (WavLM's
+    gated position bias).
     """
 
     attention: nn.Module
@@ -106,15 +99,8 @@ class PrunableEncoder(Protocol):
 
 
 def keep_heads(layer: PrunableLayer, keep: Sequence[int]) -> None:
-    """Physically keep only some heads of a layer: slice the q/k/v rows and the output-projection columns.
-
-    Args:
-        layer: the layer's parts.
-        keep: positions, among the layer's current heads, of the heads to keep (at least one).
-
-    Raises:
-        ValueError: no head kept, or a position out of range.
-    """
+    """Physically keep only some heads of a layer (`keep`: positions among its current heads): slice the q/k/v rows
+    and the output-projection columns."""
     positions = sorted(set(int(head) for head in keep))
     if not positions or positions[0] < 0 or positions[-1] >= layer.num_heads:
         raise ValueError(f"keep must name 1 to {layer.num_heads} of the layer's heads (0..{layer.num_heads - 1}), "
@@ -132,11 +118,7 @@ def keep_heads(layer: PrunableLayer, keep: Sequence[int]) -> None:
 
 def keep_ffn_dims(layer: PrunableLayer, keep: Sequence[int]) -> None:
     """Physically keep only some FFN dimensions of a layer: rows of ``intermediate`` (and its bias), columns of
-    ``output``.
-
-    Raises:
-        ValueError: nothing kept, or an index out of range.
-    """
+    ``output``."""
     rows = sorted(set(int(row) for row in keep))
     width = layer.ffn_dim
     if not rows or rows[0] < 0 or rows[-1] >= width:
@@ -148,13 +130,8 @@ def keep_ffn_dims(layer: PrunableLayer, keep: Sequence[int]) -> None:
 
 @dataclass(frozen=True)
 class PrunedLayout:
-    """What remains of each transformer layer after head and row pruning.
-
-    Attributes:
-        heads: per layer, the indices (among the ``original_heads``) of the attention heads kept.
-        ffn_dims: per layer, the FFN width.
-        original_heads: attention heads per layer before pruning.
-        original_ffn_dim: FFN width before pruning.
+    """What remains of each transformer layer after head and row pruning: per layer, the indices (among the
+    `original_heads` of every layer before pruning) of the attention heads kept, and the FFN width.
 
     Example:
         >>> layout = PrunedLayout(heads=((0, 2), (1,)), ffn_dims=(64, 48), original_heads=4, original_ffn_dim=64)
@@ -223,11 +200,8 @@ def layout_of(encoder: PrunableEncoder) -> PrunedLayout:
 
 
 def apply_layout(encoder: PrunableEncoder, layout: PrunedLayout) -> None:
-    """Shrink a freshly built (unpruned) encoder to `layout`, so that the pruned weights load into it.
-
-    Raises:
-        ValueError: the layout does not fit the encoder (layer count or original sizes).
-    """
+    """Shrink a freshly built (unpruned) encoder to `layout`, so that the pruned weights load into it (ValueError when
+    the layout does not fit it)."""
     layers = encoder.layers()
     if len(layers) != len(layout.heads):
         raise ValueError(f"the layout has {len(layout.heads)} layers but the model has {len(layers)}")
