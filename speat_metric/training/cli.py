@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from speat_metric.defaults import NUM_PERMUTATIONS, PROFILE, STUDY_TESTS
+
 RESUMABLE_CHANGES = frozenset({"training.max_steps", "training.num_workers"})
 """Settings a resumed run may change; anything else must stay as the run began (RUN_DIR/config.yaml)."""
 
@@ -61,14 +63,14 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                           "local directory, or a Hub dataset owner/name[@revision]")
     tracking.add_argument("--tests", default=None,
                           help="comma-separated tests: gender, age, native, or custom test JSON files "
-                          "(default gender,age,native)")
+                          f"(default {','.join(STUDY_TESTS)})")
     tracking.add_argument("--permutations", type=int, default=None,
-                          help="permutation budget of each SpEAT (default 1000000)")
+                          help=f"permutation budget of each SpEAT (default {NUM_PERMUTATIONS})")
     tracking.add_argument("--allow-missing", action="store_true", default=None,
                           help="go on without missing or unreadable (empty, truncated) stimuli: they are dropped "
                           "and recorded in every result")
     tracking.add_argument("--profile", default=None, choices=PROFILE_NAMES,
-                          help="extraction profile (default hf; s3prl is our reading of Lin et al. 2024; see "
+                          help=f"extraction profile (default {PROFILE}; s3prl is our reading of Lin et al. 2024; see "
                           "docs/reproducibility.md)")
 
 

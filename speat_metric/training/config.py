@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from speat_metric.defaults import NUM_PERMUTATIONS, PROFILE, STUDY_TESTS
+
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
 
@@ -76,10 +78,10 @@ class TrackingConfig:
     """The SpEAT at every checkpoint (options of ``speat evaluate``)."""
 
     stimuli: str = "demo"
-    tests: tuple[str, ...] = ("gender", "age", "native")
-    permutations: int = 1_000_000
+    tests: tuple[str, ...] = STUDY_TESTS
+    permutations: int = NUM_PERMUTATIONS
     allow_missing: bool = False
-    profile: str = "hf"
+    profile: str = PROFILE
 
     def settings(self, *, seed: int, mean_std: str | None = None, progress: bool = True) -> EvaluationSettings:
         """The `EvaluationSettings` of the bias tracker (the permutations seeded with the training seed)."""
