@@ -45,12 +45,8 @@ def encoder_key(settings: Mapping[str, Any]) -> str:
 
 
 class EmbeddingCache:
-    """Per-clip embedding arrays for one encoder configuration.
-
-    Args:
-        root: cache directory (see `default_cache_root`).
-        settings: JSON-ready description of the encoder, frame pooling and audio settings; hashed into the key.
-    """
+    """Per-clip embedding arrays for one encoder configuration, under `root` (see `default_cache_root`); `settings`
+    (the JSON-ready encoder, frame pooling and audio settings) are hashed into the key."""
 
     def __init__(self, root: str | Path, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)

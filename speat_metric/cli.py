@@ -267,7 +267,7 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tests", default=",".join(STUDY_TESTS),
                           help="comma-separated tests: gender, age, native, or the path of a JSON file defining a "
                           "custom test {name, x, y, a, b: [audio paths], group_names?, pairs?} "
-                          "(default gender,age,native)")
+                          f"(default {','.join(STUDY_TESTS)})")
     evaluate.add_argument("--stimuli", default="demo",
                           help="where the audio comes from: demo (embedded, synthetic), speat (download the study's "
                           "stimuli into the cache), a local directory, or a Hub dataset owner/name[@revision] "
@@ -395,7 +395,7 @@ def _add_stimuli_parser(commands: argparse._SubParsersAction) -> None:
         "$HF_HOME/speat/stimuli), with retries and resume; files already cached are not requested again. Prints what "
         "the cache holds and what is missing; exits with 1 when something is missing.")
     download.add_argument("--tests", default=",".join(STUDY_TESTS),
-                          help="comma-separated tests to fetch (default gender,age,native)")
+                          help=f"comma-separated tests to fetch (default {','.join(STUDY_TESTS)})")
     download.add_argument("--cache-dir", type=Path, default=None, help="stimulus cache directory")
     download.add_argument("--base-url-saa", default=None,
                           help="where <name>.mp3 lives (default $SPEAT_SAA_BASE_URL or "
@@ -441,8 +441,7 @@ def _stimuli_download(args: argparse.Namespace) -> int:
     from speat_metric.stimuli.fingerprints import benchmark_from_environment, load_reference
     from speat_metric.stimuli.public import saa_base_url, zenodo_base_url
 
-    names = [name.strip() for name in args.tests.split(",") if name.strip()]
-    specs = [get_speat_test(name) for name in names]
+    specs = [get_speat_test(name.strip()) for name in args.tests.split(",") if name.strip()]
     if args.retries < 1:
         raise ValueError(f"--retries must be at least 1 (the first attempt counts), got {args.retries}")
     if args.cache_dir is not None:
@@ -473,10 +472,8 @@ def _stimuli_download(args: argparse.Namespace) -> int:
         print(f"all {len(refs)} stimuli are in the cache")
         return 0
     print(f"missing {len(resolution.missing)} of {len(refs)} stimuli:")
-    by_reason: dict[str, list[str]] = {}
-    for stimulus_id, reason in resolution.missing.items():
-        by_reason.setdefault(reason, []).append(stimulus_id)
-    for reason, ids in by_reason.items():
+    for reason in dict.fromkeys(resolution.missing.values()):
+        ids = [stimulus_id for stimulus_id, why in resolution.missing.items() if why == reason]
         print(f"  {reason}: {shown_ids(ids)}")
     print("to go on without them, add --allow-missing to speat evaluate (they are recorded in every result); or "
           "provide them from a local copy (--stimuli DIR) or a Hub dataset (--stimuli OWNER/NAME)")

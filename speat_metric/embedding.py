@@ -64,16 +64,8 @@ def embed_stimuli(
     """Per-layer, frame-pooled embeddings of every clip: ``{sha256: (layers, dim) float32}``.
 
     Audio is decoded with the resampler of the encoder's extraction profile (``encoder.profile``); the profile and
-    the resampler are part of the cache key, so embeddings of one profile never serve another.
-
-    Args:
-        encoder: the model adapter.
-        clips: the clips to embed (see `clips_of`).
-        cache_dir: the embedding cache (see `speat_metric.cache.default_cache_root`); None computes everything.
-        frame_pooling: ``"mean"`` or ``"max"`` over each clip's valid frames, per layer.
-        batch_seconds: upper bound of padded audio per batch (a longer clip forms a batch of its own).
-        trim_silence: trim leading and trailing silence before encoding (off by default, as in the studies).
-        progress: show a progress bar (on the main process only).
+    the resampler are part of the cache key, so embeddings of one profile never serve another. `cache_dir` None
+    computes everything; a clip longer than `batch_seconds` forms a batch of its own.
     """
     if batch_seconds <= 0:
         raise ValueError(f"batch_seconds must be positive, got {batch_seconds}")
@@ -83,14 +75,9 @@ def embed_stimuli(
                                            "trim_silence": trim_silence, "sampling_rate": SAMPLING_RATE,
                                            "profile": encoder.profile,
                                            "resampler": get_profile(encoder.profile).resampler})
-    embeddings: dict[str, np.ndarray] = {}
-    missing = []
-    for clip in clips:
-        cached = cache.load(clip.sha256) if cache is not None else None
-        if cached is None:
-            missing.append(clip)
-        else:
-            embeddings[clip.sha256] = cached
+    cached = {clip.sha256: cache.load(clip.sha256) for clip in clips} if cache is not None else {}
+    embeddings = {sha256: array for sha256, array in cached.items() if array is not None}
+    missing = [clip for clip in clips if clip.sha256 not in embeddings]
     state = distributed_state()
     mine = missing[state.process_index::state.num_processes] if state is not None else missing
     if cache is not None:
@@ -171,19 +158,12 @@ def length_batches(items: Sequence[tuple[str, int]], *, max_samples: int, allow_
     A batch's padded size (its size times its longest item) stays within `max_samples` unless one item alone
     exceeds it. Without `allow_padding`, a batch holds items of one length only.
     """
-    ordered = sorted(items, key=lambda item: item[1], reverse=True)
     batches: list[list[str]] = []
-    current: list[str] = []
-    longest = 0
-    for key, length in ordered:
-        fits = (len(current) + 1) * max(longest, length) <= max_samples
-        same_length = allow_padding or not current or length == longest
-        if current and fits and same_length:
-            current.append(key)
+    longest = 0  # of the last batch: its first item, as the items come longest first
+    for key, length in sorted(items, key=lambda item: item[1], reverse=True):
+        if batches and (len(batches[-1]) + 1) * longest <= max_samples and (allow_padding or length == longest):
+            batches[-1].append(key)
         else:
-            if current:
-                batches.append(current)
-            current, longest = [key], length
-    if current:
-        batches.append(current)
+            batches.append([key])
+            longest = length
     return batches

@@ -28,31 +28,18 @@ from speat_metric.speat.speat import Speat  # noqa: F401
 
 
 def register_evaluate_module(modules_cache: str | Path | None = None) -> Path:
-    """Install the shim that lets ``evaluate.load("speat")`` find the measurement without network access.
-
-    Args:
-        modules_cache: the Hugging Face modules cache; defaults to evaluate's own (``HF_MODULES_CACHE``, normally
-            ``~/.cache/huggingface/modules``).
-
-    Returns:
-        The path of the registered ``speat.py`` shim.
-    """
+    """Install the shim that lets ``evaluate.load("speat")`` find the measurement without network access, in
+    `modules_cache` (default: evaluate's, ``HF_MODULES_CACHE``); returns the path of the ``speat.py`` shim."""
     if modules_cache is None:
         from evaluate import config  # imported late: evaluate reads HF_MODULES_CACHE at import time
 
         modules_cache = config.HF_MODULES_CACHE
     check_writable_directory(Path(modules_cache), "--modules-cache", "the evaluate modules cache")
-    digest = hashlib.sha256(_SHIM.encode()).hexdigest()
-    package_dirs = [
-        Path(modules_cache) / "evaluate_modules",
-        Path(modules_cache) / "evaluate_modules" / "metrics",
-        Path(modules_cache) / "evaluate_modules" / "metrics" / _CACHE_NAME,
-        Path(modules_cache) / "evaluate_modules" / "metrics" / _CACHE_NAME / digest,
-    ]
-    for directory in package_dirs:
+    directory = Path(modules_cache)
+    for package in ("evaluate_modules", "metrics", _CACHE_NAME, hashlib.sha256(_SHIM.encode()).hexdigest()):
+        directory = directory / package
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "__init__.py").touch(exist_ok=True)
-    shim_path = package_dirs[-1] / "speat.py"
-    atomic_write_text(shim_path, _SHIM)
-    return shim_path
+    atomic_write_text(directory / "speat.py", _SHIM)
+    return directory / "speat.py"
 

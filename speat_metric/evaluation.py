@@ -1,9 +1,8 @@
 """Evaluate model strings into `EvaluationRecord`s, with every input checked before the first forward pass.
 
-This is what ``speat evaluate`` runs, and what the Hub annotation, the webhook worker, the Space and the compression
-sweeps call: `EvaluationSettings` holds the options (the same names and defaults as the command line), and
-`evaluate_models` checks the device, the output directory, every model string and every test and its stimuli, then
-loads and evaluates one model at a time, writing each model's records as soon as they are complete.
+What ``speat evaluate``, the Hub annotation, the webhook worker, the Space and the compression sweeps run:
+`EvaluationSettings` holds the options (the command line's names and defaults); `evaluate_models` checks everything,
+then loads and evaluates one model at a time, writing each model's records as soon as they are complete.
 
 Example:
     >>> settings = EvaluationSettings(tests=("gender",), num_permutations=1000, progress=False)
@@ -32,9 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TESTS = STUDY_TESTS
-
-
 @dataclass(frozen=True)
 class EvaluationSettings:
     """How to evaluate: the options of ``speat evaluate`` with its defaults (``speat evaluate --help`` says what each
@@ -44,7 +40,7 @@ class EvaluationSettings:
     checked here, before any work.
     """
 
-    tests: tuple[str, ...] = DEFAULT_TESTS
+    tests: tuple[str, ...] = STUDY_TESTS
     stimuli: str = "demo"
     allow_missing: bool = False
     layer_pooling: LayerPooling = field(default_factory=LayerPooling)
@@ -148,11 +144,8 @@ def resolve_device(device: str | None) -> str:
 
 
 def plan_models(models: Sequence[str], revision: str | None = None) -> list[ModelRun]:
-    """Check every model string once (see `speat_metric.adapters.preflight`), expanding directories of checkpoints.
-
-    Raises:
-        ModelLoadError: for the first model string that cannot be loaded, before anything is loaded.
-    """
+    """Check every model string once (see `speat_metric.adapters.preflight`), expanding directories of checkpoints;
+    the first string that cannot be loaded is a ModelLoadError, before anything is loaded."""
     from speat_metric.adapters import checkpoint_series
     from speat_metric.adapters.preflight import check_model
 
@@ -200,21 +193,11 @@ def evaluate_models(
     out: Path | None = None,
     on_model: Callable[[ModelRun, list[EvaluationRecord]], None] | None = None,
 ) -> list[EvaluationRecord]:
-    """Check everything, then evaluate each model on every test.
+    """Check the device, `out`, every model string, test and stimulus (a ValueError before the first model is
+    loaded), then evaluate each model on every test; returns every record, in model order, then test order.
 
-    Args:
-        models: model strings (see `speat_metric.adapters.load_encoder`); a directory of checkpoints gives one run
-            per checkpoint, in step order.
-        settings: the options.
-        out: directory to write each record to (one JSON file each) as each model completes; None writes nothing.
-        on_model: called with each run and its records once the run is complete (e.g. to print progress).
-
-    Returns:
-        Every record, in model order, then test order.
-
-    Raises:
-        ValueError: a bad option, device, output directory, model string, test or stimulus, raised before the first
-            model is loaded (`ModelLoadError` and the stimulus errors are ValueErrors).
+    A directory of checkpoints gives one run per checkpoint, in step order. Each model's records are written to `out`
+    (one JSON file each) as soon as the model completes, then passed to `on_model` with its run.
     """
     from speat_metric.adapters import load_encoder
     from speat_metric.distributed import is_main_process

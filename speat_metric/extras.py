@@ -31,11 +31,7 @@ class MissingExtraError(ImportError):
 
 def require_extra(extra: str, command: str) -> None:
     """Raise `MissingExtraError` unless every requirement of `extra` is installed (at a version it accepts).
-
-    Args:
-        extra: the extra's name in ``pyproject.toml`` (``hub``, ``train``, ``space``).
-        command: what needs it, as the user typed it after ``speat`` (``"space"``, ``"hub webhook"``).
-    """
+    `command` is what needs it, as typed after ``speat`` (``"space"``, ``"hub webhook"``)."""
     missing = missing_requirements(extra)
     if missing:
         raise MissingExtraError(f"speat {command} needs the {extra!r} extra (missing: {', '.join(missing)}): "
@@ -43,11 +39,8 @@ def require_extra(extra: str, command: str) -> None:
 
 
 def missing_requirements(extra: str) -> list[str]:
-    """The requirements of `extra` (as declared in the installed metadata) that are absent or at another version.
-
-    Raises:
-        ValueError: `extra` is not an extra of the installed speat.
-    """
+    """The requirements of `extra` (as declared in the installed metadata) that are absent or at another version;
+    a ValueError when the installed speat has no such extra."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 

@@ -52,21 +52,10 @@ def evaluate_tests(
 ) -> list[EvaluationRecord]:
     """Run every test's SpEAT on one encoder; each distinct clip is embedded once across all tests.
 
-    Args:
-        encoder: the model adapter.
-        tests: ``{test name: StimulusSet}`` as made by `speat_metric.stimuli.load_speat_test`.
-        layer_pooling: which layers to test (mean over layers by default; ``per-layer`` gives one record per layer).
-        frame_pooling, cache_dir, batch_seconds, trim_silence, progress: see `embed_stimuli`.
-        num_permutations, seed: see `speat_test`. Each test uses the same seed.
-        labels: flags to carry into every record (e.g. ``random-init``); ``synthetic-stimuli`` is added when the
-            stimuli are the demo set, and the comparability labels of `speat_metric.profiles.comparability_labels`
-            (e.g. ``unnormalised-input``) always. Records carry the encoder's profile.
-        checkpoint: name and step of the checkpoint, for per-checkpoint curves.
-        reference: the benchmark's record of the study's audio: each record's fingerprint is compared with it, and
-            a test with a clip whose bytes differ is labelled ``stimuli-differ``.
-
-    Returns:
-        One record per test and tested layer view.
+    `tests` is ``{test name: StimulusSet}`` (`speat_metric.stimuli.load_speat_test`); every test uses the same seed.
+    Returns one record per test and tested layer view (``per-layer`` gives one per layer), labelled by
+    `record_labels` (`labels` are the model's own) and carrying `checkpoint` (name and step, for per-checkpoint
+    curves); with a `reference` (the benchmark's record of the study's audio), each fingerprint is compared with it.
     """
     from speat_metric.stimuli.fingerprints import rows_fingerprint
 
@@ -83,19 +72,17 @@ def evaluate_tests(
         for name, test in tests.items():
             provenance = test.provenance.to_dict()
             by_role = {role: test.of_role(role) for role in ROLES}
-            per_layer = {role: np.stack([embeddings[stimulus.sha256] for stimulus in by_role[role]])
-                         if by_role[role] else None for role in ROLES}
-            empty = [role for role in ROLES if per_layer[role] is None]
+            empty = [role for role in ROLES if not by_role[role]]
             if empty:
                 raise ValueError(f"test {name!r} has no stimuli in role(s) {', '.join(empty)}")
-            views = {role: layer_pooling.views(per_layer[role]) for role in ROLES}
+            views = [layer_pooling.views(np.stack([embeddings[stimulus.sha256] for stimulus in by_role[role]]))
+                     for role in ROLES]
             fingerprint = {**rows_fingerprint(test),
                            "reference": reference.comparison(name, test) if reference is not None else None}
             test_labels = record_labels(labels, provenance=provenance, fingerprint=fingerprint,
                                         targets=(len(by_role["X"]), len(by_role["Y"])),
                                         model=encoder.description, profile=encoder.profile)
-            for view_index, (layer, _) in enumerate(views["X"]):
-                x, y, a, b = (views[role][view_index][1] for role in ROLES)
+            for (layer, x), (_, y), (_, a), (_, b) in zip(*views):
                 result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed,
                                     pairs=matched_pairs(by_role["X"], by_role["Y"]))
                 records.append(EvaluationRecord(

@@ -12,13 +12,8 @@ from tqdm.auto import tqdm
 
 
 class ProgressBar:
-    """A tqdm bar over a whole number of units.
-
-    Args:
-        total: units of work (whole numbers: clips, tests, seconds of audio rounded up, steps).
-        unit: what a unit is, e.g. ``"s audio"``.
-        desc: the bar's label.
-        enabled: False shows nothing (``--no-progress``, or not the main process).
+    """A tqdm bar over `total` whole units (clips, tests, seconds of audio rounded up, steps); `enabled` False shows
+    nothing (``--no-progress``, or not the main process).
 
     Example:
         >>> with ProgressBar(3, unit="test", desc="tests", enabled=False) as bar:

@@ -75,11 +75,7 @@ SYNTHETIC_WARNING = "SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline ch
 
 
 def format_p_value(result: SpeatResult) -> str:
-    """A p-value as people should read it: 2 significant digits, but never ``0`` nor ``1`` when it is neither.
-
-    A sampled p at its floor 1/(N+1) (no random partition reached the observed statistic) prints as ``<1/N``,
-    e.g. ``<1e-06`` for N = 1,000,000 (the number of permutations is printed beside it in every table); a p just
-    below 1 keeps the digits that show it is below 1.
+    """A result's p-value as `speat_metric.formatting.format_p` writes it (a sampled p at its floor as ``<1/N``).
 
     Example:
         >>> from speat_metric import speat_test
@@ -133,8 +129,6 @@ def _footnotes(records: Sequence[EvaluationRecord]) -> list[str]:
     return notes
 
 
-
-
 def test_sort_key(test: str) -> tuple[int, str]:
     """The study's tests first, in `STUDY_TESTS` order, then custom tests by name: how every table orders tests."""
     return (STUDY_TESTS.index(test), "") if test in STUDY_TESTS else (len(STUDY_TESTS), test)
@@ -143,6 +137,7 @@ def test_sort_key(test: str) -> tuple[int, str]:
 def ordered_tests(names: Iterable[str]) -> tuple[str, ...]:
     """The distinct test names, ordered by `test_sort_key`."""
     return tuple(sorted(set(names), key=test_sort_key))
+
 
 OWN_STIMULI = "<your copy of the stimuli>"
 """What a reproduce command shows for stimuli from a local directory: the recorded path is of another machine."""
@@ -184,14 +179,9 @@ def test_file(record: EvaluationRecord) -> str:
 def stimuli_argument(stimuli: dict) -> str:
     """The ``--stimuli`` value that reads a record's stimuli again (a placeholder for a local directory)."""
     source = stimulus_source(stimuli)
-    kind = source.get("kind")
-    if kind == "demo":
-        return "demo"
-    if kind == "download":
-        return "speat"
-    if kind == "hub":
+    if source.get("kind") == "hub":
         return f"{source['repo_id']}@{source.get('commit') or source.get('revision') or 'main'}"
-    return OWN_STIMULI
+    return {"demo": "demo", "download": "speat"}.get(source.get("kind"), OWN_STIMULI)
 
 
 def reproduce_command(records: Sequence[EvaluationRecord], model: str | None = None) -> str:
@@ -201,11 +191,7 @@ def reproduce_command(records: Sequence[EvaluationRecord], model: str | None = N
     from), layer and frame pooling, profile, CMVN, dtype, missing stimuli, permutations (left out when every
     partition was enumerated: the default enumerates them too) and seed. Model cards and the Space show it; no machine
     path appears: a local model is ``./<its folder>`` (run the command beside it), a local stimulus directory a
-    placeholder.
-
-    Args:
-        records: records of one model made with one recipe.
-        model: the model string to show (default: the records' model name), e.g. the Hub id of a card.
+    placeholder. `model` replaces the model string shown, e.g. with the Hub id of a card.
 
     Example:
         >>> reproduce_command([], "me/model")

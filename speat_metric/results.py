@@ -68,8 +68,7 @@ class SpeatResult:
     Attributes:
         effect_size: d = (mean_X s - mean_Y s) / std_{X u Y}(s).
         p_value: permutation p-value of the statistic ``sum_X s - sum_Y s`` under re-partitions of X u Y.
-        ci_low: lower end of the bootstrap confidence interval for d (None when no bootstrap was run).
-        ci_high: upper end of that interval.
+        ci_low, ci_high: the bootstrap confidence interval for d (None when no bootstrap was run).
         n_x: number of target stimuli in X (likewise ``n_y``, ``n_a``, ``n_b``).
         num_permutations: partitions actually evaluated (all of them when ``exact``).
         exact: True when every partition of X u Y was enumerated, so ``p_value`` is exact.
@@ -173,10 +172,7 @@ class ModelDescription:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "kind": self.kind, "revision": self.revision, "weights_sha256": self.weights_sha256,
-            "num_parameters": self.num_parameters, "num_layers": self.num_layers, "settings": dict(self.settings),
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelDescription:
@@ -201,20 +197,12 @@ class EvaluationRecord:
         labels: plain-language flags a reader must see, e.g. ``synthetic-stimuli``, ``random-init``.
         checkpoint: for per-checkpoint curves, the checkpoint's name and training step (None otherwise).
         profile: the embedding-extraction profile (``hf``, the default; see ``speat_metric.profiles``).
-        compression: for pruned or distilled models, how the model was made (None for other models): ``method``
-            (``heads``, ``rows``, ``weights`` or ``distill``); ``step`` (training step of the checkpoint; 0 is the
-            uncompressed model, the reference of a curve); ``base_model`` (the model string compressed);
-            ``objective``; ``config`` (every setting of the run); and the sizes: ``parameters`` (left; masked
-            weights do not count), ``base_parameters``, ``parameters_removed``, ``sparsity`` (fraction of the
-            transformer layers' linear weights and biases removed or masked), ``heads_per_layer``,
-            ``ffn_dims_per_layer``. Pruning adds ``prune_steps`` (pruning steps applied) and ``pruned_at`` (the
-            training steps they were applied at); distillation adds its settings (teacher, layers, targets, noise).
+        compression: for pruned or distilled models, how the model was made: method, step (0: the uncompressed
+            model), base model, sizes and settings (README.md, "Results"; docs/pruning.md); None for other models.
         association_scores: per-stimulus association scores s(w) of the targets that gave d:
             ``{"X": [{"id": stimulus id, "s": score}, ...], "Y": [...]}`` (None in version-1 records).
-        fingerprint: which audio made the result (`speat_metric.stimuli.fingerprints`): ``test`` (one SHA-256 over
-            the roles' clips), ``clips`` (each role's sorted clip SHA-256s) and, when compared with a benchmark,
-            ``reference`` (``benchmark``, ``revision``, the test's reference fingerprint ``test`` and the stimulus
-            ids whose bytes ``differing``). None in records older than version 3.
+        fingerprint: which audio made the result (`speat_metric.stimuli.fingerprints`: ``test``, ``clips`` and,
+            with a benchmark, ``reference``); None in records older than version 3.
         schema_version: version of this record's JSON layout (`RECORD_SCHEMA_VERSION`).
     """
 
@@ -279,14 +267,11 @@ class EvaluationRecord:
         return f"{_slug(model)}__{_slug(test)}__{view}-{frame_pooling}{suffix}.json"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version, "test": self.test, "groups": dict(self.groups),
-            "model": self.model.to_dict(), "speat": self.speat.to_dict(), "pooling": dict(self.pooling),
-            "stimuli": self.stimuli, "environment": dict(self.environment), "created": self.created,
-            "labels": list(self.labels), "checkpoint": self.checkpoint, "profile": self.profile,
-            "compression": self.compression, "association_scores": self.association_scores,
-            "fingerprint": self.fingerprint,
-        }
+        """Every field, in declaration order after ``schema_version``, as plain JSON-ready values."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values.update(groups=dict(self.groups), model=self.model.to_dict(), speat=self.speat.to_dict(),
+                      pooling=dict(self.pooling), environment=dict(self.environment), labels=list(self.labels))
+        return {"schema_version": values.pop("schema_version"), **values}
 
     def to_json(self, **json_kwargs: Any) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, **json_kwargs)
@@ -309,9 +294,8 @@ class EvaluationRecord:
                 test=data["test"], groups=dict(data["groups"]), model=ModelDescription.from_dict(data["model"]),
                 speat=SpeatResult.from_dict(data["speat"]), pooling=dict(data["pooling"]), stimuli=data["stimuli"],
                 environment=dict(data["environment"]), created=data["created"], labels=tuple(data.get("labels", ())),
-                checkpoint=data.get("checkpoint"), profile=data.get("profile") or DEFAULT_PROFILE,
-                compression=data.get("compression"), association_scores=data.get("association_scores"),
-                fingerprint=data.get("fingerprint"),
+                profile=data.get("profile") or DEFAULT_PROFILE,
+                **{name: data.get(name) for name in ("checkpoint", "compression", "association_scores", "fingerprint")},
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a speat evaluation record: {error!r}") from None
@@ -347,19 +331,13 @@ def display_name(model: str) -> str:
         >>> display_name("/home/me/models/teacher"), display_name("./run/teacher"), display_name("facebook/hubert")
         ('teacher', 'teacher', 'facebook/hubert')
     """
-    path = _local_path(model)
-    return (PurePath(path).name or model) if path else model
-
-
-def _local_path(model: str) -> str | None:
-    """The file or folder a model string names on this machine, or None (a Hub id, a built-in)."""
     spec = _spec(model)
     if spec is None or spec.kind not in ("transformers", *CHECKPOINT_KINDS):
-        return None
+        return model
     path = spec.target
     local = PurePath(path).is_absolute() or path.startswith(("./", "../", "~")) or (
         spec.kind in CHECKPOINT_KINDS and "/" in path)
-    return path if local else None
+    return (PurePath(path).name or model) if local else model
 
 
 def _spec(model: str) -> ModelSpec | None:
@@ -371,12 +349,8 @@ def _spec(model: str) -> ModelSpec | None:
 
 def read_record_file(path: str | Path) -> list[EvaluationRecord]:
     """The records of one JSON file: one record (what `EvaluationRecord.save` writes) or a list of them (what
-    ``speat evaluate --format json`` prints).
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: it is not JSON, or not records (the message says what it found).
-    """
+    ``speat evaluate --format json`` prints); a ValueError when it is not JSON, or not records (the message says
+    what it found)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return [EvaluationRecord.from_dict(item) for item in (data if isinstance(data, list) else [data])]
 
@@ -402,7 +376,7 @@ def _strip_machine_paths(data: Any) -> Any:
     if isinstance(data, list):
         return [_strip_machine_paths(value) for value in data]
     if isinstance(data, str) and (match := _ABSOLUTE_PATH.match(data)):
-        parts = [part for part in re.split(r"[\\/]", match["path"]) if part and part not in ("~",)]
+        parts = [part for part in re.split(r"[\\/]", match["path"]) if part and part != "~"]
         return (match["prefix"] or "") + "./" + "/".join(parts[-2:])
     return data
 
