@@ -17,6 +17,9 @@ Nothing is mocked at the Python level: the code under test makes real HTTP reque
   library, pipeline tag and author (tags come from the README header and ``config.json``'s ``model_type``). With
   ``tokens``, requests act as their token's user and writes need a token. Point clients at it with
   ``endpoint=server.url`` or ``HF_ENDPOINT``.
+  Hugging Face Jobs (``run_job``, ``inspect_job``, ``fetch_job_logs``, ``cancel_job``, scheduled Jobs, webhooks with
+  ``job_id=``): each Job's command runs as a local subprocess with the Job's env and secrets, its volumes mapped to
+  local folders; the only thing simulated is where a Job runs (see "Hugging Face Jobs" in `HubServer`).
 
 Both servers share the request log and the fault injection of `RecordingServer`.
 
@@ -35,13 +38,23 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -330,6 +343,64 @@ class _Repo:
         return revision if revision in self.commits else None
 
 
+_TERMINAL_STAGES = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
+_VOLUME_TYPES = ("model", "dataset", "space", "bucket")
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_KEEP_ALIVE_SECONDS = 30  # the Jobs log stream sends ": keep-alive" this often when a Job is silent
+
+
+class JobSpecError(ValueError):
+    """A Job spec the test Hub refuses before starting anything (answered with `status`)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Job:
+    """A Job: its spec as posted (secret values included: they are never answered), its process and its log."""
+
+    id: str
+    owner: str
+    spec: dict[str, Any]
+    initiator: dict[str, Any]
+    folder: Path  # the Job's local "container": work/, home/ and volumes/
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    stage: str = "SCHEDULING"
+    message: str | None = None
+    log: list[tuple[str, str]] = field(default_factory=list)  # (timestamp, line), stdout and stderr interleaved
+    process: subprocess.Popen | None = None
+    stop_reason: str | None = None  # why the server ended it: "canceled", "timeout" or "shutdown"
+    read_only: dict[str, tuple[Path, str]] = field(default_factory=dict)  # mount path -> (local folder, digest)
+    supervisor: threading.Thread | None = None
+    changed: threading.Condition = field(default_factory=threading.Condition)  # guards the fields above
+
+
+@dataclass
+class _ScheduledJob:
+    id: str
+    owner: str
+    spec: dict[str, Any]
+    schedule: str
+    suspend: bool = False
+    concurrency: bool = False
+    created_at: str = field(default_factory=lambda: _now())
+    last_job: dict[str, str] | None = None  # {"id", "at"} of the latest run
+
+
+@dataclass
+class _WebhookRun:
+    """What a webhook runs, kept apart from `HubServer.webhooks` so that secret values are never answered."""
+
+    owner: str
+    spec: dict[str, Any] | None = None  # a Job webhook: its source Job's spec without the source's secrets
+    secrets: dict[str, str] = field(default_factory=dict)  # the `secrets` given to create_webhook
+
+
+
 _REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
@@ -338,17 +409,28 @@ class HubServer(RecordingServer):
     """A small Hugging Face Hub-compatible server, in memory (see the module docstring for what it supports).
 
     Test-side helpers: `create_repo`, `commit` (add/replace/delete files on a branch), `tag`, `files` (read a
-    revision back), `commit_messages` and `discussions`.
+    revision back), `commit_messages` and `discussions`; for Jobs `job_info`, `job_log`, `bucket_dir`,
+    `trigger_scheduled_job`, `fire_webhook` and `emit_event`.
 
     Args:
         user: who every request acts as when `tokens` is None.
         tokens: token -> user name. When given, a request acts as its bearer token's user, an unknown token is
             refused with 401 everywhere, and writes (repo creation, commits, discussions) need a known token.
+        data_dir: where Jobs get their folders (work, home, volumes) and buckets live; a temporary folder removed
+            on `stop` when not given.
+        job_env: added to (or replacing) the base environment of every Job (PATH with this Python's folder first,
+            a fresh HOME and HF_HOME, HF_ENDPOINT pointing here, telemetry and download counts off), before the
+            Job's own `environment` and `secrets`.
+        job_images: Docker image -> command prefix run before a Job's command (e.g. ``{"python:3.12": ["env"]}``);
+            an image not listed runs the command as given.
+        job_kill_grace: seconds between SIGTERM and SIGKILL when a Job is canceled or times out.
     """
 
     DISCUSSIONS_PER_PAGE = 50  # the Hub's page size for discussion listings (tests lower it to exercise paging)
 
-    def __init__(self, *, user: str = "speat-tester", tokens: Mapping[str, str] | None = None) -> None:
+    def __init__(self, *, user: str = "speat-tester", tokens: Mapping[str, str] | None = None,
+                 data_dir: Path | None = None, job_env: Mapping[str, str] | None = None,
+                 job_images: Mapping[str, Sequence[str]] | None = None, job_kill_grace: float = 2.0) -> None:
         super().__init__()
         self.user = user
         self.tokens = dict(tokens) if tokens is not None else None
@@ -356,7 +438,15 @@ class HubServer(RecordingServer):
         self._counter = itertools.count()
         self._messages: dict[str, str] = {}
         self.webhooks: dict[str, dict[str, Any]] = {}  # /api/settings/webhooks, by webhook id
+        self._webhook_runs: dict[str, _WebhookRun] = {}  # by webhook id
         self._holds: dict[str, threading.Event] = {}  # path -> released when set (see `hold`)
+        self.jobs: dict[str, _Job] = {}  # by Job id, oldest first
+        self.scheduled_jobs: dict[str, _ScheduledJob] = {}
+        self.job_env = dict(job_env or {})
+        self.job_images = {image: list(prefix) for image, prefix in (job_images or {}).items()}
+        self.job_kill_grace = job_kill_grace
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._own_data_dir = data_dir is None
 
     # test-side helpers -----------------------------------------------------------------------------------------
     def create_repo(self, repo_id: str, *, repo_type: str = "model", private: bool = False) -> None:
@@ -469,6 +559,9 @@ class HubServer(RecordingServer):
         if path == "/api/settings/webhooks" or path.startswith("/api/settings/webhooks/"):
             self._webhooks(handler, request)
             return
+        if path.startswith(("/api/jobs/", "/api/scheduled-jobs/")):
+            self._jobs_api(handler, request)
+            return
         match = re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+|[^/]+)(?:/(.*))?", path)
         if match:
             repo = self._repo(handler, _REPO_TYPES[match.group(1)], match.group(2))
@@ -498,9 +591,18 @@ class HubServer(RecordingServer):
         self.respond_json(handler, {"url": url, "name": repo_id, "id": repo_id})
 
     def _webhooks(self, handler: _Handler, request: RecordedRequest) -> None:
-        """``/api/settings/webhooks[/ID]``: list (GET), create (POST), read (GET ID), update (POST ID), DELETE ID."""
-        webhook_id = request.path.removeprefix("/api/settings/webhooks").strip("/")
+        """``/api/settings/webhooks[/ID[/enable|/disable]]``: list (GET), create (POST), read (GET ID), update
+        (POST ID), DELETE ID. A ``jobSourceId`` (create_webhook's `job_id`) makes a Job webhook, which copies the
+        spec of that Job of the caller's; its ``secrets`` are kept for the Jobs it starts and never answered."""
+        webhook_id, _, action = request.path.removeprefix("/api/settings/webhooks").strip("/").partition("/")
         body = json.loads(handler._body or b"{}") if request.method == "POST" else {}
+        source = None
+        if body.get("jobSourceId"):
+            with self._lock:
+                source = self.jobs.get(body["jobSourceId"])
+            if source is None or source.owner != handler._user:
+                self._error(handler, 404, "NotFound", f"no Job {body['jobSourceId']!r} to start from a webhook")
+                return
         with self._lock:
             if not webhook_id and request.method in ("GET", "POST"):
                 if request.method == "POST":
@@ -508,11 +610,19 @@ class HubServer(RecordingServer):
                     self.webhooks[webhook_id] = {"id": webhook_id, "url": body.get("url"), "job": None,
                                                  "watched": body["watched"], "domains": body["domains"],
                                                  "secret": body.get("secret"), "disabled": False}
+                    self._webhook_runs[webhook_id] = _WebhookRun(owner=handler._user or self.user)
+                    self._set_webhook_job(webhook_id, source, body)
                 reply = {"webhook": self.webhooks[webhook_id]} if webhook_id else list(self.webhooks.values())
-            elif webhook_id in self.webhooks and request.method in ("GET", "POST", "DELETE"):
+            elif webhook_id in self.webhooks and action in ("enable", "disable") and request.method == "POST":
+                self.webhooks[webhook_id]["disabled"] = action == "disable"
+                reply = {"webhook": self.webhooks[webhook_id]}
+            elif webhook_id in self.webhooks and not action and request.method in ("GET", "POST", "DELETE"):
                 if request.method == "POST":
                     self.webhooks[webhook_id].update({key: value for key, value in body.items()
                                                       if key in ("url", "watched", "domains", "secret")})
+                    self._set_webhook_job(webhook_id, source, body)
+                if request.method == "DELETE":
+                    self._webhook_runs.pop(webhook_id, None)
                 reply = {"webhook": self.webhooks.pop(webhook_id) if request.method == "DELETE"
                          else self.webhooks[webhook_id]}
             else:
@@ -520,7 +630,18 @@ class HubServer(RecordingServer):
         if reply is None:
             self._error(handler, 404, "NotFound", f"no webhook {webhook_id!r}")
         else:
-            self.respond_json(handler, reply)
+            self.respond_json(handler, copy.deepcopy(reply))
+
+    def _set_webhook_job(self, webhook_id: str, source: _Job | None, body: Mapping[str, Any]) -> None:
+        """Record a Job webhook's spec (from `source`, without its secrets) and secrets (call with the lock held)."""
+        run = self._webhook_runs[webhook_id]
+        if source is not None:
+            run.spec = {key: copy.deepcopy(value) for key, value in source.spec.items() if key != "secrets"}
+            self.webhooks[webhook_id]["url"] = None
+        if "secrets" in body:
+            run.secrets = {name: str(value) for name, value in (body["secrets"] or {}).items() if value is not None}
+        if run.spec is not None:
+            self.webhooks[webhook_id]["job"] = _public_spec({**run.spec, "secrets": run.secrets})
 
     def _commits(self, handler: _Handler, repo: _Repo, revision: str) -> None:
         """``/api/<type>s/<repo>/commits/<rev>``: the history of a revision, newest first, as one page."""
@@ -854,6 +975,427 @@ class HubServer(RecordingServer):
             discussion.events.append(self._event("status-change", handler._user, {"status": "merged"}))
         self.respond_json(handler, {"success": True, "commitOid": sha})
 
+    # Hugging Face Jobs ---------------------------------------------------------------------------------------------
+    # What huggingface_hub 2.4's HfApi asks of the Jobs API (read in its hf_api.py and _jobs_api.py). Without
+    # `namespace=`, every call first asks GET /api/whoami-v2 for the token's user, whose namespace the Job lives in.
+    # - run_job / run_uv_job: POST /api/jobs/<ns> with {"command", "arguments": [], "environment", "flavor" (default
+    #   "cpu-basic"), "dockerImage" or "spaceId" (an image "hf.co/spaces/<id>"), and only when given "secrets",
+    #   "timeoutSeconds" (the client turns "5m" into 300), "attempts", "labels" (a "name" label is always there,
+    #   derived from image and command when not given), "volumes" [{"type", "source", "mountPath", "revision"?,
+    #   "readOnly"?, "path"?}], "expose", "ssh", "network", "resourceGroupId"}. run_uv_job sends ["uv", "run", ...]
+    #   after uploading a local script to a "jobs-artifacts" bucket (the buckets API is not served here, so only a
+    #   script URL or a command works).
+    # - JobInfo needs "id", "owner" {"id", "name", "type"} and "status" {"stage", "message"}; it also reads
+    #   createdAt, startedAt, finishedAt, dockerImage, spaceId, command, arguments, environment, secrets, flavor,
+    #   labels, volumes, durations {schedulingSecs, runningSecs, totalSecs} and initiator {"type", "id", "name"?}.
+    #   Stages: SCHEDULING, RUNNING, then COMPLETED, ERROR, CANCELED or DELETED (terminal).
+    # - inspect_job: GET /api/jobs/<ns>/<id>; wait_for_job polls it every `poll_interval` until a terminal stage.
+    # - list_jobs: GET /api/jobs/<ns>?stage=RUNNING&label=key=value (paged with Link headers; one page here). It
+    #   asks the module-level whoami (default endpoint and token): with HfApi(endpoint=...), pass `namespace=`.
+    # - cancel_job: POST /api/jobs/<ns>/<id>/cancel (the reply is ignored); rerun_job: POST .../<id>/duplicate.
+    # - fetch_job_logs: GET /api/jobs/<ns>/<id>/logs[?tail=N], server-sent events: only lines "data: {...}" count,
+    #   each {"data": line, "timestamp": "...Z"}; lines starting "===== Job started" are dropped. follow=False stops
+    #   at the first event later than the reply's Date + 1 s, or after 5 s of silence; follow=True reads until the
+    #   stream ends, asks GET .../<id> whether the stage is terminal, and otherwise reconnects 2 s later, skipping
+    #   the events it has seen. So the stream here replays the log, follows it, and ends once the Job has ended.
+    # - Scheduled Jobs: POST /api/scheduled-jobs/<ns> {"jobSpec", "schedule", "suspend"?, "concurrency"?}; GET
+    #   (?label=key=value), GET and DELETE <ns>/<id>, POST <id>/suspend, /resume, /schedule {"schedule"} and /run
+    #   (trigger_scheduled_job: a JobInfo, 409 while a run is going on and concurrency is off). ScheduledJobInfo
+    #   needs "id" and "owner"; it reads "jobSpec", "schedule", "suspend", "concurrency", "createdAt" and "status"
+    #   {"lastJob" {"id", "at"}, "nextJobRunAt"}.
+    # - Webhooks: create_webhook(job_id=...) posts {"watched", "domains", "secret"?, "jobSourceId", "secrets"?} to
+    #   /api/settings/webhooks; "secrets" are the started Jobs' secrets (the source Job's are not copied). Replies
+    #   {"webhook": {..., "job": a JobSpec: dockerImage, command, arguments, environment, secrets, flavor, timeout,
+    #   labels, volumes}}. A started Job gets WEBHOOK_PAYLOAD, WEBHOOK_REPO_ID, WEBHOOK_REPO_TYPE, WEBHOOK_SECRET.
+    # Where the client does not tell, this server chooses: secrets are answered as a list of names (never values);
+    # WEBHOOK_SECRET goes in the Job's secrets; a Job past its timeout ends in ERROR saying so; a failed one says its
+    # exit code; "nextJobRunAt" is null (no cron clock: tests call `trigger_scheduled_job`).
+
+    @property
+    def data_dir(self) -> Path:
+        """Where Jobs' folders and buckets live (created on first use)."""
+        with self._lock:
+            if self._data_dir is None:
+                self._data_dir = Path(tempfile.mkdtemp(prefix="test-hub-jobs-"))
+            return self._data_dir
+
+    def bucket_dir(self, bucket_id: str) -> Path:
+        """The local folder of a bucket (``namespace/name``), mounted by Jobs that name it in a volume."""
+        folder = self.data_dir / "buckets" / bucket_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def job_info(self, job_id: str) -> dict[str, Any]:
+        """A Job as inspect_job's reply describes it (secret names only)."""
+        with self._lock:
+            job = self.jobs[job_id]
+        return self._job_json(job)
+
+    def job_log(self, job_id: str) -> list[str]:
+        """The lines a Job printed so far (stdout and stderr, interleaved as they came)."""
+        with self._lock:
+            job = self.jobs[job_id]
+        with job.changed:
+            return [line for _, line in job.log[1:]]  # the first is the "===== Job started" banner
+
+    def trigger_scheduled_job(self, scheduled_job_id: str) -> str | None:
+        """One tick of the cron clock (tests have none) for a scheduled Job: start it and return the Job's id; None
+        when it is suspended or, without concurrency, while its previous run is still going on."""
+        with self._lock:
+            scheduled = self.scheduled_jobs[scheduled_job_id]
+        if scheduled.suspend:
+            return None
+        job = self._run_scheduled(scheduled)
+        return job.id if job is not None else None
+
+    def fire_webhook(self, webhook_id: str, payload: Mapping[str, Any]) -> str | int:
+        """Deliver one event to a webhook as the Hub does and return the Job's id, or the URL's HTTP status.
+
+        A Job webhook starts one Job: its source Job's spec with the webhook's secrets, ``WEBHOOK_PAYLOAD`` (the
+        payload's JSON), ``WEBHOOK_REPO_ID`` and ``WEBHOOK_REPO_TYPE`` in its environment and the webhook's secret
+        as the secret ``WEBHOOK_SECRET``. A URL webhook is POSTed the payload with an ``X-Webhook-Secret`` header.
+        """
+        with self._lock:
+            webhook = copy.deepcopy(self.webhooks[webhook_id])
+            run = copy.deepcopy(self._webhook_runs[webhook_id])
+        if webhook["disabled"]:
+            raise ValueError(f"webhook {webhook_id} is disabled")
+        body = json.dumps(payload)
+        if run.spec is None:
+            headers = {"Content-Type": "application/json"}
+            if webhook["secret"]:
+                headers["X-Webhook-Secret"] = webhook["secret"]
+            request = urllib.request.Request(webhook["url"], data=body.encode(), headers=headers, method="POST")
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+            try:
+                with opener.open(request, timeout=30) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+        repo = payload.get("repo") or {}
+        environment = {**(run.spec.get("environment") or {}), "WEBHOOK_PAYLOAD": body,
+                       "WEBHOOK_REPO_ID": str(repo.get("name", "")), "WEBHOOK_REPO_TYPE": str(repo.get("type", ""))}
+        secrets = {**run.secrets, **({"WEBHOOK_SECRET": webhook["secret"]} if webhook["secret"] else {})}
+        spec = {**run.spec, "environment": environment, "secrets": secrets}
+        return self._start_job(run.owner, spec, {"type": "webhook", "id": webhook_id}).id
+
+    def emit_event(self, payload: Mapping[str, Any]) -> dict[str, str | int]:
+        """Deliver a Hub event (``{"event": {"scope": "repo.content", ...}, "repo": {"type", "name", ...}}``) to
+        every enabled webhook of its domain watching its repository or the repository's owner (user or org);
+        returns webhook id -> what `fire_webhook` returned."""
+        repo, domain = payload["repo"], payload["event"]["scope"].split(".")[0]
+        watchers = {("user", repo["name"].split("/")[0]), ("org", repo["name"].split("/")[0]),
+                    (repo["type"], repo["name"])}
+        with self._lock:
+            chosen = [webhook_id for webhook_id, webhook in self.webhooks.items()
+                      if not webhook["disabled"] and domain in webhook["domains"]
+                      and any((item["type"], item["name"]) in watchers for item in webhook["watched"])]
+        return {webhook_id: self.fire_webhook(webhook_id, payload) for webhook_id in chosen}
+
+    def stop(self) -> None:
+        """Stop the server, after ending every Job still running (its whole process group)."""
+        with self._lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            self._end_job(job, "shutdown", grace=0)
+        for job in jobs:
+            if job.supervisor is not None:
+                job.supervisor.join(timeout=10)
+        super().stop()
+        if self._own_data_dir and self._data_dir is not None:
+            _remove_tree(self._data_dir)
+            self._data_dir = None
+
+    # Jobs: HTTP side ---------------------------------------------------------------------------------------------
+    def _jobs_api(self, handler: _Handler, request: RecordedRequest) -> None:
+        """``/api/jobs/<ns>[/<id>[/<action>]]`` and ``/api/scheduled-jobs/<ns>[/<id>[/<action>]]``, for the
+        token's own namespace only."""
+        match = re.fullmatch(r"/api/(jobs|scheduled-jobs)/([^/]+)(?:/([^/]+))?(?:/([^/]+))?", request.path)
+        if match is None:
+            self.respond(handler, 404, b"Not Found", content_type="text/plain")
+            return
+        kind, namespace, object_id, action = match.groups()
+        if not self._require_user(handler):
+            return
+        if namespace != handler._user:
+            self._error(handler, 403, "Forbidden", f"{handler._user!r} may not use the namespace {namespace!r}")
+            return
+        try:
+            if kind == "jobs":
+                self._jobs_endpoint(handler, request, object_id, action)
+            else:
+                self._scheduled_jobs_endpoint(handler, request, object_id, action)
+        except JobSpecError as error:
+            self._error(handler, error.status, "BadRequest" if error.status == 400 else "NotFound", str(error))
+
+    def _jobs_endpoint(self, handler: _Handler, request: RecordedRequest, job_id: str | None,
+                       action: str | None) -> None:
+        user, method = handler._user, request.method
+        if job_id is None:
+            if method == "POST":
+                job = self._start_job(user, json.loads(handler._body or b"{}"), _owner_json(user))
+                self.respond_json(handler, self._job_json(job))
+            elif method == "GET":
+                stages = request.query.get("stage", [])
+                labels = [label.partition("=")[::2] for label in request.query.get("label", [])]
+                with self._lock:
+                    jobs = [job for job in reversed(self.jobs.values()) if job.owner == user]
+                replies = [self._job_json(job) for job in jobs]
+                self.respond_json(handler, [reply for reply in replies
+                                            if (not stages or reply["status"]["stage"] in stages)
+                                            and all((reply["labels"] or {}).get(k) == v for k, v in labels)])
+            else:
+                self.respond(handler, 405)
+            return
+        with self._lock:
+            job = self.jobs.get(job_id)
+        if job is None or job.owner != user:
+            self._error(handler, 404, "NotFound", f"no Job {job_id!r} in {user!r}")
+        elif action is None and method == "GET":
+            self.respond_json(handler, self._job_json(job))
+        elif action == "logs" and method == "GET":
+            tail = request.query.get("tail", [None])[0]
+            self._stream_log(handler, job, int(tail) if tail else None)
+        elif action == "cancel" and method == "POST":
+            self._end_job(job, "canceled", grace=self.job_kill_grace)
+            self.respond_json(handler, self._job_json(job))
+        elif action == "duplicate" and method == "POST":
+            copied = self._start_job(user, job.spec, {"type": "duplicated-job", "id": job.id})
+            self.respond_json(handler, self._job_json(copied))
+        else:
+            self.respond(handler, 404, b"Not Found", content_type="text/plain")
+
+    def _scheduled_jobs_endpoint(self, handler: _Handler, request: RecordedRequest, scheduled_id: str | None,
+                                 action: str | None) -> None:
+        user, method = handler._user, request.method
+        body = json.loads(handler._body or b"{}") if method == "POST" else {}
+        if scheduled_id is None:
+            if method == "POST":
+                spec = body.get("jobSpec") or {}
+                _check_job_spec(spec)
+                if not isinstance(body.get("schedule"), str) or not body["schedule"].strip():
+                    raise JobSpecError(f"a scheduled Job needs a schedule, not {body.get('schedule')!r}")
+                scheduled = _ScheduledJob(uuid.uuid4().hex[:24], user, spec, body["schedule"],
+                                          suspend=bool(body.get("suspend")), concurrency=bool(body.get("concurrency")))
+                with self._lock:
+                    self.scheduled_jobs[scheduled.id] = scheduled
+                self.respond_json(handler, self._scheduled_json(scheduled))
+            elif method == "GET":
+                key, _, value = request.query.get("label", [""])[0].partition("=")
+                with self._lock:
+                    chosen = [s for s in self.scheduled_jobs.values() if s.owner == user
+                              and (not key or (s.spec.get("labels") or {}).get(key) == value)]
+                self.respond_json(handler, [self._scheduled_json(scheduled) for scheduled in chosen])
+            else:
+                self.respond(handler, 405)
+            return
+        with self._lock:
+            scheduled = self.scheduled_jobs.get(scheduled_id)
+            if scheduled is not None and scheduled.owner != user:
+                scheduled = None
+            if scheduled is not None and method == "DELETE" and action is None:
+                del self.scheduled_jobs[scheduled_id]
+        if scheduled is None:
+            self._error(handler, 404, "NotFound", f"no scheduled Job {scheduled_id!r} in {user!r}")
+        elif action is None and method in ("GET", "DELETE"):
+            self.respond_json(handler, self._scheduled_json(scheduled))
+        elif action in ("suspend", "resume", "schedule") and method == "POST":
+            with self._lock:
+                if action == "schedule":
+                    scheduled.schedule = body["schedule"]
+                else:
+                    scheduled.suspend = action == "suspend"
+            self.respond_json(handler, self._scheduled_json(scheduled))
+        elif action == "run" and method == "POST":
+            job = self._run_scheduled(scheduled)
+            if job is None:
+                self._error(handler, 409, "Conflict", f"scheduled Job {scheduled_id} is already running")
+            else:
+                self.respond_json(handler, self._job_json(job))
+        else:
+            self.respond(handler, 404, b"Not Found", content_type="text/plain")
+
+    def _stream_log(self, handler: _Handler, job: _Job, tail: int | None) -> None:
+        """Server-sent events of a Job's log: the lines so far (the last `tail`), then new ones until it ends."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Connection", "close")  # no length: the body ends when the connection closes
+        handler.end_headers()
+        handler.close_connection = True
+        with job.changed:
+            sent = max(0, len(job.log) - tail) if tail is not None else 0
+        while True:
+            with job.changed:
+                if len(job.log) == sent and job.stage not in _TERMINAL_STAGES:
+                    job.changed.wait(timeout=_KEEP_ALIVE_SECONDS)
+                events, sent = job.log[sent:], len(job.log)
+                ended = job.stage in _TERMINAL_STAGES
+            chunk = "".join(f"data: {json.dumps({'data': line, 'timestamp': moment})}\n\n" for moment, line in events)
+            handler.wfile.write((chunk or (": keep-alive\n\n" if not ended else "")).encode())
+            handler.wfile.flush()
+            if ended:
+                return
+
+    def _job_json(self, job: _Job) -> dict[str, Any]:
+        spec = job.spec
+        with job.changed:
+            now = datetime.now(timezone.utc)
+            running = (job.finished_at or now) - job.started_at if job.started_at else None
+            data = {"id": job.id, "createdAt": _iso(job.created_at), "startedAt": _iso(job.started_at),
+                    "finishedAt": _iso(job.finished_at), "command": spec.get("command"),
+                    "arguments": spec.get("arguments") or [], "environment": spec.get("environment") or {},
+                    "secrets": sorted(spec.get("secrets") or {}), "flavor": spec.get("flavor"),
+                    "labels": spec.get("labels"), "volumes": spec.get("volumes"),
+                    "status": {"stage": job.stage, "message": job.message}, "owner": _owner_json(job.owner),
+                    "initiator": job.initiator,
+                    "durations": {"schedulingSecs": 0, "runningSecs": int(running.total_seconds()) if running else None,
+                                  "totalSecs": int(((job.finished_at or now) - job.created_at).total_seconds())}}
+        data.update({"spaceId": spec["spaceId"]} if spec.get("spaceId") else {"dockerImage": spec.get("dockerImage")})
+        return copy.deepcopy(data)
+
+    def _scheduled_json(self, scheduled: _ScheduledJob) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy({"id": scheduled.id, "createdAt": scheduled.created_at,
+                                  "owner": _owner_json(scheduled.owner), "jobSpec": _public_spec(scheduled.spec),
+                                  "schedule": scheduled.schedule, "suspend": scheduled.suspend,
+                                  "concurrency": scheduled.concurrency,
+                                  "status": {"lastJob": scheduled.last_job, "nextJobRunAt": None}})
+
+    # Jobs: the local engine --------------------------------------------------------------------------------------
+    def _run_scheduled(self, scheduled: _ScheduledJob) -> _Job | None:
+        """Start a run of a scheduled Job; None while its previous run runs and concurrency is off."""
+        with self._lock:
+            last = self.jobs.get((scheduled.last_job or {}).get("id", ""))
+        if last is not None and not scheduled.concurrency and last.stage not in _TERMINAL_STAGES:
+            return None
+        job = self._start_job(scheduled.owner, scheduled.spec, {"type": "scheduled-job", "id": scheduled.id})
+        with self._lock:
+            scheduled.last_job = {"id": job.id, "at": _iso(job.created_at)}
+        return job
+
+    def _start_job(self, owner: str, spec: Mapping[str, Any], initiator: dict[str, Any]) -> _Job:
+        """Check a Job spec, map its volumes to local folders and start its command; return the Job (RUNNING, or
+        ERROR when the command cannot start). Raises JobSpecError (before any work) for a spec the Hub refuses."""
+        spec = copy.deepcopy(dict(spec))
+        _check_job_spec(spec)
+        sources = [(volume["mountPath"].rstrip("/"), volume, self._volume_source(volume))
+                   for volume in spec.get("volumes") or []]
+        job_id = uuid.uuid4().hex[:24]
+        job = _Job(job_id, owner, spec, initiator, self.data_dir / "jobs" / job_id)
+        (job.folder / "work").mkdir(parents=True)
+        (job.folder / "home").mkdir()
+        mounts = {}
+        for number, (mount_path, volume, source) in enumerate(sources):
+            if isinstance(source, Path):  # a writable bucket: the Job writes to the bucket itself
+                mounts[mount_path] = source
+                continue
+            folder = _write_read_only(source, job.folder / "volumes" / str(number))
+            mounts[mount_path] = folder
+            job.read_only[volume["mountPath"]] = (folder, _folder_digest(folder))
+        environment = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{_SYSTEM_PATH}",
+                       "HOME": str(job.folder / "home"), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+                       "HF_ENDPOINT": self.url, "HF_HOME": str(job.folder / "home" / ".cache" / "huggingface"),
+                       "HF_HUB_DISABLE_TELEMETRY": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+                       "NO_PROXY": "127.0.0.1,localhost", **self.job_env}
+        for name, value in [*(spec.get("environment") or {}).items(), *(spec.get("secrets") or {}).items()]:
+            if value is not None:  # the CLI sends None for a secret it could not find
+                environment[name] = str(value)
+        image = spec.get("dockerImage") or spec.get("spaceId")
+        command = [*self.job_images.get(image, []), *spec["command"], *(spec.get("arguments") or [])]
+        with self._lock:
+            self.jobs[job.id] = job
+        with job.changed:
+            job.started_at = datetime.now(timezone.utc)
+            job.stage = "RUNNING"
+            job.log.append((_iso(job.started_at), f"===== Job started at {_iso(job.started_at)} ====="))
+            try:
+                job.process = subprocess.Popen(
+                    [_remap_mounts(argument, mounts) for argument in command], cwd=job.folder / "work",
+                    env={name: _remap_mounts(value, mounts) for name, value in environment.items()},
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    start_new_session=True)  # its own process group, so that ending it ends its children too
+            except OSError as error:
+                job.log.append((_now(), f"could not start {command[0]!r}: {error.strerror}"))
+                job.stage, job.message = "ERROR", f"could not start {command[0]!r}: {error.strerror}"
+                job.finished_at = datetime.now(timezone.utc)
+                return job
+        job.supervisor = threading.Thread(target=self._supervise, args=(job,), daemon=True)
+        job.supervisor.start()
+        return job
+
+    def _volume_source(self, volume: Mapping[str, Any]) -> dict[str, bytes] | Path:
+        """What a volume mounts: a repository's files at its revision (under its `path`) to copy read-only, a
+        bucket folder to mount writable, or a read-only bucket's files."""
+        kind, source, prefix = volume.get("type") or "model", volume["source"], (volume.get("path") or "").strip("/")
+        if kind == "bucket":
+            folder = self.bucket_dir(source) / prefix
+            folder.mkdir(parents=True, exist_ok=True)
+            if not volume.get("readOnly"):
+                return folder
+            return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+        revision = volume.get("revision") or "main"
+        with self._lock:
+            repo = self.repos.get((kind, source))
+            sha = repo.resolve(revision) if repo is not None else None
+            tree = dict(repo.commits[sha]) if sha is not None else None
+        if repo is None:
+            raise JobSpecError(f"volume {volume['mountPath']}: no {kind} repository {source!r}", 404)
+        if tree is None:
+            raise JobSpecError(f"volume {volume['mountPath']}: {source} has no revision {revision!r}", 404)
+        return {path[len(prefix) + 1:] if prefix else path: content for path, content in tree.items()
+                if not prefix or path.startswith(prefix + "/")}
+
+    def _supervise(self, job: _Job) -> None:
+        """Wait for a Job's process (killing it past its timeout), collect its log and record how it ended."""
+        process = job.process
+        reader = threading.Thread(target=_read_log, args=(job, process.stdout), daemon=True)
+        reader.start()
+        timeout = job.spec.get("timeoutSeconds")
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._end_job(job, "timeout", grace=self.job_kill_grace)
+            process.wait()
+        _signal_group(process.pid, signal.SIGKILL)  # a container ends with its main process, and so do its children
+        reader.join(timeout=5)
+        process.stdout.close()
+        code, reason = process.returncode, job.stop_reason
+        changed = [mount for mount, (folder, digest) in job.read_only.items() if _folder_digest(folder) != digest]
+        if reason == "canceled":
+            stage, message = "CANCELED", "Job canceled"
+        elif reason == "timeout":
+            stage, message = "ERROR", f"Job timed out after {timeout} seconds (its timeout)"
+        elif reason == "shutdown":
+            stage, message = "ERROR", "the test Hub stopped while the Job was running"
+        elif changed:  # root ignores file modes: a read-only mount's files were changed all the same
+            stage, message = "ERROR", f"the Job wrote to the read-only volume {changed[0]}"
+        elif code == 0:
+            stage, message = "COMPLETED", None
+        elif code > 0:
+            stage, message = "ERROR", f"Job failed with exit code: {code}"
+        else:
+            stage, message = "ERROR", f"Job was killed by signal {signal.Signals(-code).name}"
+        with job.changed:
+            job.stage, job.message, job.finished_at = stage, message, datetime.now(timezone.utc)
+            job.changed.notify_all()
+
+    def _end_job(self, job: _Job, reason: str, *, grace: float) -> None:
+        """Stop a running Job's process group: SIGTERM, then SIGKILL after `grace` seconds (the first reason given
+        is the one recorded)."""
+        with job.changed:
+            if job.process is None or job.stage in _TERMINAL_STAGES:
+                return
+            job.stop_reason = job.stop_reason or reason
+            pid = job.process.pid
+        if grace <= 0:
+            _signal_group(pid, signal.SIGKILL)
+            return
+        _signal_group(pid, signal.SIGTERM)
+        timer = threading.Timer(grace, lambda: job.stage in _TERMINAL_STAGES or _signal_group(pid, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
 
 def _split_revision(tail: str) -> tuple[str, str]:
     """``<revision>/<path>`` of a tree URL, where the revision may itself be ``refs/pr/N`` (paths arrive decoded)."""
@@ -915,3 +1457,102 @@ def _metadata_problems(content: str) -> list[str]:
                         isinstance(metric, dict) and "type" in metric and "value" in metric for metric in metrics):
                     problems.append(f'"{where}.metrics" must be a non-empty array of {{type, value}}')
     return problems
+
+
+# Jobs: helpers of the local engine -----------------------------------------------------------------------------------
+def _iso(moment: datetime | None) -> str | None:
+    """A time as the Hub writes it (``2024-01-01T00:00:00.000Z``)."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment is not None else None
+
+
+def _owner_json(name: str) -> dict[str, str]:
+    return {"id": hashlib.md5(name.encode()).hexdigest()[:24], "name": name, "type": "user"}
+
+
+def _public_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A Job spec as replies show it: secret names, never values."""
+    public = {key: copy.deepcopy(value) for key, value in spec.items() if key != "secrets"}
+    return {**public, "secrets": sorted(spec.get("secrets") or {}), "timeout": spec.get("timeoutSeconds")}
+
+
+def _check_job_spec(spec: Mapping[str, Any]) -> None:
+    """Refuse (JobSpecError, 400) what the Jobs API would: no image, no command, malformed env, secrets, timeout or
+    volumes."""
+    if not (spec.get("dockerImage") or spec.get("spaceId")):
+        raise JobSpecError("a Job needs a dockerImage or a spaceId")
+    command = spec.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(part, str) for part in command):
+        raise JobSpecError(f"a Job's command must be a non-empty list of strings, not {command!r}")
+    for key in ("environment", "secrets"):
+        if not isinstance(spec.get(key) or {}, dict):
+            raise JobSpecError(f"a Job's {key} must be an object, not {spec[key]!r}")
+    timeout = spec.get("timeoutSeconds")
+    if timeout is not None and (not isinstance(timeout, int) or timeout <= 0):
+        raise JobSpecError(f"timeoutSeconds must be a positive integer, not {timeout!r}")
+    mount_paths = set()
+    for volume in spec.get("volumes") or []:
+        if not isinstance(volume, dict) or (volume.get("type") or "model") not in _VOLUME_TYPES or not volume.get(
+                "source"):
+            raise JobSpecError(f"a volume needs a type among {_VOLUME_TYPES} and a source, not {volume!r}")
+        mount_path = volume.get("mountPath")
+        if not isinstance(mount_path, str) or not mount_path.startswith("/") or mount_path.rstrip("/") == "":
+            raise JobSpecError(f"a volume's mountPath must be an absolute path below /, not {mount_path!r}")
+        if mount_path.rstrip("/") in mount_paths:
+            raise JobSpecError(f"two volumes are mounted at {mount_path}")
+        mount_paths.add(mount_path.rstrip("/"))
+
+
+def _remap_mounts(value: str, mounts: Mapping[str, Path]) -> str:
+    """`value` with each mount path (e.g. ``/data`` in ``--stimuli=/data/x``, not in ``/database`` or
+    ``/x/data``) replaced by the local folder mounted there, in one pass (a local folder is not remapped again)."""
+    if not mounts:
+        return value
+    alternatives = "|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True))
+    return re.sub(rf"(?<![\w./-])({alternatives})(?=/|$|[^\w.-])", lambda match: str(mounts[match.group(1)]),
+                  value)
+
+
+def _write_read_only(files: Mapping[str, bytes], folder: Path) -> Path:
+    """Write a snapshot (relative path -> content) into `folder` and make it read-only (files 0444, folders 0555)."""
+    folder.mkdir(parents=True)
+    for relative, content in files.items():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    return folder
+
+
+def _folder_digest(folder: Path) -> str:
+    """A fingerprint of a folder's file names and contents (to notice writes that file modes did not stop)."""
+    digest = hashlib.sha1()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        if path.is_file():
+            digest.update(hashlib.sha1(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove a folder, read-only snapshots included."""
+    for directory, _, _ in os.walk(folder):
+        os.chmod(directory, 0o755)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_log(job: _Job, stream: Any) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        with job.changed:
+            job.log.append((_now(), line))
+            job.changed.notify_all()
+
+
+def _signal_group(pid: int, signum: int) -> bool:
+    """Send `signum` to the process group led by `pid`; False when no such group is left."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
