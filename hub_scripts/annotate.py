@@ -4,7 +4,12 @@ NOTE for the webhook service (issue 10): this interface is final and is what its
 
     annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings, create_pr: bool = True,
                    force: bool = False, allow_synthetic: bool = False, dry_run: bool = False,
-                   token: str | None = None, endpoint: str | None = None) -> AnnotationOutcome
+                   token: str | None = None, endpoint: str | None = None, source: SpeatSource = SpeatSource(),
+                   policy: CampaignPolicy | None = None) -> AnnotationOutcome
+
+``policy`` (`speat_metric.hub.campaign_policy`) carries the operator's opt-out list and daily cap on new pull
+requests: an opted-out repository is not touched (``opted-out``), a model that would get a new pull request once
+the cap is reached waits, unevaluated (``deferred``), and the policy's ledger counts what was opened or declined.
 
 ``AnnotationOutcome.status`` is one of `STATUSES`. Our commits and pull requests carry
 ``speat_metric.hub.SPEAT_COMMIT_MARKER`` in their summary, title and description (test with
@@ -12,7 +17,8 @@ NOTE for the webhook service (issue 10): this interface is final and is what its
 
 The steps, each looking before it writes (``huggingface/community-evals``' rule: never a duplicate PR):
 
-1. check the settings (synthetic stimuli are refused unless allowed) and pin the revision to its commit sha;
+1. check the settings (synthetic stimuli are refused unless allowed) and the opt-out list; pin the revision to its
+   commit sha;
 2. look at the repository: speat's open pull request (to update instead of opening another), one the owner closed
    (then stop, unless `force`), and the card as it stands there (invalid YAML or broken markers stop here, before
    any evaluation); a card that already shows these settings at this revision needs no evaluation at all;
@@ -20,7 +26,8 @@ The steps, each looking before it writes (``huggingface/community-evals``' rule:
 4. render and merge (`speat_metric.hub.card`, `speat_metric.hub.card_merge`): our entries replaced, everything else
    byte-identical;
 5. push only what changed, as one commit: onto our open PR, as a new PR, or to main (`create_pr=False`); nothing
-   changed means no commit and no PR. `dry_run` stops before pushing and returns the unified diff.
+   changed means no commit and no PR (a new PR waits when the policy's daily cap is reached). `dry_run` stops
+   before pushing and returns the unified diff.
 
 `publish_records` does steps 2, 4 and 5 for records that already exist (``speat hub annotate --results DIR``).
 
@@ -45,6 +52,7 @@ from speat_metric import __version__
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.hub import SPEAT_COMMIT_MARKER, SPEAT_TITLE_PREFIX
 from speat_metric.hub.benchmark import load_benchmark
+from speat_metric.hub.campaign_policy import CampaignPolicy
 from speat_metric.hub.card import (
     EVAL_RESULTS_PATH,
     README_PATH,
@@ -61,9 +69,11 @@ from speat_metric.results import EvaluationRecord
 
 logger = logging.getLogger(__name__)
 
-STATUSES = ("opened-pr", "updated-pr", "committed", "unchanged", "skipped-owner-closed", "dry-run")
+STATUSES = ("opened-pr", "updated-pr", "committed", "unchanged", "skipped-owner-closed", "dry-run", "deferred",
+            "opted-out")
 """What an annotation did: opened a pull request, added a commit to our open one, committed to main, found nothing
-to change, left alone a repository whose owner closed our pull request, or (dry run) only computed the diff."""
+to change, left alone a repository whose owner closed our pull request, (dry run) only computed the diff, left a
+new pull request for another day (the policy's daily cap), or touched nothing (the repository opted out)."""
 
 PR_TITLE = f"{SPEAT_TITLE_PREFIX} Add SpEAT social-bias results"
 
@@ -81,6 +91,7 @@ class AnnotationOutcome:
         commit: the commit our change made (None when nothing was pushed).
         diff: the unified diff of README.md and ``.eval_results/speat.yaml`` (dry runs; empty when nothing changes).
         records: the records the card shows (empty when no evaluation was needed).
+        reason: why a model was ``deferred`` or ``opted-out``.
     """
 
     repo_id: str
@@ -91,6 +102,7 @@ class AnnotationOutcome:
     commit: str | None = None
     diff: str = ""
     records: tuple[EvaluationRecord, ...] = ()
+    reason: str | None = None
 
     @property
     def summary(self) -> str:
@@ -100,6 +112,10 @@ class AnnotationOutcome:
                 "skipped-owner-closed": " (the owner closed our pull request; --force opens a new one)",
                 "dry-run": " (nothing pushed; nothing would change)" if not self.diff else " (nothing pushed)",
                 }.get(self.status, "")
+        if self.reason:
+            note = f" ({self.reason})"
+        if self.status == "opted-out":  # nothing was asked of the Hub: there is no revision to show
+            return f"{self.repo_id}: {self.status}{note}"
         return f"{self.repo_id}: {self.status}{where}{note} (revision {self.evaluated_revision[:12]})"
 
 
@@ -127,6 +143,19 @@ def settings_fingerprint(settings: EvaluationSettings) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def card_up_to_date(client: HubClient, repo_id: str, readme: str | None, commit: str, fingerprint: str) -> str | None:
+    """The revision at which a card (`readme`) shows results of this speat with these settings (`fingerprint`), when
+    that revision is `commit` or differs from it only in the card; None when the card needs our evaluation. The one
+    rule of "already annotated", for `annotate_model` and the webhook service's reconciliation."""
+    shown = card_provenance(readme) or {}
+    if {**shown, "revision": commit} != {"revision": commit, "speat": __version__, "settings": fingerprint}:
+        return None
+    if shown["revision"] == commit:
+        return commit
+    changed = client.changed_paths(repo_id, shown["revision"], commit)
+    return shown["revision"] if changed is not None and all(is_card_path(path) for path in changed) else None
+
+
 def check_settings(settings: EvaluationSettings, *, allow_synthetic: bool = False) -> None:
     """Raise `CardError` now, before any work, for settings whose results could not go on a card."""
     study_tests = [test for test in settings.tests if not test.endswith(".json")]  # custom tests bring their audio
@@ -141,8 +170,8 @@ def check_settings(settings: EvaluationSettings, *, allow_synthetic: bool = Fals
 
 def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings, create_pr: bool = True,
                    force: bool = False, allow_synthetic: bool = False, dry_run: bool = False,
-                   token: str | None = None, endpoint: str | None = None, source: SpeatSource = SpeatSource()
-                   ) -> AnnotationOutcome:
+                   token: str | None = None, endpoint: str | None = None, source: SpeatSource = SpeatSource(),
+                   policy: CampaignPolicy | None = None) -> AnnotationOutcome:
     """Evaluate a Hub model at one commit and put the results on its card.
 
     Args:
@@ -158,11 +187,13 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
         endpoint: the Hub's URL; None is ``HF_ENDPOINT``. The model itself is downloaded through transformers,
             which always uses ``HF_ENDPOINT``, so a different endpoint is refused.
         source: where the card tells readers to get speat (`speat_metric.hub.source`); the default links nothing.
+        policy: the opt-out list and daily cap on new pull requests (`CampaignPolicy`); its ledger records what
+            this annotation opened or found declined. None: no opt-out, no cap.
 
     Returns:
         The `AnnotationOutcome`: ``opened-pr``, ``updated-pr``, ``committed``, ``unchanged`` (nothing to change;
         no evaluation when the card already shows these settings at this revision), ``skipped-owner-closed`` (no
-        evaluation) or ``dry-run``.
+        evaluation), ``dry-run``, ``opted-out`` (no request to the repository) or ``deferred`` (no evaluation).
 
     Raises:
         ValueError: bad settings, synthetic stimuli without `allow_synthetic`, per-layer pooling, a card with
@@ -172,26 +203,23 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
     """
     _check_endpoint(endpoint)
     check_settings(settings, allow_synthetic=allow_synthetic)
+    policy = policy or CampaignPolicy()
+    if (opted_out := _opted_out(policy, repo_id, revision, force=force)) is not None:
+        return opted_out
     client = HubClient(token=token, endpoint=endpoint)
     benchmark = load_benchmark(client, settings.benchmark) if settings.benchmark else None
     commit = client.head(repo_id, revision)
     settings = dataclasses.replace(settings, revision=commit)
     target = _find_target(client, repo_id, create_pr=create_pr, force=force)
     if target.declined is not None and target.pull_request is None:
-        return AnnotationOutcome(repo_id, "skipped-owner-closed", commit, pr_url=target.declined.url,
-                                 pr_number=target.declined.number)
+        return _declined(policy, repo_id, commit, target.declined)
     fingerprint = settings_fingerprint(settings)
-    shown = card_provenance(target.readme) or {}
-    if {**shown, "revision": commit} == {"revision": commit, "speat": __version__, "settings": fingerprint}:
-        if shown["revision"] == commit:
-            logger.info("%s: the card already shows these settings at revision %s; nothing to evaluate", repo_id,
-                        commit)
-            return _outcome(repo_id, "dry-run" if dry_run else "unchanged", shown["revision"], target)
-        changed = client.changed_paths(repo_id, shown["revision"], commit)
-        if changed is not None and all(is_card_path(path) for path in changed):
-            logger.info("%s: the card shows these settings at revision %s, and only the card changed since (%s); "
-                        "nothing to evaluate", repo_id, shown["revision"], ", ".join(sorted(changed)) or "no file")
-            return _outcome(repo_id, "dry-run" if dry_run else "unchanged", shown["revision"], target)
+    if (shown := card_up_to_date(client, repo_id, target.readme, commit, fingerprint)) is not None:
+        logger.info("%s: the card shows these settings at revision %s%s; nothing to evaluate", repo_id, shown,
+                    "" if shown == commit else f" and only the card changed up to {commit}")
+        return _outcome(repo_id, "dry-run" if dry_run else "unchanged", shown, target)
+    if (deferred := _deferred(policy, repo_id, commit, target, create_pr=create_pr, dry_run=dry_run)) is not None:
+        return deferred
     from speat_metric.evaluation import evaluate_models
 
     records = evaluate_models([repo_id], settings)
@@ -200,19 +228,19 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
         raise RuntimeError(f"{repo_id}: evaluated revision {commit}, but the records say {sorted(map(str, revisions))}")
     content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, settings_fingerprint=fingerprint,
                           source=source, benchmark=benchmark)
-    return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run)
+    return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run, policy=policy)
 
 
 def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create_pr: bool = True, force: bool = False,
                     allow_synthetic: bool = False, dry_run: bool = False, token: str | None = None,
                     endpoint: str | None = None, source: SpeatSource = SpeatSource(),
-                    benchmark: str | None = None) -> AnnotationOutcome:
+                    benchmark: str | None = None, policy: CampaignPolicy | None = None) -> AnnotationOutcome:
     """Put existing records of a Hub model (``speat evaluate ORG/NAME`` output) on its card.
 
     Args:
         repo_id: the model repository; the records must be of this model, at one Hub revision, one per test.
         records: the records.
-        create_pr, force, allow_synthetic, dry_run, token, endpoint, source: as in `annotate_model`.
+        create_pr, force, allow_synthetic, dry_run, token, endpoint, source, policy: as in `annotate_model`.
         benchmark: the SpEAT benchmark the results attach to (``.eval_results``); None writes none.
 
     Returns:
@@ -232,11 +260,16 @@ def publish_records(repo_id: str, records: Sequence[EvaluationRecord], *, create
     if content.revision is None:
         raise CardError(f"the records of {repo_id!r} carry no Hub revision (a local copy?): evaluate the Hub model "
                         f"itself (speat evaluate {repo_id}) so that the card can pin the commit")
+    policy = policy or CampaignPolicy()
+    if (opted_out := _opted_out(policy, repo_id, content.revision, force=force)) is not None:
+        return opted_out
     target = _find_target(client, repo_id, create_pr=create_pr, force=force)
     if target.declined is not None and target.pull_request is None:
-        return AnnotationOutcome(repo_id, "skipped-owner-closed", content.revision, pr_url=target.declined.url,
-                                 pr_number=target.declined.number)
-    return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run)
+        return _declined(policy, repo_id, content.revision, target.declined)
+    if (deferred := _deferred(policy, repo_id, content.revision, target, create_pr=create_pr,
+                              dry_run=dry_run)) is not None:
+        return deferred
+    return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run, policy=policy)
 
 
 def _check_endpoint(endpoint: str | None) -> None:
@@ -245,6 +278,27 @@ def _check_endpoint(endpoint: str | None) -> None:
     if endpoint is not None and endpoint.rstrip("/") != constants.ENDPOINT.rstrip("/"):
         raise ValueError(f"endpoint {endpoint!r} differs from HF_ENDPOINT ({constants.ENDPOINT!r}), which "
                          "transformers downloads the model from; set HF_ENDPOINT to it before starting instead")
+
+
+def _opted_out(policy: CampaignPolicy, repo_id: str, revision: str, *, force: bool) -> AnnotationOutcome | None:
+    """The outcome for a repository the policy says not to touch (before any request to it), else None."""
+    reason = policy.skip_reason(repo_id, include_declined=not force)
+    return None if reason is None else AnnotationOutcome(repo_id, "opted-out", revision, reason=reason)
+
+
+def _declined(policy: CampaignPolicy, repo_id: str, revision: str, declined: PullRequest) -> AnnotationOutcome:
+    """The owner closed our pull request: nothing is opened, and the policy remembers the repository as opted out."""
+    policy.record(repo_id, "skipped-owner-closed", declined.url)
+    return AnnotationOutcome(repo_id, "skipped-owner-closed", revision, pr_url=declined.url,
+                             pr_number=declined.number)
+
+
+def _deferred(policy: CampaignPolicy, repo_id: str, revision: str, target: _Target, *, create_pr: bool,
+              dry_run: bool) -> AnnotationOutcome | None:
+    """A model that would get a new pull request once today's cap is reached waits, before it is evaluated."""
+    if create_pr and not dry_run and target.pull_request is None and not policy.may_open_pr():
+        return AnnotationOutcome(repo_id, "deferred", revision, reason=policy.deferral_reason())
+    return None
 
 
 def _find_target(client: HubClient, repo_id: str, *, create_pr: bool, force: bool) -> _Target:
@@ -273,8 +327,9 @@ def _outcome(repo_id: str, status: str, revision: str, target: _Target, **fields
 
 
 def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target,
-          records: Sequence[EvaluationRecord], *, create_pr: bool, dry_run: bool) -> AnnotationOutcome:
-    """Merge, diff, and push what changed as one commit (or nothing)."""
+          records: Sequence[EvaluationRecord], *, create_pr: bool, dry_run: bool, policy: CampaignPolicy
+          ) -> AnnotationOutcome:
+    """Merge, diff, and push what changed as one commit (or nothing); the policy counts a pull request opened."""
     revision = content.revision
     readme = merge_card(target.readme, content)
     files = {path: new for path, old, new in ((README_PATH, target.readme, readme),
@@ -291,7 +346,7 @@ def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target
     if not files and not delete:
         return _outcome(repo_id, "unchanged", revision, target, records=records)
     client.validate_card(readme)
-    description = _description(content)
+    description = _description(content, opt_out_dataset=policy.opt_out.dataset)
 
     def update(pull_request: PullRequest) -> AnnotationOutcome:
         info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Update SpEAT results to revision "
@@ -314,6 +369,7 @@ def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target
         if opened and opened[0].number != info.pr_num:  # opened at the same moment as another: the oldest stays
             client.close_duplicate(repo_id, info.pr_num, opened[0].number)
             return update(opened[0])
+        policy.record(repo_id, "opened-pr", info.pr_url)
         return AnnotationOutcome(repo_id, "opened-pr", revision, pr_url=info.pr_url, pr_number=info.pr_num,
                                  commit=info.oid, records=records)
     info = client.commit(repo_id, files, summary=f"{SPEAT_TITLE_PREFIX} Add SpEAT social-bias results (revision "
@@ -322,7 +378,8 @@ def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target
     return AnnotationOutcome(repo_id, "committed", revision, commit=info.oid, records=records)
 
 
-def _description(content: CardContent) -> str:
+def _description(content: CardContent, *, opt_out_dataset: str | None = None) -> str:
+    """The pull request's (and commit's) body: what changes, and that it is automated and how to opt out."""
     warnings = [f"**Note: {label}.** These results are labelled as such in the card." for label in content.labels
                 if label in ("synthetic-stimuli", "random-init")]
     table = [line for line in content.section.splitlines() if line.startswith("|")]
@@ -341,7 +398,13 @@ def _description(content: CardContent) -> str:
         *warnings,
         *(["", *table] if table else []),
         "",
-        f"Made by speat {__version__} ({SPEAT_COMMIT_MARKER}). Running it again updates this pull request rather "
-        "than opening another. Closing it without merging declines: speat then opens no new pull request here (unless "
-        "its operator forces one).",
+        f"**This pull request is automated**: speat {__version__} ({SPEAT_COMMIT_MARKER}) opened it as part of a "
+        "campaign over public speech models. SpEAT measures whether a speech model's embeddings associate one group "
+        "of speakers (for example by gender, age or accent) more closely than another with pleasant rather than "
+        "unpleasant speech.",
+        "",
+        "Running it again updates this pull request rather than opening another. **To opt out**, close this pull "
+        "request. Closing it without merging declines: speat then opens no new pull request here (unless its "
+        "operator forces one). To keep all your repositories out, ask the operator to add your account to their "
+        "opt-out list" + (f", the Hub dataset `{opt_out_dataset}`." if opt_out_dataset else "."),
     ])

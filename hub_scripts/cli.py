@@ -2,7 +2,8 @@
 
     speat hub render RESULTS_DIR [--model ID] [--card README.md]   # the YAML and section a card would get
     speat hub annotate MODEL_ID [--results DIR | --evaluate] [--commit | --create-pr] [--dry-run] [--force]
-    speat hub annotate-many (--models FILE | --search QUERY [--filter TAG ...]) --state FILE
+    speat hub annotate-many (--models FILE | --search QUERY [--filter TAG ...] | --tier base|popular|requested)
+                            --state FILE [--max-prs-per-day N] [--opt-out FILE|OWNER/NAME]
     speat hub push-results DIR --repo ORG/NAME                     # records -> a Hub dataset (load_dataset reads it)
     speat hub publish-module --space ORG/speat                     # evaluate.load("ORG/speat") from the Hub
     speat hub publish-space --space ORG/NAME --results-repo ORG/DATA   # the leaderboard as a Space
@@ -25,8 +26,13 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speat_metric.hub.source import add_source_options, source_from_options
+
+if TYPE_CHECKING:
+    from speat_metric.hub.campaign_policy import OptOutList
+    from speat_metric.hub.hub import HubClient
 
 SUBCOMMAND_MODULES = ("speat_metric.hub.webhook.cli",)
 """Modules that add a ``speat hub`` subcommand of their own, when they exist (``webhook``: issue 10)."""
@@ -86,27 +92,42 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "commit: records of a local copy are refused")
     source.add_argument("--evaluate", action="store_true", help="evaluate the model now (the default)")
     _add_push_options(annotate)
+    _add_opt_out_option(annotate)
     add_source_options(annotate)
     annotate.set_defaults(handler=_annotate)
 
     many = hub_commands.add_parser(
         "annotate-many", parents=[evaluating],
-        help="annotate many models (a list or a Hub search), resumable through a state file",
+        help="annotate many models (a list, a Hub search or a tier), resumable through a state file",
         description="Annotate each model at its main commit, as `speat hub annotate --evaluate` does. The state "
         "file records every outcome as it happens: run the same command again to resume a killed batch (models "
-        "done at their current revision are skipped, failures retried). A failure is recorded and the batch goes "
-        "on; a summary closes the run. The evaluation options are those of `speat evaluate`.")
-    models = many.add_mutually_exclusive_group(required=True)
+        "done at their current revision are skipped, failures and deferred models retried). A failure is recorded "
+        "and the batch goes on; a summary closes the run. Repositories on the --opt-out list, and those whose owner "
+        "closed speat's pull request, are not touched; --max-prs-per-day leaves the models over the day's cap for the "
+        "next day's run. The evaluation options are those of `speat evaluate`.")
+    models = many.add_mutually_exclusive_group()
     models.add_argument("--models", type=Path, default=None, metavar="FILE",
                         help="a file of model ids, one per line (# comments allowed)")
     models.add_argument("--search", default=None, metavar="QUERY",
-                        help="models of a Hub search whose model type speat reads (wav2vec2, hubert, ...)")
+                        help="models of a Hub search whose model type speat reads (wav2vec2, hubert, ...); with "
+                        "--tier base or popular it narrows the tier")
+    many.add_argument("--tier", choices=("base", "popular", "requested"), default=None,
+                      help="which models the campaign touches: base (the authors' pretrained wav2vec2, HuBERT, "
+                      "WavLM, data2vec-audio, Whisper, MMS/XLS-R encoders), popular (the most downloaded speech "
+                      "encoders, --limit of them, default 100) or requested (the --models file)")
     many.add_argument("--filter", action="append", default=[], metavar="TAG",
-                      help="with --search: keep models with this tag, library or pipeline tag (repeatable), e.g. "
-                      "--filter transformers --filter feature-extraction")
-    many.add_argument("--limit", type=int, default=None, help="with --search: at most this many search results")
+                      help="with --search or --tier popular: keep models with this tag, library or pipeline tag "
+                      "(repeatable), e.g. --filter transformers --filter feature-extraction")
+    many.add_argument("--limit", type=int, default=None,
+                      help="with --search: at most this many search results; with --tier: this many models")
     many.add_argument("--state", type=Path, required=True, metavar="FILE",
-                      help="the state file (JSON) that makes the batch resumable")
+                      help="the state file (JSON) that makes the batch resumable and counts the pull requests opened "
+                      "per day")
+    many.add_argument("--max-prs-per-day", type=int, default=None, metavar="N",
+                      help="open at most N new pull requests per UTC day, counted across runs in --state; models "
+                      "over the cap stay deferred for the next day's run (updates of speat's open pull requests do "
+                      "not count; default: no cap)")
+    _add_opt_out_option(many)
     _add_push_options(many)
     add_source_options(many)
     many.set_defaults(handler=_annotate_many, interrupted_hint="run the same command again: it resumes from --state, "
@@ -218,6 +239,20 @@ def _add_push_options(parser: argparse.ArgumentParser) -> None:
                         help="also write the records to this directory (default: not kept)")
 
 
+def _add_opt_out_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--opt-out", default=None, metavar="FILE|OWNER/NAME",
+                        help="owners and repositories to leave alone: a file, or a Hub dataset holding opt-out.txt or "
+                        "opt-out.csv (one owner or OWNER/NAME per line, # comments allowed); pull requests name the "
+                        "dataset as where to ask to be added")
+
+
+def _opt_out(spec: str | None, client: HubClient | None = None) -> OptOutList:
+    """The `OptOutList` of --opt-out (an empty one without it)."""
+    from speat_metric.hub.campaign_policy import OptOutList, load_opt_out
+
+    return load_opt_out(spec, client) if spec is not None else OptOutList()
+
+
 def _add_space_options(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument("--space", required=True, metavar="ORG/NAME", help=f"the Space ({example})")
     parser.add_argument("--requirement", default=None, metavar="SPEC",
@@ -275,12 +310,14 @@ def _render(args: argparse.Namespace) -> int:
 
 def _annotate(args: argparse.Namespace) -> int:
     from speat_metric.hub.annotate import annotate_model, publish_records
+    from speat_metric.hub.campaign_policy import CampaignPolicy
     from speat_metric.repo_ids import check_repo_id
 
     check_repo_id(args.model, "MODEL_ID", "facebook/hubert-base-ls960")
 
     options = dict(create_pr=args.create_pr, force=args.force, allow_synthetic=args.allow_synthetic,
-                   dry_run=args.dry_run, source=source_from_options(args))
+                   dry_run=args.dry_run, source=source_from_options(args),
+                   policy=CampaignPolicy(opt_out=_opt_out(args.opt_out)))
     from speat_metric.stimuli.fingerprints import benchmark_from_environment
 
     benchmark = benchmark_from_environment(args.benchmark)
@@ -308,26 +345,23 @@ def _annotate_many(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from speat_metric.cli import evaluation_settings
-    from speat_metric.hub.batch import annotate_many, find_speech_models, read_model_list
+    from speat_metric.hub.batch import annotate_many, select_models
+    from speat_metric.hub.campaign_policy import check_max_prs_per_day
     from speat_metric.hub.hub import HubClient
 
     if args.revision is not None:
         raise ValueError("--revision does not apply: annotate-many evaluates each model at its main branch's current "
                          "commit (annotate one model at a revision with `speat hub annotate MODEL --revision REV`)")
+    check_max_prs_per_day(args.max_prs_per_day)
     settings = evaluation_settings(args)
     source = source_from_options(args)
-    if args.models is not None:
-        if args.filter or args.limit is not None:
-            raise ValueError("--filter and --limit go with --search, not --models")
-        models = read_model_list(args.models)
-    else:
-        models = find_speech_models(HubClient(), search=args.search, filters=args.filter, limit=args.limit)
-        if not models:
-            raise ValueError(f"the Hub search {args.search!r} (filters: {', '.join(args.filter) or 'none'}) found no "
-                             "speech encoder that speat reads")
+    client = HubClient()
+    opt_out = _opt_out(args.opt_out, client)
+    models = select_models(client, tier=args.tier, models_file=args.models, search=args.search, filters=args.filter,
+                           limit=args.limit)
     summary = annotate_many(models, settings, state_path=args.state, create_pr=args.create_pr, force=args.force,
                             allow_synthetic=args.allow_synthetic, dry_run=args.dry_run, out=args.out,
-                            report=tqdm.write, source=source)
+                            report=tqdm.write, source=source, opt_out=opt_out, max_prs_per_day=args.max_prs_per_day)
     print("\n".join(summary.lines()))
     say_without_benchmark(settings.benchmark)
     return 1 if summary.failed else 0

@@ -287,11 +287,12 @@ class HubClient:
             hf_raise_for_status(response)
 
     def search_models(self, *, search: str | None = None, filters: Sequence[str] = (), author: str | None = None,
-                      limit: int | None = None) -> list[ModelInfo]:
-        """Models matching a Hub search (``list_models``: `search` in the id, every filter tag, `author`)."""
+                      limit: int | None = None, sort: str | None = None) -> list[ModelInfo]:
+        """Models matching a Hub search (``list_models``: `search` in the id, every filter tag, `author`), in the
+        Hub's order or by `sort` (e.g. ``downloads``, descending)."""
         with hub_errors("the model search"):
             return list(self.api.list_models(search=search, filter=list(filters) or None, author=author,
-                                              limit=limit, fetch_config=True))
+                                              limit=limit, sort=sort, fetch_config=True))
 
     def file_ids(self, repo_id: str, folder: str, *, repo_type: str, revision: str) -> dict[str, str]:
         """Path -> git blob id of every file under `folder` at `revision` (empty when the folder does not exist)."""

@@ -334,6 +334,7 @@ class _Repo:
     parents: dict[str, str | None] = field(default_factory=dict)  # commit -> parent commit (for commit listings)
     discussions: list[_Discussion] = field(default_factory=list)  # discussions and pull requests, numbered from 1
     private: bool = False  # reported by the repository's info (access is not enforced)
+    downloads: int = 0  # reported by info and search results; ``sort=downloads`` orders a search by it
 
     def resolve(self, revision: str) -> str | None:
         if revision in self.branches:
@@ -457,6 +458,11 @@ class HubServer(RecordingServer):
             self.repos[(repo_type, repo_id)] = _Repo(repo_type, repo_id, private=private)
         self.commit(repo_id, {".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n"},
                     repo_type=repo_type, message="initial commit")
+
+    def set_downloads(self, repo_id: str, downloads: int, *, repo_type: str = "model") -> None:
+        """The download count the Hub reports for a repository (what ``sort=downloads`` orders by)."""
+        with self._lock:
+            self.repos[(repo_type, repo_id)].downloads = downloads
 
     def commit(self, repo_id: str, files: Mapping[str, bytes], *, repo_type: str = "model", branch: str = "main",
                delete: Iterable[str] = (), message: str = "update") -> str:
@@ -713,7 +719,7 @@ class HubServer(RecordingServer):
         now = _now()
         summary = {"_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
                    "author": repo.repo_id.split("/")[0], "sha": sha, "private": repo.private, "lastModified": now,
-                   "createdAt": now, "tags": tags, "downloads": 0, "likes": 0}
+                   "createdAt": now, "tags": tags, "downloads": repo.downloads, "likes": 0}
         if repo.repo_type == "model":
             summary.update(pipeline_tag=card.get("pipeline_tag"), library_name=library,
                            config={"model_type": model_type} if model_type else None)
@@ -844,8 +850,9 @@ class HubServer(RecordingServer):
             self.respond_json(handler, {"errors": [], "warnings": []})
 
     def _search_models(self, handler: _Handler, request: RecordedRequest) -> None:
-        """``GET /api/models?search=&filter=&author=&limit=``: models whose id contains `search` (any case) and whose
-        tags, library or pipeline tag include every `filter`, by `author`; one page, in id order."""
+        """``GET /api/models?search=&filter=&author=&limit=&sort=``: models whose id contains `search` (any case) and
+        whose tags, library or pipeline tag include every `filter`, by `author`; one page, in id order or, with
+        ``sort=downloads``, most downloaded first (the client's default direction)."""
         search = request.query.get("search", [""])[0].lower()
         # As on the Hub, a model's config (model_type) comes only when asked for.
         with_config = request.query.get("config", [""])[0].lower() == "true" or "config" in request.query.get(
@@ -863,6 +870,8 @@ class HubServer(RecordingServer):
                     author is None or summary["author"] == author):
                 found.append(summary if with_config else {key: value for key, value in summary.items()
                                                           if key != "config"})
+        if request.query.get("sort", [""])[0] == "downloads":
+            found.sort(key=lambda summary: -summary["downloads"])
         self.respond_json(handler, found[:limit] if limit else found)
 
     # discussions and pull requests -----------------------------------------------------------------------------

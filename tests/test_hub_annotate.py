@@ -25,6 +25,7 @@ from tiny_models import save_tiny_model
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
 from speat_metric.hub import SPEAT_COMMIT_MARKER, is_speat_change
 from speat_metric.hub.annotate import STATUSES, AnnotationOutcome, annotate_model, publish_records
+from speat_metric.hub.campaign_policy import CampaignPolicy, OptOutList, parse_opt_out
 from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH, CardError
 from speat_metric.hub.hub import HubClient, HubError
 from speat_metric.hub.source import SpeatSource
@@ -297,12 +298,61 @@ def test_a_repository_without_weights_or_with_a_card_that_is_not_utf8_is_one_lin
 def test_the_webhook_interface_is_as_documented():
     parameters = inspect.signature(annotate_model).parameters
     assert list(parameters) == ["repo_id", "revision", "settings", "create_pr", "force", "allow_synthetic",
-                                "dry_run", "token", "endpoint", "source"]
+                                "dry_run", "token", "endpoint", "source", "policy"]
     assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(parameters)[1:])
     assert {name: parameters[name].default for name in list(parameters)[3:]} == {
         "create_pr": True, "force": False, "allow_synthetic": False, "dry_run": False, "token": None,
-        "endpoint": None, "source": SpeatSource()}
-    assert set(STATUSES) == {"opened-pr", "updated-pr", "committed", "unchanged", "skipped-owner-closed", "dry-run"}
+        "endpoint": None, "source": SpeatSource(), "policy": None}
+    assert set(STATUSES) == {"opened-pr", "updated-pr", "committed", "unchanged", "skipped-owner-closed", "dry-run",
+                             "deferred", "opted-out"}
     fields = {field for field in AnnotationOutcome.__dataclass_fields__}
     assert {"status", "pr_url", "pr_number", "commit", "evaluated_revision", "diff"} <= fields
     assert AnnotationOutcome.__dataclass_params__.frozen
+
+
+def test_the_pr_body_says_it_is_automated_what_speat_measures_and_how_to_opt_out(server, local_records):
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    policy = CampaignPolicy(opt_out=OptOutList(dataset="operator/speat-opt-out"))
+    assert publish(server, records, policy=policy).status == "opened-pr"
+    body = server.discussions(REPO)[0].events[0]["data"]["latest"]["raw"]
+    assert "**This pull request is automated**" in body and "SpEAT measures whether a speech model's" in body
+    assert "**To opt out**, close this pull request." in body
+    assert "add your account to their opt-out list, the Hub dataset `operator/speat-opt-out`." in body
+    assert body.index("Nothing else in the card changes.") < body.index("automated")  # the change comes first
+    other = "owner/other"
+    publish_tiny_model(server, other)
+    publish_records(other, as_hub_records(local_records, other, server.repos[("model", other)].branches["main"]),
+                    allow_synthetic=True, token=BOT, endpoint=server.url)  # no policy: no dataset to name
+    plain = server.discussions(other)[0].events[0]["data"]["latest"]["raw"]
+    assert plain.rstrip().endswith("add your account to their opt-out list.") and "Hub dataset" not in plain
+
+
+def test_an_opted_out_repository_gets_no_request_and_a_cap_defers_before_any_push(server, local_records):
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    for listed in ("owner  # the whole account", "OWNER/Tiny"):  # owners and repositories, in any case
+        opted_out = publish(server, records, policy=CampaignPolicy(opt_out=parse_opt_out(listed, where="list.txt")))
+        assert opted_out.status == "opted-out" and "on the opt-out list in list.txt" in opted_out.summary
+    assert not [request for request in server.requests if REPO in request.path]
+    capped = CampaignPolicy(max_prs_per_day=0)
+    deferred = publish(server, records, policy=capped)
+    assert deferred.status == "deferred" and "today's cap of 0 new pull requests is reached" in deferred.reason
+    assert server.discussions(REPO) == [] and server.count("POST", f"/api/models/{REPO}/commit/main") == 0
+    one = CampaignPolicy(max_prs_per_day=1)
+    assert publish(server, records, policy=one).status == "opened-pr" and one.opened_today() == 1
+    assert publish(server, renumbered(records, 0.2), policy=one).status == "updated-pr"  # an update is not counted
+    assert one.opened_today() == 1 and list(one.ledger.opened.values()) == [[REPO]]
+
+
+def test_a_closed_pr_is_remembered_as_an_opt_out_that_force_overrides(server, local_records):
+    records = as_hub_records(local_records, REPO, publish_tiny_model(server, REPO))
+    policy = CampaignPolicy()
+    publish(server, records, policy=policy)
+    HfApi(endpoint=server.url, token=OWNER).change_discussion_status(REPO, 1, "closed")
+    assert publish(server, renumbered(records, 0.1), policy=policy).status == "skipped-owner-closed"
+    assert policy.ledger.declined[REPO]["pr_url"] == f"{server.url}/{REPO}/discussions/1"
+    server.clear_requests()
+    again = publish(server, renumbered(records, 0.2), policy=policy)
+    assert again.status == "opted-out" and "its owner closed speat's pull request" in again.reason
+    assert server.requests == []
+    forced = publish(server, renumbered(records, 0.2), policy=policy, force=True)
+    assert forced.status == "opened-pr" and REPO not in policy.ledger.declined  # asked again, deliberately
