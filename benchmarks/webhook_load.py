@@ -2,12 +2,12 @@
 
 The service runs as a subprocess on 127.0.0.1 (one worker), against the test Hub of ``tests/http_servers.py`` in this
 process, which holds 100 model repositories with 5 commits each (500 distinct commits; the models are text models, so
-the worker screens each job and ignores it: the job store sees the writes of a worker while the events arrive).
+the worker screens each job and ignores it: the in-memory queue is read by a worker while the events arrive).
 Senders on 16 keep-alive connections post one event every 10 ms; the 500 replays are mixed in at random (seeded).
 
 Printed: acknowledged events per second, response times (median, p99, max; the target is p99 under 100 ms), jobs
 created (must equal the distinct commits: replays make none), duplicates recognised, superseded jobs, the service's
-memory (resident and peak, from /proc) and the job store's size, then how long the worker took to drain the queue.
+memory (resident and peak, from /proc), then how long the worker took to drain the queue.
 Timings depend on the machine's load: the load average is printed with them.
 
     .venv/bin/python benchmarks/webhook_load.py [--events 1000] [--seconds 10] [--senders 16]
@@ -59,7 +59,7 @@ def start_service(hub: HubServer, work: Path) -> tuple[subprocess.Popen, str]:
     env.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(work / "hf"), SPEAT_CACHE=str(work / "cache"),
                SPEAT_WEBHOOK_SECRET=SECRET, HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1")
     log = work / "service.log"  # a file, not a pipe: a slow reader must not slow the service down
-    process = subprocess.Popen([SPEAT, "hub", "webhook", "--port", "0", "--db", str(work / "jobs.sqlite")],
+    process = subprocess.Popen([SPEAT, "hub", "webhook", "--port", "0"],
                                cwd=work, env=env, stderr=log.open("w"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--senders", type=int, default=16)
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (the service's log, the job store)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (the service's log)")
     options = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="speat-webhook-bench-"))
@@ -179,13 +179,11 @@ def main() -> None:
               f"{server[min(len(server) - 1, int(0.99 * len(server)))]:.1f} ms, max {server[-1]:.1f} ms "
               f"({len(server)} requests, from its logs: the rest is the network and the sending process)")
         print(f"  jobs created:        {len(created)} (distinct commits: {len(distinct)}; "
-              f"{'equal' if len(created) == len(distinct) == stored else 'NOT EQUAL'}; in the store: {stored})")
+              f"{'equal' if len(created) == len(distinct) == stored else 'NOT EQUAL'}; in the queue: {stored})")
         print(f"  duplicates answered: {duplicates} (replays sent: {len(replays)})")
         print(f"  superseded:          {status['superseded']} (older queued commits of a repository)")
         print(f"  service memory:      {idle_memory['VmRSS'] / 1024:.0f} MiB idle, {loaded_memory['VmRSS'] / 1024:.0f} "
               f"MiB after the load, peak {loaded_memory['VmHWM'] / 1024:.0f} MiB")
-        db_bytes = sum(path.stat().st_size for path in work.glob("jobs.sqlite*"))
-        print(f"  job store:           {db_bytes / 1024:.0f} KiB (with its WAL)")
         print(f"  queue drained by 1 worker in {drained:.1f} s after the last event "
               f"({status['ignored']} ignored as text models)")
         process.send_signal(signal.SIGTERM)

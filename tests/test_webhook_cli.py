@@ -68,22 +68,19 @@ def test_the_secret_file_is_read_and_checked(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("arguments,message", [
-    (("--stimuli", "demo"), "--stimuli demo is synthetic speech: cards from it need --allow-synthetic"),
+    (("--stimuli", "demo"), "--stimuli demo is the embedded SYNTHETIC demo set"),  # annotate.check_settings
+    (("--pooling", "per-layer"), "--pooling per-layer gives one result per layer"),
     (("--revision", "main"), "--revision does not apply: the service evaluates the commit each event names"),
     (("--tests", "colour"), "colour"),
     (("--permutations", "0"), "--permutations must be a whole number of at least 1, got 0"),
     (("--device", "cuda:7"), "--device 'cuda:7'"),
     (("--workers", "0"), "--workers must be at least 1, got 0"),
-    (("--target-url", "https://x.hf.space"), "--target-url and --watch are for --register"),
+    (("--target-url", "https://x.hf.space"), "--target-url is for --register"),
+    (("--watch", "team:acme"), "--watch 'team:acme': expected user:NAME, org:NAME or model:OWNER/NAME"),
     (("--register",), "--register needs --target-url URL: where the Hub should send the events"),
 ])
 def test_bad_options_are_one_line_errors(capsys, arguments, message):
     assert message in fails(capsys, *arguments)
-
-
-def test_a_database_that_is_not_one_is_refused_before_anything_else(tmp_path, capsys):
-    (tmp_path / "jobs.sqlite").write_text("not a database\n" * 50)
-    assert "is not a job database" in fails(capsys, "--db", str(tmp_path / "jobs.sqlite"), "--port", "0")
 
 
 def test_a_token_the_hub_rejects_stops_the_service(monkeypatch):

@@ -1,4 +1,4 @@
-"""Hub webhook payloads: parsing (the Hub's documented format) and which events ask for an annotation."""
+"""Hub webhook payloads: parsing (the Hub's documented format) and which events ask for work (event_to_work)."""
 
 import copy
 import doctest
@@ -8,11 +8,11 @@ import pytest
 
 from speat_metric.hub.webhook import events
 from speat_metric.hub.webhook.events import (
-    AnnotationRequest,
     IgnoredEvent,
     PayloadError,
-    classify,
+    WorkItem,
     content_update_payload,
+    event_to_work,
     parse_payload,
 )
 
@@ -65,22 +65,22 @@ def changed(payload: dict, **changes) -> bytes:
 
 
 def test_a_push_to_main_asks_for_an_annotation_of_the_new_head():
-    decision = classify(parse_payload(json.dumps(PUSH).encode()))
-    assert decision == AnnotationRequest("some-user/some-repo", NEW, OLD, private=False)
+    decision = event_to_work(json.dumps(PUSH).encode())
+    assert decision == WorkItem("some-user/some-repo", NEW, OLD, private=False)
 
 
 def test_head_sha_is_read_as_the_hub_spells_it():
     payload = parse_payload(changed(PUSH, updatedRefs=None))
     assert payload.repo.head_sha == NEW  # huggingface_hub 2.4's own model would drop it
-    assert classify(payload) == AnnotationRequest("some-user/some-repo", NEW, None)
+    assert event_to_work(payload) == WorkItem("some-user/some-repo", NEW, None)
 
 
 def test_a_private_repository_is_marked_private():
-    assert classify(parse_payload(changed(PUSH, repo__private=True))).private
+    assert event_to_work((changed(PUSH, repo__private=True))).private
 
 
 def test_a_narrower_content_scope_counts_as_a_content_update():
-    assert isinstance(classify(parse_payload(changed(PUSH, event__scope="repo.content.lfs"))), AnnotationRequest)
+    assert isinstance(event_to_work((changed(PUSH, event__scope="repo.content.lfs"))), WorkItem)
 
 
 @pytest.mark.parametrize("changes,reason", [
@@ -97,14 +97,14 @@ def test_a_narrower_content_scope_counts_as_a_content_update():
     (dict(updatedRefs=None, repo__headSha=None), "the event names no commit"),
 ])
 def test_other_events_are_ignored_with_the_reason(changes, reason):
-    decision = classify(parse_payload(changed(PUSH, **changes)))
+    decision = event_to_work((changed(PUSH, **changes)))
     assert isinstance(decision, IgnoredEvent) and reason in decision.reason
 
 
 def test_discussion_events_are_ignored_and_our_own_pull_requests_are_named():
     payload = parse_payload(json.dumps(PR_OPENED).encode())
-    assert classify(payload).reason == "discussion event on pull request #19: only content updates are annotated"
-    ours = classify(payload, own_user_ids={"61d2f90c3c2083e1c08af22d"})
+    assert event_to_work(payload).reason == "discussion event on pull request #19: only content updates are annotated"
+    ours = event_to_work(payload, own_user_ids={"61d2f90c3c2083e1c08af22d"})
     assert ours == IgnoredEvent("event on our own pull request #19")
 
 
@@ -129,15 +129,15 @@ def test_malformed_payloads_are_errors_naming_the_field(body, message):
 ])
 def test_invalid_names_and_shas_are_errors(changes, message):
     with pytest.raises(PayloadError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        classify(parse_payload(changed(PUSH, **changes)))
+        event_to_work((changed(PUSH, **changes)))
 
 
 def test_the_payload_builder_makes_what_the_hub_sends():
     built = content_update_payload("some-user/some-repo", NEW, base_revision=OLD)
     assert set(built) == set(PUSH) and set(built["repo"]) <= set(PUSH["repo"]) | {"tags"}
-    assert classify(parse_payload(json.dumps(built).encode())) == classify(parse_payload(json.dumps(PUSH).encode()))
+    assert event_to_work(built) == event_to_work(json.dumps(PUSH).encode())  # a dict, as a Job reads WEBHOOK_PAYLOAD
     on_a_branch = content_update_payload("some-user/some-repo", NEW, ref="refs/pr/1")
-    assert classify(parse_payload(json.dumps(on_a_branch).encode())).reason.startswith("the push updates refs/pr/1")
+    assert event_to_work(json.dumps(on_a_branch)).reason.startswith("the push updates refs/pr/1")
 
 
 def test_module_example():

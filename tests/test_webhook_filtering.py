@@ -9,8 +9,7 @@ from http_servers import HubServer
 from tiny_models import KINDS
 
 from speat_metric.hub import SPEAT_TITLE_PREFIX
-from speat_metric.hub.webhook.events import AnnotationRequest
-from speat_metric.hub.webhook.filtering import Screening, screen_commit
+from speat_metric.hub.webhook.events import Screening, WorkItem, screen_commit
 
 REPO = "alice/tiny-model"
 WEIGHTS = {"model.safetensors": b"weights v1"}
@@ -26,8 +25,8 @@ def config_json(kind: str) -> bytes:
 
 @pytest.fixture
 def screen(hub_server: HubServer, tmp_path):
-    def screen(revision: str, base: str | None = None, repo: str = REPO) -> Screening:
-        return screen_commit(AnnotationRequest(repo, revision, base), endpoint=hub_server.url,
+    def screen(revision: str, base: str | None = None, repo: str = REPO, origin: str = "event") -> Screening:
+        return screen_commit(WorkItem(repo, revision, base, origin=origin), endpoint=hub_server.url,
                              cache_dir=tmp_path / "hf-cache")
 
     return screen
@@ -82,6 +81,16 @@ def test_a_push_that_changes_only_the_card_is_ignored(hub_server, screen):
     assert screen(weights, model).annotate
     same = hub_server.commit(REPO, {"model.safetensors": b"weights v2"})
     assert screen(same, weights) == Screening(False, "the push changes no file")
+
+
+def test_a_reconciled_commit_is_screened_whole(hub_server, screen):
+    """At a restart, main's head may be an owner's card edit after a model that was never annotated: reconciliation
+    asks whether main is annotated, not what the last push changed."""
+    hub_server.create_repo(REPO)
+    model = hub_server.commit(REPO, {"config.json": config_json("hubert"), **WEIGHTS})
+    card = hub_server.commit(REPO, {"README.md": b"# My model\n"})
+    assert not screen(card, model).annotate
+    assert screen(card, origin="reconciliation") == Screening(True, "a 'hubert' speech encoder", "hubert")
 
 
 def test_a_base_commit_that_is_gone_or_all_zeros_means_anything_may_have_changed(hub_server, screen):

@@ -1,6 +1,6 @@
 """The webhook service over real HTTP on 127.0.0.1 (uvicorn in a thread), with the worker's screener and annotator
 given by the test: secret first, typed payloads, acknowledge-and-queue, duplicates, supersede, retries, workers,
-status and health."""
+status and health (the queue is in memory: what a test checks, it reads from /status)."""
 
 import json
 import threading
@@ -11,10 +11,8 @@ import httpx
 import pytest
 
 from speat_metric.hub.webhook.auth import WebhookSecret
-from speat_metric.hub.webhook.events import content_update_payload
-from speat_metric.hub.webhook.filtering import Screening
-from speat_metric.hub.webhook.jobs import JobStore
-from speat_metric.hub.webhook.server import ServiceConfig, bind
+from speat_metric.hub.webhook.events import Screening, content_update_payload
+from speat_metric.hub.webhook.server import ServiceConfig, build_server
 
 SECRET = "webhook-secret-for-the-server-tests"
 SIGNED = {"X-Webhook-Secret": SECRET}
@@ -56,29 +54,26 @@ class Annotations:
 
 
 @pytest.fixture
-def start_service(tmp_path) -> Callable[..., object]:
+def start_service() -> Callable[..., object]:
     running = []
 
     def start(annotate: Callable, *, screen: Callable = speech, workers: int = 1, **options):
-        config = ServiceConfig(db=tmp_path / "jobs.sqlite", secret=WebhookSecret(SECRET), port=0, workers=workers,
+        config = ServiceConfig(secret=WebhookSecret(SECRET), port=0, workers=workers,
                                retry_delay=options.pop("retry_delay", 0.05), **options)
-        bound = bind(config, screen=screen, annotate=annotate, own_user_ids=frozenset({"our-account-id"}))
-        thread = threading.Thread(target=bound.run, daemon=True)
+        server = build_server(config, screen=screen, annotate=annotate, own_user_ids=frozenset({"our-account-id"}))
+        thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
-        running.append((bound, thread))
+        running.append((server, thread))
         deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{bound.url}/healthz").status_code == 200:
-                    return bound
-            except httpx.TransportError:
-                pass
+        while not server.started:  # uvicorn binds the port (0: any free one) and tells the server's url
+            assert time.monotonic() < deadline and thread.is_alive(), "the service did not come up"
             time.sleep(0.05)
-        raise AssertionError("the service did not come up")
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        return server
 
     yield start
-    for bound, thread in running:
-        bound.stop()
+    for server, thread in running:
+        server.should_exit = True
         thread.join(WAIT)
 
 
@@ -129,7 +124,7 @@ def test_a_signed_event_is_acknowledged_before_the_work_and_annotated_once(start
     ({"X-Webhook-Secret": SECRET.upper()}, 403, "wrong X-Webhook-Secret header"),
     ({"X-Webhook-Secret": SECRET[:-1]}, 403, "wrong X-Webhook-Secret header"),
 ])
-def test_a_missing_or_wrong_secret_is_refused_and_makes_no_job(start_service, tmp_path, headers, code, message):
+def test_a_missing_or_wrong_secret_is_refused_and_makes_no_job(start_service, headers, code, message):
     annotations = Annotations()
     service = start_service(annotations)
     for body in (content_update_payload("alice/tiny-hubert", sha(1)), b"{definitely not json"):
@@ -138,10 +133,10 @@ def test_a_missing_or_wrong_secret_is_refused_and_makes_no_job(start_service, tm
     query = post(service, content_update_payload("alice/tiny-hubert", sha(1)), headers={},
                  params={"secret": SECRET})
     assert query.status_code == 401  # a secret in the URL is not accepted (URLs end up in logs)
-    assert JobStore(tmp_path / "jobs.sqlite").jobs() == [] and annotations.calls == []
+    assert status(service)["recent"] == [] and annotations.calls == []
 
 
-def test_malformed_or_oversized_payloads_are_refused_and_make_no_job(start_service, tmp_path):
+def test_malformed_or_oversized_payloads_are_refused_and_make_no_job(start_service):
     service = start_service(Annotations())
     event = content_update_payload("alice/tiny-hubert", sha(1))
     del event["repo"]["name"]
@@ -152,10 +147,10 @@ def test_malformed_or_oversized_payloads_are_refused_and_make_no_job(start_servi
     for body, code, message in cases:
         response = post(service, body)
         assert response.status_code == code and message in response.json()["error"]
-    assert JobStore(tmp_path / "jobs.sqlite").jobs() == []
+    assert status(service)["recent"] == []
 
 
-def test_events_that_ask_for_nothing_are_acknowledged_and_ignored(start_service, tmp_path):
+def test_events_that_ask_for_nothing_are_acknowledged_and_ignored(start_service):
     annotations = Annotations()
     service = start_service(annotations)
     our_pr = content_update_payload("alice/tiny-hubert", sha(1))
@@ -172,7 +167,7 @@ def test_events_that_ask_for_nothing_are_acknowledged_and_ignored(start_service,
         response = post(service, payload)
         assert response.status_code == 200 and response.json()["accepted"] is False
         assert reason in response.json()["reason"]
-    assert JobStore(tmp_path / "jobs.sqlite").jobs() == [] and annotations.calls == []
+    assert status(service)["recent"] == [] and annotations.calls == []
 
 
 def test_a_commit_screened_out_is_ignored_with_its_reason(start_service):
@@ -250,17 +245,24 @@ def test_health_and_index(start_service):
     assert status(service)["workers"] == {"configured": 1, "alive": 1}
 
 
-def test_a_stopping_service_hands_its_running_job_back_to_the_queue(start_service, tmp_path):
+def test_a_stopping_service_waits_for_its_running_job_then_stops(start_service):
+    """What a stop leaves unfinished is not kept anywhere: the next start reconciles (test_webhook_service)."""
     gate = threading.Event()
     annotations = Annotations(gate=gate)
     service = start_service(annotations, shutdown_grace=0.5)
     post(service, content_update_payload("alice/long-job", sha(1)))
     annotations.wait_started()
-    service.stop()
+    started = time.monotonic()
+    service.should_exit = True
     deadline = time.monotonic() + WAIT
-    store = JobStore(tmp_path / "jobs.sqlite")
-    while store.get(1).state != "queued" and time.monotonic() < deadline:
+    while httpx_alive(service) and time.monotonic() < deadline:
         time.sleep(0.05)
-    job = store.get(1)
     gate.set()
-    assert (job.state, job.attempts) == ("queued", 0)
+    assert time.monotonic() - started < WAIT / 2 and not httpx_alive(service)
+
+
+def httpx_alive(service) -> bool:
+    try:
+        return httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,7 +1,7 @@
 """`speat hub webhook` end to end: the real service in a subprocess on 127.0.0.1, the test Hub serving tiny model repos,
 speat_metric.hub.annotate opening the card PRs. One PR per commit, none for replays, our own commits or text models; a
-real SIGKILL with one job queued and one running, then a restart; two workers on ten jobs; no secret or token
-anywhere."""
+real SIGKILL with one job running and one queued, then a restart on a new empty data directory that finishes both, once,
+by reconciling with the Hub; two workers on ten jobs; no secret or token anywhere."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ BOT = "speat-bot-user"
 WAIT = 240.0  # seconds a wait may take on a loaded machine before the test gives up
 PERMUTATIONS = "100"
 
+pytestmark = pytest.mark.slow  # a real service process evaluating real (tiny) models
+
 
 def write_tone_test(folder: Path) -> Path:
     """A small custom test (4 short tones per group), so that each evaluation takes a moment."""
@@ -55,12 +57,13 @@ def write_tone_test(folder: Path) -> Path:
 class Service:
     """`speat hub webhook` in a subprocess; its stderr (JSON-lines logs) is collected as it comes."""
 
-    def __init__(self, hub: HubServer, folder: Path, test: Path, *, workers: int = 1) -> None:
+    def __init__(self, hub: HubServer, folder: Path, test: Path, *, workers: int = 1, watch: str | None = None
+                 ) -> None:
         self.folder = folder
         self.env = hub_env(hub, folder, HF_TOKEN=TOKEN, SPEAT_WEBHOOK_SECRET=SECRET)
-        self.arguments = [SPEAT, "hub", "webhook", "--port", "0", "--db", str(folder / "jobs.sqlite"), "--workers",
-                          str(workers), "--tests", str(test), "--permutations", PERMUTATIONS, "--retry-delay", "0.2",
-                          "--max-attempts", "2"]
+        self.arguments = [SPEAT, "hub", "webhook", "--port", "0", "--workers", str(workers), "--tests", str(test),
+                          "--permutations", PERMUTATIONS, "--retry-delay", "0.2", "--max-attempts", "2",
+                          *(["--watch", watch] if watch else [])]
         self.logs: list[str] = []
         self.process: subprocess.Popen | None = None
         self.url = ""
@@ -101,6 +104,14 @@ class Service:
             assert self.process.poll() is None, "".join(self.logs)
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} did not finish:\n" + "".join(self.logs[-30:]))
+
+    def reconciled(self) -> dict:
+        """Wait until the start's reconciliation is over and return the status."""
+        deadline = time.monotonic() + WAIT
+        while (status := self.status())["reconciliation"]["state"] in ("pending", "running"):
+            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.logs[-30:])
+            time.sleep(0.2)
+        return status
 
     def kill(self) -> None:
         os.kill(self.process.pid, signal.SIGKILL)
@@ -205,20 +216,24 @@ def test_two_workers_and_ten_queued_jobs_make_ten_prs_none_doubled(hub, service)
     assert [answer.json()["duplicate"] for answer in answers] == [False] * 10 + [True] * 10
     jobs = [service.job(answer.json()["job"]) for answer in answers[:10]]
     assert [job["outcome"]["status"] for job in jobs] == ["opened-pr"] * 10, jobs
-    assert {job["worker"].rsplit(":", 1)[1] for job in jobs} == {"worker-1", "worker-2"}
+    assert {job["worker"] for job in jobs} == {"worker-1", "worker-2"}
     for repo, commit in commits.items():
         [pr] = pull_requests(hub, repo)
         assert pr.base_commit == commit
 
 
-def test_a_killed_service_runs_its_running_and_queued_jobs_once_after_a_restart(folder, tone_test):
+def test_a_killed_service_restarted_on_an_empty_disk_finishes_its_work_once_by_reconciling(folder, tone_test):
+    """SIGKILL while a job runs (its card pull request on its way to the Hub) and another waits; the restart has no
+    file of the first run, and finds both commits again on the Hub: one PR each, with the records."""
+    running_repo, queued_repo = "alice/killed-while-running", "alice/queued-meanwhile"
+
     class HoldingHub(HubServer):
         """Holds the first request for `held` until `release` is set, then answers 503 without acting on it."""
 
-        held, arrived, release = None, threading.Event(), threading.Event()
+        held, arrived, release = f"/api/models/{running_repo}/commit/main", threading.Event(), threading.Event()
 
         def route(self, request, handler):
-            if request.path == self.held and not self.arrived.is_set():
+            if request.method == "POST" and request.path == self.held and not self.arrived.is_set():
                 self.arrived.set()
                 self.release.wait(WAIT)
                 self.respond(handler, 503)
@@ -226,29 +241,47 @@ def test_a_killed_service_runs_its_running_and_queued_jobs_once_after_a_restart(
             super().route(request, handler)
 
     with HoldingHub(tokens={TOKEN: BOT}) as hub:
-        first = publish_tiny_model(hub, "alice/killed-while-running", readme=None)
-        second = publish_tiny_model(hub, "alice/queued-meanwhile", readme=None, seed=1)
-        hub.held = f"/api/models/alice/killed-while-running/commits/{first}"  # the worker's first look at the Hub
-        (folder / "restart").mkdir()
-        service = Service(hub, folder / "restart", tone_test).start()
-        running = service.post(content_update_payload("alice/killed-while-running", first)).json()["job"]
-        assert hub.arrived.wait(WAIT), "".join(service.logs)
-        queued = service.post(content_update_payload("alice/queued-meanwhile", second)).json()["job"]
+        first_disk, second_disk, third_disk = (folder / name for name in ("run-1", "run-2", "run-3"))
+        for disk in (first_disk, second_disk, third_disk):
+            disk.mkdir()
+        service = Service(hub, first_disk, tone_test, watch="user:alice").start()
+        assert service.reconciled()["reconciliation"] == {"state": "done", "queued": 0}  # alice has no model yet
+        commits = {repo: publish_tiny_model(hub, repo, seed=seed) for seed, repo in enumerate((running_repo,
+                                                                                               queued_repo))}
+        assert service.post(content_update_payload(running_repo, commits[running_repo])).status_code == 202
+        assert hub.arrived.wait(WAIT), "".join(service.logs)  # evaluated; its pull request is being opened
+        assert service.post(content_update_payload(queued_repo, commits[queued_repo])).status_code == 202
         status = service.status()
         assert (status["running"], status["queued"]) == (1, 1)
         service.kill()  # SIGKILL: no cleanup at all
         hub.release.set()
-        restarted = Service(hub, folder / "restart", tone_test).start()
+        assert pull_requests(hub, running_repo) == [] and pull_requests(hub, queued_repo) == []
+
+        assert list(second_disk.iterdir()) == []
+        restarted = Service(hub, second_disk, tone_test, watch="user:alice").start()
         try:
-            jobs = [restarted.job(running), restarted.job(queued)]
+            assert restarted.reconciled()["reconciliation"] == {"state": "done", "queued": 2}
+            jobs = [restarted.job(job_id) for job_id in (1, 2)]
         finally:
             restarted.stop()
-        assert [job["state"] for job in jobs] == ["done", "done"], jobs
-        assert [job["attempts"] for job in jobs] == [2, 1]  # the interrupted one ran again, once
-        assert any('"service.recovered"' in line for line in restarted.logs)
-        for repo in ("alice/killed-while-running", "alice/queued-meanwhile"):
-            assert len(pull_requests(hub, repo)) == 1
-        assert len(hub.commit_messages("alice/killed-while-running")) == 3  # initial, model, one card commit
+        assert sorted((job["repo_id"], job["revision"], job["origin"], job["state"], job["attempts"],
+                       job["outcome"]["status"]) for job in jobs) == sorted(
+            (repo, commit, "reconciliation", "done", 1, "opened-pr") for repo, commit in commits.items())
+        for repo, commit in commits.items():
+            [pr] = pull_requests(hub, repo)
+            assert (pr.author, pr.status, pr.base_commit) == (BOT, "open", commit)
+            readme = hub.files(repo, revision=f"refs/pr/{pr.num}")["README.md"].decode()
+            assert BEGIN_MARKER in readme and f"at revision `{commit}`" in readme
+            assert any(result.metric_type == "speat_d" for result in ModelCard(readme).data.eval_results)
+        assert len(hub.commit_messages(running_repo)) == 3  # initial, model, one card commit
+
+        # A third start finds everything annotated: the pull requests are the record.
+        again = Service(hub, third_disk, tone_test, watch="user:alice").start()
+        try:
+            assert again.reconciled()["reconciliation"] == {"state": "done", "queued": 0}
+        finally:
+            again.stop()
+        assert all(len(pull_requests(hub, repo)) == 1 for repo in commits)
 
 
 def test_a_failing_job_is_retried_then_failed_with_a_reason(hub, service):
@@ -268,5 +301,5 @@ def test_the_secret_and_the_token_appear_nowhere(hub, service, folder):
     assert service.logs and any('"job.done"' in line for line in service.logs)
     for secret in (SECRET, TOKEN):
         assert not [text for text in texts if secret in text]
-        assert files_containing(folder, secret) == []  # job store (and its WAL), caches, downloads
+        assert files_containing(folder, secret) == []  # caches, downloads
     assert not any(secret in " ".join(service.arguments) for secret in (SECRET, TOKEN))  # nothing in `ps`

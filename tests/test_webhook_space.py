@@ -1,5 +1,5 @@
 """The Docker Space of the webhook service: its README header, Dockerfile and requirements agree, and its app.py
-starts the service (a real process answering /healthz)."""
+starts the service (a real process answering /healthz, reconciling at start)."""
 
 import importlib.util
 import json
@@ -46,12 +46,11 @@ def test_the_space_is_a_docker_space_on_the_port_the_app_uses():
     assert load_app().service_arguments({})[:5] == ["hub", "webhook", "--host", "0.0.0.0", "--port"]
 
 
-def test_the_app_command_line_is_a_valid_speat_command(tmp_path):
-    arguments = load_app().service_arguments({"PORT": "8080", "SPEAT_WEBHOOK_DATA": str(tmp_path),
-                                              "SPEAT_WEBHOOK_WORKERS": "2",
-                                              "SPEAT_WEBHOOK_ARGS": "--tests gender --permutations 5000"})
+def test_the_app_command_line_is_a_valid_speat_command():
+    arguments = load_app().service_arguments({"PORT": "8080", "SPEAT_WEBHOOK_WORKERS": "2",
+                                              "SPEAT_WEBHOOK_ARGS": "--tests gender --permutations 5000 --watch org:x"})
     args = build_parser().parse_args(arguments)
-    assert (args.host, args.port, args.workers, args.db) == ("0.0.0.0", 8080, 2, tmp_path / "speat-webhook.sqlite")
+    assert (args.host, args.port, args.workers, args.watch) == ("0.0.0.0", 8080, 2, ["org:x"])
     assert (args.tests, args.permutations, args.stimuli) == ("gender", 5000, "speat")
 
 
@@ -59,7 +58,7 @@ def test_the_app_starts_the_service(tmp_path):
     with HubServer(tokens={TOKEN: "speat-bot-user"}) as hub:
         env = hub_env(hub, tmp_path, HF_TOKEN=TOKEN, SPEAT_WEBHOOK_SECRET="space-SECRET-0123456789", PORT="0",
                       SPEAT_WEBHOOK_DATA=str(tmp_path / "data"), SPEAT_WEBHOOK_ARGS="--host 127.0.0.1")
-        for key in ("HF_HOME", "SPEAT_CACHE"):  # the app puts them beside the job store
+        for key in ("HF_HOME", "SPEAT_CACHE"):  # the app puts them under SPEAT_WEBHOOK_DATA
             env.pop(key)
         process = subprocess.Popen([sys.executable, str(SPACE / "app.py")], cwd=tmp_path, env=env,
                                    stderr=subprocess.PIPE, text=True)
@@ -78,7 +77,14 @@ def test_the_app_starts_the_service(tmp_path):
                 except httpx.TransportError:
                     time.sleep(0.1)
             assert health.json() == {"status": "ok"}
-            assert (tmp_path / "data" / "speat-webhook.sqlite").is_file()
+            status = httpx.get(f"http://127.0.0.1:{port}/status").json()
+            assert status["workers"] == {"configured": 1, "alive": 1}
+            deadline = time.monotonic() + 60  # the token's own account (no model here) is reconciled at start
+            while status["reconciliation"]["state"] != "done" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                status = httpx.get(f"http://127.0.0.1:{port}/status").json()
+            assert status["reconciliation"] == {"state": "done", "queued": 0}
+            assert (tmp_path / "data").is_dir()
         finally:
             os.kill(process.pid, signal.SIGTERM)
             process.wait(60)

@@ -1,32 +1,26 @@
-"""Hub webhook payloads: parse them (typed, with huggingface_hub's `WebhookPayload`) and decide which ask for work.
+"""Which Hub webhook events ask for work, and whether their commit is a speech encoder to annotate: one module for the
+service (`speat hub webhook`) and for a Hub Job a webhook starts (payload in ``WEBHOOK_PAYLOAD``).
 
-The payload format is the Hub's webhook version 3 (https://huggingface.co/docs/hub/webhooks): ``event`` {action,
-scope}, ``repo`` {type, name, id, private, headSha, ...}, ``updatedRefs`` [{ref, oldSha, newSha}] on content
-changes, ``discussion`` and ``comment`` on community events, ``webhook`` {id, version}.
-
-An event asks for an annotation when it is a content update (scope ``repo.content``) of a model repository that
-moved its main branch to a commit. Everything else is acknowledged and ignored with a reason: other repository
-types, discussions and comments (our own pull requests among them), pushes to pull-request refs, tags and other
-branches, deleted branches. Checks that need the Hub (is the commit ours, is it a speech encoder) run later, in the
-worker (`speat_metric.hub.webhook.filtering`), so that the request is answered at once.
+`event_to_work` asks nothing of the Hub (the service answers the request with it): a content update (``repo.content``)
+of a model repository that moved its main branch is work; any other event is ignored with a reason (other repository
+types, discussions and comments, our own pull requests among them, pull-request refs, tags, other branches, a deleted
+main). `screen_commit` then asks the Hub what the commit holds. Payloads are the Hub's version 3
+(https://huggingface.co/docs/hub/webhooks).
 
 Example:
-    >>> body = b'''{"event": {"action": "update", "scope": "repo.content"},
-    ...   "repo": {"type": "model", "name": "alice/tiny-hubert", "id": "6366c000a2abcdf2fd69a080", "private": false,
-    ...            "url": {"web": "https://huggingface.co/alice/tiny-hubert"}, "owner": {"id": "61d2f90c3c2083e1"},
-    ...            "headSha": "575db8b7a51b6f85eb06eee540738584589f131c"},
-    ...   "updatedRefs": [{"ref": "refs/heads/main", "oldSha": "ce9a4674fa833a68d5a73ec355f0ea95eedd60b7",
-    ...                    "newSha": "575db8b7a51b6f85eb06eee540738584589f131c"}],
-    ...   "webhook": {"id": "6390e855e30d9209411de93b", "version": 3}}'''
-    >>> classify(parse_payload(body)).revision
-    '575db8b7a51b6f85eb06eee540738584589f131c'
+    >>> work = event_to_work(content_update_payload("alice/tiny-hubert", "575db8b7" * 5))
+    >>> work.repo_id, work.revision[:8], event_to_work(content_update_payload("alice/x", "0" * 40, ref="refs/pr/1"))
+    ('alice/tiny-hubert', '575db8b7', IgnoredEvent(reason='the push updates refs/pr/1, not the main branch'))
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from huggingface_hub import WebhookPayload, WebhookPayloadRepo
 from pydantic import AliasChoices, Field, ValidationError
@@ -37,55 +31,50 @@ _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 class PayloadError(ValueError):
-    """The request body is not a Hub webhook payload this service reads (answered with 422)."""
+    """Not a Hub webhook payload this service reads (the service answers 422)."""
 
 
 class WebhookRepo(WebhookPayloadRepo):
-    """`WebhookPayloadRepo` reading the head commit as the Hub sends it: ``headSha`` (huggingface_hub 2.4 names the
-    field ``head_sha`` without an alias, so the Hub's value would be dropped)."""
+    """huggingface_hub 2.4 names the head commit ``head_sha`` without an alias, which would drop the Hub's ``headSha``;
+    and the Hub adds repository types (buckets, ...): an event of one we do not handle is ignored, not refused."""
 
     head_sha: str | None = Field(default=None, validation_alias=AliasChoices("headSha", "head_sha"))
-    type: str  # the Hub adds repository types (buckets, ...): an event of one we do not handle is ignored, not refused
+    type: str
 
 
 class HubWebhookPayload(WebhookPayload):
-    """huggingface_hub's `WebhookPayload` with `WebhookRepo` as its ``repo``."""
-
     repo: WebhookRepo
 
 
 @dataclass(frozen=True)
-class AnnotationRequest:
-    """What an accepted event asks for: annotate `repo_id` at `revision`, the new head of its main branch.
-
-    Attributes:
-        repo_id: the model repository, ``owner/name``.
-        revision: the commit sha main moved to.
-        base_revision: main's commit before the push (None when the Hub did not say, or main is new).
-        private: the repository is private (its name is not shown on the public status page).
-    """
+class WorkItem:
+    """Annotate `repo_id` at `revision`; `base_revision` is main before the push (None: unknown or new); `origin`
+    says who asked (``event`` or ``reconciliation``, whose commits are screened whole, see `screen_commit`)."""
 
     repo_id: str
     revision: str
     base_revision: str | None = None
     private: bool = False
+    origin: str = "event"
 
 
 @dataclass(frozen=True)
 class IgnoredEvent:
-    """An event acknowledged but not acted on, and why."""
-
     reason: str
 
 
-def parse_payload(body: bytes) -> HubWebhookPayload:
-    """Parse a request body into a typed payload.
+@dataclass(frozen=True)
+class Screening:
+    annotate: bool
+    reason: str
+    model_type: str | None = None
 
-    Raises:
-        PayloadError: the body is not JSON, or not a version-3 Hub webhook payload; the message names the first
-            field that is wrong.
-    """
+
+def parse_payload(body: bytes | str | dict[str, Any]) -> HubWebhookPayload:
+    """A body (or ``WEBHOOK_PAYLOAD``, or its dict) as a typed payload; `PayloadError` names the first wrong field."""
     try:
+        if isinstance(body, dict):
+            return HubWebhookPayload.model_validate(body)
         return HubWebhookPayload.model_validate_json(body)
     except ValidationError as error:
         first = error.errors()[0]
@@ -99,28 +88,21 @@ def parse_payload(body: bytes) -> HubWebhookPayload:
         raise PayloadError(f"not a Hub webhook payload: {where}: {first['msg']}{more}") from None
 
 
-def classify(payload: HubWebhookPayload, *, own_user_ids: Collection[str] = ()) -> AnnotationRequest | IgnoredEvent:
-    """Decide whether an event asks for an annotation.
-
-    Args:
-        payload: a parsed event.
-        own_user_ids: Hub ids of the account the service writes as; discussions they authored are reported as ours.
-
-    Returns:
-        An `AnnotationRequest`, or an `IgnoredEvent` with the reason.
-
-    Raises:
-        PayloadError: the event names an invalid repository id or commit sha.
-    """
+def event_to_work(payload: bytes | str | dict[str, Any] | HubWebhookPayload, *,
+                  own_user_ids: Collection[str] = ()) -> WorkItem | IgnoredEvent:
+    """A `WorkItem`, or an `IgnoredEvent` with the reason; `own_user_ids` (the Hub ids we write as) name our own
+    discussions. `PayloadError` for a malformed payload, an invalid repository id or commit sha."""
+    if not isinstance(payload, HubWebhookPayload):
+        payload = parse_payload(payload)
     repo, event = payload.repo, payload.event
     if repo.type != "model":
         return IgnoredEvent(f"{repo.type} repository: only model repositories are annotated")
     if payload.discussion is not None:
-        discussion = payload.discussion
-        kind = "pull request" if discussion.isPullRequest else "discussion"
-        if discussion.author.id in own_user_ids:
-            return IgnoredEvent(f"event on our own {kind} #{discussion.num}")
-        return IgnoredEvent(f"{event.scope} event on {kind} #{discussion.num}: only content updates are annotated")
+        kind = "pull request" if payload.discussion.isPullRequest else "discussion"
+        if payload.discussion.author.id in own_user_ids:
+            return IgnoredEvent(f"event on our own {kind} #{payload.discussion.num}")
+        return IgnoredEvent(f"{event.scope} event on {kind} #{payload.discussion.num}: only content updates are "
+                            "annotated")
     if event.scope != CONTENT_SCOPE and not event.scope.startswith(CONTENT_SCOPE + "."):
         return IgnoredEvent(f"{event.scope} {event.action} event: only content updates (repo.content) are annotated")
     _check_repo_id(repo.name)
@@ -140,24 +122,64 @@ def classify(payload: HubWebhookPayload, *, own_user_ids: Collection[str] = ()) 
     for name, sha in (("newSha", revision), ("oldSha", base)):
         if sha is not None and not _COMMIT_SHA.match(sha):
             raise PayloadError(f"{name} {sha!r} is not a commit sha (40 lowercase hexadecimal digits)")
-    return AnnotationRequest(repo.name, revision, base, repo.private)
+    return WorkItem(repo.name, revision, base, repo.private)
 
 
 def content_update_payload(repo_id: str, revision: str, *, base_revision: str | None = None, private: bool = False,
-                           repo_type: str = "model", ref: str = MAIN_REF) -> dict:
-    """The payload the Hub sends when a push moves `ref` of a repository to `revision` (version 3, as documented).
-
-    For checking a deployment by hand (``curl -H "X-Webhook-Secret: ..." -d @event.json``), tests and benchmarks.
-    """
+                           repo_type: str = "model", ref: str = MAIN_REF) -> dict[str, Any]:
+    """The payload the Hub sends when a push moves `ref` to `revision` (to try a deployment by hand; tests)."""
     web = f"https://huggingface.co/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
-    return {
-        "event": {"action": "update", "scope": CONTENT_SCOPE},
-        "repo": {"type": repo_type, "name": repo_id, "id": "0" * 24, "private": private,
-                 "url": {"web": web, "api": f"https://huggingface.co/api/{repo_type}s/{repo_id}"},
-                 "headSha": revision, "owner": {"id": "0" * 24}},
-        "updatedRefs": [{"ref": ref, "oldSha": base_revision, "newSha": revision}],
-        "webhook": {"id": "0" * 24, "version": 3},
-    }
+    return {"event": {"action": "update", "scope": CONTENT_SCOPE},
+            "repo": {"type": repo_type, "name": repo_id, "id": "0" * 24, "private": private,
+                     "url": {"web": web, "api": f"https://huggingface.co/api/{repo_type}s/{repo_id}"},
+                     "headSha": revision, "owner": {"id": "0" * 24}},
+            "updatedRefs": [{"ref": ref, "oldSha": base_revision, "newSha": revision}],
+            "webhook": {"id": "0" * 24, "version": 3}}
+
+
+def screen_commit(item: WorkItem, *, endpoint: str | None = None, token: str | None = None,
+                  cache_dir: str | Path | None = None) -> Screening:
+    """Whether the commit of `item` is a speech encoder to annotate. First (events only) the loop guard: a push that
+    changed only the model card (``README.md``, ``.eval_results/``: our card commits, the merge of our pull request)
+    or nothing is ignored, judged by the files it touches, never by words in a message. Then ``config.json`` at that
+    commit must name a ``model_type`` speat reads. A reconciled commit is screened whole (its card may have changed
+    after a model never annotated). A repository or commit that is gone is ignored; other Hub errors are raised."""
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    from speat_metric.adapters.base import ModelLoadError
+    from speat_metric.adapters.preflight import check_model_type
+    from speat_metric.hub.card import is_card_path
+    from speat_metric.hub.hub import HubClient
+
+    client = HubClient(token=token, endpoint=endpoint)
+    try:
+        if item.origin == "event":
+            commits = client.api.list_repo_commits(item.repo_id, revision=item.revision)
+            base = item.base_revision or (commits[1].commit_id if len(commits) > 1 else None)
+            # A base that no longer exists (squashed or force-pushed history): anything may have changed.
+            changed = client.changed_paths(item.repo_id, base, item.revision) if base else None
+            if changed is not None and not changed:
+                return Screening(False, "the push changes no file")
+            if changed is not None and all(is_card_path(path) for path in changed):
+                return Screening(False, f"only the model card changed ({', '.join(sorted(changed))}); the model is "
+                                 "unchanged")
+        path = client.api.hf_hub_download(item.repo_id, "config.json", revision=item.revision, cache_dir=cache_dir)
+    except RepositoryNotFoundError:
+        return Screening(False, "the repository does not exist, or our token cannot read it")
+    except RevisionNotFoundError:
+        return Screening(False, f"commit {item.revision} no longer exists in the repository")
+    except EntryNotFoundError:
+        return Screening(False, "no config.json at this commit: not a transformers model speat reads")
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return Screening(False, f"config.json at this commit is not readable JSON ({error.__class__.__name__})")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    try:
+        check_model_type(model_type, item.repo_id)
+    except ModelLoadError as error:
+        return Screening(False, str(error), model_type)
+    return Screening(True, f"a {model_type!r} speech encoder", model_type)
 
 
 def _check_repo_id(repo_id: str) -> None:

@@ -1,8 +1,5 @@
-"""Structured logs: one JSON object per line on stderr, with every known secret redacted.
-
-Every record has ``time``, ``level``, ``logger``, ``event`` (a stable dotted name such as ``webhook.accepted``) and
-``message``, plus the fields of that event (``repo``, ``revision``, ``job``, ``reason``, ...). Libraries' own
-records (uvicorn, huggingface_hub, transformers) come out in the same format with ``event`` set to ``log``.
+"""Structured logs: one JSON object per line on stderr (``time``, ``level``, ``logger``, ``event``, a stable dotted
+name or ``log`` for libraries' records, ``message``, and the event's fields), every known secret redacted.
 
 Example:
     >>> import io
@@ -26,29 +23,23 @@ REDACTED = "***"
 
 
 class JsonLinesFormatter(logging.Formatter):
-    """Formats a record as one JSON line; `redact` strings are replaced by ``***`` wherever they appear."""
+    """A record as one JSON line; `redact` strings (also JSON-escaped) become ``***``."""
 
     def __init__(self, redact: Iterable[str] = ()) -> None:
         super().__init__()
-        self.redact = sorted({value for value in redact if value}, key=len, reverse=True)
+        self.redact = sorted({form for value in redact if value for form in (value, json.dumps(value)[1:-1])},
+                             key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
         fields = dict(getattr(record, "fields", None) or {})
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": fields.pop("event", "log"),
-            "message": record.getMessage(),
-            **fields,
-        }
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                 "level": record.levelname.lower(), "logger": record.name, "event": fields.pop("event", "log"),
+                 "message": record.getMessage(), **fields}
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         line = json.dumps(entry, default=str, ensure_ascii=False)
         for value in self.redact:
-            # A secret may also appear JSON-escaped in the line.
-            for form in {value, json.dumps(value)[1:-1]}:
-                line = line.replace(form, REDACTED)
+            line = line.replace(value, REDACTED)
         return line
 
 
@@ -58,15 +49,12 @@ def configure_logging(*, redact: Iterable[str] = (), level: int = logging.INFO, 
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonLinesFormatter(redact))
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
+    root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("speat_metric").setLevel(logging.NOTSET)  # the `speat` entry point quiets it; the service logs
     for library in ("huggingface_hub", "transformers", "datasets", "evaluate", "accelerate"):
         library_logger = logging.getLogger(library)  # their own plain-text handlers would break the JSON lines
-        for own in list(library_logger.handlers):
-            library_logger.removeHandler(own)
+        library_logger.handlers[:] = []
         library_logger.propagate = True
         library_logger.setLevel(logging.WARNING)
     for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock"):
@@ -75,6 +63,6 @@ def configure_logging(*, redact: Iterable[str] = (), level: int = logging.INFO, 
 
 
 def log_event(logger: logging.Logger, event: str, message: str = "", *, level: int = logging.INFO,
-              exc_info: bool = False, **fields: Any) -> None:
+              **fields: Any) -> None:
     """Log a structured event: `event` names it, `fields` are its data (JSON values)."""
-    logger.log(level, message or event, exc_info=exc_info, extra={"fields": {"event": event, **fields}})
+    logger.log(level, message or event, extra={"fields": {"event": event, **fields}})
