@@ -21,6 +21,10 @@ State file::
     {"version": 1, "models": {"org/name": {"status": "opened-pr", "revision": "<sha>", "settings": "<hash>",
                                            "pr_url": "...", "reason": null, "started": "...", "finished": "..."}},
      "policy": {"opened": {"2025-03-01": ["org/name"]}, "declined": {"org/other": {"pr_url": "...", "since": "..."}}}}
+
+This module is the ``local`` backend and owns the state file; ``--backend jobs|slurm`` (`speat_metric.hub.campaign`)
+adds the shards it runs as ``"campaign": {"shards": {...}}`` and writes the models' entries the same way
+(`model_entry`, `save_state`), so either backend resumes the other's campaign.
 """
 
 from __future__ import annotations
@@ -259,7 +263,7 @@ def annotate_many(models: Sequence[str], settings: EvaluationSettings, *, state_
         check_writable_directory(out, "--out", "the results")
     state = load_state(state_path)
     policy.ledger = PolicyLedger.from_dict(state.get("policy") or {})
-    _save(state_path, state, policy)  # fail now, not after the first model, if the state file cannot be written
+    save_state(state_path, state, policy)  # fail now, not after the first model, if the state file cannot be written
     client = HubClient(token=token, endpoint=endpoint)
     summary = BatchSummary()
     with ProgressBar(len(models), unit="model", desc="annotating models", enabled=settings.progress) as bar:
@@ -276,7 +280,7 @@ def annotate_many(models: Sequence[str], settings: EvaluationSettings, *, state_
 def _annotate_one(model: str, settings: EvaluationSettings, state: dict[str, Any], summary: BatchSummary, *,
                   client: HubClient, state_path: Path, out: Path | None, report: Callable[[str], None],
                   policy: CampaignPolicy, **options: Any) -> None:
-    started = _now()
+    started = now_text()
     entry = state["models"].get(model) or {}
     opted_out = policy.skip_reason(model, include_declined=not options["force"])
     if opted_out is not None:  # before any request to the repository
@@ -286,18 +290,17 @@ def _annotate_one(model: str, settings: EvaluationSettings, state: dict[str, Any
     try:
         revision = client.head(model)
         fingerprint = settings_fingerprint(dataclasses.replace(settings, revision=revision))
-        if (entry.get("status") in DONE_STATUSES and entry.get("revision") == revision
-                and entry.get("settings") == fingerprint):
+        if is_done(entry, revision, fingerprint):
             summary.skipped[model] = f"already annotated at revision {revision[:12]} ({entry['status']})"
             report(f"{model}: skipped, {summary.skipped[model]}")
             return
         outcome = annotate_model(model, revision=revision, settings=settings, policy=policy, **options)
     except Exception as error:  # one model's failure is recorded and the batch goes on, unless the token is refused
-        reason = _one_line(error)
+        reason = one_line_reason(error)
         summary.failed[model] = reason
         state["models"][model] = {**entry, "status": "failed", "reason": reason, "started": started,
-                                  "finished": _now()}
-        _save(state_path, state, policy)
+                                  "finished": now_text()}
+        save_state(state_path, state, policy)
         if isinstance(error, HubAuthError):
             raise HubAuthError(f"{reason}; the batch stops at {model} (the state file lets it resume)") from None
         report(f"{model}: FAILED: {reason}")
@@ -311,15 +314,28 @@ def _annotate_one(model: str, settings: EvaluationSettings, state: dict[str, Any
         summary.done[model] = outcome
     if outcome.status == "skipped-owner-closed":
         summary.declined[model] = outcome.pr_url or "our pull request"
-    state["models"][model] = {"status": outcome.status, "revision": outcome.evaluated_revision,
-                              "settings": fingerprint, "pr_url": outcome.pr_url,
-                              "commit": outcome.commit, "reason": outcome.reason, "started": started,
-                              "finished": _now()}
-    _save(state_path, state, policy)
+    state["models"][model] = model_entry(outcome.status, outcome.evaluated_revision, fingerprint,
+                                         pr_url=outcome.pr_url, commit=outcome.commit, reason=outcome.reason,
+                                         started=started)
+    save_state(state_path, state, policy)
     report(outcome.summary)
 
 
-def _save(path: Path, state: dict[str, Any], policy: CampaignPolicy) -> None:
+def is_done(entry: dict[str, Any], revision: str, fingerprint: str) -> bool:
+    """Whether a model's state entry says it needs nothing more at `revision` with these settings."""
+    return (entry.get("status") in DONE_STATUSES and entry.get("revision") == revision
+            and entry.get("settings") == fingerprint)
+
+
+def model_entry(status: str, revision: str | None, fingerprint: str | None, *, pr_url: str | None = None,
+                commit: str | None = None, reason: str | None = None, started: str | None = None) -> dict[str, Any]:
+    """A model's entry in the state file (every backend writes the same)."""
+    return {"status": status, "revision": revision, "settings": fingerprint, "pr_url": pr_url, "commit": commit,
+            "reason": reason, "started": started, "finished": now_text()}
+
+
+def save_state(path: Path, state: dict[str, Any], policy: CampaignPolicy) -> None:
+    """Write the state with the policy's ledger, atomically (a kill leaves the old file or the new one)."""
     state["policy"] = policy.ledger.to_dict()
     try:
         atomic_write_text(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
@@ -327,11 +343,13 @@ def _save(path: Path, state: dict[str, Any], policy: CampaignPolicy) -> None:
         raise ValueError(f"--state {str(path)!r} cannot be written: {error.strerror or error}") from None
 
 
-def _now() -> str:
+def now_text() -> str:
+    """The current UTC time as the state file writes it."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _one_line(error: BaseException) -> str:
+def one_line_reason(error: BaseException) -> str:
+    """An exception as the one line a state file and a summary record."""
     text = str(error).strip()
     first = text.splitlines()[0] if text else ""
     return first if isinstance(error, (ValueError, FileNotFoundError)) else f"{type(error).__name__}: {first}"

@@ -4,12 +4,15 @@
     speat hub annotate MODEL_ID [--results DIR | --evaluate] [--commit | --create-pr] [--dry-run] [--force]
     speat hub annotate-many (--models FILE | --search QUERY [--filter TAG ...] | --tier base|popular|requested)
                             --state FILE [--max-prs-per-day N] [--opt-out FILE|OWNER/NAME]
+                            [--backend local|jobs|slurm --shard-size N --results-repo ORG/DATA ...]
     speat hub push-results DIR --repo ORG/NAME                     # records -> a Hub dataset (load_dataset reads it)
     speat hub publish-module --space ORG/speat                     # evaluate.load("ORG/speat") from the Hub
     speat hub publish-space --space ORG/NAME --results-repo ORG/DATA   # the leaderboard as a Space
     speat hub publish-webhook --space ORG/NAME                     # the webhook service as a Docker Space
     speat hub publish-benchmark --repo ORG/NAME                    # the benchmark dataset .eval_results attach to
     speat hub webhook ...                                          # the annotation service (hub_scripts/webhook)
+    speat hub on-event                                             # a webhook Job's work ($WEBHOOK_PAYLOAD)
+    speat hub schedule --cron CRON --state-bucket B -- OPTIONS     # annotate-many as a scheduled Job
 
 Commands that evaluate take every option of ``speat evaluate`` (``--stimuli``, ``--tests``, ``--permutations``,
 ...). The token comes from huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``), the Hub from
@@ -23,6 +26,7 @@ handlers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from pathlib import Path
@@ -34,8 +38,9 @@ if TYPE_CHECKING:
     from speat_metric.hub.campaign_policy import OptOutList
     from speat_metric.hub.hub import HubClient
 
-SUBCOMMAND_MODULES = ("speat_metric.hub.webhook.cli",)
-"""Modules that add a ``speat hub`` subcommand of their own, when they exist (``webhook``: issue 10)."""
+SUBCOMMAND_MODULES = ("speat_metric.hub.webhook.cli", "speat_metric.hub.on_event", "speat_metric.hub.schedule")
+"""Modules that add a ``speat hub`` subcommand of their own, when they exist (``webhook``: issue 10; ``on-event``
+and ``schedule``: issue 24)."""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -120,9 +125,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       "(repeatable), e.g. --filter transformers --filter feature-extraction")
     many.add_argument("--limit", type=int, default=None,
                       help="with --search: at most this many search results; with --tier: this many models")
-    many.add_argument("--state", type=Path, required=True, metavar="FILE",
+    many.add_argument("--state", type=Path, default=None, metavar="FILE",
                       help="the state file (JSON) that makes the batch resumable and counts the pull requests opened "
-                      "per day")
+                      "per day (required)")
     many.add_argument("--max-prs-per-day", type=int, default=None, metavar="N",
                       help="open at most N new pull requests per UTC day, counted across runs in --state; models "
                       "over the cap stay deferred for the next day's run (updates of speat's open pull requests do "
@@ -130,6 +135,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     _add_opt_out_option(many)
     _add_push_options(many)
     add_source_options(many)
+    _add_campaign_options(many)
     many.set_defaults(handler=_annotate_many, interrupted_hint="run the same command again: it resumes from --state, "
                       "skipping the models already done")
 
@@ -346,25 +352,116 @@ def _annotate_many(args: argparse.Namespace) -> int:
 
     from speat_metric.cli import evaluation_settings
     from speat_metric.hub.batch import annotate_many, select_models
+    from speat_metric.hub.campaign import check_campaign_options, run_campaign, write_shard_outcomes
     from speat_metric.hub.campaign_policy import check_max_prs_per_day
     from speat_metric.hub.hub import HubClient
 
+    if args.shard is not None:
+        return write_shard_outcomes(args.shard)
+    if args.state is None:
+        raise ValueError("annotate-many needs --state FILE: the state file that makes the campaign resumable")
     if args.revision is not None:
         raise ValueError("--revision does not apply: annotate-many evaluates each model at its main branch's current "
                          "commit (annotate one model at a revision with `speat hub annotate MODEL --revision REV`)")
     check_max_prs_per_day(args.max_prs_per_day)
     settings = evaluation_settings(args)
     source = source_from_options(args)
+    backend = None
+    if args.backend != "local":
+        check_campaign_options(shard_size=args.shard_size, max_attempts=args.max_attempts,
+                               poll_interval=args.poll_interval)
+        if args.dry_run or args.out is not None:
+            raise ValueError(f"--backend {args.backend} pushes to the Hub and keeps records in --results-repo: "
+                             "--dry-run and --out go with --backend local")
+        if args.results_repo is not None:
+            from speat_metric.repo_ids import check_repo_id
+
+            check_repo_id(args.results_repo, "--results-repo")
+        backend = _campaign_backend(args, source)
+        if args.backend == "jobs" and args.stimuli_dataset is not None:
+            from speat_metric.hub.jobs import STIMULI_MOUNT
+
+            settings = dataclasses.replace(settings, stimuli=STIMULI_MOUNT)  # where every Job sees the dataset
     client = HubClient()
     opt_out = _opt_out(args.opt_out, client)
     models = select_models(client, tier=args.tier, models_file=args.models, search=args.search, filters=args.filter,
                            limit=args.limit)
-    summary = annotate_many(models, settings, state_path=args.state, create_pr=args.create_pr, force=args.force,
-                            allow_synthetic=args.allow_synthetic, dry_run=args.dry_run, out=args.out,
-                            report=tqdm.write, source=source, opt_out=opt_out, max_prs_per_day=args.max_prs_per_day)
+    if args.backend == "local":
+        summary = annotate_many(models, settings, state_path=args.state, create_pr=args.create_pr, force=args.force,
+                                allow_synthetic=args.allow_synthetic, dry_run=args.dry_run, out=args.out,
+                                report=tqdm.write, source=source, opt_out=opt_out,
+                                max_prs_per_day=args.max_prs_per_day)
+    else:
+        summary = run_campaign(models, settings, backend, state_path=args.state, shard_size=args.shard_size,
+                               max_attempts=args.max_attempts, create_pr=args.create_pr, force=args.force,
+                               allow_synthetic=args.allow_synthetic, results_repo=args.results_repo, source=source,
+                               opt_out=opt_out, max_prs_per_day=args.max_prs_per_day,
+                               poll_interval=args.poll_interval, report=print)
     print("\n".join(summary.lines()))
     say_without_benchmark(settings.benchmark)
     return 1 if summary.failed else 0
+
+
+def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
+    """annotate-many's backends (speat_metric.hub.campaign): where the shards of a campaign run."""
+    from speat_metric.hub.campaign import BACKENDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_SHARD_SIZE
+    from speat_metric.hub.jobs import DEFAULT_FLAVOR
+
+    group = parser.add_argument_group(
+        "backends", "local (default) annotates one model after the other here; jobs and slurm split the models "
+        "into shards, each one Hugging Face Job or Slurm task, and follow them (docs/hub.md)")
+    group.add_argument("--backend", choices=BACKENDS, default="local", help="where the models are evaluated")
+    group.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N",
+                       help=f"models per shard (default {DEFAULT_SHARD_SIZE})")
+    group.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
+                       help="runs of one shard at most before its unfinished models are failed (default "
+                       f"{DEFAULT_MAX_ATTEMPTS})")
+    group.add_argument("--results-repo", default=None, metavar="OWNER/NAME",
+                       help="the results dataset every shard pushes its records to (as push-results does)")
+    group.add_argument("--poll-interval", type=float, default=10.0, metavar="SECONDS",
+                       help="seconds between looks at the running shards (default 10)")
+    group.add_argument("--image", default=None, help="jobs: a Docker image with speat; with --source-space, a plain "
+                       "Python image (e.g. python:3.12) that installs the Space's wheel first")
+    group.add_argument("--flavor", default=DEFAULT_FLAVOR, help=f"jobs: the hardware (default {DEFAULT_FLAVOR})")
+    group.add_argument("--timeout", default=None, help="jobs: the longest a shard may run (3600, 30m, 2h, 1d)")
+    group.add_argument("--namespace", default=None, help="jobs: the user or organisation the Jobs run under")
+    group.add_argument("--stimuli-dataset", default=None, metavar="OWNER/NAME",
+                       help="jobs: a (private) Hub dataset of stimuli, mounted read-only where the shards read them "
+                       "(instead of --stimuli)")
+    group.add_argument("--slurm-partition", default=None, help="slurm: the partition")
+    group.add_argument("--slurm-time", type=int, default=None, metavar="MINUTES", help="slurm: the time limit")
+    group.add_argument("--slurm-gpus", type=int, default=None, metavar="N", help="slurm: GPUs per task")
+    group.add_argument("--slurm-folder", type=Path, default=None,
+                       help="slurm: where submitit keeps its files (default: beside --state)")
+    group.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default=None,
+                       help="slurm: submitit's cluster (default: Slurm if there is one; local runs the tasks here)")
+    group.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # what a shard's process runs (JSON task)
+
+
+def _campaign_backend(args: argparse.Namespace, source: object) -> object:
+    """The `ShardBackend` of --backend jobs|slurm, every option checked before anything starts."""
+    from speat_metric.hub.campaign import JobsBackend, SlurmBackend
+
+    if args.backend == "slurm":
+        named = {"slurm_partition": args.slurm_partition, "timeout_min": args.slurm_time,
+                 "gpus_per_node": args.slurm_gpus}
+        parameters = {key: value for key, value in named.items() if value is not None}
+        if args.slurm_time is not None and args.slurm_time < 1:
+            raise ValueError(f"--slurm-time must be 1 minute or more, not {args.slurm_time}")
+        return SlurmBackend(args.slurm_folder or args.state.parent / f"{args.state.stem}-slurm",
+                            cluster=args.slurm_cluster, parameters=parameters)
+    from huggingface_hub import HfApi, get_token
+
+    from speat_metric.hub.jobs import JobRuntime, check_flavor, check_timeout
+
+    if args.image is None:
+        raise ValueError("--backend jobs needs --image: an image with speat, or a plain Python image (e.g. "
+                         "python:3.12) with --source-space (the Space holding this speat's wheel)")
+    install = source.install if args.source_space else None  # a released --requirement is no wheel to install
+    runtime = JobRuntime(image=args.image, install=install, flavor=check_flavor(args.flavor),
+                         timeout=check_timeout(args.timeout), namespace=args.namespace,
+                         stimuli_dataset=args.stimuli_dataset)
+    return JobsBackend(HfApi(), runtime, token=get_token(), campaign=args.state.stem)
 
 
 def _push_results(args: argparse.Namespace) -> int:

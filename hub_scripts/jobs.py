@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,3 +93,62 @@ def run_speat_job(api: HfApi, runtime: JobRuntime, arguments: Sequence[str], *, 
                   labels: Mapping[str, str] | None = None) -> JobInfo:
     """Start ``speat ARGUMENTS`` as a Job; returns its `JobInfo` (``id``, ``status.stage``)."""
     return api.run_job(**speat_job_spec(runtime, arguments, token=token, labels=labels), token=token)
+
+
+DEFAULT_PYTHON_IMAGE = "python:3.12"
+"""The image of a Job that installs the wheel of ``--source-space`` first (no ``--image``)."""
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say where a Job runs (``--image``, ``--flavor``, ``--timeout``, ``--namespace``,
+    ``--stimuli-dataset``); read back by `job_runtime`. ``--source-space`` comes from the source options."""
+    group = parser.add_argument_group("the Hugging Face Job (speat installed by --image or from --source-space)")
+    group.add_argument("--image", default=None, help="a Docker image with speat installed (default: "
+                       f"{DEFAULT_PYTHON_IMAGE}, installing the wheel of --source-space first)")
+    group.add_argument("--flavor", default=DEFAULT_FLAVOR, help=f"the Job's hardware (default {DEFAULT_FLAVOR})")
+    group.add_argument("--timeout", default=None, help="the longest a Job may run, e.g. 2h (default: the Hub's)")
+    group.add_argument("--namespace", default=None, help="the user or organisation the Jobs run under (default: "
+                       "the token's user)")
+    group.add_argument("--stimuli-dataset", default=None, metavar="OWNER/NAME", help="a Hub dataset holding the "
+                       f"stimuli, mounted read-only at {STIMULI_MOUNT} (pass --stimuli {STIMULI_MOUNT})")
+
+
+def job_runtime(args: argparse.Namespace, install: str | None) -> JobRuntime:
+    """The `JobRuntime` of `add_job_options`; `install` is the wheel of ``--source-space`` (`SpeatSource.install`).
+
+    Raises:
+        ValueError: neither an image with speat nor a wheel to install.
+    """
+    if args.image is None and install is None:
+        raise ValueError("a Job needs speat: give --image IMAGE (an image with speat installed) or --source-space "
+                         "ORG/NAME (a Space holding this speat's wheel, installed first)")
+    return JobRuntime(image=args.image or DEFAULT_PYTHON_IMAGE, install=None if args.image else install,
+                      flavor=check_flavor(args.flavor), timeout=check_timeout(args.timeout), namespace=args.namespace,
+                      stimuli_dataset=args.stimuli_dataset)
+
+
+_TIMEOUT_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def check_flavor(flavor: str) -> str:
+    """`flavor` if it is a Jobs hardware flavor huggingface_hub knows, else a ValueError naming it."""
+    from huggingface_hub import JobHardware
+
+    known = [hardware.value for hardware in JobHardware]
+    if flavor not in known:
+        raise ValueError(f"--flavor {flavor!r} is not a Jobs flavor (one of {', '.join(known)})")
+    return flavor
+
+
+def check_timeout(timeout: str | None) -> str | None:
+    """`timeout` if huggingface_hub reads it as a Job's timeout (``90``, ``30m``, ``2h``, ``1d``), else a ValueError."""
+    if timeout is None:
+        return None
+    number, unit = (timeout[:-1], timeout[-1]) if timeout[-1:] in _TIMEOUT_UNITS else (timeout, "s")
+    try:
+        seconds = float(number) * _TIMEOUT_UNITS[unit]
+    except ValueError:
+        seconds = 0
+    if not seconds >= 1:
+        raise ValueError(f"--timeout {timeout!r} is not a duration (e.g. 3600, 30m, 2h, 1d)")
+    return timeout

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -57,13 +58,13 @@ def write_tone_test(folder: Path) -> Path:
 class Service:
     """`speat hub webhook` in a subprocess; its stderr (JSON-lines logs) is collected as it comes."""
 
-    def __init__(self, hub: HubServer, folder: Path, test: Path, *, workers: int = 1, watch: str | None = None
-                 ) -> None:
+    def __init__(self, hub: HubServer, folder: Path, test: Path, *, workers: int = 1, watch: str | None = None,
+                 options: Sequence[str] = ()) -> None:
         self.folder = folder
         self.env = hub_env(hub, folder, HF_TOKEN=TOKEN, SPEAT_WEBHOOK_SECRET=SECRET)
         self.arguments = [SPEAT, "hub", "webhook", "--port", "0", "--workers", str(workers), "--tests", str(test),
                           "--permutations", PERMUTATIONS, "--retry-delay", "0.2", "--max-attempts", "2",
-                          *(["--watch", watch] if watch else [])]
+                          *(["--watch", watch] if watch else []), *options]
         self.logs: list[str] = []
         self.process: subprocess.Popen | None = None
         self.url = ""
@@ -303,3 +304,23 @@ def test_the_secret_and_the_token_appear_nowhere(hub, service, folder):
         assert not [text for text in texts if secret in text]
         assert files_containing(folder, secret) == []  # caches, downloads
     assert not any(secret in " ".join(service.arguments) for secret in (SECRET, TOKEN))  # nothing in `ps`
+
+
+def test_the_opt_out_list_keeps_events_and_reconciliation_away_from_a_repository(hub, folder, tone_test):
+    disk = folder / "opted-out"
+    disk.mkdir()
+    (disk / "opt-out.txt").write_text("carol  # asked by mail\n")
+    commit = publish_tiny_model(hub, "carol/tiny-encoder", seed=7)
+    publish_tiny_model(hub, "dave/tiny-encoder", seed=8)
+    service = Service(hub, disk, tone_test, watch="user:carol", options=["--opt-out", str(disk / "opt-out.txt")])
+    try:
+        seen = len(hub.requests)
+        assert service.start().reconciled()["reconciliation"] == {"state": "done", "queued": 0}
+        answer = service.post(content_update_payload("carol/tiny-encoder", commit))
+        assert answer.status_code == 200 and answer.json() == {
+            "accepted": False, "reason": "owner 'carol' is on the opt-out list in " + str(disk / "opt-out.txt")}
+        assert not [request for request in hub.requests[seen:] if "carol/tiny-encoder" in request.path]
+        assert any('"reconcile.opted-out"' in line and "carol/tiny-encoder" in line for line in service.logs)
+        assert pull_requests(hub, "carol/tiny-encoder") == []
+    finally:
+        service.stop()

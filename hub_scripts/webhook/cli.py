@@ -3,6 +3,7 @@
 
     speat hub webhook --port 7860 --workers 2 --watch org:acme             # serve (secret: $SPEAT_WEBHOOK_SECRET)
     speat hub webhook --register --target-url https://OWNER-SPACE.hf.space --watch org:acme
+    speat hub webhook --register --job --source-space acme/speat --watch org:acme   # a Job per event, no server
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import argparse
 from pathlib import Path
 
 from speat_metric.extras import require_extra
+from speat_metric.hub.jobs import add_job_options
 from speat_metric.hub.source import add_source_options, source_from_options
 
 
 def add_parser(hub_commands: argparse._SubParsersAction) -> None:
     """Add ``webhook`` to the ``speat hub`` parser (heavy imports stay inside the handler)."""
     from speat_metric.cli import _paragraphs, evaluation_options
+    from speat_metric.hub.cli import _add_opt_out_option
 
     parser = hub_commands.add_parser(
         "webhook", parents=[evaluation_options()], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -50,6 +53,10 @@ def add_parser(hub_commands: argparse._SubParsersAction) -> None:
            "--target-url), then exit")
     option("--target-url", help="the service's public URL, e.g. https://OWNER-SPACE.hf.space (/webhooks/speat is "
            "added when it has no path)")
+    option("--job", action="store_true", help="instead of a service: a webhook that starts a Job running `speat hub "
+           "on-event` with these options for every event (docs/webhook.md)")
+    add_job_options(parser)
+    _add_opt_out_option(parser)
     add_source_options(parser)
     parser.set_defaults(handler=run, stimuli="speat")  # the study's stimuli, as a card deserves
     for action in parser._actions:
@@ -70,12 +77,18 @@ def run(args: argparse.Namespace) -> int:
     require_extra("hub", "hub webhook")
     from huggingface_hub import get_token
 
+    from speat_metric.hub.cli import _opt_out
+    from speat_metric.hub.on_event import event_settings
     from speat_metric.hub.webhook.auth import load_secret
     from speat_metric.hub.webhook.logs import configure_logging
     from speat_metric.hub.webhook.register import describe, parse_watched, register_webhook
     from speat_metric.hub.webhook.server import ServiceConfig, build_server
 
     secret, token = load_secret(args.secret_file), get_token() or ""  # the token is read only to redact it
+    if args.job:
+        from speat_metric.hub.on_event import register_from_options
+
+        return register_from_options(args, secret, token)
     if args.register or args.target_url is not None:
         if not args.register:
             raise ValueError("--target-url is for --register; add --register to create the webhook")
@@ -86,31 +99,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'created' if created else 'updated'} {describe(webhook)}")
         return 0
     parse_watched(args.watch)  # a bad item fails now, not at reconciling
-    config = ServiceConfig(secret=secret, settings=_settings(args), host=args.host, port=args.port,
+    config = ServiceConfig(secret=secret, settings=event_settings(args), host=args.host, port=args.port,
                            workers=args.workers, allow_synthetic=args.allow_synthetic, max_attempts=args.max_attempts,
                            retry_delay=args.retry_delay, reconcile=True, watched=tuple(args.watch), redact=[token],
-                           source=source_from_options(args))
+                           source=source_from_options(args), opt_out=_opt_out(args.opt_out))
     configure_logging(redact=[secret.value, token])
     build_server(config).run()
     return 0
-
-
-def _settings(args: argparse.Namespace) -> object:
-    import dataclasses
-
-    from speat_metric.cli import evaluation_settings
-    from speat_metric.evaluation import resolve_device
-    from speat_metric.hub.annotate import check_settings
-    from speat_metric.stimuli import get_speat_test
-
-    if args.revision is not None:
-        raise ValueError("--revision does not apply: the service evaluates the commit each event names")
-    settings = dataclasses.replace(evaluation_settings(args), progress=False)
-    check_settings(settings, allow_synthetic=args.allow_synthetic)
-    resolve_device(settings.device)  # fail now, not at the first event
-    for test in settings.tests:
-        if not test.endswith(".json"):
-            get_speat_test(test)
-        elif not Path(test).is_file():
-            raise FileNotFoundError(f"--tests: custom test file {test!r} does not exist")
-    return settings

@@ -18,6 +18,7 @@ from speat_metric.hub.webhook.logs import log_event
 
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
+    from speat_metric.hub.campaign_policy import OptOutList
     from speat_metric.hub.hub import HubClient
 
 logger = logging.getLogger(__name__)
@@ -53,14 +54,18 @@ def is_annotated(client: HubClient, repo_id: str, commit: str, settings: Evaluat
                for revision in ([ours.open.revision] if ours.open else []) + ["main"])
 
 
-def stale_commits(watched: Sequence[str], settings: EvaluationSettings, *, endpoint: str | None = None
-                  ) -> Iterator[WorkItem]:
-    """The watched ``main`` commits not annotated, as work. A repository that cannot be read is skipped, one whose
-    card cannot be checked is queued; `HubError` when the accounts cannot be listed (the caller retries)."""
+def stale_commits(watched: Sequence[str], settings: EvaluationSettings, *, endpoint: str | None = None,
+                  opt_out: OptOutList | None = None) -> Iterator[WorkItem]:
+    """The watched ``main`` commits not annotated, as work; repositories on the `opt_out` list are not read. A
+    repository that cannot be read is skipped, one whose card cannot be checked is queued; `HubError` when the
+    accounts cannot be listed (the caller retries)."""
     from speat_metric.hub.hub import HubClient, HubError
 
     client = HubClient(endpoint=endpoint)
     for repo_id in watched_models(client, watched):
+        if opt_out is not None and (reason := opt_out.reason(repo_id)) is not None:
+            log_event(logger, "reconcile.opted-out", f"{repo_id}: {reason}", repo=repo_id)
+            continue
         try:
             info = client.info(repo_id)
         except HubError as error:

@@ -76,5 +76,6 @@ def register_webhook(target_url: str, *, secret: WebhookSecret, watched: Sequenc
 def describe(webhook: WebhookInfo) -> str:
     """One line about a webhook, without its secret."""
     watched = ", ".join(f"{item.type}:{item.name}" for item in webhook.watched)
-    return (f"webhook {webhook.id} ({'disabled' if webhook.disabled else 'active'}): POST {webhook.url} on "
+    target = f"POST {webhook.url}" if webhook.job is None else f"start a Job ({' '.join(webhook.job.command)})"
+    return (f"webhook {webhook.id} ({'disabled' if webhook.disabled else 'active'}): {target} on "
             f"{', '.join(webhook.domains)} events of {watched}")

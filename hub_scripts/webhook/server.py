@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from speat_metric.hub.campaign_policy import OptOutList
 from speat_metric.hub.source import SpeatSource
 from speat_metric.hub.webhook.auth import SECRET_HEADER, WebhookSecret
 from speat_metric.hub.webhook.events import IgnoredEvent, PayloadError, WorkItem, event_to_work
@@ -42,7 +43,8 @@ OUTCOME_FIELDS = ("status", "pr_url", "pr_number", "commit", "evaluated_revision
 class ServiceConfig:
     """Where the service listens (port 0: any free one), how it evaluates, its workers and retries, the Hub (default
     ``HF_ENDPOINT``), whether it reconciles at start and what (`watched` ``KIND:NAME`` items; none: the token's
-    account), how long a stopping service waits for running jobs, and strings no reason shows (`redact`)."""
+    account), how long a stopping service waits for running jobs, strings no reason shows (`redact`), and the owners and
+    repositories never touched (`opt_out`: neither an event's nor a reconciled commit is read or annotated)."""
 
     secret: WebhookSecret
     settings: EvaluationSettings | None = None
@@ -58,6 +60,7 @@ class ServiceConfig:
     shutdown_grace: float = 10.0
     redact: list[str] = field(default_factory=list)
     source: SpeatSource = field(default_factory=SpeatSource)
+    opt_out: OptOutList = field(default_factory=OptOutList)
 
     def __post_init__(self) -> None:
         for name, value, least in (("--workers", self.workers, 1), ("--max-attempts", self.max_attempts, 1),
@@ -111,7 +114,7 @@ class WebhookService:
         for attempt in range(1, config.max_attempts + 1):
             try:
                 for item in stale_commits(config.watched, config.settings or EvaluationSettings(stimuli="speat"),
-                                          endpoint=config.endpoint):
+                                          endpoint=config.endpoint, opt_out=config.opt_out):
                     state["queued"] += self.submit(item)[1]
                 state["state"] = "done"
                 log_event(logger, "service.reconciled", f"reconciled: {state['queued']} commit(s) queued",
@@ -142,10 +145,12 @@ def _annotate(config: ServiceConfig, item: WorkItem) -> dict[str, Any]:
     """`speat_metric.hub.annotate.annotate_model` at exactly the item's commit, as a pull request."""
     from speat_metric.evaluation import EvaluationSettings
     from speat_metric.hub.annotate import annotate_model
+    from speat_metric.hub.campaign_policy import CampaignPolicy
 
     outcome = annotate_model(item.repo_id, revision=item.revision, create_pr=True, endpoint=config.endpoint,
                              settings=config.settings or EvaluationSettings(stimuli="speat", progress=False),
-                             allow_synthetic=config.allow_synthetic, source=config.source)
+                             allow_synthetic=config.allow_synthetic, source=config.source,
+                             policy=CampaignPolicy(opt_out=config.opt_out))
     if outcome.evaluated_revision not in (None, item.revision):
         raise RuntimeError(f"annotate evaluated {outcome.evaluated_revision}, not the commit {item.revision}")
     return {name: getattr(outcome, name, None) for name in OUTCOME_FIELDS}
@@ -196,6 +201,8 @@ def create_app(service: WebhookService) -> FastAPI:
         except PayloadError as error:
             log_event(logger, "webhook.invalid", str(error), level=logging.WARNING)
             return JSONResponse({"error": str(error)}, 422)
+        if not isinstance(work, IgnoredEvent) and (opted_out := service.config.opt_out.reason(work.repo_id)):
+            work = IgnoredEvent(opted_out)  # before any request to the repository, screening included
         if isinstance(work, IgnoredEvent):
             log_event(logger, "webhook.ignored", work.reason, reason=work.reason)
             return JSONResponse({"accepted": False, "reason": work.reason}, 200)
