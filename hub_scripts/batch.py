@@ -277,15 +277,23 @@ def annotate_many(models: Sequence[str], settings: EvaluationSettings, *, state_
     return summary
 
 
+def skipped_by_policy(policy: CampaignPolicy, model: str, summary: BatchSummary, report: Callable[[str], None], *,
+                      force: bool) -> bool:
+    """Whether the opt-out list or an owner's closed pull request keeps `model` away (recorded in `summary` and
+    reported), asked before any request to its repository."""
+    reason = policy.skip_reason(model, include_declined=not force)
+    if reason is not None:
+        summary.skipped[model] = reason
+        report(f"{model}: skipped, {reason}")
+    return reason is not None
+
+
 def _annotate_one(model: str, settings: EvaluationSettings, state: dict[str, Any], summary: BatchSummary, *,
                   client: HubClient, state_path: Path, out: Path | None, report: Callable[[str], None],
                   policy: CampaignPolicy, **options: Any) -> None:
     started = now_text()
     entry = state["models"].get(model) or {}
-    opted_out = policy.skip_reason(model, include_declined=not options["force"])
-    if opted_out is not None:  # before any request to the repository
-        summary.skipped[model] = opted_out
-        report(f"{model}: skipped, {opted_out}")
+    if skipped_by_policy(policy, model, summary, report, force=options["force"]):
         return
     try:
         revision = client.head(model)

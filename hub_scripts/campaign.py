@@ -49,6 +49,7 @@ from speat_metric.hub.batch import (
     now_text,
     one_line_reason,
     save_state,
+    skipped_by_policy,
 )
 from speat_metric.hub.campaign_policy import CampaignPolicy, OptOutList, PolicyLedger, utc_now
 from speat_metric.hub.hub import HubAuthError, HubClient, HubError
@@ -525,10 +526,7 @@ def _pending(models: Sequence[str], state: dict[str, Any], policy: CampaignPolic
         if (model in summary.deferred or entry.get("status") == "deferred") and not policy.may_open_pr():
             summary.deferred[model] = policy.deferral_reason()  # no budget today: not even a look
             continue
-        reason = policy.skip_reason(model, include_declined=not force)
-        if reason is not None:  # before any request to the repository
-            summary.skipped[model] = reason
-            report(f"{model}: skipped, {reason}")
+        if skipped_by_policy(policy, model, summary, report, force=force):
             continue
         try:
             commit = client.head(model)
