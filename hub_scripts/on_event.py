@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from speat_metric.extras import require_extra
 from speat_metric.hub.source import SpeatSource, add_source_options, source_from_options
 
 if TYPE_CHECKING:
-    from huggingface_hub import JobInfo, WebhookInfo
+    from huggingface_hub import HfApi, JobInfo, WebhookInfo
 
     from speat_metric.evaluation import EvaluationSettings
     from speat_metric.hub.campaign_policy import OptOutList
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 PAYLOAD_VARIABLE = "WEBHOOK_PAYLOAD"
 TEMPLATE_LABEL = {"speat": "webhook-template"}
+TEMPLATE_TIMEOUT = 900.0
+"""Seconds registering waits for the template Job (installing speat on a plain image takes a few minutes)."""
+TEMPLATE_POLL_SECONDS = 1.0
 """The label of the Job run once at registering, whose spec the webhook copies for every event."""
 
 
@@ -163,7 +167,7 @@ def register_job_webhook(runtime: JobRuntime, arguments: Sequence[str], *, secre
         The webhook, the template Job, and whether the webhook was created (False: updated).
 
     Raises:
-        ValueError: a bad watched item, or no token.
+        ValueError: a bad watched item, no token, or a template Job that did not complete (then no webhook is made).
     """
     from huggingface_hub import HfApi, WebhookWatchedItem, get_token
 
@@ -177,7 +181,7 @@ def register_job_webhook(runtime: JobRuntime, arguments: Sequence[str], *, secre
                          "Jobs it starts get it as a secret")
     items = items or [WebhookWatchedItem(type="user", name=api.whoami()["name"])]
     template = dataclasses.replace(runtime, env={**runtime.env, PAYLOAD_VARIABLE: ""})
-    job = run_speat_job(api, template, arguments, token=token, labels=TEMPLATE_LABEL)
+    job = wait_for_template(api, run_speat_job(api, template, arguments, token=token, labels=TEMPLATE_LABEL))
     options = dict(job_id=job.id, watched=items, domains=DOMAINS, secret=secret.value, secrets={"HF_TOKEN": token})
     same_watch = {(item.type, item.name) for item in items}
     ours = next((hook for hook in api.list_webhooks() if hook.job is not None
@@ -186,6 +190,28 @@ def register_job_webhook(runtime: JobRuntime, arguments: Sequence[str], *, secre
     if ours is not None:
         return api.update_webhook(ours.id, **options), job, False
     return api.create_webhook(**options), job, True
+
+
+def wait_for_template(api: HfApi, job: JobInfo, *, timeout: float = TEMPLATE_TIMEOUT) -> JobInfo:
+    """`job` once it completed; a ValueError naming its stage and last log line when it failed, was cancelled or
+    ran past `timeout` seconds: a webhook copying a Job that cannot start speat would fail on every event."""
+    from huggingface_hub import JobStage
+
+    unfinished, namespace = (JobStage.SCHEDULING, JobStage.RUNNING), job.owner.name
+    deadline = time.monotonic() + timeout
+    while (info := api.inspect_job(job_id=job.id, namespace=namespace)).status.stage in unfinished:
+        if time.monotonic() > deadline:
+            raise ValueError(f"the template Job {job.id} still runs after {timeout:.0f} s: no webhook was made; "
+                             f"see its log (hf jobs logs {job.id})")
+        time.sleep(TEMPLATE_POLL_SECONDS)
+    if info.status.stage == JobStage.COMPLETED:
+        return info
+    logs = [line.strip() for line in api.fetch_job_logs(job_id=job.id, namespace=namespace, tail=5) if line.strip()]
+    said = f"; its last line: {logs[-1][:300]!r}" if logs else ""
+    message = f" ({info.status.message})" if info.status.message else ""
+    stage = getattr(info.status.stage, "value", info.status.stage)
+    raise ValueError(f"the template Job {job.id} ended {stage}{message}{said}: no webhook was made; "
+                     "check --image, --source-space and the options")
 
 
 def register_from_options(args: argparse.Namespace, secret: WebhookSecret, token: str) -> int:

@@ -183,3 +183,19 @@ def test_the_job_runs_on_event_with_the_registering_commands_settings():
     in_the_job = parser.parse_args(arguments)
     assert evaluation_settings(in_the_job) == evaluation_settings(registering)
     assert (in_the_job.allow_synthetic, in_the_job.opt_out, in_the_job.stimuli) == (True, "acme/opt-out", "speat")
+
+
+def test_a_template_job_that_cannot_run_speat_makes_no_webhook(tmp_path):
+    with HubServer(tokens={TOKEN: BOT}, data_dir=tmp_path / "hub-data", job_kill_grace=0.5,
+                   job_images={"broken:latest": ["sh", "-c", "echo 'speat: command not found' >&2; exit 127", "--"]}
+                   ) as hub:
+        done = run_speat("hub", "webhook", "--register", "--job", "--image", "broken:latest", "--watch", "user:alice",
+                         "--no-progress", env=hub_env(hub, tmp_path, HF_TOKEN=TOKEN, SPEAT_WEBHOOK_SECRET=SECRET),
+                         cwd=tmp_path)
+        assert done.returncode == 2
+        [job_id] = hub.jobs
+        assert done.stderr.strip().splitlines() == [
+            f"speat hub webhook: error: the template Job {job_id} ended ERROR (Job failed with exit code: 127); its "
+            "last line: 'speat: command not found': no webhook was made; check --image, --source-space and the "
+            "options"]
+        assert HfApi(endpoint=hub.url, token=TOKEN).list_webhooks() == []
