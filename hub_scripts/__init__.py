@@ -1,5 +1,5 @@
-"""SpEAT results on the Hugging Face Hub: model cards, card pull requests, batch annotation, the results dataset and
-the evaluate module as a Space.
+"""SpEAT results on the Hugging Face Hub: model cards, card pull requests, campaigns and webhooks (locally, on Jobs or
+Slurm), the results dataset and the Spaces.
 
 Modules, in the order data flows (records -> card -> Hub):
 
@@ -9,7 +9,13 @@ Modules, in the order data flows (records -> card -> Hub):
   commits, model search, card validation.
 - ``annotate``: evaluate a model at a commit and open or update its card PR (`annotate_model`), or publish existing
   records (`publish_records`).
-- ``batch``: ``speat hub annotate-many``, resumable through a state file.
+- ``campaign_policy``: what every way of annotating honours on other people's repositories: the opt-out list and
+  the daily cap on new pull requests (`CampaignPolicy`).
+- ``batch``: ``speat hub annotate-many``, resumable through a state file (the ``local`` backend).
+- ``jobs``: the one place a speat command becomes a Hugging Face Job (image, command, secrets, volumes).
+- ``campaign``: ``annotate-many --backend jobs|slurm``: shards on Jobs or Slurm (submitit), followed and re-submitted.
+- ``on_event`` and ``schedule``: ``speat hub on-event`` (what a webhook's Job runs) and ``speat hub schedule`` (a
+  scheduled back-fill Job).
 - ``results_dataset``: ``speat hub push-results``, records as a Hub dataset that ``datasets.load_dataset`` reads.
 - ``module_space``: ``speat hub publish-module``, the evaluate module as a Hub Space.
 - ``cli``: the ``speat hub`` subcommands; ``webhook/`` is the automatic-annotation service (``speat hub webhook``).
