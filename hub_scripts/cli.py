@@ -405,7 +405,7 @@ def _annotate_many(args: argparse.Namespace) -> int:
 def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
     """annotate-many's backends (speat_metric.hub.campaign): where the shards of a campaign run."""
     from speat_metric.hub.campaign import BACKENDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_SHARD_SIZE
-    from speat_metric.hub.jobs import DEFAULT_FLAVOR
+    from speat_metric.hub.jobs import add_job_options
 
     group = parser.add_argument_group(
         "backends", "local (default) annotates one model after the other here; jobs and slurm split the models "
@@ -420,14 +420,6 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
                        help="the results dataset every shard pushes its records to (as push-results does)")
     group.add_argument("--poll-interval", type=float, default=10.0, metavar="SECONDS",
                        help="seconds between looks at the running shards (default 10)")
-    group.add_argument("--image", default=None, help="jobs: a Docker image with speat; with --source-space, a plain "
-                       "Python image (e.g. python:3.12) that installs the Space's wheel first")
-    group.add_argument("--flavor", default=DEFAULT_FLAVOR, help=f"jobs: the hardware (default {DEFAULT_FLAVOR})")
-    group.add_argument("--timeout", default=None, help="jobs: the longest a shard may run (3600, 30m, 2h, 1d)")
-    group.add_argument("--namespace", default=None, help="jobs: the user or organisation the Jobs run under")
-    group.add_argument("--stimuli-dataset", default=None, metavar="OWNER/NAME",
-                       help="jobs: a (private) Hub dataset of stimuli, mounted read-only where the shards read them "
-                       "(instead of --stimuli)")
     group.add_argument("--slurm-partition", default=None, help="slurm: the partition")
     group.add_argument("--slurm-time", type=int, default=None, metavar="MINUTES", help="slurm: the time limit")
     group.add_argument("--slurm-gpus", type=int, default=None, metavar="N", help="slurm: GPUs per task")
@@ -436,6 +428,7 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default=None,
                        help="slurm: submitit's cluster (default: Slurm if there is one; local runs the tasks here)")
     group.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # what a shard's process runs (JSON task)
+    add_job_options(parser, what="a shard (--backend jobs)")
 
 
 def _campaign_backend(args: argparse.Namespace, source: object) -> object:
@@ -452,15 +445,9 @@ def _campaign_backend(args: argparse.Namespace, source: object) -> object:
                             cluster=args.slurm_cluster, parameters=parameters)
     from huggingface_hub import HfApi, get_token
 
-    from speat_metric.hub.jobs import JobRuntime, check_flavor, check_timeout
+    from speat_metric.hub.jobs import job_runtime
 
-    if args.image is None:
-        raise ValueError("--backend jobs needs --image: an image with speat, or a plain Python image (e.g. "
-                         "python:3.12) with --source-space (the Space holding this speat's wheel)")
-    install = source.install if args.source_space else None  # a released --requirement is no wheel to install
-    runtime = JobRuntime(image=args.image, install=install, flavor=check_flavor(args.flavor),
-                         timeout=check_timeout(args.timeout), namespace=args.namespace,
-                         stimuli_dataset=args.stimuli_dataset)
+    runtime = job_runtime(args, source.install if args.source_space else None)  # a --requirement is no wheel
     return JobsBackend(HfApi(), runtime, token=get_token(), campaign=args.state.stem)
 
 

@@ -99,31 +99,35 @@ DEFAULT_PYTHON_IMAGE = "python:3.12"
 """The image of a Job that installs the wheel of ``--source-space`` first (no ``--image``)."""
 
 
-def add_job_options(parser: argparse.ArgumentParser) -> None:
+def add_job_options(parser: argparse.ArgumentParser, *, what: str = "a Job") -> None:
     """The options that say where a Job runs (``--image``, ``--flavor``, ``--timeout``, ``--namespace``,
-    ``--stimuli-dataset``); read back by `job_runtime`. ``--source-space`` comes from the source options."""
-    group = parser.add_argument_group("the Hugging Face Job (speat installed by --image or from --source-space)")
-    group.add_argument("--image", default=None, help="a Docker image with speat installed (default: "
-                       f"{DEFAULT_PYTHON_IMAGE}, installing the wheel of --source-space first)")
-    group.add_argument("--flavor", default=DEFAULT_FLAVOR, help=f"the Job's hardware (default {DEFAULT_FLAVOR})")
-    group.add_argument("--timeout", default=None, help="the longest a Job may run, e.g. 2h (default: the Hub's)")
+    ``--stimuli-dataset``), `what` naming the Job in their help; read back by `job_runtime`. ``--source-space``
+    comes from the source options."""
+    group = parser.add_argument_group("the Hugging Face Job (speat from --image, or installed from --source-space)")
+    group.add_argument("--image", default=None, help="a Docker image with speat installed; with --source-space, "
+                       f"any Python image, which installs that Space's wheel first (default {DEFAULT_PYTHON_IMAGE})")
+    group.add_argument("--flavor", default=DEFAULT_FLAVOR, help=f"the hardware of {what} (default {DEFAULT_FLAVOR})")
+    group.add_argument("--timeout", default=None, help=f"the longest {what} may run: 3600, 30m, 2h, 1d (default: "
+                       "the Hub's)")
     group.add_argument("--namespace", default=None, help="the user or organisation the Jobs run under (default: "
                        "the token's user)")
-    group.add_argument("--stimuli-dataset", default=None, metavar="OWNER/NAME", help="a Hub dataset holding the "
-                       f"stimuli, mounted read-only at {STIMULI_MOUNT} (pass --stimuli {STIMULI_MOUNT})")
+    group.add_argument("--stimuli-dataset", default=None, metavar="OWNER/NAME", help="a (private) Hub dataset of "
+                       f"stimuli, mounted read-only at {STIMULI_MOUNT} where {what} reads them (instead of --stimuli)")
 
 
 def job_runtime(args: argparse.Namespace, install: str | None) -> JobRuntime:
-    """The `JobRuntime` of `add_job_options`; `install` is the wheel of ``--source-space`` (`SpeatSource.install`).
+    """The `JobRuntime` of `add_job_options`. `install` is the wheel of ``--source-space`` (`SpeatSource.install`):
+    when there is one, every Job installs it first (on ``--image`` or `DEFAULT_PYTHON_IMAGE`), so the speat that runs is
+    the one the cards link; without it, ``--image`` must have speat.
 
     Raises:
-        ValueError: neither an image with speat nor a wheel to install.
+        ValueError: neither an image with speat nor a wheel to install, or a malformed option.
     """
     if args.image is None and install is None:
         raise ValueError("a Job needs speat: give --image IMAGE (an image with speat installed) or --source-space "
                          "ORG/NAME (a Space holding this speat's wheel, installed first)")
-    return JobRuntime(image=args.image or DEFAULT_PYTHON_IMAGE, install=None if args.image else install,
-                      flavor=check_flavor(args.flavor), timeout=check_timeout(args.timeout), namespace=args.namespace,
+    return JobRuntime(image=args.image or DEFAULT_PYTHON_IMAGE, install=install, flavor=check_flavor(args.flavor),
+                      timeout=check_timeout(args.timeout), namespace=args.namespace,
                       stimuli_dataset=args.stimuli_dataset)
 
 

@@ -60,7 +60,7 @@ def add_parser(hub_commands: argparse._SubParsersAction) -> None:
                         f"once, private) that keeps the campaign's state between runs, mounted at {STATE_MOUNT}")
     parser.add_argument("annotate_many", nargs="*", metavar="ANNOTATE-MANY-OPTION",
                         help="after --: the options of speat hub annotate-many (not --state)")
-    add_job_options(parser)
+    add_job_options(parser, what="each scheduled run")
     add_source_options(parser)
     parser.set_defaults(handler=run)
 

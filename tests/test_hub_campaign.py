@@ -3,6 +3,7 @@ submitit's local executor; killed shards, a killed coordinator, the daily cap an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -56,6 +57,19 @@ def pr_openings(hub: HubServer, model: str) -> int:
     return sum(message.startswith(PR_TITLE) for message in hub.commit_messages(model))
 
 
+@contextlib.contextmanager
+def coordinator_process(command: list[str], env: dict[str, str], cwd: Path, *, capture: bool = True):
+    """A campaign's coordinator running in the background; killed on the way out if it is still running."""
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    process = subprocess.Popen([SPEAT, *command], cwd=cwd, env=env, stdout=output, stderr=output, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
 def campaign_command(tmp_path: Path, models: list[str], state: Path, *options: str) -> list[str]:
     (tmp_path / "models.txt").write_text("\n".join(models) + "\n")
     return ["hub", "annotate-many", "--models", str(tmp_path / "models.txt"), "--state", str(state), "--tests",
@@ -75,9 +89,7 @@ def test_a_campaign_in_three_job_shards_survives_a_killed_shard_and_keeps_the_ca
                                    f"{BOT}/results")
         held = f"/api/models/lab/m02/revision/{commits['lab/m02']}"
         hub.hold(held)  # the first shard stops at its second model, where its process is killed
-        coordinator = subprocess.Popen([SPEAT, *command], cwd=tmp_path, env=hub_env(hub, tmp_path, HF_TOKEN=TOKEN),
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
+        with coordinator_process(command, hub_env(hub, tmp_path, HF_TOKEN=TOKEN), tmp_path) as coordinator:
             wait_for(lambda: hub.count("GET", held) > 0)
             [first] = shard_jobs(hub)["s0001"]
             wait_for(lambda: parse_outcomes(hub.job_log(first)), what="the first outcome line")
@@ -85,9 +97,6 @@ def test_a_campaign_in_three_job_shards_survives_a_killed_shard_and_keeps_the_ca
             os.killpg(hub.jobs[first].process.pid, signal.SIGKILL)
             hub.release(held)
             stdout, stderr = coordinator.communicate(timeout=240)
-        finally:
-            if coordinator.poll() is None:
-                coordinator.kill()
         assert coordinator.returncode == 0, stderr
         jobs = shard_jobs(hub)
         assert sorted(jobs) == ["s0001", "s0002", "s0003"] and [len(jobs[s]) for s in sorted(jobs)] == [2, 1, 1]
@@ -151,15 +160,9 @@ def test_a_killed_coordinator_resumes_without_re_running_finished_shards(tmp_pat
             except (KeyError, ValueError):
                 return None
 
-        coordinator = subprocess.Popen([SPEAT, *command], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-        try:
+        with coordinator_process(command, env, tmp_path, capture=False):
             wait_for(lambda: shard_status("s0001") == "done" and hub.count("GET", held) > 0)
-            coordinator.kill()
-            coordinator.wait(30)
-        finally:
-            if coordinator.poll() is None:
-                coordinator.kill()
+            # leaving the block kills the coordinator mid-campaign
         assert shard_status("s0002") == "running"
         [running] = shard_jobs(hub)["s0002"]
         assert hub.job_info(running)["status"]["stage"] == "RUNNING"  # the Job outlives its coordinator
@@ -169,15 +172,10 @@ def test_a_killed_coordinator_resumes_without_re_running_finished_shards(tmp_pat
         assert (volume.source, volume.mount_path, volume.read_only) == (f"{BOT}/stimuli", "/stimuli", True)
         assert json.loads(info.command[-1])["settings"]["stimuli"] == "/stimuli"
 
-        resumed = subprocess.Popen([SPEAT, *command], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        try:
+        with coordinator_process(command, env, tmp_path) as resumed:
             time.sleep(1.0)
             hub.release(held)
             stdout, stderr = resumed.communicate(timeout=240)
-        finally:
-            if resumed.poll() is None:
-                resumed.kill()
         assert resumed.returncode == 0, stderr
         assert f"shard s0002: re-attached to jobs {running}" in stdout
         assert {shard: len(ids) for shard, ids in shard_jobs(hub).items()} == {"s0001": 1, "s0002": 1}
@@ -244,7 +242,7 @@ def test_bad_campaign_options_are_one_line_errors_before_any_job_starts(tmp_path
             (["--image", IMAGE, "--max-attempts", "0"], "--max-attempts must be 1 or more, not 0"),
             (["--image", IMAGE, "--flavor", "gpu-huge"], "--flavor 'gpu-huge' is not a Jobs flavor"),
             (["--image", IMAGE, "--timeout", "soon"], "--timeout 'soon' is not a duration"),
-            ([], "--backend jobs needs --image"),
+            ([], "a Job needs speat: give --image IMAGE"),
             (["--image", "two words"], "--image 'two words' is not a Docker image name"),
             (["--image", IMAGE, "--results-repo", "no-owner"], "--results-repo"),
             (["--image", IMAGE, "--stimuli-dataset", "bad"], "--stimuli-dataset"),
@@ -266,3 +264,23 @@ def test_outcome_lines_and_budget_shares():
              "noise", OUTCOME_PREFIX + '{"model": "a/c", "sta']  # the last one was cut short by a kill
     assert parse_outcomes(lines) == [{"model": "a/b", "status": "opened-pr"}]
     assert budget_shares(5, 3) == [2, 2, 1] and sum(budget_shares(7, 4)) == 7 and budget_shares(0, 2) == [0, 0]
+
+
+@pytest.mark.parametrize(("image", "install", "expected_image", "installs"), [
+    ("me/speat-runner", None, "me/speat-runner", False),  # an image with speat
+    (None, "https://hub.test/spaces/me/speat/resolve/abc/speat.whl", "python:3.12", True),
+    ("python:3.11", "https://hub.test/spaces/me/speat/resolve/abc/speat.whl", "python:3.11", True),
+])
+def test_every_job_runs_speat_from_its_image_or_installs_the_linked_wheel(image, install, expected_image, installs):
+    import argparse
+
+    from speat_metric.hub.jobs import add_job_options, job_runtime, speat_command
+
+    parser = argparse.ArgumentParser()
+    add_job_options(parser)
+    args = parser.parse_args(["--image", image] if image else [])
+    runtime = job_runtime(args, install)
+    command = " ".join(speat_command(runtime, ["--version"]))
+    assert runtime.image == expected_image and (install in command if installs else command == "speat --version")
+    with pytest.raises(ValueError, match="a Job needs speat"):
+        job_runtime(parser.parse_args([]), None)

@@ -55,7 +55,7 @@ def add_parser(hub_commands: argparse._SubParsersAction) -> None:
            "added when it has no path)")
     option("--job", action="store_true", help="instead of a service: a webhook that starts a Job running `speat hub "
            "on-event` with these options for every event (docs/webhook.md)")
-    add_job_options(parser)
+    add_job_options(parser, what="the Job of each event")
     _add_opt_out_option(parser)
     add_source_options(parser)
     parser.set_defaults(handler=run, stimuli="speat")  # the study's stimuli, as a card deserves
