@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from http_servers import HubServer  # noqa: E402
 
-from speat_metric.hub.webhook.events import content_update_payload  # noqa: E402
+from speat_metric.hub.webhook_events import content_update_payload  # noqa: E402
 
 SECRET = "benchmark-webhook-secret-0123456789"
 TOKEN = "hf_benchmarkTOKEN0123456789"

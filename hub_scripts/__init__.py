@@ -14,6 +14,8 @@ Modules, in the order data flows (records -> card -> Hub):
 - ``batch``: ``speat hub annotate-many``, resumable through a state file (the ``local`` backend).
 - ``jobs``: the one place a speat command becomes a Hugging Face Job (image, command, secrets, volumes).
 - ``campaign``: ``annotate-many --backend jobs|slurm``: shards on Jobs or Slurm (submitit), followed and re-submitted.
+- ``webhook_events``, ``webhooks`` and ``json_logs``: what both ways of following pushes share: which events ask
+  for work, the webhook secret and registration, and the service's and Jobs' JSON-lines logs.
 - ``on_event`` and ``schedule``: ``speat hub on-event`` (what a webhook's Job runs) and ``speat hub schedule`` (a
   scheduled back-fill Job).
 - ``results_dataset``: ``speat hub push-results``, records as a Hub dataset that ``datasets.load_dataset`` reads.

@@ -296,7 +296,7 @@ def _declined(policy: CampaignPolicy, repo_id: str, revision: str, declined: Pul
 def _deferred(policy: CampaignPolicy, repo_id: str, revision: str, target: _Target, *, create_pr: bool,
               dry_run: bool) -> AnnotationOutcome | None:
     """A model that would get a new pull request once today's cap is reached waits, before it is evaluated."""
-    if create_pr and not dry_run and target.pull_request is None and not policy.may_open_pr():
+    if create_pr and not dry_run and target.pull_request is None and not policy.claim_pr(repo_id):
         return AnnotationOutcome(repo_id, "deferred", revision, reason=policy.deferral_reason())
     return None
 

@@ -5,8 +5,10 @@
   first column is read and may have a header.
 - `PolicyLedger`: what a campaign remembers between runs (the batch keeps it in its state file): the pull requests
   opened on each UTC day, and the repositories whose owner closed one of ours, which thereby opted out.
+- `SharedLedger`: the day's count kept in a Hub dataset instead, for what runs in many processes at once or has no
+  disk that lasts (the webhook service, a Job per webhook event): a claim is a commit on the head it read.
 - `CampaignPolicy`: both, with the daily cap on new pull requests and a clock. `annotate_model` asks it before it
-  touches a repository (`skip_reason`) and before it evaluates a model for a new pull request (`may_open_pr`), and
+  touches a repository (`skip_reason`) and before it evaluates a model for a new pull request (`claim_pr`), and
   tells it what happened (`record`); the caller persists `ledger`.
 
 Example:
@@ -15,15 +17,16 @@ Example:
     ...                         max_prs_per_day=1, clock=lambda: datetime(2025, 3, 1, 9, tzinfo=timezone.utc))
     >>> policy.skip_reason("facebook/hubert-base-ls960")
     "owner 'facebook' is on the opt-out list"
-    >>> policy.may_open_pr(), policy.record("me/model", "opened-pr", "https://hf.co/me/model/discussions/1")
+    >>> policy.claim_pr("me/model"), policy.record("me/model", "opened-pr", "https://hf.co/me/model/discussions/1")
     (True, None)
-    >>> policy.may_open_pr(), policy.budget_resets_at().isoformat()
+    >>> policy.claim_pr("me/other"), policy.budget_resets_at().isoformat()
     (False, '2025-03-02T00:00:00+00:00')
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -166,6 +169,52 @@ class PolicyLedger:
                    {repo: dict(entry) for repo, entry in declined.items()})
 
 
+LEDGER_FILE = "ledger.json"
+"""The file of a `SharedLedger` dataset: `PolicyLedger.to_dict` (only ``opened`` is used)."""
+
+
+@dataclass(frozen=True)
+class SharedLedger:
+    """The pull requests opened per UTC day, in the Hub dataset `dataset` (it must exist; the token must write to it),
+    shared by every process that opens pull requests for one operator. A claim is a commit built on the head it read
+    (``parent_commit``): when another process claimed meanwhile, the Hub refuses it and the claim is tried again, so
+    the cap holds however many Jobs or workers claim at once. A claim counts even if the pull request then fails."""
+
+    dataset: str
+    endpoint: str | None = None
+
+    def claim(self, repo_id: str, day: str, cap: int, *, attempts: int = 20) -> bool:
+        """Count a new pull request on `repo_id` on `day` unless `cap` are counted already; whether it was counted.
+
+        Raises:
+            HubError: the dataset cannot be read or written, or `attempts` claims in a row met another one.
+        """
+        from speat_metric.hub.hub import HubClient, HubConflict, HubError
+
+        client = HubClient(endpoint=self.endpoint)
+        for _ in range(attempts):
+            head = client.head(self.dataset, repo_type="dataset")
+            text = client.read_text(self.dataset, LEDGER_FILE, revision=head, repo_type="dataset")
+            try:
+                ledger = PolicyLedger.from_dict(json.loads(text) if text else {})
+            except ValueError as error:
+                raise HubError(f"{LEDGER_FILE} of dataset {self.dataset!r} is not a ledger ({error}); fix or delete "
+                               "it") from None
+            opened = ledger.opened.setdefault(day, [])
+            if len(opened) >= cap:
+                return False
+            opened.append(repo_id)
+            try:
+                client.commit(self.dataset, {LEDGER_FILE: json.dumps(ledger.to_dict(), indent=1) + "\n"},
+                              summary=f"speat: a pull request on {repo_id} ({day}: {len(opened)} of {cap})",
+                              description="", parent_commit=head, repo_type="dataset")
+                return True
+            except HubConflict:
+                continue  # another claim landed first: read the new count
+        raise HubError(f"could not claim a pull request in dataset {self.dataset!r}: {attempts} claims in a row met "
+                       "another one")
+
+
 @dataclass
 class CampaignPolicy:
     """The opt-out list, the daily cap on new pull requests, and the ledger they are counted in.
@@ -176,12 +225,14 @@ class CampaignPolicy:
             request, committing, dry runs and unchanged cards do not count.
         ledger: what earlier runs did (the caller loads and saves it; `record` adds to it).
         clock: the current time (tests pass a fixed one).
+        shared: count the cap in this Hub dataset instead of `ledger` (many processes, no lasting disk).
     """
 
     opt_out: OptOutList = field(default_factory=OptOutList)
     max_prs_per_day: int | None = None
     ledger: PolicyLedger = field(default_factory=PolicyLedger)
     clock: Callable[[], datetime] = utc_now
+    shared: SharedLedger | None = None
 
     def __post_init__(self) -> None:
         check_max_prs_per_day(self.max_prs_per_day)
@@ -204,8 +255,16 @@ class CampaignPolicy:
         return len(self.ledger.opened.get(self._day(), []))
 
     def may_open_pr(self) -> bool:
-        """Whether one more pull request may be opened today."""
+        """Whether `ledger` leaves room for one more pull request today."""
         return self.max_prs_per_day is None or self.opened_today() < self.max_prs_per_day
+
+    def claim_pr(self, repo_id: str) -> bool:
+        """Whether a new pull request on `repo_id` may be opened today; with a `shared` ledger, a yes is counted."""
+        if self.max_prs_per_day is None:
+            return True
+        if self.shared is not None:
+            return self.shared.claim(repo_id, self._day(), self.max_prs_per_day)
+        return self.may_open_pr()
 
     def budget_resets_at(self) -> datetime:
         """When the next UTC day, and its budget, begins."""

@@ -51,6 +51,10 @@ class HubAuthError(HubError):
     """The Hub refused the token: every further request would fail the same way (a batch stops)."""
 
 
+class HubConflict(HubError):
+    """The branch moved past the ``parent_commit`` a commit was built on (someone committed meanwhile)."""
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """A pull request on a Hub repository.
@@ -342,7 +346,7 @@ def hub_errors(what: str, *, revision: str | None = None, writing: bool = False)
             raise HubError(f"the token may not {'write to' if writing else 'read'} {what}; use a token with write "
                            "access (or open a pull request instead of committing)") from None
         if status == 412:
-            raise HubError(f"{what} changed while we were writing to it (someone committed meanwhile); run the "
+            raise HubConflict(f"{what} changed while we were writing to it (someone committed meanwhile); run the "
                            "command again") from None
         raise HubError(f"the Hub answered {status} for {what}{': ' + reason if reason else ''}") from None
     except UNREACHABLE as error:  # connection refused, DNS failure, timeout

@@ -4,7 +4,7 @@ creates that webhook. No server: the Hub starts one Job per event, with the even
     speat hub webhook --register --job --source-space acme/speat --watch org:acme     # once (docs/webhook.md)
     speat hub on-event --stimuli speat                                                # what each Job runs
 
-`handle_event` applies the service's filters (`speat_metric.hub.webhook.events`: model repositories, pushes to main,
+`handle_event` applies the service's filters (`speat_metric.hub.webhook_events`: model repositories, pushes to main,
 not our own pull requests; `screen_commit`: a speech encoder, not a card-only push), the operator's opt-out list
 (`speat_metric.hub.campaign_policy`), then annotates the model at the event's commit (`annotate_model`, idempotent:
 a replayed event finds our pull request up to date). The Job prints one JSON line saying what happened.
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from huggingface_hub import HfApi, JobInfo, WebhookInfo
 
     from speat_metric.evaluation import EvaluationSettings
-    from speat_metric.hub.campaign_policy import OptOutList
+    from speat_metric.hub.campaign_policy import CampaignPolicy
     from speat_metric.hub.jobs import JobRuntime
-    from speat_metric.hub.webhook.auth import WebhookSecret
+    from speat_metric.hub.webhooks import WebhookSecret
 
 PAYLOAD_VARIABLE = "WEBHOOK_PAYLOAD"
 TEMPLATE_LABEL = {"speat": "webhook-template"}
@@ -43,10 +43,42 @@ TEMPLATE_POLL_SECONDS = 1.0
 """The label of the Job run once at registering, whose spec the webhook copies for every event."""
 
 
+def add_event_policy_options(parser: argparse.ArgumentParser) -> None:
+    """``--opt-out``, ``--max-prs-per-day`` and ``--ledger``: the manners of every event's work, in the service and in
+    the Jobs of a webhook (read back by `event_policy`)."""
+    from speat_metric.hub.cli import _add_opt_out_option
+
+    _add_opt_out_option(parser)
+    parser.add_argument("--max-prs-per-day", type=int, default=None, metavar="N", help="open at most N new pull "
+                        "requests per UTC day, counted in --ledger; an event over the cap waits for the next day (the "
+                        "service keeps it queued; a Job leaves it to the next push or to `speat hub schedule`) "
+                        "(default: no cap)")
+    parser.add_argument("--ledger", default=None, metavar="OWNER/NAME", help="the Hub dataset (it must exist) "
+                        "where --max-prs-per-day is counted, shared by restarts, workers and Jobs")
+
+
+def event_policy(args: argparse.Namespace) -> CampaignPolicy:
+    """The `CampaignPolicy` of `add_event_policy_options`, every option checked (the ledger dataset must exist)."""
+    from speat_metric.hub.campaign_policy import CampaignPolicy, SharedLedger, check_max_prs_per_day
+    from speat_metric.hub.cli import _opt_out
+    from speat_metric.hub.hub import HubClient
+    from speat_metric.repo_ids import check_repo_id
+
+    check_max_prs_per_day(args.max_prs_per_day)
+    if (args.max_prs_per_day is None) != (args.ledger is None):
+        raise ValueError("--max-prs-per-day and --ledger go together: events are handled by many processes (Jobs, "
+                         "workers, restarts), which count the day's pull requests in the --ledger Hub dataset")
+    shared = None
+    if args.ledger is not None:
+        check_repo_id(args.ledger, "--ledger", "my-org/speat-ledger")
+        HubClient().head(args.ledger, repo_type="dataset")  # a missing dataset fails now, not at the first event
+        shared = SharedLedger(args.ledger)
+    return CampaignPolicy(opt_out=_opt_out(args.opt_out), max_prs_per_day=args.max_prs_per_day, shared=shared)
+
+
 def add_parser(hub_commands: argparse._SubParsersAction) -> None:
     """Add ``on-event`` to the ``speat hub`` parser (heavy imports stay inside the handler)."""
     from speat_metric.cli import evaluation_options
-    from speat_metric.hub.cli import _add_opt_out_option
 
     parser = hub_commands.add_parser(
         "on-event", parents=[evaluation_options()],
@@ -59,7 +91,7 @@ def add_parser(hub_commands: argparse._SubParsersAction) -> None:
         "speat by default; the event names the commit (no --revision).")
     parser.add_argument("--allow-synthetic", action="store_true", help="allow cards from synthetic stimuli "
                         "(--stimuli demo), labelled as such")
-    _add_opt_out_option(parser)
+    add_event_policy_options(parser)
     add_source_options(parser)
     parser.set_defaults(handler=run, stimuli="speat")
 
@@ -67,20 +99,18 @@ def add_parser(hub_commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``speat hub on-event`` handler."""
     require_extra("hub", "hub on-event")
-    from speat_metric.hub.cli import _opt_out
-
     payload = os.environ.get(PAYLOAD_VARIABLE)
     if payload is None:  # before any other work: this command only makes sense inside a webhook's Job
         raise ValueError(f"${PAYLOAD_VARIABLE} is not set: `speat hub on-event` runs in the Job a Hub webhook starts "
                          "(speat hub webhook --register --job); to try it, set it to an event's JSON")
     settings = event_settings(args)
-    result = handle_event(payload, settings=settings, opt_out=_opt_out(args.opt_out),
-                          allow_synthetic=args.allow_synthetic, source=source_from_options(args))
+    result = handle_event(payload, settings=settings, policy=event_policy(args), allow_synthetic=args.allow_synthetic,
+                          source=source_from_options(args))
     print(json.dumps(result))
     return 0
 
 
-def handle_event(payload: str, *, settings: EvaluationSettings | None, opt_out: OptOutList | None = None,
+def handle_event(payload: str, *, settings: EvaluationSettings | None, policy: CampaignPolicy | None = None,
                  allow_synthetic: bool = False, source: SpeatSource = SpeatSource(), endpoint: str | None = None,
                  token: str | None = None) -> dict[str, Any]:
     """What one webhook event asks for, done: the outcome as JSON-ready fields.
@@ -88,14 +118,14 @@ def handle_event(payload: str, *, settings: EvaluationSettings | None, opt_out: 
     Args:
         payload: the event's JSON (``$WEBHOOK_PAYLOAD``); empty for the template run made at registering.
         settings: how to evaluate (None only for an empty payload).
-        opt_out: the owners and repositories to leave alone.
+        policy: the opt-out list and the daily cap on new pull requests (`event_policy`).
         allow_synthetic, source: as for `speat_metric.hub.annotate.annotate_model`.
         endpoint, token: the Hub (None: ``HF_ENDPOINT`` and huggingface_hub's usual token).
 
     Returns:
         ``status``: ``template`` (empty payload), ``ignored`` (with the filter's ``reason``), ``opted-out``, or what
-        `annotate_model` did (``opened-pr``, ``updated-pr``, ``unchanged``, ...), with ``repo_id``, ``revision``,
-        ``pr_url`` and ``reason`` where they apply.
+        `annotate_model` did (``opened-pr``, ``updated-pr``, ``unchanged``, ``deferred`` over the cap, ...), with
+        ``repo_id``, ``revision``, ``pr_url`` and ``reason`` where they apply.
 
     Raises:
         ValueError: a payload that is not a Hub event (`PayloadError`, one line), no token, a Hub failure.
@@ -105,8 +135,13 @@ def handle_event(payload: str, *, settings: EvaluationSettings | None, opt_out: 
                 "was registered; nothing to do"}
     from speat_metric.hub.annotate import annotate_model
     from speat_metric.hub.campaign_policy import CampaignPolicy
-    from speat_metric.hub.webhook.events import IgnoredEvent, event_to_work, parse_payload, screen_commit
-    from speat_metric.hub.webhook.server import own_account_ids
+    from speat_metric.hub.webhook_events import (
+        IgnoredEvent,
+        event_to_work,
+        own_account_ids,
+        parse_payload,
+        screen_commit,
+    )
 
     event = parse_payload(payload)  # a malformed payload fails before the Hub is asked who we are
     own = own_account_ids(endpoint) if event.discussion is not None else frozenset()
@@ -114,7 +149,7 @@ def handle_event(payload: str, *, settings: EvaluationSettings | None, opt_out: 
     if isinstance(work, IgnoredEvent):
         return {"status": "ignored", "reason": work.reason}
     where = {"repo_id": work.repo_id, "revision": work.revision}
-    policy = CampaignPolicy(opt_out=opt_out) if opt_out is not None else CampaignPolicy()
+    policy = policy or CampaignPolicy()
     if (reason := policy.skip_reason(work.repo_id)) is not None:  # not even screened: no request to that repository
         return {"status": "opted-out", **where, "reason": reason}
     screening = screen_commit(work, endpoint=endpoint, token=token)
@@ -151,7 +186,7 @@ def on_event_arguments(args: argparse.Namespace) -> list[str]:
 
     chosen = evaluation_options()
     chosen.add_argument("--allow-synthetic", action="store_true")
-    for name in ("--opt-out", "--source-space", "--source-url", "--requirement"):
+    for name in ("--opt-out", "--max-prs-per-day", "--ledger", "--source-space", "--source-url", "--requirement"):
         chosen.add_argument(name)
     return ["hub", "on-event", *option_arguments(chosen, args)]
 
@@ -172,7 +207,7 @@ def register_job_webhook(runtime: JobRuntime, arguments: Sequence[str], *, secre
     from huggingface_hub import HfApi, WebhookWatchedItem, get_token
 
     from speat_metric.hub.jobs import run_speat_job
-    from speat_metric.hub.webhook.register import DOMAINS, parse_watched
+    from speat_metric.hub.webhooks import DOMAINS, parse_watched
 
     items, api = parse_watched(watched), HfApi(endpoint=endpoint, token=token)
     token = token or get_token()
@@ -217,12 +252,12 @@ def wait_for_template(api: HfApi, job: JobInfo, *, timeout: float = TEMPLATE_TIM
 def register_from_options(args: argparse.Namespace, secret: WebhookSecret, token: str) -> int:
     """``speat hub webhook --register --job``: `register_job_webhook` with the command's options."""
     from speat_metric.hub.jobs import job_runtime
-    from speat_metric.hub.webhook.logs import configure_logging
-    from speat_metric.hub.webhook.register import describe
+    from speat_metric.hub.json_logs import configure_logging
+    from speat_metric.hub.webhooks import describe
 
     if not args.register or args.target_url is not None:
         raise ValueError("--job goes with --register and without --target-url: the Hub starts a Job per event")
-    event_settings(args)  # bad options fail now, not in every Job
+    event_settings(args), event_policy(args)  # bad options fail now, not in every Job
     runtime = job_runtime(args, source_from_options(args).install if args.source_space else None)
     configure_logging(redact=[secret.value, token])
     webhook, job, created = register_job_webhook(runtime, on_event_arguments(args), secret=secret, watched=args.watch)

@@ -16,7 +16,7 @@ from huggingface_hub import HfApi
 from speat_metric.cli import build_parser, evaluation_settings, main
 from speat_metric.hub import on_event
 from speat_metric.hub.on_event import on_event_arguments
-from speat_metric.hub.webhook.events import content_update_payload
+from speat_metric.hub.webhook_events import content_update_payload
 
 TOKEN = "hf_onEventBotTOKEN0123456789"
 SECRET = "on-event-SECRET-0123456789abc"
@@ -166,6 +166,10 @@ def test_a_missing_or_malformed_payload_is_a_one_line_error(capsys, monkeypatch)
     (("--register", "--job"), "a Job needs speat: give --image IMAGE"),
     (("--register", "--job", "--image", "x", "--stimuli", "demo"), "--stimuli demo is the embedded SYNTHETIC"),
     (("--register", "--job", "--image", "x", "--watch", "team:a"), "--watch 'team:a': expected user:NAME"),
+    (("--register", "--job", "--image", "x", "--max-prs-per-day", "2"), "--max-prs-per-day and --ledger go together"),
+    (("--max-prs-per-day", "2"), "--max-prs-per-day and --ledger go together"),  # the service, before it serves
+    (("--register", "--job", "--image", "x", "--max-prs-per-day", "-1", "--ledger", "a/b"), "must be 0 or more"),
+    (("--register", "--job", "--image", "x", "--max-prs-per-day", "1", "--ledger", "no-owner"), "--ledger"),
 ])
 def test_bad_job_webhook_options_are_one_line_errors(capsys, monkeypatch, arguments, message):
     monkeypatch.setenv("SPEAT_WEBHOOK_SECRET", SECRET)
@@ -199,3 +203,49 @@ def test_a_template_job_that_cannot_run_speat_makes_no_webhook(tmp_path):
             "last line: 'speat: command not found': no webhook was made; check --image, --source-space and the "
             "options"]
         assert HfApi(endpoint=hub.url, token=TOKEN).list_webhooks() == []
+
+
+def test_claims_on_a_shared_ledger_never_pass_the_cap_however_many_race(hub):
+    """Eight processes' claims at once (threads with their own clients) on a cap of 3: exactly 3 are counted, each
+    a commit on the head it read; the losers of a race read the new count and try again."""
+    import threading
+
+    from speat_metric.hub.campaign_policy import LEDGER_FILE, SharedLedger
+
+    hub.create_repo(f"{BOT}/ledger", repo_type="dataset")
+    hub.commit(f"{BOT}/ledger", {"README.md": b"# speat's pull-request ledger\n"}, repo_type="dataset")
+    ledger, answers = SharedLedger(f"{BOT}/ledger", endpoint=hub.url), {}
+    start = threading.Barrier(8)
+
+    def claim(number: int) -> None:
+        start.wait()
+        answers[number] = ledger.claim(f"alice/m{number}", "2026-12-07", 3)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_TOKEN", TOKEN)
+        threads = [threading.Thread(target=claim, args=(number,)) for number in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        counted = sorted(number for number, yes in answers.items() if yes)
+        assert len(answers) == 8 and len(counted) == 3
+        stored = json.loads(hub.files(f"{BOT}/ledger", repo_type="dataset")[LEDGER_FILE])
+        assert sorted(stored["opened"]["2026-12-07"]) == sorted(f"alice/m{number}" for number in counted)
+        assert ledger.claim("alice/late", "2026-12-08", 3)  # a new day, a new budget
+
+
+@pytest.mark.slow
+def test_the_daily_cap_holds_across_event_jobs_running_at_once(hub, api, tmp_path):
+    models = [f"alice/tiny-hubert-{number}" for number in range(3)]
+    commits = {model: publish_tiny_model(hub, model) for model in models}
+    hub.create_repo(f"{BOT}/ledger", repo_type="dataset")
+    hub.commit(f"{BOT}/ledger", {"README.md": b"# ledger\n"}, repo_type="dataset")
+    register(hub, tmp_path, "--max-prs-per-day", "2", "--ledger", f"{BOT}/ledger")
+    outcomes = run_events(hub, api, {model: content_update_payload(model, commits[model]) for model in models})
+    statuses = sorted(outcome["status"] for outcome in outcomes.values())
+    assert statuses == ["deferred", "opened-pr", "opened-pr"]
+    [deferred] = [model for model, outcome in outcomes.items() if outcome["status"] == "deferred"]
+    assert "today's cap of 2 new pull requests is reached" in outcomes[deferred]["reason"]
+    assert [len(hub.discussions(model)) for model in models].count(1) == 2 and hub.discussions(deferred) == []
+    assert_no_secret_anywhere(hub, api)

@@ -6,8 +6,8 @@ import pytest
 from http_servers import HubServer
 
 from speat_metric.cli import main
-from speat_metric.hub.webhook.auth import load_secret
-from speat_metric.hub.webhook.server import own_account_ids
+from speat_metric.hub.webhook_events import own_account_ids
+from speat_metric.hub.webhooks import load_secret
 
 SECRET = "cli-SECRET-0123456789abc"
 

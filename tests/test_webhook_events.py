@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from speat_metric.hub.webhook import events
-from speat_metric.hub.webhook.events import (
+from speat_metric.hub import webhook_events as events
+from speat_metric.hub.webhook_events import (
     IgnoredEvent,
     PayloadError,
     WorkItem,

@@ -9,7 +9,7 @@ from http_servers import HubServer
 from tiny_models import KINDS
 
 from speat_metric.hub import SPEAT_TITLE_PREFIX
-from speat_metric.hub.webhook.events import Screening, WorkItem, screen_commit
+from speat_metric.hub.webhook_events import Screening, WorkItem, screen_commit
 
 REPO = "alice/tiny-model"
 WEIGHTS = {"model.safetensors": b"weights v1"}

@@ -6,9 +6,8 @@ import pytest
 from http_servers import HubServer
 from hub_testing import hub_env, run_speat
 
-from speat_metric.hub.webhook import register
-from speat_metric.hub.webhook.auth import WebhookSecret
-from speat_metric.hub.webhook.register import parse_watched, register_webhook, webhook_url
+from speat_metric.hub import webhooks as register
+from speat_metric.hub.webhooks import WebhookSecret, parse_watched, register_webhook, webhook_url
 
 TOKEN = "hf_registerTOKEN0123456789abcdef"
 SECRET = "register-SECRET-0123456789"

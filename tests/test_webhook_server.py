@@ -10,9 +10,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from speat_metric.hub.webhook.auth import WebhookSecret
-from speat_metric.hub.webhook.events import Screening, content_update_payload
 from speat_metric.hub.webhook.server import ServiceConfig, build_server
+from speat_metric.hub.webhook_events import Screening, content_update_payload
+from speat_metric.hub.webhooks import WebhookSecret
 
 SECRET = "webhook-secret-for-the-server-tests"
 SIGNED = {"X-Webhook-Secret": SECRET}

@@ -27,7 +27,7 @@ from tiny_models import save_tiny_model
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
 from speat_metric.hub import SPEAT_TITLE_PREFIX
 from speat_metric.hub.card import BEGIN_MARKER, EVAL_RESULTS_PATH
-from speat_metric.hub.webhook.events import content_update_payload
+from speat_metric.hub.webhook_events import content_update_payload
 
 TOKEN, OWNER = "hf_webhookBotTOKEN0123456789abcdef", "hf_ownerTOKEN0123456789abcdef"
 SECRET = "webhook-SECRET-9f8e7d6c5b4a3210"
@@ -324,3 +324,29 @@ def test_the_opt_out_list_keeps_events_and_reconciliation_away_from_a_repository
         assert pull_requests(hub, "carol/tiny-encoder") == []
     finally:
         service.stop()
+
+
+def test_the_daily_cap_defers_what_is_over_it_and_survives_a_restart(hub, folder, tone_test):
+    disk = folder / "capped"
+    disk.mkdir()
+    models = ["erin/tiny-a", "erin/tiny-b"]
+    for seed, model in enumerate(models, start=20):
+        publish_tiny_model(hub, model, seed=seed)
+    hub.create_repo(f"{BOT}/ledger", repo_type="dataset")
+    hub.commit(f"{BOT}/ledger", {"README.md": b"# ledger\n"}, repo_type="dataset")
+    options = ["--max-prs-per-day", "1", "--ledger", f"{BOT}/ledger"]
+    for start in ("first", "restart"):  # the count lives in the ledger dataset: a restart keeps the cap
+        service = Service(hub, disk, tone_test, watch="user:erin", options=options).start()
+        try:
+            assert service.reconciled()["reconciliation"]["queued"] == (2 if start == "first" else 1)
+            deadline = time.monotonic() + WAIT
+            while not (waiting := [job for job in service.status()["recent"]
+                                   if job["state"] == "queued" and "cap of 1" in (job["reason"] or "")]):
+                assert time.monotonic() < deadline, "".join(service.logs[-20:])
+                time.sleep(0.2)
+            [waiting] = waiting
+            assert waiting["attempts"] == 0 and "the next day begins" in waiting["reason"]
+            assert sum(len(pull_requests(hub, model)) for model in models) == 1
+            assert pull_requests(hub, waiting["repo_id"]) == []
+        finally:
+            service.stop()

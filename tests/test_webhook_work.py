@@ -1,15 +1,13 @@
 """The in-process work queue: one job per (repo, commit), supersede, one job of a repository at a time, the oldest
 first, retries with back-off then failure (real worker threads; the screener and annotator are the test's)."""
 
-import doctest
 import threading
 import time
 
 import pytest
 
-from speat_metric.hub.webhook import auth, logs, work
-from speat_metric.hub.webhook.events import Screening, WorkItem
 from speat_metric.hub.webhook.work import WorkQueue
+from speat_metric.hub.webhook_events import Screening, WorkItem
 
 WAIT = 30.0
 
@@ -64,11 +62,6 @@ def wait_for(queue: WorkQueue, **expected: int) -> dict:
         assert time.monotonic() < deadline, counts
         time.sleep(0.02)
     return {job.id: job for job in queue.jobs()}
-
-
-def test_module_examples():
-    for module in (work, auth, logs):
-        assert doctest.testmod(module).failed == 0
 
 
 def test_a_replayed_event_makes_no_second_job(make_queue):
@@ -155,3 +148,21 @@ def test_a_screened_out_commit_is_ignored_and_screening_errors_are_retried(make_
     wait_for(queue, ignored=1)
     queue.stop(timeout=1)
     assert (job.reason, job.attempts, annotations.calls) == ("a 'bert' model", 2, [])
+
+
+def test_a_deferred_job_waits_until_the_time_it_names_without_using_an_attempt(make_queue):
+    from speat_metric.hub.webhook.work import Deferred
+
+    calls = []
+
+    def annotate(item):
+        calls.append(time.time())
+        if len(calls) == 1:  # the day's cap is reached: come back when the next day begins (here: in 0.3 s)
+            raise Deferred(calls[0] + 0.3, "today's cap of 1 new pull requests is reached")
+        return {"status": "opened-pr"}
+
+    queue = make_queue(annotate, max_attempts=1, retry_delay=60)
+    job = queue.submit(WorkItem("alice/tiny", sha(1)))[0]
+    wait_for(queue, done=1)
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.3  # not retry_delay: the time the deferral named
+    assert job.attempts == 1 and job.reason is None  # max_attempts=1, and the deferral did not fail it

@@ -1,2 +1,2 @@
-"""The automatic-annotation service, ``speat hub webhook`` (docs/webhook.md): `server` acknowledges events, `events`
-reads them, `work` queues them in memory, `reconcile` finds at start what a restart left undone."""
+"""The self-hosted automatic-annotation service, ``speat hub webhook`` (docs/webhook.md): `server` acknowledges events,
+`work` queues them in memory, `reconcile` finds at start what a restart left undone."""

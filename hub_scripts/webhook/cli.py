@@ -19,7 +19,7 @@ from speat_metric.hub.source import add_source_options, source_from_options
 def add_parser(hub_commands: argparse._SubParsersAction) -> None:
     """Add ``webhook`` to the ``speat hub`` parser (heavy imports stay inside the handler)."""
     from speat_metric.cli import _paragraphs, evaluation_options
-    from speat_metric.hub.cli import _add_opt_out_option
+    from speat_metric.hub.on_event import add_event_policy_options
 
     parser = hub_commands.add_parser(
         "webhook", parents=[evaluation_options()], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,7 +56,7 @@ def add_parser(hub_commands: argparse._SubParsersAction) -> None:
     option("--job", action="store_true", help="instead of a service: a webhook that starts a Job running `speat hub "
            "on-event` with these options for every event (docs/webhook.md)")
     add_job_options(parser, what="the Job of each event")
-    _add_opt_out_option(parser)
+    add_event_policy_options(parser)
     add_source_options(parser)
     parser.set_defaults(handler=run, stimuli="speat")  # the study's stimuli, as a card deserves
     for action in parser._actions:
@@ -77,12 +77,10 @@ def run(args: argparse.Namespace) -> int:
     require_extra("hub", "hub webhook")
     from huggingface_hub import get_token
 
-    from speat_metric.hub.cli import _opt_out
-    from speat_metric.hub.on_event import event_settings
-    from speat_metric.hub.webhook.auth import load_secret
-    from speat_metric.hub.webhook.logs import configure_logging
-    from speat_metric.hub.webhook.register import describe, parse_watched, register_webhook
+    from speat_metric.hub.json_logs import configure_logging
+    from speat_metric.hub.on_event import event_policy, event_settings
     from speat_metric.hub.webhook.server import ServiceConfig, build_server
+    from speat_metric.hub.webhooks import describe, load_secret, parse_watched, register_webhook
 
     secret, token = load_secret(args.secret_file), get_token() or ""  # the token is read only to redact it
     if args.job:
@@ -102,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServiceConfig(secret=secret, settings=event_settings(args), host=args.host, port=args.port,
                            workers=args.workers, allow_synthetic=args.allow_synthetic, max_attempts=args.max_attempts,
                            retry_delay=args.retry_delay, reconcile=True, watched=tuple(args.watch), redact=[token],
-                           source=source_from_options(args), opt_out=_opt_out(args.opt_out))
+                           source=source_from_options(args), policy=event_policy(args))
     configure_logging(redact=[secret.value, token])
     build_server(config).run()
     return 0

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from speat_metric.hub.webhook.events import WorkItem
-from speat_metric.hub.webhook.logs import log_event
+from speat_metric.hub.json_logs import log_event
+from speat_metric.hub.webhook_events import WorkItem
 
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 def watched_models(client: HubClient, watched: Sequence[str]) -> list[str]:
     """The speech encoders ``KIND:NAME`` items name (`find_speech_models` for an account); none: the token's."""
     from speat_metric.hub.batch import find_speech_models
-    from speat_metric.hub.webhook.register import parse_watched
+    from speat_metric.hub.webhooks import parse_watched
 
     models: list[str] = []
     for item in parse_watched(watched or [f"user:{client.user()}"]):

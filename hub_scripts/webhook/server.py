@@ -1,12 +1,6 @@
-"""The HTTP service: a FastAPI app under uvicorn that acknowledges Hub webhook events and queues them.
-
-``POST /webhooks/speat`` checks the secret before anything else (missing 401, wrong 403), refuses a body over 1 MiB
-(413) or not a version-3 payload (422), queues the work `event_to_work` finds (202; a replay is a ``duplicate``) or
-acknowledges and ignores the event with its reason (200). Nothing slow runs in the request. ``GET /status``: job counts
-by state, workers, running jobs, last errors, latest jobs, the reconciliation (private repositories named only to the
-secret's holder). ``GET /healthz``: 200 when every worker is alive. At start, the service reconciles
-(`speat_metric.hub.webhook.reconcile`) in a background thread while it already serves.
-"""
+"""The HTTP service: a FastAPI app under uvicorn that acknowledges Hub webhook events and queues them (docs/webhook.md
+lists the answers). Nothing slow runs in a request; at start the service reconciles in a background thread while it
+already serves."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -21,13 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from speat_metric.hub.campaign_policy import OptOutList
+from speat_metric.hub.campaign_policy import CampaignPolicy
+from speat_metric.hub.json_logs import log_event
 from speat_metric.hub.source import SpeatSource
-from speat_metric.hub.webhook.auth import SECRET_HEADER, WebhookSecret
-from speat_metric.hub.webhook.events import IgnoredEvent, PayloadError, WorkItem, event_to_work
-from speat_metric.hub.webhook.logs import log_event
-from speat_metric.hub.webhook.register import WEBHOOK_PATH
-from speat_metric.hub.webhook.work import Annotator, Screener, WorkQueue
+from speat_metric.hub.webhook.work import Annotator, Deferred, Screener, WorkQueue
+from speat_metric.hub.webhook_events import IgnoredEvent, PayloadError, WorkItem, event_to_work, screen_commit
+from speat_metric.hub.webhooks import SECRET_HEADER, WEBHOOK_PATH, WebhookSecret
 
 if TYPE_CHECKING:
     from speat_metric.evaluation import EvaluationSettings
@@ -41,10 +35,10 @@ OUTCOME_FIELDS = ("status", "pr_url", "pr_number", "commit", "evaluated_revision
 
 @dataclass
 class ServiceConfig:
-    """Where the service listens (port 0: any free one), how it evaluates, its workers and retries, the Hub (default
+    """Where the service listens (port 0: any free one), how it evaluates, its workers and retries, the Hub (None:
     ``HF_ENDPOINT``), whether it reconciles at start and what (`watched` ``KIND:NAME`` items; none: the token's
-    account), how long a stopping service waits for running jobs, strings no reason shows (`redact`), and the owners and
-    repositories never touched (`opt_out`: neither an event's nor a reconciled commit is read or annotated)."""
+    account), how long a stopping service waits for running jobs, strings no reason shows (`redact`), and its manners
+    (`policy`: the opt-out list, whose repositories get no request at all, and the daily cap on new pull requests)."""
 
     secret: WebhookSecret
     settings: EvaluationSettings | None = None
@@ -60,15 +54,15 @@ class ServiceConfig:
     shutdown_grace: float = 10.0
     redact: list[str] = field(default_factory=list)
     source: SpeatSource = field(default_factory=SpeatSource)
-    opt_out: OptOutList = field(default_factory=OptOutList)
+    policy: CampaignPolicy = field(default_factory=CampaignPolicy)
 
     def __post_init__(self) -> None:
-        for name, value, least in (("--workers", self.workers, 1), ("--max-attempts", self.max_attempts, 1),
-                                   ("--retry-delay", self.retry_delay, 0), ("--port", self.port, 0)):
-            if value < least:
-                raise ValueError(f"{name} must be at least {least}, got {value}")
-        if self.port > 65535:
-            raise ValueError(f"--port must be between 0 and 65535, got {self.port}")
+        for name, value, least, most in (("--workers", self.workers, 1, None), ("--port", self.port, 0, 65535),
+                                         ("--max-attempts", self.max_attempts, 1, None),
+                                         ("--retry-delay", self.retry_delay, 0, None)):
+            if value < least or most is not None and value > most:
+                raise ValueError(f"{name} must be at least {least}{f' and at most {most}' if most else ''}, got "
+                                 f"{value}")
 
 
 class WebhookService:
@@ -76,16 +70,12 @@ class WebhookService:
 
     def __init__(self, config: ServiceConfig, *, screen: Screener | None = None, annotate: Annotator | None = None,
                  own_user_ids: frozenset[str] = frozenset()) -> None:
-        from functools import partial
-
-        from speat_metric.hub.webhook.events import screen_commit
-
         self.config, self.own_user_ids, self.started = config, own_user_ids, time.time()
         self.queue = WorkQueue(screen or partial(screen_commit, endpoint=config.endpoint),
                                annotate or partial(_annotate, config), workers=config.workers,
                                max_attempts=config.max_attempts, retry_delay=config.retry_delay,
                                redact=[config.secret.value, *config.redact])
-        self.reconciliation: dict[str, Any] = {"state": "off" if not config.reconcile else "pending", "queued": 0}
+        self.reconciliation: dict[str, Any] = {"state": "pending" if config.reconcile else "off", "queued": 0}
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -114,19 +104,19 @@ class WebhookService:
         for attempt in range(1, config.max_attempts + 1):
             try:
                 for item in stale_commits(config.watched, config.settings or EvaluationSettings(stimuli="speat"),
-                                          endpoint=config.endpoint, opt_out=config.opt_out):
+                                          endpoint=config.endpoint, opt_out=config.policy.opt_out):
                     state["queued"] += self.submit(item)[1]
                 state["state"] = "done"
-                log_event(logger, "service.reconciled", f"reconciled: {state['queued']} commit(s) queued",
-                          queued=state["queued"])
-                return
+                return log_event(logger, "service.reconciled", f"reconciled: {state['queued']} commit(s) queued",
+                                 queued=state["queued"])
             except Exception as error:
                 state["error"] = f"{type(error).__name__}: {error}"
                 log_event(logger, "service.reconcile-failed", f"reconciliation attempt {attempt} of "
                           f"{config.max_attempts} failed: {state['error']}", level=logging.WARNING)
                 if self._stopping.wait(config.retry_delay * 2 ** (attempt - 1)):
-                    return
+                    return None
         state["state"] = "failed"
+        return None
 
     def status(self, *, show_private: bool) -> dict[str, Any]:
         jobs = [job.to_dict(show_private=show_private) for job in self.queue.jobs()]
@@ -142,15 +132,15 @@ class WebhookService:
 
 
 def _annotate(config: ServiceConfig, item: WorkItem) -> dict[str, Any]:
-    """`speat_metric.hub.annotate.annotate_model` at exactly the item's commit, as a pull request."""
+    """`annotate_model` at exactly the item's commit, as a pull request; over the day's cap, `Deferred`."""
     from speat_metric.evaluation import EvaluationSettings
     from speat_metric.hub.annotate import annotate_model
-    from speat_metric.hub.campaign_policy import CampaignPolicy
 
     outcome = annotate_model(item.repo_id, revision=item.revision, create_pr=True, endpoint=config.endpoint,
                              settings=config.settings or EvaluationSettings(stimuli="speat", progress=False),
-                             allow_synthetic=config.allow_synthetic, source=config.source,
-                             policy=CampaignPolicy(opt_out=config.opt_out))
+                             allow_synthetic=config.allow_synthetic, source=config.source, policy=config.policy)
+    if outcome.status == "deferred":
+        raise Deferred(config.policy.budget_resets_at().timestamp(), outcome.reason or "deferred")
     if outcome.evaluated_revision not in (None, item.revision):
         raise RuntimeError(f"annotate evaluated {outcome.evaluated_revision}, not the commit {item.revision}")
     return {name: getattr(outcome, name, None) for name in OUTCOME_FIELDS}
@@ -201,7 +191,7 @@ def create_app(service: WebhookService) -> FastAPI:
         except PayloadError as error:
             log_event(logger, "webhook.invalid", str(error), level=logging.WARNING)
             return JSONResponse({"error": str(error)}, 422)
-        if not isinstance(work, IgnoredEvent) and (opted_out := service.config.opt_out.reason(work.repo_id)):
+        if not isinstance(work, IgnoredEvent) and (opted_out := service.config.policy.opt_out.reason(work.repo_id)):
             work = IgnoredEvent(opted_out)  # before any request to the repository, screening included
         if isinstance(work, IgnoredEvent):
             log_event(logger, "webhook.ignored", work.reason, reason=work.reason)
@@ -216,73 +206,45 @@ def create_app(service: WebhookService) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        stopped = service.queue.workers - service.queue.alive
-        if stopped:
+        if stopped := service.queue.workers - service.queue.alive:
             return JSONResponse({"status": "unhealthy", "problems": [f"{stopped} worker(s) stopped"]}, 503)
         return JSONResponse({"status": "ok"})
 
     @app.get("/")
     async def index() -> dict[str, Any]:
         return {"service": "speat webhook: SpEAT bias tables for pushed speech encoders, as card pull requests",
-                "version": __version__, "webhook": WEBHOOK_PATH, "status": "/status", "health": "/healthz",
-                "docs": "docs/webhook.md in the speat repository"}
+                "version": __version__, "webhook": WEBHOOK_PATH, "status": "/status", "health": "/healthz"}
 
     return app
 
 
 class WebhookServer(uvicorn.Server):
-    """uvicorn serving the app, which binds the socket itself (`url` is known once ``started``); `run` serves until
+    """uvicorn serving the app, binding the socket itself (`url` is known once ``started``); `run` serves until
     SIGINT or SIGTERM (in the main thread) or until ``should_exit`` is set."""
 
     def __init__(self, service: WebhookService) -> None:
-        self.service, self.url = service, ""
-        config = service.config
+        self.service, self.url, config = service, "", service.config
         super().__init__(uvicorn.Config(create_app(service), host=config.host, port=config.port, log_config=None,
                                         access_log=False, timeout_graceful_shutdown=5, lifespan="on"))
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)
-        if not self.started or not self.servers:
-            return
-        host, port = self.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        config = self.service.config
-        benchmark = config.settings.benchmark if config.settings else None
-        log_event(logger, "service.listening", f"listening on {self.url}{WEBHOOK_PATH} with {config.workers} "
-                  f"worker(s); results attach to {f'the SpEAT benchmark {benchmark}' if benchmark else 'no benchmark'}",
-                  url=self.url, port=port, workers=config.workers, benchmark=benchmark)
+        if self.started and self.servers:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+            config = self.service.config
+            benchmark = config.settings.benchmark if config.settings else None
+            attach = f"the SpEAT benchmark {benchmark}" if benchmark else "no benchmark"
+            log_event(logger, "service.listening", f"listening on {self.url}{WEBHOOK_PATH} with {config.workers} "
+                      f"worker(s); results attach to {attach}", url=self.url, port=port, workers=config.workers,
+                      benchmark=benchmark)
 
 
 def build_server(config: ServiceConfig, *, screen: Screener | None = None, annotate: Annotator | None = None,
                  own_user_ids: frozenset[str] | None = None) -> WebhookServer:
-    """The server (not yet running); `screen` and `annotate` replace the Hub's (tests, other deployments);
-    `own_user_ids` default to the token's account, asked from the Hub.
+    """The server, not yet running; `screen` and `annotate` replace the Hub's (tests, other deployments), and
+    `own_user_ids` default to the token's account (a ValueError without a token, or when the Hub rejects it)."""
+    from speat_metric.hub.webhook_events import own_account_ids
 
-    Raises:
-        ValueError: no token, or the Hub rejects it.
-    """
     own = own_account_ids(config.endpoint) if own_user_ids is None else own_user_ids
     return WebhookServer(WebhookService(config, screen=screen, annotate=annotate, own_user_ids=own))
-
-
-def own_account_ids(endpoint: str | None) -> frozenset[str]:
-    """The id and name of the account our token writes as (discussions it opened are ours).
-
-    Raises:
-        ValueError: there is no token, or the Hub rejects it.
-    """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
-
-    try:
-        info = HfApi(endpoint=endpoint).whoami()
-    except LocalTokenNotFoundError:
-        raise ValueError("no Hugging Face token: set HF_TOKEN (or run `hf auth login`) with a token that can open "
-                         "pull requests on the watched repositories") from None
-    except Exception as error:  # the Hub unreachable: events queue; jobs retry later
-        if isinstance(error, HfHubHTTPError) and error.response is not None and error.response.status_code == 401:
-            raise ValueError("the Hub rejects the Hugging Face token (401); set HF_TOKEN to a valid token") from None
-        log_event(logger, "service.warning", f"cannot ask the Hub who we are ({type(error).__name__}); going on",
-                  level=logging.WARNING)
-        return frozenset()
-    return frozenset(str(value) for value in (info.get("id"), info.get("name")) if value)

@@ -3,15 +3,9 @@
 Nothing here outlives the process, on purpose: the Hub pull request is the durable record of what was annotated, and a
 starting service reconciles (`speat_metric.hub.webhook.reconcile`). A replayed (repository, commit) makes no new job; a
 new commit supersedes the repository's queued ones; a worker takes the oldest ready job whose repository has no running
-job (so a second commit updates the first's pull request instead of racing it); a failed attempt is retried after
-``retry_delay * 2**(attempts - 1)`` seconds, up to `max_attempts`, then failed with the reason.
-
-Example:
-    >>> queue = WorkQueue(lambda item: Screening(True, "yes"), lambda item: {"status": "opened-pr"})
-    >>> [queue.submit(WorkItem("alice/tiny", sha))[1] for sha in ("a" * 40, "a" * 40, "b" * 40)]
-    [True, False, True]
-    >>> {state: count for state, count in queue.counts().items() if count}
-    {'queued': 1, 'superseded': 1}
+job (a second commit then updates the first's pull request instead of racing it); a failed attempt is retried after
+``retry_delay * 2**(attempts - 1)`` seconds, up to `max_attempts`, then failed with the reason; a `Deferred` one waits,
+without using an attempt, until the time it names (the next UTC day of the pull-request cap).
 """
 
 from __future__ import annotations
@@ -22,11 +16,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from speat_metric.hub.webhook.events import Screening, WorkItem
-from speat_metric.hub.webhook.logs import REDACTED, log_event
+from speat_metric.hub.json_logs import REDACTED, log_event
+from speat_metric.hub.webhook_events import Screening, WorkItem
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +32,18 @@ Screener = Callable[[WorkItem], Screening]  # raising means: retry later
 Annotator = Callable[[WorkItem], dict[str, Any]]  # the outcome shown (JSON values); raising means: retry later
 
 
+class Deferred(Exception):  # noqa: N818 (not an error: the job waits)
+    """Raised by an annotator: the job waits until `until` (a Unix time), its attempt not counted."""
+
+    def __init__(self, until: float, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+
+
 @dataclass
 class Job:
-    """One (repository, commit) and what became of it (`reason`: why ignored, failed, superseded, or the last error)."""
+    """One (repository, commit) and what became of it (`reason`: why ignored, failed, superseded, deferred, or the
+    last error)."""
 
     id: int
     item: WorkItem
@@ -54,14 +57,10 @@ class Job:
     outcome: dict[str, Any] | None = None
 
     def to_dict(self, *, show_private: bool = True) -> dict[str, Any]:
-        """JSON-ready fields; a private repository's name is hidden (also in errors and links) unless `show_private`."""
-        item = self.item
-        data = {"id": self.id, "repo_id": item.repo_id, "revision": item.revision, "base_revision": item.base_revision,
-                "private": item.private, "origin": item.origin, "state": self.state, "attempts": self.attempts,
-                "deliveries": self.deliveries, "updated_at": self.updated_at, "worker": self.worker,
-                "reason": self.reason, "outcome": self.outcome}
-        if item.private and not show_private:
-            data = json.loads(json.dumps(data).replace(json.dumps(item.repo_id)[1:-1], PRIVATE_REPO))
+        """JSON-ready fields; a private repository's name is hidden (in errors and links too) unless `show_private`."""
+        data = {**asdict(self.item), **{key: value for key, value in asdict(self).items() if key != "item"}}
+        if self.item.private and not show_private:
+            data = json.loads(json.dumps(data).replace(json.dumps(self.item.repo_id)[1:-1], PRIVATE_REPO))
         return data
 
 
@@ -99,19 +98,19 @@ class WorkQueue:
 
     def submit(self, item: WorkItem) -> tuple[Job, bool, list[int]]:
         """Queue `item` unless its (repository, commit) has a job: (the job, whether it is new, the ids superseded)."""
-        now = time.time()
         with self._condition:
-            job = self._jobs.get((item.repo_id, item.revision))
-            if job is not None:
+            if (job := self._jobs.get((item.repo_id, item.revision))) is not None:
                 job.deliveries += 1
                 return job, False, []
-            job = Job(next(self._ids), item, available_at=now, updated_at=now)
+            job = Job(next(self._ids), item, available_at=time.time(), updated_at=time.time())
             superseded = [old for old in self._jobs.values() if old.item.repo_id == item.repo_id
                           and old.state == "queued"]
             for old in superseded:
                 self._finish(old, "superseded", f"superseded by commit {item.revision} (job {job.id})")
             self._jobs[(item.repo_id, item.revision)] = job
-            self._forget_old()
+            finished = [key for key, old in self._jobs.items() if old.state not in ("queued", "running")]
+            for key in finished[:max(0, len(finished) - KEPT_FINISHED_JOBS)]:
+                del self._jobs[key]
             self._condition.notify_all()
         return job, True, [old.id for old in superseded]
 
@@ -136,8 +135,7 @@ class WorkQueue:
                     ready.state, ready.worker, ready.updated_at = "running", threading.current_thread().name, now
                     ready.attempts += 1
                     return ready
-                wait = min((job.available_at - now for job in queued), default=None)
-                self._condition.wait(wait)
+                self._condition.wait(min((job.available_at - now for job in queued), default=None))
         return None
 
     def _work(self) -> None:
@@ -152,33 +150,27 @@ class WorkQueue:
                 with self._condition:
                     job.outcome = outcome
                     self._finish(job, "done" if outcome else "ignored", None if outcome else screening.reason)
+            except Deferred as deferred:
+                self._retry(job, deferred.until, str(deferred), counted=False)
             except Exception as error:
-                with self._condition:
-                    if job.attempts >= self.max_attempts:
-                        self._finish(job, "failed", f"{_one_line(error)} (attempt {job.attempts} of "
-                                     f"{self.max_attempts})")
-                    else:
-                        job.state, job.reason = "queued", self._scrub(_one_line(error))
-                        job.available_at = time.time() + self.retry_delay * 2 ** (job.attempts - 1)
+                message = f"{type(error).__name__}: {' '.join(str(error).split()) or '(no message)'}"
+                if job.attempts >= self.max_attempts:
+                    with self._condition:
+                        self._finish(job, "failed", f"{message} (attempt {job.attempts} of {self.max_attempts})")
+                else:
+                    self._retry(job, time.time() + self.retry_delay * 2 ** (job.attempts - 1), message)
             event = {"done": "job.done", "ignored": "job.ignored", "failed": "job.failed"}.get(job.state, "job.retry")
             log_event(logger, event, f"job {job.id} {job.state}: {job.reason or (job.outcome or {}).get('status')} "
                       f"{(job.outcome or {}).get('pr_url') or ''}".rstrip(), reason=job.reason, outcome=job.outcome,
                       level=logging.INFO if event in ("job.done", "job.ignored") else logging.WARNING, **fields)
 
+    def _retry(self, job: Job, at: float, reason: str, *, counted: bool = True) -> None:
+        with self._condition:
+            job.available_at, job.attempts = at, job.attempts - (not counted)
+            self._finish(job, "queued", reason)
+
     def _finish(self, job: Job, state: str, reason: str | None) -> None:
-        job.state, job.reason, job.updated_at = state, reason and self._scrub(reason), time.time()
+        for value in self.redact if reason else ():
+            reason = reason.replace(value, REDACTED)
+        job.state, job.reason, job.updated_at = state, reason and reason[:500], time.time()
         self._condition.notify_all()  # a job of its repository may now run
-
-    def _forget_old(self) -> None:
-        finished = [key for key, job in self._jobs.items() if job.state not in ("queued", "running")]
-        for key in finished[:max(0, len(finished) - KEPT_FINISHED_JOBS)]:
-            del self._jobs[key]
-
-    def _scrub(self, text: str) -> str:
-        for value in self.redact:
-            text = text.replace(value, REDACTED)
-        return text[:500]
-
-
-def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split()) or '(no message)'}"

@@ -1,21 +1,11 @@
-"""Which Hub webhook events ask for work, and whether their commit is a speech encoder to annotate: one module for the
-service (`speat hub webhook`) and for a Hub Job a webhook starts (payload in ``WEBHOOK_PAYLOAD``).
-
-`event_to_work` asks nothing of the Hub (the service answers the request with it): a content update (``repo.content``)
-of a model repository that moved its main branch is work; any other event is ignored with a reason (other repository
-types, discussions and comments, our own pull requests among them, pull-request refs, tags, other branches, a deleted
-main). `screen_commit` then asks the Hub what the commit holds. Payloads are the Hub's version 3
-(https://huggingface.co/docs/hub/webhooks).
-
-Example:
-    >>> work = event_to_work(content_update_payload("alice/tiny-hubert", "575db8b7" * 5))
-    >>> work.repo_id, work.revision[:8], event_to_work(content_update_payload("alice/x", "0" * 40, ref="refs/pr/1"))
-    ('alice/tiny-hubert', '575db8b7', IgnoredEvent(reason='the push updates refs/pr/1, not the main branch'))
-"""
+"""Which Hub webhook events (version 3 payloads) ask for work, and whether their commit is a speech encoder to annotate:
+one module for the service and for the Job a webhook starts (payload in ``WEBHOOK_PAYLOAD``). `event_to_work` asks
+nothing of the Hub (the service answers the request with it); `screen_commit` then asks what the commit holds."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -24,6 +14,8 @@ from typing import Any
 
 from huggingface_hub import WebhookPayload, WebhookPayloadRepo
 from pydantic import AliasChoices, Field, ValidationError
+
+logger = logging.getLogger(__name__)
 
 MAIN_REF = "refs/heads/main"
 CONTENT_SCOPE = "repo.content"
@@ -35,8 +27,8 @@ class PayloadError(ValueError):
 
 
 class WebhookRepo(WebhookPayloadRepo):
-    """huggingface_hub 2.4 names the head commit ``head_sha`` without an alias, which would drop the Hub's ``headSha``;
-    and the Hub adds repository types (buckets, ...): an event of one we do not handle is ignored, not refused."""
+    """huggingface_hub 2.4 names the head commit ``head_sha`` without an alias (the Hub's ``headSha`` would be
+    dropped), and the Hub adds repository types (buckets, ...), which are ignored, not refused."""
 
     head_sha: str | None = Field(default=None, validation_alias=AliasChoices("headSha", "head_sha"))
     type: str
@@ -48,8 +40,8 @@ class HubWebhookPayload(WebhookPayload):
 
 @dataclass(frozen=True)
 class WorkItem:
-    """Annotate `repo_id` at `revision`; `base_revision` is main before the push (None: unknown or new); `origin`
-    says who asked (``event`` or ``reconciliation``, whose commits are screened whole, see `screen_commit`)."""
+    """Annotate `repo_id` at `revision`; `base_revision`: main before the push (None: unknown or new); `origin`:
+    ``event`` or ``reconciliation``."""
 
     repo_id: str
     revision: str
@@ -90,8 +82,8 @@ def parse_payload(body: bytes | str | dict[str, Any]) -> HubWebhookPayload:
 
 def event_to_work(payload: bytes | str | dict[str, Any] | HubWebhookPayload, *,
                   own_user_ids: Collection[str] = ()) -> WorkItem | IgnoredEvent:
-    """A `WorkItem`, or an `IgnoredEvent` with the reason; `own_user_ids` (the Hub ids we write as) name our own
-    discussions. `PayloadError` for a malformed payload, an invalid repository id or commit sha."""
+    """A `WorkItem` for a push that moved a model repository's main branch, else an `IgnoredEvent` with the reason
+    (`own_user_ids`, the Hub ids we write as, name our own discussions); `PayloadError` for a malformed payload."""
     if not isinstance(payload, HubWebhookPayload):
         payload = parse_payload(payload)
     repo, event = payload.repo, payload.event
@@ -139,11 +131,10 @@ def content_update_payload(repo_id: str, revision: str, *, base_revision: str | 
 
 def screen_commit(item: WorkItem, *, endpoint: str | None = None, token: str | None = None,
                   cache_dir: str | Path | None = None) -> Screening:
-    """Whether the commit of `item` is a speech encoder to annotate. First (events only) the loop guard: a push that
-    changed only the model card (``README.md``, ``.eval_results/``: our card commits, the merge of our pull request)
-    or nothing is ignored, judged by the files it touches, never by words in a message. Then ``config.json`` at that
-    commit must name a ``model_type`` speat reads. A reconciled commit is screened whole (its card may have changed
-    after a model never annotated). A repository or commit that is gone is ignored; other Hub errors are raised."""
+    """Whether the commit of `item` is a speech encoder to annotate (docs/webhook.md). The loop guard (events only):
+    a push that changed nothing or only the card (our commits, the merge of our pull request) is ignored, judged by
+    the files it touches. Then ``config.json`` there must name a ``model_type`` speat reads. Hub errors but a missing
+    repository or commit are raised (the caller retries)."""
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     from speat_metric.adapters.base import ModelLoadError
@@ -191,3 +182,22 @@ def _check_repo_id(repo_id: str) -> None:
         raise PayloadError(f"repo.name {repo_id!r} is not a Hub repository id ({error})") from None
     if "/" not in repo_id:
         raise PayloadError(f"repo.name {repo_id!r} is not a Hub repository id: expected owner/name")
+
+
+def own_account_ids(endpoint: str | None) -> frozenset[str]:
+    """The id and name of the account our token writes as (discussions it opened are ours); a ValueError without a
+    token or when the Hub rejects it, nothing (with a warning) when the Hub cannot be asked."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    try:
+        info = HfApi(endpoint=endpoint).whoami()
+    except LocalTokenNotFoundError:
+        raise ValueError("no Hugging Face token: set HF_TOKEN (or run `hf auth login`) with a token that can open "
+                         "pull requests on the watched repositories") from None
+    except Exception as error:  # the Hub unreachable: events queue; jobs retry later
+        if isinstance(error, HfHubHTTPError) and error.response is not None and error.response.status_code == 401:
+            raise ValueError("the Hub rejects the Hugging Face token (401); set HF_TOKEN to a valid token") from None
+        logger.warning("cannot ask the Hub who we are (%s); going on", type(error).__name__)
+        return frozenset()
+    return frozenset(str(value) for value in (info.get("id"), info.get("name")) if value)

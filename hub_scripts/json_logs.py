@@ -1,14 +1,5 @@
-"""Structured logs: one JSON object per line on stderr (``time``, ``level``, ``logger``, ``event``, a stable dotted
-name or ``log`` for libraries' records, ``message``, and the event's fields), every known secret redacted.
-
-Example:
-    >>> import io
-    >>> stream = io.StringIO()
-    >>> configure_logging(redact=["hf_abc123secret"], stream=stream)
-    >>> log_event(logging.getLogger("demo"), "job.failed", "token hf_abc123secret rejected", job=3)
-    >>> json.loads(stream.getvalue())["message"]
-    'token *** rejected'
-"""
+"""Structured logs: one JSON object per line on stderr (``time``, ``level``, ``logger``, ``event``: a stable dotted
+name, or ``log`` for libraries' records, ``message``, and the event's fields), every known secret redacted."""
 
 from __future__ import annotations
 
@@ -23,7 +14,7 @@ REDACTED = "***"
 
 
 class JsonLinesFormatter(logging.Formatter):
-    """A record as one JSON line; `redact` strings (also JSON-escaped) become ``***``."""
+    """A record as one JSON line, where each of `redact` (also JSON-escaped) becomes ``***``."""
 
     def __init__(self, redact: Iterable[str] = ()) -> None:
         super().__init__()
@@ -43,26 +34,24 @@ class JsonLinesFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(*, redact: Iterable[str] = (), level: int = logging.INFO, stream: IO[str] | None = None
-                      ) -> None:
-    """Send every logger's records to `stream` (default stderr) as JSON lines, redacting `redact`."""
+def configure_logging(*, redact: Iterable[str] = (), stream: IO[str] | None = None) -> None:
+    """Send every logger's records (libraries' too, uvicorn's access log among them) to `stream` (default stderr)
+    as JSON lines, redacting `redact`."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonLinesFormatter(redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(logging.INFO)
     logging.getLogger("speat_metric").setLevel(logging.NOTSET)  # the `speat` entry point quiets it; the service logs
     for library in ("huggingface_hub", "transformers", "datasets", "evaluate", "accelerate"):
         library_logger = logging.getLogger(library)  # their own plain-text handlers would break the JSON lines
-        library_logger.handlers[:] = []
-        library_logger.propagate = True
+        library_logger.handlers[:], library_logger.propagate = [], True
         library_logger.setLevel(logging.WARNING)
     for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
 
 
-def log_event(logger: logging.Logger, event: str, message: str = "", *, level: int = logging.INFO,
-              **fields: Any) -> None:
-    """Log a structured event: `event` names it, `fields` are its data (JSON values)."""
-    logger.log(level, message or event, extra={"fields": {"event": event, **fields}})
+def log_event(logger: logging.Logger, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """Log the structured event `event` (a dotted name) with its `fields` (JSON values)."""
+    logger.log(level, message, extra={"fields": {"event": event, **fields}})

@@ -1,26 +1,67 @@
-"""Create (or update) the Hub webhook that sends events to the service, through `huggingface_hub.create_webhook`.
+"""Hub webhooks, for both ways speat follows pushes (the self-hosted service, `speat_metric.hub.webhook`, and a Job
+per event, `speat_metric.hub.on_event`): the webhook secret, the ``--watch`` items, and the webhook that posts to a
+service's URL (`register_webhook`: the ``repo`` domain only, with the secret; registering again with the same URL
+updates it).
 
-It watches users, organisations or single repositories on the ``repo`` domain only (content pushes; each webhook may
-fire 1,000 times a day) and carries the service's secret. Registering again with the same URL updates that webhook.
-
-Example:
-    >>> parse_watched(["org:acme", "model:alice/tiny-hubert"])
-    [WebhookWatchedItem(type='org', name='acme'), WebhookWatchedItem(type='model', name='alice/tiny-hubert')]
+The secret comes from ``$SPEAT_WEBHOOK_SECRET`` or a file (never the command line, which `ps` shows) and is checked
+in constant time against the ``X-Webhook-Secret`` header the Hub sends with every event.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
-
-from speat_metric.hub.webhook.auth import WebhookSecret
 
 if TYPE_CHECKING:
     from huggingface_hub import WebhookInfo, WebhookWatchedItem
 
 WEBHOOK_PATH = "/webhooks/speat"
 DOMAINS = ["repo"]
+SECRET_ENV = "SPEAT_WEBHOOK_SECRET"
+SECRET_HEADER = "X-Webhook-Secret"
+MIN_SECRET_LENGTH = 8
+
+
+class WebhookSecret:
+    """A webhook secret that never prints itself (``WebhookSecret(***)``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"the webhook secret is too short ({len(value)} characters); use at least "
+                             f"{MIN_SECRET_LENGTH}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        if not value.isascii() or not value.isprintable():
+            raise ValueError("the webhook secret must be printable ASCII (the Hub sends only ASCII secrets)")
+        self.value = value
+
+    def verify(self, received: str | None) -> bool:
+        """Whether `received`, the header's value, is the secret."""
+        return received is not None and hmac.compare_digest(received.encode("utf-8", "surrogateescape"),
+                                                            self.value.encode())
+
+    def __repr__(self) -> str:
+        return "WebhookSecret(***)"
+
+
+def load_secret(secret_file: Path | None = None) -> WebhookSecret:
+    """The secret in `secret_file`, else in ``$SPEAT_WEBHOOK_SECRET``; a one-line ValueError when missing or bad."""
+    if secret_file is None:
+        if not (value := os.environ.get(SECRET_ENV, "").strip()):
+            raise ValueError(f"no webhook secret: set {SECRET_ENV} or give --secret-file FILE (the secret you set, "
+                             "or will set with --register, on the Hub webhook)")
+        return WebhookSecret(value)
+    try:
+        value = Path(secret_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"--secret-file {str(secret_file)!r} cannot be read ({error.__class__.__name__})") from None
+    if not value:
+        raise ValueError(f"--secret-file {str(secret_file)!r} is empty; write the webhook secret in it")
+    return WebhookSecret(value)
 
 
 def parse_watched(items: Sequence[str]) -> list[WebhookWatchedItem]:
