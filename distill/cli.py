@@ -56,8 +56,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                           help="denoising distillation: the student hears each crop mixed with noise from DIR (a "
                           "folder of recordings) or synthetic white noise; the teacher hears it clean")
     students.add_argument("--mix-ratio", type=float, default=None, metavar="ALPHA",
-                          help="with --noise: student input = (1 - ALPHA) x speech + ALPHA x noise, the noise "
-                          "scaled to the speech's RMS (default 0.2, as M2D-S)")
+                          help="with --noise: student input = (1 - ALPHA) x speech + ALPHA x noise, the noise scaled "
+                          "to the speech's RMS (default 0.2, M2D-S's ratio: a 12.04 dB SNR here)")
+    students.add_argument("--snr-db", type=float, default=None, metavar="DB",
+                          help="with --noise: the mix's signal-to-noise ratio in dB, instead of --mix-ratio (ALPHA = "
+                          "1 / (1 + 10^(DB/20)); M2D-S's log-Mel mix at 0.2 is about 6 dB)")
     students.add_argument("--checkpoint-every", type=int, default=None,
                           help="steps between student checkpoints, each with its SpEAT (default 50000); the last "
                           "step always has one")
@@ -79,6 +82,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "targets": number_list(args.targets, "--targets", "layer"),
         "noise.source": args.noise,
         "noise.mix_ratio": args.mix_ratio,
+        "noise.snr_db": args.snr_db,
         "checkpoint_every": args.checkpoint_every,
     }.items() if value is not None} | common_overrides(args)
 
@@ -92,16 +96,18 @@ def run_config(args: argparse.Namespace):
     out = args.out or Path("runs") / f"distill-{slug(Path(args.teacher).name or args.teacher)}"
     requested = load_config(teacher=args.teacher, out=out, data=args.data, path=args.config,
                             overrides=_overrides(args), revision=args.revision, mean_std=args.mean_std)
-    if args.mix_ratio is not None and requested.noise.source is None:
-        raise ValueError("--mix-ratio applies to denoising distillation: give --noise DIR|synthetic too")
+    for option, value in (("--mix-ratio", args.mix_ratio), ("--snr-db", args.snr_db)):
+        if value is not None and requested.noise.source is None:
+            raise ValueError(f"{option} applies to denoising distillation: give --noise DIR|synthetic too")
     if args.data is None and not args.resume:
         raise ValueError("--data is required: a folder of audio files or a datasets dataset to distil on")
     if not args.resume:
         return requested
     saved_path = saved_run_config(out, RUN_CONFIG)
     given = {"teacher": args.teacher, **({"data.path": args.data} if args.data else {}), **_overrides(args)}
-    return resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,
-                          config_given=args.config is not None, resumable=_RESUMABLE_CHANGES)
+    resumed = resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,
+                             config_given=args.config is not None, resumable=_RESUMABLE_CHANGES)
+    return resumed.replace(out=str(out))  # a moved or copied run continues where it is now, not where it started
 
 
 def _distill(args: argparse.Namespace) -> int:

@@ -57,22 +57,26 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with a linear warm-up over `warmup_proportion` of the run, then a linear decay to 0."""
+    """AdamW with a linear warm-up over `warmup_proportion` of the run, then a linear decay to 0; `weight_decay` on
+    every parameter but the biases, as S3PRL's parameter groups (``speat_metric.distill.train.parameter_groups``)."""
 
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01
     warmup_proportion: float = 0.07
-    gradient_clipping: float | None = 10.0
+    gradient_clipping: float | None = 5.0
 
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """Denoising distillation: None (off), ``synthetic`` or a folder of noise recordings; the mixing ratio."""
+    """Denoising distillation: None (off), ``synthetic`` or a folder of noise recordings; how loud the noise is,
+    as the mixing ratio alpha or, when `snr_db` is set (it wins), as the mix's signal-to-noise ratio in dB
+    (`speat_metric.distill.noise.noise_mix_ratio`)."""
 
     source: str | None = None
     mix_ratio: float = 0.2
+    snr_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,10 +148,29 @@ def load_config(*, teacher: str, out: str | Path, data: str | None = None, path:
         close = difflib.get_close_matches(str(path), BUNDLED_CONFIGS, n=1, cutoff=0.75)
         if not file.exists() and close:
             raise ConfigError(f"--config {path}: no such file; did you mean {close[0]!r} (the bundled settings)?")
-        merged = merge(merged, read_yaml(file))
+        user = read_yaml(file)
+        _noise_level_given(user.get("noise"), where=f"--config {path}")
+        merged = merge(merged, user)
         where = str(path)
     settings = {"teacher": teacher, "out": str(out), "revision": revision, "mean_std": mean_std}
-    return build(with_run_settings(merged, settings, data=data, overrides=overrides), where=where)
+    given = {key.removeprefix("noise."): value for key, value in (overrides or {}).items() if key.startswith("noise.")}
+    merged = with_run_settings(merged, settings, data=data, overrides=overrides)
+    if _noise_level_given(given, where="the options") == "mix_ratio" and isinstance(merged.get("noise"), dict):
+        merged["noise"]["snr_db"] = None  # --mix-ratio replaces a config file's snr_db, which would otherwise win
+    return build(merged, where=where)
+
+
+def _noise_level_given(noise: Any, *, where: str) -> str | None:
+    """Which of ``noise.mix_ratio`` and ``noise.snr_db`` (two ways to give the noise level) one source gives.
+
+    Raises:
+        ConfigError: it gives both.
+    """
+    given = [key for key in ("mix_ratio", "snr_db") if isinstance(noise, Mapping) and noise.get(key) is not None]
+    if len(given) == 2:
+        raise ConfigError(f"{where}: noise.mix_ratio (--mix-ratio) and noise.snr_db (--snr-db) both set the noise "
+                          "level; give one (SNR = 20 log10((1 - mix_ratio) / mix_ratio) dB)")
+    return given[0] if given else None
 
 
 def read_run_config(path: str | Path) -> DistillationConfig:
@@ -192,3 +215,7 @@ def _check(config: DistillationConfig) -> None:
     ratio = config.noise.mix_ratio
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
         raise ConfigError(f"noise.mix_ratio (--mix-ratio) must be between 0 and 1 (exclusive), got {ratio!r}")
+    snr = config.noise.snr_db
+    if snr is not None and (isinstance(snr, bool) or not isinstance(snr, (int, float)) or not -100 <= snr <= 100):
+        # beyond +-100 dB one part of the mix is below float32's resolution: the mix would be pure speech or noise
+        raise ConfigError(f"noise.snr_db (--snr-db) must be a number of dB between -100 and 100, got {snr!r}")

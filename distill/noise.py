@@ -7,24 +7,36 @@ repeated). `mix` scales the noise to the speech's RMS and mixes the two in M2D-S
 ``(1 - alpha) * speech + alpha * noise``. Everything is drawn from the batch's seeded generator, so a resumed run
 hears the same noise.
 
+Because both parts have the same RMS before mixing, alpha fixes the mix's signal-to-noise ratio exactly:
+``SNR = 20 log10((1 - alpha) / alpha)`` dB (`snr_db`; alpha 0.2 is 12.04 dB), and `mix_ratio_for_snr` inverts it.
+M2D-S mixes log-Mel spectrograms in the linear (power) domain instead, where its alpha 0.2 puts the noise 6.02 dB
+below the speech (docs/distillation.md, "Denoising distillation").
+
 Example:
     >>> rng = np.random.default_rng(0)
     >>> speech = np.sin(np.arange(1600, dtype=np.float32) / 5)
     >>> noisy = mix(speech, NoiseSource.synthetic().sample(len(speech), rng), 0.2)
     >>> noisy.shape, noisy.dtype
     ((1600,), dtype('float32'))
+    >>> round(snr_db(0.2), 2), round(mix_ratio_for_snr(6.0), 4)
+    (12.04, 0.3339)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from speat_metric.training.data import TrainingAudio, TrainingDataError, open_training_audio
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from speat_metric.distill.config import NoiseConfig
 
 SYNTHETIC = "synthetic"
 _SILENCE = 1e-8
@@ -98,3 +110,18 @@ def scaled_noise(speech: np.ndarray, noise: np.ndarray) -> np.ndarray:
 def mix(speech: np.ndarray, noise: np.ndarray, ratio: float) -> np.ndarray:
     """``(1 - ratio) * speech + ratio * noise``, the noise first scaled to the speech's RMS (float32)."""
     return ((1.0 - ratio) * speech + ratio * scaled_noise(speech, noise)).astype(np.float32)
+
+
+def snr_db(ratio: float) -> float:
+    """The signal-to-noise ratio in dB of `mix` at `ratio` (alpha): ``20 log10((1 - alpha) / alpha)``."""
+    return 20.0 * math.log10((1.0 - ratio) / ratio)
+
+
+def mix_ratio_for_snr(snr: float) -> float:
+    """The alpha of `mix` whose mix has `snr` dB: ``1 / (1 + 10 ** (snr / 20))`` (`snr_db` inverted)."""
+    return 1.0 / (1.0 + 10.0 ** (snr / 20.0))
+
+
+def noise_mix_ratio(settings: NoiseConfig) -> float:
+    """The alpha a run mixes at: from ``noise.snr_db`` when it is set, otherwise ``noise.mix_ratio``."""
+    return settings.mix_ratio if settings.snr_db is None else mix_ratio_for_snr(settings.snr_db)

@@ -8,14 +8,17 @@ student is an ordinary model of the teacher's kind with fewer layers: it is save
 MelHuBERT checkpoint (`speat_metric.training.models.TrainableEncoder.save`), which ``speat evaluate`` and
 ``from_pretrained`` read.
 
-`DistillationModel` is what is trained: the student and one prediction head per teacher target layer (GELU then a
-linear layer on the student's last hidden state, S3PRL's ``SplitLinear`` with ``task_emb_type: expand-last``). The
-heads are training-only: they are never saved with the student.
+`DistillationModel` is what is trained: the student and its prediction heads, S3PRL's ``output_layer`` for
+``out_layer_type: expand-last`` (s3prl/s3prl, ``s3prl/upstream/distiller/model.py`` and ``module.py``):
+``Linear(D, D * N) -> GELU -> SplitLinear``, i.e. a two-layer MLP of hidden width D (the student's) per target, N the
+number of teacher layers predicted. The heads are training-only: they are never saved with the student.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -69,16 +72,63 @@ def width(encoder: nn.Module) -> int:
     return prunable(encoder).layers()[0].query.in_features
 
 
+class SplitLinear(nn.Module):
+    """N independent linear maps, the n-th applied to the n-th of N consecutive slices of the input (S3PRL's
+    ``SplitLinear``, initialised as it is: weights and biases uniform in +-1/sqrt(in_features))."""
+
+    def __init__(self, in_features: int, splits: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.splits, self.out_features = in_features, splits, out_features
+        bound = in_features ** -0.5
+        self.weight = nn.Parameter(torch.empty(splits, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(splits, out_features).uniform_(-bound, bound))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(..., splits * in_features) -> (..., splits, out_features)."""
+        slices = inputs.unflatten(-1, (self.splits, self.in_features))
+        return torch.einsum("...ni,nio->...no", slices, self.weight) + self.bias
+
+
 class PredictionHeads(nn.Module):
-    """One head per teacher target: GELU, then a linear map from the student's width to the teacher's."""
+    """S3PRL's ``output_layer``: ``Linear(D, D * N) -> GELU -> SplitLinear(D, N, teacher width)``, one two-layer
+    MLP per target (the first linear layer holds the N first layers side by side)."""
 
     def __init__(self, student_width: int, teacher_width: int, num_targets: int) -> None:
         super().__init__()
-        self.heads = nn.ModuleList(nn.Sequential(nn.GELU(), nn.Linear(student_width, teacher_width))
-                                   for _ in range(num_targets))
+        self.expand = nn.Linear(student_width, student_width * num_targets)
+        self.activation = nn.GELU()
+        self.split = SplitLinear(student_width, num_targets, teacher_width)
 
     def forward(self, last_hidden_state: torch.Tensor) -> list[torch.Tensor]:
-        return [head(last_hidden_state) for head in self.heads]
+        """One (batch, frames, teacher width) prediction per target, in the order of the targets."""
+        return list(self.split(self.activation(self.expand(last_hidden_state))).unbind(-2))
+
+
+HEADS_PREFIX = "heads."
+"""Where the heads' parameters sit in `DistillationModel`'s state dict (and so in a resumable state)."""
+
+
+def head_parameter_names() -> set[str]:
+    """The heads' state-dict keys in a `DistillationModel` (the same for every width and number of targets)."""
+    return {HEADS_PREFIX + name for name in PredictionHeads(1, 1, 1).state_dict()}
+
+
+def check_saved_heads(saved_names: Iterable[str], *, state: str | Path) -> None:
+    """A resumable state holds heads of this layout (the model's state-dict keys `saved_names`).
+
+    States saved before the heads became S3PRL's two-layer MLPs hold ``heads.heads.<n>.1.weight`` (GELU then one
+    linear layer per target); loading them would fail deep in ``load_state_dict`` with a list of missing keys.
+
+    Raises:
+        ValueError: one line naming the state and what to do.
+    """
+    found = {name.removeprefix("module.") for name in saved_names}  # DDP-wrapped models save "module.heads..."
+    found = {name for name in found if name.startswith(HEADS_PREFIX)}
+    if found != head_parameter_names():
+        raise ValueError(f"--resume {state}: the state holds prediction heads of another layout "
+                         f"({', '.join(sorted(found)[:2]) or 'none'}{', ...' if len(found) > 2 else ''}), saved before "
+                         "the heads became S3PRL's Linear -> GELU -> SplitLinear; it cannot be resumed: start a new "
+                         "run with another --out (the student checkpoints already saved stay valid)")
 
 
 class DistillationModel(nn.Module):

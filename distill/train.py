@@ -25,13 +25,16 @@ from typing import Any
 
 import torch
 from accelerate.utils import set_seed
+from accelerate.utils.constants import MODEL_NAME, SAFE_MODEL_NAME
+from safetensors import safe_open
+from torch import nn
 
 from speat_metric.adapters.base import count_parameters
 from speat_metric.distill.config import DistillationConfig
-from speat_metric.distill.noise import NoiseSource
+from speat_metric.distill.noise import NoiseSource, noise_mix_ratio, snr_db
 from speat_metric.distill.objective import DistillationBatches, distillation_loss
 from speat_metric.distill.report import write_report
-from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
+from speat_metric.distill.student import DistillationModel, build_student, check_layers, check_saved_heads, width
 from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
@@ -78,6 +81,32 @@ def learning_rate(step: int, *, peak: float, warmup_steps: int, total_steps: int
     return peak * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")
+"""S3PRL's ``get_grouped_parameters`` (s3prl/s3prl, ``s3prl/optimizers.py``): parameters whose name contains one of
+these are not decayed. transformers and MelHuBERT name their norms ``layer_norm``, as fairseq does, so only biases
+match, there as here."""
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups as S3PRL's ``AdamW_with_schedule`` builds them: `weight_decay` for every
+    trainable parameter but the biases, none for those."""
+    named = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    return [{"params": [parameter for name, parameter in named if not any(part in name for part in NO_DECAY)],
+             "weight_decay": weight_decay},
+            {"params": [parameter for name, parameter in named if any(part in name for part in NO_DECAY)],
+             "weight_decay": 0.0}]
+
+
+def _saved_model_names(state: Path) -> list[str] | None:
+    """The state-dict keys of the model an accelerate state holds (None: no model file, accelerate will say)."""
+    safetensors_file = state / f"{SAFE_MODEL_NAME}.safetensors"
+    if safetensors_file.is_file():
+        with safe_open(safetensors_file, framework="pt") as weights:
+            return list(weights.keys())
+    pickled = state / f"{MODEL_NAME}.bin"
+    return list(torch.load(pickled, map_location="cpu", weights_only=True)) if pickled.is_file() else None
+
+
 def distill(config: DistillationConfig, *, resume: bool | str | None = False, report_to: Any = None,
             progress: bool = True) -> DistillationSummary:
     """Distil the teacher into each student depth of the config, with bias tracking (what ``speat distill`` runs).
@@ -101,6 +130,12 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
                                            mean_std=config.mean_std, report_to=report_to, progress=progress)
     noise = NoiseSource.from_setting(config.noise.source, progress=progress and accelerator.is_main_process)
 
+    # A state of an older head layout: one line now, not a load_state_dict traceback after the teacher is loaded.
+    for layers, start in starts.items():
+        saved = None if start is None or _finished(tracker, layers, config.max_steps) else _saved_model_names(start)
+        if saved is not None:
+            check_saved_heads(saved, state=start)
+
     # The teacher, frozen; students must fit in it.
     teacher = load_trainable_encoder(config.teacher, revision=config.revision, mean_std=config.mean_std,
                                      command="speat distill")
@@ -112,7 +147,7 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
     crops = RandomCrops(audio, crop_seconds=training.crop_seconds, min_seconds=training.min_seconds,
                         seed=training.seed)
     dataloader = make_dataloader(crops, batch_size=training.batch_size, num_workers=training.num_workers,
-                                 prepare=DistillationBatches(teacher.inputs, noise, config.noise.mix_ratio),
+                                 prepare=DistillationBatches(teacher.inputs, noise, noise_mix_ratio(config.noise)),
                                  num_processes=accelerator.num_processes)
     if accelerator.is_main_process and not any(starts.values()):
         atomic_write_text(run_dir / RUN_CONFIG, config.to_yaml())
@@ -157,8 +192,8 @@ def _train_student(config: DistillationConfig, layers: int, *, teacher: Trainabl
     set_seed(training.seed, device_specific=True)
     student = build_student(teacher, layers, init_from_teacher=config.student.init_from_teacher)
     model = DistillationModel(student, teacher_width=width(teacher.encoder), num_targets=len(config.targets))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=optimizer_settings.lr, betas=tuple(optimizer_settings.betas),
-                                  eps=optimizer_settings.eps, weight_decay=optimizer_settings.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, optimizer_settings.weight_decay), lr=optimizer_settings.lr,
+                                  betas=tuple(optimizer_settings.betas), eps=optimizer_settings.eps)
     accelerator.free_memory()  # the previous student's model and optimiser leave accelerate's lists
     model, optimizer, batches = accelerator.prepare(model, optimizer, dataloader)
     state = TrainerState()
@@ -170,7 +205,9 @@ def _train_student(config: DistillationConfig, layers: int, *, teacher: Trainabl
         parameters = count_parameters(student.encoder)
         return {"method": METHOD, "teacher": teacher_name, "teacher_model": config.teacher, "layers": layers,
                 "targets": list(config.targets), "step": step, "noise": config.noise.source,
-                "mix_ratio": config.noise.mix_ratio if config.noise.source else None, "parameters": parameters,
+                "mix_ratio": noise_mix_ratio(config.noise) if config.noise.source else None,
+                "snr_db": snr_db(noise_mix_ratio(config.noise)) if config.noise.source else None,
+                "parameters": parameters,
                 "base_parameters": teacher.base_parameters, "parameters_removed": teacher.base_parameters - parameters,
                 "config": config.to_dict()}
 

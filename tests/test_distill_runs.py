@@ -3,8 +3,10 @@ options' errors, a killed run resumed, and the same command on two processes und
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +78,7 @@ def test_a_transformers_teacher_gives_students_records_and_the_figure(workspace,
         assert (compression["method"], compression["layers"], compression["targets"], compression["noise"],
                 compression["mix_ratio"], compression["teacher"]) == ("distill", layers, [1, 3], "synthetic", 0.3,
                                                                        teacher.model.name)
+        assert compression["snr_db"] == pytest.approx(20 * math.log10(0.7 / 0.3))  # the 0.3 mix's SNR, stated
         assert compression["parameters"] + compression["parameters_removed"] == compression["base_parameters"]
         assert compression["parameters_removed"] > 0 and compression["config"]["layers"] == [1, 2]
         assert record.checkpoint == {"name": "checkpoint-4", "step": 4}
@@ -119,6 +122,9 @@ def test_a_melhubert_teacher_gives_melhubert_students(workspace):
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--layers", "2,9"], r"--layers 2,9: .* has 3 transformer layers, so 9 is out of range"),
     (["--mix-ratio", "0.5"], "--mix-ratio applies to denoising distillation: give --noise"),
+    (["--snr-db", "6"], "--snr-db applies to denoising distillation: give --noise"),
+    (["--noise", "synthetic", "--mix-ratio", "0.3", "--snr-db", "6"],
+     r"noise.mix_ratio \(--mix-ratio\) and noise.snr_db \(--snr-db\) both set the noise level; give one"),
     (["--noise", "no-such-folder"], "--noise no-such-folder: no such folder"),
     (["--layers", "two"], "--layers must be comma-separated layer numbers, got 'two'"),
     (["--config", "no-such.yaml"], "--config no-such.yaml: no such file"),
@@ -139,6 +145,35 @@ def test_a_new_run_never_overwrites_one_and_a_resume_keeps_its_settings(workspac
     assert main(["distill", str(workspace / "wav2vec2"), "--out", str(out), "--resume", "--layers", "1,2",
                  "--targets", "1,3", "--max-steps", "8", *options(workspace)]) == 2
     assert "training.max_steps: 4 in the run, 8 now" in capsys.readouterr().err
+
+
+def test_a_state_saved_with_the_old_one_layer_heads_is_refused_with_one_line(workspace, capsys):
+    """A run interrupted before the heads became S3PRL's two-layer MLPs: its 2-layer student's state (step 2) holds
+    ``heads.heads.<n>.1.*`` (GELU then one linear layer per target), as such states did."""
+    out = workspace / "old-heads"
+    shutil.copytree(workspace / "wav2vec2-run", out)  # made by the first test: students of 1 and 2 layers, 4 steps
+    for finished in (out / "results").glob("student-2-layers-step-4__*.json"):
+        finished.unlink()
+    shutil.rmtree(out / "student-2-layers" / "checkpoint-4")
+    state = out / "student-2-layers" / "state" / "step-000000002"
+    weights = safetensors.torch.load_file(state / "model.safetensors")
+    heads = {name: tensor for name, tensor in weights.items() if name.startswith("heads.")}
+    assert heads, "the state holds the heads"
+    old = {name: tensor for name, tensor in weights.items() if name not in heads}
+    for target in range(2):
+        old[f"heads.heads.{target}.1.weight"] = torch.zeros(32, 32)
+        old[f"heads.heads.{target}.1.bias"] = torch.zeros(32)
+    safetensors.torch.save_file(old, state / "model.safetensors")
+    records = sorted(path.name for path in (out / "results").iterdir())
+    assert main(["distill", str(workspace / "wav2vec2"), "--out", str(out), "--resume", "--layers", "1,2",
+                 "--targets", "1,3", "--max-steps", "4", "--checkpoint-every", "2", "--noise", "synthetic",
+                 "--mix-ratio", "0.3", *options(workspace)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1, error
+    assert re.fullmatch(rf"speat distill: error: --resume {re.escape(str(state))}: the state holds prediction heads "
+                        r"of another layout \(heads\.heads\.0\.1\.bias, .*start a new run with another --out.*",
+                        error[0]), error[0]
+    assert sorted(path.name for path in (out / "results").iterdir()) == records, "nothing was written"
 
 
 def _kill_resume_options(workspace: Path) -> list[str]:
