@@ -37,6 +37,11 @@ _FAMILY_SETTINGS = ("batch_size", "crop_seconds")
 """Settings that may differ by model family (``{melhubert: 4, default: 12}``): merged as values, not sections."""
 
 
+AUTO_WORKERS = "auto"
+"""``training.num_workers: auto``: as many dataloader workers as the machine's cores allow
+(`speat_metric.training.data.default_num_workers`)."""
+
+
 class ConfigError(ValueError):
     """A recipe setting is unknown or out of range; the message names it and its source."""
 
@@ -50,7 +55,7 @@ class TrainingConfig:
     crop_seconds: float | dict[str, float] = 15.625
     min_seconds: float = 2.0
     mixed_precision: str = "auto"
-    num_workers: int = 0
+    num_workers: int | str = AUTO_WORKERS  # dataloader workers per process (data.default_num_workers)
     seed: int = 0
     max_steps: int | None = None
     save_state_every: int | None = 5000
@@ -224,7 +229,8 @@ def check_training(training: TrainingConfig) -> None:
             check_positive(item, f"training.{name} (--{name.replace('_', '-')})", integer=name == "batch_size")
     check_positive(training.min_seconds, "training.min_seconds", integer=False)
     check_positive(training.gradient_accumulation_steps, "training.gradient_accumulation_steps")
-    check_positive(training.num_workers, "training.num_workers", zero=True)
+    if training.num_workers != AUTO_WORKERS:
+        check_positive(training.num_workers, "training.num_workers (a number or auto)", zero=True)
     check_positive(training.seed, "training.seed (--seed)", zero=True)
     check_positive(training.max_steps, "training.max_steps (--max-steps)", allow_none=True)
     check_positive(training.save_state_every, "training.save_state_every", allow_none=True)

@@ -1,8 +1,11 @@
 """Training audio: recordings from a folder or a ``datasets`` dataset, cut into reproducible fixed-length crops.
 
-`open_training_audio` reads ``--data`` (a folder of audio at any rate, or a dataset read undecoded); `RandomCrops`
-draws one crop per recording and epoch from ``(seed, epoch, index)`` alone and replaces an unusable recording by the
-next usable one; `make_dataloader` batches the crops. docs/pruning.md ("Training audio") tells more.
+`open_training_audio` reads ``--data`` (a folder of audio at any rate, or a dataset read undecoded) and
+`TrainingAudio.check_files` measures every recording from its header; `RandomCrops` draws one crop per recording and
+epoch from ``(seed, epoch, index)`` alone and replaces an unusable recording by the next usable one; `EpochSampler`
+orders the recordings so that each batch holds recordings of similar length (S3PRL's and MelHuBERT's bucketing);
+`make_dataloader` batches the crops and prepares the model inputs in worker processes. docs/pruning.md ("Training
+audio") tells more.
 
 Example:
     >>> import tempfile, soundfile
@@ -16,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ import torch
 from speat_metric.adapters.preflight import first_line
 from speat_metric.audio import DEFAULT_SAMPLING_RATE, AudioDecodeError, load_audio
 from speat_metric.progress import ProgressBar
+from speat_metric.training.config import AUTO_WORKERS
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +46,15 @@ class TrainingDataError(ValueError):
 
 class TrainingAudio:
     """The recordings of a training set (made by `open_training_audio`), undecoded until `read`: audio files, or (with
-    `column`) a dataset's rows. `name` says what to call one in messages. Picklable, for dataloader workers."""
+    `column`) a dataset's rows. `name` says what to call one in messages. `lengths` (samples at 16 kHz, from the
+    headers) is known once `check_files` has run, None before. Picklable, for dataloader workers."""
 
-    def __init__(self, description: str, items: Sequence[Any], column: str | None = None) -> None:
+    def __init__(self, description: str, items: Sequence[Any], column: str | None = None,
+                 lengths: Sequence[int] | None = None) -> None:
         self.description = description
         self.items = items
         self.column = column
+        self.lengths = lengths
 
     def __len__(self) -> int:
         return len(self.items)
@@ -53,45 +62,51 @@ class TrainingAudio:
     def name(self, index: int) -> str:
         return self.items[index] if self.column is None else f"{self.description} row {index}"
 
-    def read(self, index: int) -> np.ndarray:
-        """Decode recording `index` to mono float32 at 16 kHz (AudioDecodeError or OSError when it cannot be)."""
+    def source(self, index: int) -> str | bytes:
+        """What `load_audio` decodes for recording `index`: a path, or a dataset row's bytes (or path)."""
         source = self.items[index]
         if self.column is not None:
             value = source[self.column]
             source = (value.get("bytes") or value.get("path")) if isinstance(value, Mapping) else value
             if not source:
                 raise AudioDecodeError(f"{self.name(index)}: the audio column holds neither bytes nor a path")
-        return load_audio(source, sampling_rate=SAMPLING_RATE, name=self.name(index))
+        return source
+
+    def read(self, index: int) -> np.ndarray:
+        """Decode recording `index` to mono float32 at 16 kHz (AudioDecodeError or OSError when it cannot be)."""
+        return load_audio(self.source(index), sampling_rate=SAMPLING_RATE, name=self.name(index))
 
     def check_files(self, *, min_seconds: float, progress: bool = True) -> TrainingAudio:
-        """For a folder: read every file's header, report the unreadable and the too short, and return this set
-        without them (`TrainingDataError` when none is left). A dataset's bad rows are skipped during training.
+        """Read every recording's header (a dataset's rows are read, not decoded), report the unreadable and the too
+        short, and return this set without them and with its `lengths` (`TrainingDataError` when none is left).
         """
-        if self.column is not None:
-            return self
         import soundfile
 
-        kept, problems = [], []
-        with ProgressBar(len(self), unit="file", desc="checking training audio", enabled=progress) as bar:
-            for name in self.items:
+        unit = "file" if self.column is None else "row"
+        kept, lengths, problems = [], [], []
+        with ProgressBar(len(self), unit=unit, desc="checking training audio", enabled=progress) as bar:
+            for index in range(len(self)):
                 try:
-                    info = soundfile.info(name)
+                    source = self.source(index)
+                    info = soundfile.info(io.BytesIO(source) if isinstance(source, bytes) else source)
                     seconds = info.frames / info.samplerate if info.samplerate else 0.0
-                except (RuntimeError, OSError) as error:  # soundfile's LibsndfileError is a RuntimeError
-                    problems.append(f"{name} (unreadable: {first_line(error)})")
+                except (RuntimeError, OSError, AudioDecodeError) as error:  # LibsndfileError is a RuntimeError
+                    problems.append(f"{self.name(index)} (unreadable: {first_line(error)})")
                 else:
                     if seconds < min_seconds:
-                        problems.append(f"{name} ({seconds:.2f} s, shorter than {min_seconds:g} s)")
+                        problems.append(f"{self.name(index)} ({seconds:.2f} s, shorter than {min_seconds:g} s)")
                     else:
-                        kept.append(name)
+                        kept.append(index)
+                        lengths.append(round(seconds * SAMPLING_RATE))
                 bar.advance()
         if problems:
             shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
-            logger.warning("skipping %d of %d training files: %s", len(problems), len(self), shown)
+            logger.warning("skipping %d of %d training %ss: %s", len(problems), len(self), unit, shown)
         if not kept:
-            raise TrainingDataError(f"--data {self.description}: none of its {len(self)} audio files is usable "
+            raise TrainingDataError(f"--data {self.description}: none of its {len(self)} audio {unit}s is usable "
                                     f"({problems[0] if problems else 'no files'})")
-        return TrainingAudio(self.description, kept)
+        items = [self.items[index] for index in kept] if self.column is None else self.items.select(kept)
+        return TrainingAudio(self.description, items, self.column, lengths)
 
 
 def open_training_audio(data: str | Path | Any, *, audio_column: str | None = None, config: str | None = None,
@@ -177,6 +192,13 @@ class RandomCrops(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.audio)
 
+    def crop_lengths(self) -> list[int] | None:
+        """The samples each recording's crop will have (its length, at most the crop's); None while the recordings'
+        lengths are unknown (before `TrainingAudio.check_files`)."""
+        if self.audio.lengths is None:
+            return None
+        return [min(length, self.crop_samples) for length in self.audio.lengths]
+
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, index = key
         for offset in range(len(self.audio)):
@@ -203,7 +225,16 @@ class RandomCrops(torch.utils.data.Dataset):
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """Keys ``(epoch, index)`` over every recording, in an order drawn from ``(seed, epoch)``.
+    """Keys ``(epoch, index)`` over every recording, in an order drawn from ``(seed, epoch)``; with the crops'
+    `lengths`, an order whose consecutive runs of `batch_size` keys are batches of recordings of similar length.
+
+    The bucketing is S3PRL's (s3prl/s3prl ``s3prl/pretrain/bucket_dataset.py``, which MelHuBERT's ``dataset.py``
+    copies; fairseq's ``batch_by_size`` groups by size the same way): sort by length, longest first, cut into
+    batches, and shuffle the batches. A batch is cut to its shortest crop (`CropCollator`), so a random batch with
+    one short recording loses most of its audio. Two differences: recordings of equal crop length (every recording
+    at least a crop long) are sorted in a random order drawn each epoch, so they meet new batch companions every
+    epoch where S3PRL's buckets are fixed; and the incomplete batch of the shortest recordings comes last, so a
+    dataloader that keeps it (``drop_last=False``) sees every recording once per epoch.
 
     Call `set_epoch` before iterating (accelerate's prepared dataloader forwards its ``set_epoch`` here).
 
@@ -212,11 +243,18 @@ class EpochSampler(torch.utils.data.Sampler):
         >>> first = list(sampler); sampler.set_epoch(1)
         >>> sorted(index for _, index in first), first == list(EpochSampler(4, seed=0)), first == list(sampler)
         ([0, 1, 2, 3], True, False)
+        >>> bucketed = EpochSampler(5, seed=0, lengths=[9, 2, 9, 3, 9], batch_size=2)
+        >>> [index for _, index in bucketed][-1], sorted(index for _, index in bucketed)[-1]  # shortest last
+        (1, 4)
     """
 
-    def __init__(self, size: int, *, seed: int) -> None:
+    def __init__(self, size: int, *, seed: int, lengths: Sequence[int] | None = None, batch_size: int = 1) -> None:
+        if lengths is not None and len(lengths) != size:
+            raise ValueError(f"{len(lengths)} lengths for {size} recordings")
         self.size = size
         self.seed = seed
+        self.lengths = None if lengths is None else np.asarray(lengths)
+        self.batch_size = batch_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -226,7 +264,14 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.size
 
     def __iter__(self):
-        for index in np.random.default_rng([self.seed, self.epoch]).permutation(self.size):
+        generator = np.random.default_rng([self.seed, self.epoch])
+        order = generator.permutation(self.size)
+        if self.lengths is not None and self.batch_size > 1:
+            longest_first = order[np.argsort(-self.lengths[order], kind="stable")]  # ties stay in random order
+            whole = self.size - self.size % self.batch_size
+            batches = longest_first[:whole].reshape(-1, self.batch_size)
+            order = np.concatenate([batches[generator.permutation(len(batches))].ravel(), longest_first[whole:]])
+        for index in order:
             yield (self.epoch, int(index))
 
 
@@ -249,20 +294,66 @@ class CropCollator:
         return self.prepare(waveforms, generator)
 
 
-def make_dataloader(crops: RandomCrops, *, batch_size: int, prepare: BatchPreparer, num_workers: int = 0,
+MAX_AUTO_WORKERS = 8
+"""More workers than this rarely help: eight feed a GPU step of 24 MelHuBERT crops of 15 s (benchmarks/
+training_loader.py) and each worker holds a copy of the dataset and its prefetched batches."""
+
+
+def default_num_workers(num_processes: int = 1) -> int:
+    """Dataloader workers per training process (``num_workers: auto``): the process's cores but one, which is left to
+    its training step, at most `MAX_AUTO_WORKERS`; none when a process has at most 2 cores.
+
+    Why none on 2 cores: the step needs a core (its threads on a CPU, launching kernels on a GPU), so one worker
+    shares the other core with it and costs a process, shared memory and the pickling of every batch. On this
+    project's 2-core machine (shared, so noisy) one worker made filter banks no faster than the main process, and a
+    training loop fed by one worker ran at 0.98x the steps per second of one without (a CPU step) and at 0.85x to
+    1.09x over three runs (a short GPU-like step): no gain beyond the noise (benchmarks/training_loader.py, parts 1
+    and 4); set ``num_workers: 1`` to try it on such a machine. The processes of one machine (``LOCAL_WORLD_SIZE``,
+    set by ``accelerate launch`` and torchrun, else `num_processes`) share its cores.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = max(int(os.environ.get("LOCAL_WORLD_SIZE", num_processes)), 1)
+    per_process = cores // local_processes
+    return 0 if per_process <= 2 else min(MAX_AUTO_WORKERS, per_process - 1)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed a worker's numpy and `random` generators from its torch seed (which the dataloader draws from its own
+    seeded generator), so that code drawing from them in a worker repeats from run to run. Our crops and batches
+    draw only from generators seeded by their keys, whatever the worker."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_dataloader(crops: RandomCrops, *, batch_size: int, prepare: BatchPreparer, num_workers: int | str = 0,
                     num_processes: int = 1) -> torch.utils.data.DataLoader:
-    """A dataloader of prepared batches (last incomplete batch dropped), ready for ``accelerator.prepare``.
+    """A dataloader of prepared batches, ready for ``accelerator.prepare``.
+
+    With the recordings' lengths known (`TrainingAudio.check_files`), each batch holds crops of similar length
+    (`EpochSampler`), and the last batch of an epoch holds the remaining shortest recordings (smaller than
+    `batch_size`, so every recording is seen once per epoch); without them, batches are random. `num_workers`
+    processes (``"auto"``: `default_num_workers`) decode the crops and run `prepare` (the features), each keeping
+    two batches ready ahead; batches go to pinned memory when CUDA is available, for fast copies to the GPU.
 
     Its random generator is its own, so creating an iterator (e.g. when resuming) leaves torch's global generator,
     and so dropout and the rest of training, untouched.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if num_workers == AUTO_WORKERS:
+        num_workers = default_num_workers(num_processes)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be a whole number >= 0 or {AUTO_WORKERS!r}, got {num_workers!r}")
     if len(crops) < batch_size * num_processes:
         raise TrainingDataError(f"--data {crops.audio.description} has {len(crops)} usable recordings, fewer than one "
                                 f"batch of {batch_size} on each of {num_processes} process(es); add recordings or "
                                 "lower --batch-size")
+    sampler = EpochSampler(len(crops), seed=crops.seed, lengths=crops.crop_lengths(), batch_size=batch_size)
+    workers = {"prefetch_factor": 2, "persistent_workers": True, "worker_init_fn": seed_worker} if num_workers else {}
     return torch.utils.data.DataLoader(
-        crops, batch_size=batch_size, sampler=EpochSampler(len(crops), seed=crops.seed), drop_last=True,
-        collate_fn=CropCollator(prepare, crops.seed), num_workers=num_workers,
-        generator=torch.Generator().manual_seed(crops.seed))
+        crops, batch_size=batch_size, sampler=sampler, drop_last=sampler.lengths is None,
+        collate_fn=CropCollator(prepare, crops.seed), num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(crops.seed), **workers)
