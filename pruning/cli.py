@@ -81,7 +81,7 @@ def _add_options(parser: argparse.ArgumentParser, method: str) -> None:
     add_training_options(
         parser, lr_help="Adam's learning rate",
         batch_help="recordings per step and process (default 4 for MelHuBERT, 12 otherwise)",
-        crop_help="random crop of each recording (default 7.5 s MelHuBERT, 15.625 s otherwise)")
+        crop_help="random crop of each recording (default 15 s MelHuBERT, 15.625 s otherwise)")
     add_tracking_options(parser)
     add_run_options(parser)
 

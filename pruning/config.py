@@ -62,6 +62,7 @@ class ScheduleConfig:
     phases: tuple[Phase, ...] = ()
     heads_per_step: int | None = None
     rows_per_step: int | None = None
+    final_steps: int | None = None
     check_every: int | None = None
     plateau_window: int | None = None
     plateau_tolerance: float | None = None
@@ -192,6 +193,7 @@ def _override(merged: dict[str, Any], key: str, value: Any) -> None:
         schedule = merged.setdefault("schedule", {})
         if "phases" in schedule:
             schedule["phases"] = [{**phase, "every": value} for phase in schedule["phases"]]
+            schedule["final_steps"] = None  # a new interval: the run ends one interval after the last step
         else:
             schedule["check_every"] = value
         return
@@ -222,15 +224,15 @@ def _check(config: PruningConfig) -> None:
         for index, phase in enumerate(schedule.phases):
             check_positive(phase.every, f"schedule.phases[{index}].every (--steps-per-prune)")
             check_positive(phase.until, f"schedule.phases[{index}].until (--min-{config.method})")
+        check_positive(schedule.final_steps, "schedule.final_steps", allow_none=True)
     else:
         check_positive(schedule.check_every, "schedule.check_every (--steps-per-prune)")
         check_positive(schedule.plateau_window, "schedule.plateau_window")
-        if schedule.plateau_window >= min(schedule.check_every, schedule.warmup_steps):
+        if schedule.plateau_window >= schedule.check_every:
             raise ConfigError(f"schedule.plateau_window ({schedule.plateau_window}) must be shorter than "
-                              f"schedule.check_every ({schedule.check_every}, --steps-per-prune) and "
-                              f"schedule.warmup_steps ({schedule.warmup_steps}, --warmup-steps): the loss EMA is "
-                              "compared with its value plateau_window steps before each check, within the interval "
-                              "since the last pruning step")
+                              f"schedule.check_every ({schedule.check_every}, --steps-per-prune): the smoothed loss "
+                              "is marked plateau_window steps before each check, within the interval since the "
+                              "previous check")
         check_positive(schedule.plateau_tolerance, "schedule.plateau_tolerance", integer=False, zero=True)
         if not (isinstance(schedule.ema_decay, float) and 0 < schedule.ema_decay < 1):
             raise ConfigError(f"schedule.ema_decay must be between 0 and 1, got {schedule.ema_decay!r}")
@@ -243,6 +245,8 @@ def _check(config: PruningConfig) -> None:
             if not (0 < step.increment <= 1 and 0 < step.until < 1):
                 raise ConfigError(f"schedule.sparsity[{index}]: increment must be in (0, 1] and until in (0, 1), "
                                   f"got {step.increment!r} and {step.until!r}")
+    if config.method == "weights" and schedule.final_steps is not None:
+        raise ConfigError("schedule.final_steps applies to the heads and rows methods only (weights ends at a check)")
     for name in ("heads_per_step", "rows_per_step"):
         if getattr(schedule, name) is not None and name[:4] != config.method[:4]:
             raise ConfigError(f"schedule.{name} (--{name.replace('_', '-')}) does not apply to the {config.method} "

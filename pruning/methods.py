@@ -6,8 +6,9 @@ pruning step (`prune`), and reports the model's sizes for the records (`sizes`).
 
 - `StructuredPruning` (heads, rows): the pruning steps are known from the start (`structured_steps`): the first
   after ``warmup_steps``, then one every ``every`` steps of the phase the next step belongs to, while more than
-  ``until`` remain; the run ends one interval after the last. The study's head schedule gives pruning steps at
-  1000, 26000, ..., 126000, 166000, ..., 326000 and the end at 366000, the authors' 366,000 steps.
+  ``until`` remain; the run ends one interval (or ``final_steps``) after the last. The study's head schedule gives
+  pruning steps at 1000, 26000, ..., 126000, 166000, ..., 326000 and the end at 366000, the authors' 366,000 steps;
+  its row schedule prunes at 1000, ..., 476000 and ends at 510000 (``final_steps``), as the authors' runner.
 - `WeightPruning`: a plateau check ``warmup_steps`` after the start and then every ``check_every`` steps after the last
   pruning step; at a check where the loss has settled (`LossPlateau`), the next sparsity target is applied (or,
   when none is left, the run ends); otherwise the next check is ``check_every`` steps later. With ``prune_at`` (the
@@ -81,6 +82,8 @@ class StructuredPruning:
             per_step, what, limit = self.per_layer, "FFN dimensions per layer", (start - 1) // self.per_layer
         self.steps, self.end = structured_steps(warmup=schedule.warmup_steps, phases=schedule.phases, start=start,
                                                 per_step=per_step, limit=limit)
+        if self.steps and schedule.final_steps is not None:  # the authors' rows runner: 476,000 + 34,000 = 510,000
+            self.end = self.steps[-1] + schedule.final_steps
         if not self.steps:
             flag = "--min-heads" if method == "heads" else "--min-rows"
             raise ValueError(f"nothing to prune: the model has {start} {what}, and removing {per_step} would go below "

@@ -30,7 +30,7 @@ from speat_metric.files import atomic_write_text
 from speat_metric.pruning.config import PruningConfig
 from speat_metric.pruning.methods import build_method, sizes
 from speat_metric.pruning.objectives import build_objective
-from speat_metric.pruning.weights import prunable_parameters
+from speat_metric.pruning.weights import check_starting_sparsity, prunable_parameters
 from speat_metric.results import EvaluationRecord
 from speat_metric.training.checkpoints import (
     RUN_CONFIG,
@@ -87,6 +87,8 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
     set_seed(training.seed, device_specific=True)
     target = load_trainable_encoder(config.model, revision=config.revision, mean_std=config.mean_std)
     base_prunable = sum(parameter.numel() for _, parameter in prunable_parameters(target.encoder))
+    if config.method == "weights":  # a model weight-pruned before keeps its zeros masked: the schedule must go on
+        check_starting_sparsity(target.encoder, config.schedule.sparsity, model=config.model)
     method = build_method(config.method, config.schedule, target.encoder)
     objective = build_objective(config.objective.name, target, config.objective, seed=training.seed,
                                 revision=config.revision)

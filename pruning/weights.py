@@ -1,21 +1,24 @@
-"""Weight pruning: global magnitude masks over the transformer layers' linear layers, and the loss-plateau trigger.
+"""Weight pruning: global magnitude masks over the transformer layers' linear layers, and the pruning trigger.
 
 `WeightMasks` holds one boolean mask per pruned tensor (the weights and biases of every linear layer inside the
-transformer layers, as the authors' ``get_params_to_prune(bias=True)``). `WeightMasks.prune_to` masks the smallest
-|w| over all of them together until exactly ``round(sparsity * total)`` entries are masked (entries masked before stay
-masked). During training the masks are applied to the gradients before each optimiser step and to the weights after
-it, so the optimiser (and its state) keeps working on the same tensors; a saved checkpoint holds the masked weights
-as zeros, so the masks are permanent there.
+transformer layers, as the authors' ``get_params_to_prune(bias=True)``). The masks start from the model's exact zeros
+(except in a tensor zero throughout), so a model weight-pruned before (its masked weights saved as zeros) keeps them
+at zero. `WeightMasks.prune_to` masks the smallest |w| over all of them together until exactly
+``round(sparsity * total)`` entries are masked (entries masked before stay masked). During training the masks are
+applied to the gradients before each optimiser step and to the weights after it, so the optimiser (and its state)
+keeps working on the same tensors; a saved checkpoint holds the masked weights as zeros, so the masks are permanent
+there.
 
-`LossPlateau` is the trigger: a bias-corrected exponential moving average of the loss, restarted after each
-pruning step, compared with its value a window earlier.
+`LossPlateau` is the trigger, the authors' rule: prune unless the smoothed loss fell by more than a tolerance since
+its value a window earlier; the first check prunes unconditionally.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,6 +40,11 @@ def prunable_parameters(encoder: nn.Module) -> list[tuple[str, nn.Parameter]]:
 class WeightMasks:
     """Global magnitude-pruning masks over `prunable_parameters` (``True`` = kept).
 
+    The masks start from the tensors' exact zeros (masked): a weight-pruned model given back keeps its pruned
+    weights at zero instead of letting them regrow. A pretrained model has practically none; a tensor that is zero
+    throughout is left unmasked, as the initial value of one never trained (the zero-initialised biases of a random
+    model), which training must move.
+
     Example:
         >>> layer = nn.Linear(4, 2)
         >>> masks = WeightMasks([("w", layer.weight), ("b", layer.bias)])
@@ -47,7 +55,8 @@ class WeightMasks:
     def __init__(self, parameters: Sequence[tuple[str, nn.Parameter]]) -> None:
         self.names = [name for name, _ in parameters]
         self.parameters = [parameter for _, parameter in parameters]
-        self.masks = [torch.ones_like(parameter, dtype=torch.bool) for parameter in self.parameters]
+        self.masks = [parameter.detach() != 0 if parameter.detach().any() else torch.ones_like(parameter, dtype=bool)
+                      for parameter in self.parameters]
 
     @property
     def total(self) -> int:
@@ -118,6 +127,30 @@ class WeightMasks:
         self.apply_to_weights()
 
 
+def check_starting_sparsity(encoder: nn.Module, steps: Sequence, *, model: str) -> float:
+    """The sparsity `encoder` starts with (its exact zeros, which stay masked); refuses a schedule below it.
+
+    Args:
+        encoder: the model before pruning.
+        steps: the schedule's sparsity steps (`sparsity_targets`).
+        model: the model string, for the message.
+
+    Returns:
+        The starting sparsity (0 for a pretrained model, the reached sparsity for one weight-pruned before).
+
+    Raises:
+        ValueError: the first target is not above the starting sparsity (the model was pruned further already).
+    """
+    start = WeightMasks(prunable_parameters(encoder)).sparsity
+    first = sparsity_targets(steps)[0]
+    if first <= start:
+        raise ValueError(f"{model} is already {start:.2%} weight-pruned (its exact zeros stay masked), but the first "
+                         f"sparsity target is {first:.2%}: give schedule.sparsity in a --config file with targets "
+                         f"above it, e.g. [{{increment: {round(start + 0.05, 2)}, until: {round(start + 0.05, 2)}}}, "
+                         "...]")
+    return start
+
+
 def sparsity_targets(steps: Sequence) -> list[float]:
     """The sparsity after each pruning step: ``[(0.2, 0.2), (0.1, 0.5)]`` -> ``[0.2, 0.3, 0.4, 0.5]``.
 
@@ -142,53 +175,80 @@ def sparsity_targets(steps: Sequence) -> list[float]:
 
 @dataclass
 class LossPlateau:
-    """Whether the loss has stopped moving: its EMA now is within `tolerance` of its EMA `window` steps earlier.
+    """The authors' convergence trigger: prune unless the smoothed loss *fell* by more than `tolerance`.
 
-    The EMA is bias-corrected (``ema / (1 - decay**n)`` after n losses), so it is meaningful from the first loss.
-    The caller says when a check is due: it calls `mark` `window` steps before the check and `settled` at the check.
+    Follows ``update_smooth_loss``, ``update_target_smooth_loss`` and ``prune_api`` of the authors'
+    ``weight_pruning/wp_utils.py`` (github.com/nervjack2/Speech-SSL-Compression, converge mode):
+
+    - after each pruning step (and at the start) the smoothed loss starts again: the mean of the first
+      `START_LOSSES` losses starts it (the loss that completes them is not averaged in, as theirs), then every loss
+      moves it by ``(1 - decay)`` (a plain exponential moving average, not bias-corrected);
+    - the caller marks the smoothed loss `window` steps before a check (`mark`) and asks at the check (`settled`):
+      prune unless ``marked - tolerance > smoothed now``, i.e. unless the loss fell by more than the tolerance
+      (a rising or flat loss prunes);
+    - the first check prunes whatever the loss does: their marked value starts at -inf and is first set after
+      their first pruning step, so marks before it are ignored here.
 
     Example:
         >>> plateau = LossPlateau(decay=0.9, tolerance=0.01)
-        >>> for _ in range(50):
-        ...     plateau.update(1.0)
-        >>> plateau.mark()
-        >>> for _ in range(50):
-        ...     plateau.update(1.0)
-        >>> plateau.settled()
+        >>> plateau.settled()  # the first check: unconditional
         True
+        >>> plateau.restart()  # after a pruning step
+        >>> for loss in [2.0, 1.0, 0.0, 5.0] + [1.0] * 10:
+        ...     plateau.update(loss)
+        >>> plateau.mark()
+        >>> for loss in [0.5] * 10:
+        ...     plateau.update(loss)
+        >>> plateau.settled()  # the loss fell by more than 0.01 since the mark: keep fine-tuning
+        False
     """
+
+    START_LOSSES = 3  # the authors' buffer_loss length
 
     decay: float
     tolerance: float
-    average: float = 0.0
-    count: int = 0
+    smoothed: float | None = None
+    starting: list[float] = field(default_factory=list)
     reference: float | None = None
+    pruned_before: bool = False
 
     @property
     def value(self) -> float:
-        """The bias-corrected EMA (NaN before the first loss)."""
-        return self.average / (1.0 - self.decay**self.count) if self.count else math.nan
+        """The smoothed loss (NaN while it is starting)."""
+        return math.nan if self.smoothed is None else self.smoothed
 
     def update(self, loss: float) -> None:
-        self.average = self.decay * self.average + (1.0 - self.decay) * float(loss)
-        self.count += 1
+        if self.smoothed is not None:
+            self.smoothed = self.decay * self.smoothed + (1.0 - self.decay) * float(loss)
+        elif len(self.starting) == self.START_LOSSES:
+            self.smoothed, self.starting = sum(self.starting) / self.START_LOSSES, []
+        else:
+            self.starting.append(float(loss))
 
     def mark(self) -> None:
-        """Remember the EMA now, to compare with at the next check."""
-        self.reference = self.value
+        """Remember the smoothed loss now, to compare with at the next check (ignored before the first pruning
+        step, whose check is unconditional)."""
+        if self.pruned_before:
+            self.reference = self.smoothed
 
     def settled(self) -> bool:
-        """True when the EMA is within the tolerance of the marked value (False when nothing was marked)."""
-        if self.reference is None or self.count == 0:
-            return False
-        return abs(self.value - self.reference) <= self.tolerance
+        """Whether to prune: unless the smoothed loss fell by more than the tolerance since the mark (True when
+        nothing was marked or nothing is smoothed yet: no fall to see)."""
+        if self.reference is None or self.smoothed is None:
+            return True
+        return not self.reference - self.tolerance > self.smoothed
 
     def restart(self) -> None:
-        """Forget the losses (after a pruning step, the loss jumps)."""
-        self.average, self.count, self.reference = 0.0, 0, None
+        """Start smoothing again (after a pruning step, the loss jumps); the mark stays, as theirs."""
+        self.smoothed, self.starting, self.pruned_before = None, [], True
 
-    def state_dict(self) -> dict[str, float | int | None]:
-        return {"average": self.average, "count": self.count, "reference": self.reference}
+    def state_dict(self) -> dict[str, Any]:
+        return {"smoothed": self.smoothed, "starting": list(self.starting), "reference": self.reference,
+                "pruned_before": self.pruned_before}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.average, self.count, self.reference = float(state["average"]), int(state["count"]), state["reference"]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "pruned_before" not in state:
+            raise ValueError("this weight-pruning state was saved with the former plateau trigger (speat before "
+                             "issue 25); start the run again in a new --out")
+        self.smoothed, self.reference = state["smoothed"], state["reference"]
+        self.starting, self.pruned_before = [float(loss) for loss in state["starting"]], bool(state["pruned_before"])

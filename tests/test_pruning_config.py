@@ -24,6 +24,10 @@ def test_the_defaults_are_the_studys_hyperparameters():
         0.9998, 0.001, 15000)
     assert [(step.increment, step.until) for step in weights.schedule.sparsity] == [
         (0.2, 0.2), (0.1, 0.5), (0.05, 0.65), (0.025, 0.7), (0.01, 0.8)]
+    # the authors' row runner (config_runner_20ms.yaml): last of 20 pruning steps at 1000 + 475000, total_steps 510000
+    assert 1000 + 19 * 25000 + rows.schedule.final_steps == 510_000 and heads.schedule.final_steps is None
+    # MelHuBERT's task.sequence_length: 750 frames of 20 ms (two 10 ms filter-bank frames stacked)
+    assert heads.training.for_family("crop_seconds", "melhubert") == 750 * 0.020
     for config in (heads, rows, weights):
         assert config.training.for_family("batch_size", "melhubert") == 4
         assert config.training.for_family("batch_size", "wav2vec2") == 12
@@ -49,6 +53,9 @@ def test_a_user_file_replaces_only_what_it_names_and_options_win(tmp_path):
     assert [(p.every, p.until) for p in config.schedule.phases] == [(7, 72), (7, 24)]
     assert load_config("heads", model="m", out="o", data="d", overrides={"schedule.until": 100}).schedule.phases[0] \
         .until == 100
+    # a new interval replaces the authors' final fine-tuning too: the run ends one interval after the last step
+    assert load_config("rows", model="m", out="o", data="d", overrides={"schedule.every": 7}).schedule.final_steps \
+        is None
 
 
 def test_bad_settings_name_themselves(tmp_path):
@@ -60,6 +67,12 @@ def test_bad_settings_name_themselves(tmp_path):
         load_config("rows", model="m", out="o", data="d", overrides={"optimizer.lr": -1})
     with pytest.raises(ConfigError, match=r"plateau_window \(15000\) must be shorter than schedule.check_every \(100"):
         load_config("weights", model="m", out="o", data="d", overrides={"schedule.every": 100})
+    # the first check prunes unconditionally: a warm-up shorter than the window is fine
+    assert load_config("weights", model="m", out="o", data="d", overrides={"schedule.warmup_steps": 10})
+    with pytest.raises(ConfigError, match="schedule.final_steps applies to the heads and rows methods only"):
+        load_config("weights", model="m", out="o", data="d", overrides={"schedule.final_steps": 10})
+    with pytest.raises(ConfigError, match=r"schedule\.final_steps must be a positive whole number, got 0"):
+        load_config("rows", model="m", out="o", data="d", overrides={"schedule.final_steps": 0})
     with pytest.raises(ConfigError, match="unknown pruning method 'layers'"):
         load_config("layers", model="m", out="o")
     user.write_text("method: rows\n")

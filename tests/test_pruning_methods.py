@@ -65,6 +65,18 @@ def test_the_study_row_schedule_takes_a_3072_wide_ffn_to_512():
     assert steps[:3] == [1000, 26000, 51000] and end == steps[-1] + 25000
 
 
+def test_the_rows_recipe_ends_at_the_authors_510000_steps():
+    # the authors' row_pruning/config/config_runner_20ms.yaml: interval [0, 25000, ..., 475000] after warm_up 1000,
+    # total_steps 510000
+    config = load_config("rows", model="m", out="o", data="d")
+    model = MelHuBERTModel(MelHuBERTConfig(encoder_layers=1, encoder_embed_dim=8, encoder_ffn_embed_dim=3072,
+                                           encoder_attention_heads=2, conv_pos=8, conv_pos_groups=4,
+                                           num_cluster=4))
+    method = StructuredPruning("rows", config.schedule, model)
+    assert method.steps == [1000 + interval for interval in range(0, 475001, 25000)]
+    assert method.planned_steps == 510_000 and method.decide(509_999) is None and method.decide(510_000) == "end"
+
+
 def test_a_structured_method_prunes_at_its_steps_then_ends():
     model = MelHuBERTModel(MELHUBERT)
     schedule = ScheduleConfig(warmup_steps=2, phases=(Phase(3, 6), Phase(5, 2)), heads_per_step=1)

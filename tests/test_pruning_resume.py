@@ -4,6 +4,7 @@ same command runs on two processes under `accelerate launch` on the CPU."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,12 +43,13 @@ def _options(workspace: Path) -> list[str]:
 
 
 def test_a_killed_run_resumed_ends_with_the_same_pruned_model_as_an_uninterrupted_one(workspace):
-    uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
+    """The killed run is also moved before it is resumed: it continues where it is now, not where it started."""
+    uninterrupted, started, interrupted = workspace / "uninterrupted", workspace / "started", workspace / "moved"
     assert main(["prune", *_options(workspace), "--out", str(uninterrupted)]) == 0
 
-    command = [sys.executable, "-m", "speat_metric.pruning", *_options(workspace), "--out", str(interrupted)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    after_second_pruning_step = interrupted / "state" / "step-000000005" / "trainer_state.json"
+    command = [sys.executable, "-m", "speat_metric.pruning", *_options(workspace), "--out"]
+    process = subprocess.Popen([*command, str(started)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    after_second_pruning_step = started / "state" / "step-000000005" / "trainer_state.json"
     deadline = time.monotonic() + 300
     while not after_second_pruning_step.exists():
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
@@ -56,11 +58,13 @@ def test_a_killed_run_resumed_ends_with_the_same_pruned_model_as_an_uninterrupte
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    assert not (interrupted / "checkpoint-8").exists(), "the run must be killed before it ends"
+    assert not (started / "checkpoint-8").exists(), "the run must be killed before it ends"
+    shutil.copytree(started, interrupted)
     saved_before = (interrupted / "checkpoint-5" / "model.safetensors").stat().st_mtime_ns
 
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, str(interrupted), "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (started / "checkpoint-8").exists(), "the resumed run wrote into the folder it was copied from"
 
     assert (interrupted / "checkpoint-5" / "model.safetensors").stat().st_mtime_ns == saved_before, \
         "the resumed run must continue from step 5, not start again"
