@@ -105,9 +105,8 @@ def run_config(args: argparse.Namespace):
         return requested
     saved_path = saved_run_config(out, RUN_CONFIG)
     given = {"teacher": args.teacher, **({"data.path": args.data} if args.data else {}), **_overrides(args)}
-    resumed = resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,
-                             config_given=args.config is not None, resumable=_RESUMABLE_CHANGES)
-    return resumed.replace(out=str(out))  # a moved or copied run continues where it is now, not where it started
+    return resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,
+                          config_given=args.config is not None, resumable=_RESUMABLE_CHANGES)
 
 
 def _distill(args: argparse.Namespace) -> int:

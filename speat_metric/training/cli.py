@@ -129,7 +129,8 @@ def resumed_config(saved: Any, requested: Any, given: Mapping[str, Any], *, save
                    read: Callable[[Mapping[str, Any], str], Any] = lookup,
                    resumable: frozenset[str] = RESUMABLE_CHANGES) -> Any:
     """The configuration of a resumed run: the `saved` one (``RUN_DIR/config.yaml``), with the `resumable`
-    ``training.*`` settings the user gave anew.
+    ``training.*`` settings the user gave anew, in the run directory it is in now (a moved or copied run continues
+    where it is, not where it started).
 
     Every other dotted key in `given` (what the command line gave explicitly) and, when `config_given`, every key a
     ``--config`` changes must agree with the run's (a ValueError names each difference). `read` reads a dotted key
@@ -147,7 +148,7 @@ def resumed_config(saved: Any, requested: Any, given: Mapping[str, Any], *, save
         raise ValueError(f"--resume keeps the run's settings ({saved_path}); these differ: {'; '.join(conflicts)}")
     if allowed := {key.split(".")[1]: lookup(new_settings, key) for key in resumable if key in given}:
         saved = saved.replace(training=dataclasses.replace(saved.training, **allowed))
-    return saved
+    return saved.replace(out=requested.out)
 
 
 def saved_run_config(out: Path, config_file: str) -> Path:
