@@ -312,13 +312,6 @@ def test_configuration_that_contradicts_the_weights_is_reported(tmp_path):
         load_melhubert_checkpoint(path)
 
 
-def test_pruned_checkpoints_are_refused_clearly(tmp_path):
-    path = tmp_path / "pruned.ckpt"
-    save_released(path, random_model(tiny_config()), Pruned_heads=[{0: [1]}])
-    with pytest.raises(ModelLoadError, match=r"is a pruned MelHuBERT checkpoint \('Pruned_heads'\)"):
-        load_melhubert_checkpoint(path)
-
-
 def test_unsafe_pickles_need_explicit_trust(tmp_path):
     path = tmp_path / "unsafe.ckpt"
     save_released(path, random_model(tiny_config()), Extra=fractions.Fraction(1, 3))

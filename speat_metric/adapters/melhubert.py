@@ -242,6 +242,7 @@ class MelHuBERTModel(nn.Module):
             "layer_norm": nn.LayerNorm(width),
         })
         self.final_proj = nn.Linear(width, config.num_cluster)
+        self.pruned_by: dict[str, Any] | None = None  # how its checkpoint recorded a pruning, for pruning_summary
         self._initialise()
 
     def _initialise(self) -> None:
@@ -307,13 +308,16 @@ class MelHuBERTModel(nn.Module):
 
 def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
                               trust_checkpoint: bool = False) -> MelHuBERTModel:
-    """Load a checkpoint saved by the authors' MelHuBERT training code (docs/adapters.md), in eval mode.
+    """Load a checkpoint saved by the authors' MelHuBERT training code (docs/adapters.md), in eval mode: also one
+    pruned by ``speat prune`` or by the authors' head, row or weight pruning, rebuilt to its pruned shapes, with how
+    it was pruned in ``pruned_by`` (docs/adapters.md, "The authors' pruned checkpoints").
 
     `trust_checkpoint` allows arbitrary pickled objects (only for files from a trusted source).
 
     Raises:
         ModelLoadError: the file is missing, unreadable, not in the MelHuBERT format (the message names the missing
-            or unexpected keys), a pruned variant, or its configuration and weights disagree.
+            or unexpected keys), its pruning record is malformed (the message names the entry), or its configuration
+            and weights disagree.
 
     Example:
         >>> import tempfile
@@ -329,10 +333,6 @@ def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = 
         found = describe_keys([str(key) for key in states]) if isinstance(states, Mapping) else type(states).__name__
         raise ModelLoadError(f"{str(path)!r} is not a MelHuBERT checkpoint: expected a dict with 'model' and "
                              f"'Upstream_Config' (what MelHuBERT's training code saves), found {found}.")
-    for pruning_key in ("Pruned_heads", "Pruning"):
-        if pruning_key in states:
-            raise ModelLoadError(f"{str(path)!r} is a pruned MelHuBERT checkpoint ({pruning_key!r}), which this "
-                                 "adapter does not load; use an unpruned checkpoint.")
     upstream = states["Upstream_Config"]
     section = upstream.get("melhubert", upstream.get("hubert")) if isinstance(upstream, Mapping) else None
     if not isinstance(section, Mapping):
@@ -347,19 +347,170 @@ def load_melhubert_checkpoint(path: str | Path, *, device: str | torch.device = 
     state_dict = {key.replace("parametrizations.weight.original0", "weight_g")
                   .replace("parametrizations.weight.original1", "weight_v"): tensor
                   for key, tensor in states["model"].items() if key != "mask_emb"}
-    if LAYOUT_KEY not in states:
+    pruned_by: dict[str, Any] = {"recorded_in": []}  # what the record of this model says about its pruning
+    if "Pruning" in states:  # the authors' weight pruning: fold its masks into the weights
+        state_dict, pruned_by["sparsity"] = _fold_weight_masks(path, states["Pruning"], state_dict)
+        pruned_by["recorded_in"].append("Pruning")
+    layout, source = _checkpoint_layout(path, states, config)
+    if layout is None:
         model = MelHuBERTModel(config)
-    else:  # shrink the model to the layout ``speat prune`` recorded
+    else:  # shrink the model to the heads and FFN widths the checkpoint records
+        pruned_by["recorded_in"].append(source)
         try:
-            layout = PrunedLayout.from_dict(states[LAYOUT_KEY])
             model = MelHuBERTModel(replace(config, encoder_ffn_embed_dim=layout.original_ffn_dim))
             apply_layout(model, layout)
         except ValueError as error:
-            raise ModelLoadError(f"{str(path)!r}: its pruned layout ({LAYOUT_KEY!r}) does not fit its configuration "
+            raise ModelLoadError(f"{str(path)!r}: its pruned layout ({source!r}) does not fit its configuration "
                                  f"({error})") from None
-    check_state_dict(model, state_dict, kind="MelHuBERT", path=path)
+    try:
+        check_state_dict(model, state_dict, kind="MelHuBERT", path=path)
+    except ModelLoadError as error:
+        if not pruned_by["recorded_in"]:
+            raise
+        raise ModelLoadError(f"{error} (shapes pruned as its {' and '.join(pruned_by['recorded_in'])!r} entry "
+                             "says)") from None
     model.load_state_dict(state_dict)
+    model.pruned_by = pruned_by if pruned_by["recorded_in"] else None
     return model.to(device).eval()
+
+
+def _checkpoint_layout(path: str | Path, states: Mapping[str, Any],
+                       config: MelHuBERTConfig) -> tuple[PrunedLayout | None, str | None]:
+    """The layout a checkpoint's tensors were pruned to, and the entry that says so: ``speat prune``'s
+    ``speat_pruning``, the authors' head pruning (``Pruned_heads``) or row pruning (``Runner``); (None, None) when
+    its shapes are the configuration's."""
+    if LAYOUT_KEY in states and "Pruned_heads" in states:
+        raise ModelLoadError(f"{str(path)!r} holds both {LAYOUT_KEY!r} and 'Pruned_heads', two records of its pruned "
+                             "heads; re-save the model with speat or with the authors' code.")
+    if LAYOUT_KEY in states:
+        try:
+            return PrunedLayout.from_dict(states[LAYOUT_KEY]), LAYOUT_KEY
+        except ValueError as error:
+            raise ModelLoadError(f"{str(path)!r}: its pruned layout ({LAYOUT_KEY!r}) is malformed ({error})") from None
+    if "Pruned_heads" in states:
+        layout = _authors_head_layout(path, states["Pruned_heads"], config)
+        return (layout, "Pruned_heads") if layout.is_pruned else (None, None)
+    layout = _authors_row_layout(path, states, config)
+    return (layout, "Runner") if layout is not None and layout.is_pruned else (None, None)
+
+
+def _is_index(value: Any, size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
+
+
+def _authors_head_layout(path: str | Path, pruned_heads: Any, config: MelHuBERTConfig) -> PrunedLayout:
+    """The heads kept by the authors' head pruning, as indices among each layer's original heads.
+
+    Speech-SSL-Compression ``head_pruning/hp_utils.py`` (``HeadPruningTools.prune``, ``save_model``) saves
+    ``"Pruned_heads"``: one ``{layer: [head, ...]}`` dict per pruning step so far, each head a position among the
+    heads the layer still had at that step (``prune_layer_heads`` slices them out); the model yaml keeps the original
+    head count. Their loaders (``extract_feature.py``, ``s3prl_upstream/expert.py``) only count the heads removed;
+    replaying the steps also says which of the original heads remain.
+    """
+    def malformed(reason: str) -> ModelLoadError:
+        return ModelLoadError(f"{str(path)!r}: its 'Pruned_heads' entry {reason}; the authors' head pruning saves a "
+                              "list with one {layer: [head, ...]} dict per pruning step.")
+
+    if not isinstance(pruned_heads, (list, tuple)):
+        raise malformed(f"is a {type(pruned_heads).__name__}, not a list")
+    kept = [list(range(config.encoder_attention_heads)) for _ in range(config.encoder_layers)]
+    for step, removed_by_layer in enumerate(pruned_heads):
+        if not isinstance(removed_by_layer, Mapping):
+            raise malformed(f"has a {type(removed_by_layer).__name__} at step {step}, not a dict")
+        for layer, removed in removed_by_layer.items():
+            if not _is_index(layer, config.encoder_layers):
+                raise malformed(f"names layer {layer!r} at step {step}; the model has layers 0..{len(kept) - 1}")
+            left = len(kept[layer])
+            if (not isinstance(removed, (list, tuple)) or not all(_is_index(head, left) for head in removed)
+                    or len(set(removed)) != len(removed)):
+                raise malformed(f"removes {removed!r} from layer {layer} at step {step}, not distinct heads among "
+                                f"the {left} it had left (0..{left - 1})")
+            if len(removed) == left:
+                raise malformed(f"removes every head of layer {layer} at step {step}")
+            kept[layer] = [head for position, head in enumerate(kept[layer]) if position not in removed]
+    return PrunedLayout(heads=tuple(tuple(heads) for heads in kept),
+                        ffn_dims=(config.encoder_ffn_embed_dim,) * config.encoder_layers,
+                        original_heads=config.encoder_attention_heads,
+                        original_ffn_dim=config.encoder_ffn_embed_dim)
+
+
+def _authors_row_layout(path: str | Path, states: Mapping[str, Any],
+                        config: MelHuBERTConfig) -> PrunedLayout | None:
+    """The FFN widths of a checkpoint of the authors' row pruning, or None for any other checkpoint.
+
+    Speech-SSL-Compression ``row_pruning/rp_utils.py`` (``RowPruningTools``) saves no pruning key: it writes the
+    pruned width into the model yaml (``encoder_ffn_embed_dim``, so the shapes load as they are, as their
+    ``extract_feature.py`` does) and saves before each pruning step (``runner.py``). The width before pruning is
+    that plus ``num_rows_each_step`` per pruning step before ``Step``, the steps being ``warm_up`` plus each
+    ``interval`` of the ``"Runner"`` ``prune`` section (``set_prune_interval``).
+    """
+    runner = states.get("Runner")
+    prune = runner.get("prune") if isinstance(runner, Mapping) else None
+    if not isinstance(prune, Mapping) or "num_rows_each_step" not in prune:
+        return None
+    try:
+        rows, step, warm_up = int(prune["num_rows_each_step"]), int(states["Step"]), int(prune["warm_up"])
+        interval = prune["interval"]
+        prune_steps = ([warm_up + int(interval) * number for number in range(int(prune["total_steps"]))]
+                       if isinstance(interval, int) else [warm_up + int(offset) for offset in interval])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelLoadError(f"{str(path)!r}: a row-pruned checkpoint (its 'Runner' prune section has "
+                             f"num_rows_each_step) whose 'Runner' prune section or 'Step' cannot be read "
+                             f"({type(error).__name__}: {error}); expected the authors' row-pruning runner "
+                             "config.") from None
+    width = config.encoder_ffn_embed_dim
+    original = width + rows * sum(1 for prune_step in prune_steps if prune_step < step)
+    layers = config.encoder_layers
+    return PrunedLayout(heads=(tuple(range(config.encoder_attention_heads)),) * layers, ffn_dims=(width,) * layers,
+                        original_heads=config.encoder_attention_heads, original_ffn_dim=original)
+
+
+def _fold_weight_masks(path: str | Path, pruning: Any, state_dict: Mapping[str, torch.Tensor]
+                       ) -> tuple[dict[str, torch.Tensor], float]:
+    """The weights of a checkpoint of the authors' weight pruning, masks applied, and the fraction masked.
+
+    Speech-SSL-Compression ``weight_pruning/wp_utils.py`` saves ``"Pruning"`` (its loss-smoothing state) and a model
+    reparametrised by their ``pytorch_code/prune.py``: every weight and bias of the q/k/v/out projections and of
+    ``fc1``/``fc2`` as ``NAME_orig`` and a ``NAME_mask``; ``prune.remove`` makes ``NAME = NAME_orig`` with the
+    masked entries zeroed, which is what their loaders do.
+    """
+    def malformed(reason: str) -> ModelLoadError:
+        return ModelLoadError(f"{str(path)!r}: its 'Pruning' entry {reason}; the authors' weight pruning saves a dict "
+                              "with the model's weights as NAME_orig and NAME_mask pairs.")
+
+    if not isinstance(pruning, Mapping):
+        raise malformed(f"is a {type(pruning).__name__}, not a dict")
+    folded = {key: tensor for key, tensor in state_dict.items() if not key.endswith(("_orig", "_mask"))}
+    masked = total = 0
+    for key in state_dict:
+        if not key.endswith(("_orig", "_mask")):
+            continue
+        name = key.removesuffix("_orig").removesuffix("_mask")
+        original, mask = state_dict.get(f"{name}_orig"), state_dict.get(f"{name}_mask")
+        if original is None or mask is None or mask.shape != original.shape:
+            problem = ("no NAME_orig" if original is None else "no NAME_mask" if mask is None
+                       else "a mask of another shape")
+            raise malformed(f"is there but the weight {name!r} has {problem}")
+        if key.endswith("_orig"):
+            kept = mask.bool()
+            folded[name] = original.masked_fill(~kept, 0)
+            masked, total = masked + int((~kept).sum()), total + kept.numel()
+    if total == 0:
+        raise malformed("is there but no weight has a NAME_orig/NAME_mask pair")
+    return folded, masked / total
+
+
+def pruning_summary(model: MelHuBERTModel) -> dict[str, Any] | None:
+    """What every record of a pruned model says (its description's ``settings["pruning"]``); None when unpruned.
+
+    ``layout``: the heads kept (indices among the original heads) and FFN width of each layer, when its shapes were
+    pruned; ``recorded_in``: the checkpoint entries that said so (``speat_pruning``, the authors' ``Pruned_heads``,
+    ``Runner`` for their row pruning, ``Pruning`` for their weight pruning); ``sparsity``: the fraction of the
+    authors' weight-pruning masks that is zero.
+    """
+    layout = layout_of(model)
+    summary = {**(model.pruned_by or {}), **({"layout": layout.to_dict()} if layout.is_pruned else {})}
+    return summary or None
 
 
 def save_melhubert_checkpoint(model: MelHuBERTModel, path: str | Path, *, step: int = 0,
@@ -470,6 +621,7 @@ class MelHuBERTEncoder(SpeechEncoder):
                               "frame_length_ms": FRAME_LENGTH_MS, "frame_shift_ms": FRAME_SHIFT_MS,
                               "waveform_scale": KALDI_WAVEFORM_SCALE, "frames_stacked": config.frames_stacked},
                 "normalisation_sha256": normalisation,
+                **({"pruning": pruning} if (pruning := pruning_summary(model)) else {}),
             })
 
     @classmethod
