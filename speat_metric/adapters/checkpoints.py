@@ -10,17 +10,30 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy
+import numpy.dtypes
 import torch
 from torch import nn
 
 from speat_metric.adapters.base import ModelLoadError
 
+try:
+    from numpy._core.multiarray import _reconstruct as reconstruct_array  # NumPy 2
+except ImportError:  # NumPy 1.26
+    from numpy.core.multiarray import _reconstruct as reconstruct_array
+
+SAFE_CHECKPOINT_GLOBALS = [argparse.Namespace, pathlib.PosixPath, pathlib.WindowsPath, numpy.ndarray, numpy.dtype,
+                           reconstruct_array, *(kind for kind in vars(numpy.dtypes).values() if isinstance(kind, type))]
+"""What research checkpoints pickle besides tensors that is data, not code: training arguments, paths, NumPy arrays
+(rebuilt from their dtype and bytes; a runner's random state is some)."""
+
 
 def load_torch_checkpoint(path: str | Path, *, kind: str, trust_checkpoint: bool = False) -> Any:
     """Read a ``torch.save`` file on the CPU, refusing arbitrary pickled code unless told to trust the file.
 
-    Released research checkpoints often pickle an ``argparse.Namespace`` of training arguments (or paths); those
-    classes are allowed. Anything else outside torch's safe list needs ``trust_checkpoint=True``, which loads with
+    Released research checkpoints often pickle an ``argparse.Namespace`` of training arguments, paths, or NumPy
+    arrays (a runner's random state); those classes are allowed (an array is rebuilt from its dtype and bytes).
+    Anything else outside torch's safe list needs ``trust_checkpoint=True``, which loads with
     ``weights_only=False`` and so runs the file's pickled code: only for trusted files. `kind` names the model family
     in messages, e.g. ``"MelHuBERT"``.
 
@@ -34,7 +47,7 @@ def load_torch_checkpoint(path: str | Path, *, kind: str, trust_checkpoint: bool
     try:
         if trust_checkpoint:
             return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals([argparse.Namespace, pathlib.PosixPath, pathlib.WindowsPath]):
+        with torch.serialization.safe_globals(SAFE_CHECKPOINT_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
