@@ -58,6 +58,15 @@ def _add_options(parser: argparse.ArgumentParser, method: str) -> None:
                         help="fine-tuning loss: native (wav2vec2's contrastive loss, MelHuBERT's masked k-means "
                         "prediction) or teacher (match the unpruned model's hidden states); auto: native for wav2vec2 "
                         "and MelHuBERT, teacher otherwise")
+    parser.add_argument("--labels", default=None, metavar="PATH",
+                        help="MelHuBERT native objective: the authors' cluster labels (their CSV file_path,label_path,"
+                        "length, a folder of KEY.npy files, or a fairseq .km beside its .tsv), matched to the "
+                        "training recordings by file name; default: k-means labels fitted on the training audio")
+    parser.add_argument("--kmeans-features", choices=("log-mel", "layer"), default=None,
+                        help="without --labels, what the k-means labels cluster: the log-Mel filter banks (default, "
+                        "the authors' stage-1 recipe) or the unpruned model's hidden states of --kmeans-layer")
+    parser.add_argument("--kmeans-layer", type=int, default=None, metavar="N",
+                        help="with --kmeans-features layer: the layer (0: input projection; default the middle one)")
     schedule = parser.add_argument_group("schedule")
     schedule.add_argument("--steps-per-prune", type=int, default=None,
                           help="steps between pruning steps (every phase)" if method != "weights" else
@@ -90,6 +99,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings the command line gives explicitly, as dotted configuration keys."""
     return {key: value for key, value in {
         "objective.name": args.objective,
+        "objective.melhubert.labels": args.labels,
+        "objective.melhubert.kmeans_features": args.kmeans_features,
+        "objective.melhubert.kmeans_layer": args.kmeans_layer,
         "schedule.every": args.steps_per_prune,
         "schedule.warmup_steps": args.warmup_steps,
         "schedule.heads_per_step": getattr(args, "heads_per_step", None),

@@ -99,9 +99,14 @@ class Wav2Vec2Settings:
 
 @dataclass(frozen=True)
 class MelHuBERTSettings:
+    """Masking, and the labels: the authors' files (`labels`), else k-means on `kmeans_features` (``log-mel`` or
+    ``layer``: hidden states of `kmeans_layer`, None for the middle layer); see ``configs/common.yaml``."""
+
     mask_prob: float = 0.7
     mask_length: int = 5
-    kmeans_layer: int = -1
+    labels: str | None = None
+    kmeans_features: str = "log-mel"
+    kmeans_layer: int | None = None
     kmeans_frames: int = 100_000
     clusters: int | None = None
 
@@ -205,6 +210,10 @@ def _override(merged: dict[str, Any], key: str, value: Any) -> None:
         phases[-1]["until"] = value
         merged["schedule"]["phases"] = phases
         return
+    if name.count(".") == 1:  # objective.melhubert.labels and the other --labels/--kmeans-* options
+        subsection, _, name = name.partition(".")
+        merged.setdefault(section, {}).setdefault(subsection, {})[name] = value
+        return
     set_dotted(merged, key, value)
 
 
@@ -257,4 +266,20 @@ def _check(config: PruningConfig) -> None:
     if config.objective.name not in OBJECTIVES:
         raise ConfigError(f"objective.name (--objective) must be one of {', '.join(OBJECTIVES)}, got "
                           f"{config.objective.name!r}")
+    _check_melhubert(config.objective.melhubert)
     check_tracking(config.tracking)
+
+
+def _check_melhubert(settings: MelHuBERTSettings) -> None:
+    """MelHuBERT's labels: an existing --labels, or k-means settings in range (the layer is checked with the model)."""
+    if settings.labels is not None and not Path(settings.labels).exists():
+        raise ConfigError(f"objective.melhubert.labels (--labels) {settings.labels}: no such file or folder")
+    if settings.kmeans_features not in ("log-mel", "layer"):
+        raise ConfigError(f"objective.melhubert.kmeans_features (--kmeans-features) must be log-mel or layer, got "
+                          f"{settings.kmeans_features!r}")
+    if settings.kmeans_layer is not None and (isinstance(settings.kmeans_layer, bool)
+                                              or not isinstance(settings.kmeans_layer, int)):
+        raise ConfigError(f"objective.melhubert.kmeans_layer (--kmeans-layer) must be a layer number or null, got "
+                          f"{settings.kmeans_layer!r}")
+    check_positive(settings.kmeans_frames, "objective.melhubert.kmeans_frames")
+    check_positive(settings.clusters, "objective.melhubert.clusters", allow_none=True)

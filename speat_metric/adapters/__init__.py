@@ -75,7 +75,8 @@ def checkpoint_series(model: str | ModelSpec) -> list[tuple[str, dict]] | None:
 
     A directory of transformers checkpoints (sub-directories with a ``config.json``, e.g. ``checkpoint-5000``) or
     ``melhubert:DIR`` / ``m2d:DIR`` over a directory of checkpoint files (``*.ckpt``, ``*.pt``, ``*.pth``); a plain
-    directory of ``*.ckpt`` files (MelHuBERT's format) needs no prefix. Each
+    directory of ``*.ckpt`` files (MelHuBERT's format) needs no prefix; a run of several seeds (``seed-<s>/``
+    sub-directories, ``--seeds``) gives each seed's series in turn, named ``seed-<s>/checkpoint-<step>``. Each
     entry is ``(model string, {"name": ..., "step": ...})``; the step is the last number in the name (None if none).
     """
     spec = ModelSpec.parse(model)
@@ -90,7 +91,11 @@ def checkpoint_series(model: str | ModelSpec) -> list[tuple[str, dict]] | None:
     members = [member for member in directory.iterdir()
                if (member.suffix in (".ckpt", ".pt", ".pth") if files else (member / "config.json").is_file())]
     if not members:
-        return None
+        seeds = sorted((member for member in directory.iterdir() if re.fullmatch(r"seed-\d+", member.name)),
+                       key=lambda member: int(member.name.removeprefix("seed-")))
+        series = [(name, {**info, "name": f"{seed.name}/{info['name']}"}) for seed in seeds
+                  for name, info in checkpoint_series(spec.member(seed)) or []]
+        return series or None
 
     def step(member: Path) -> int | None:
         numbers = re.findall(r"\d+", member.stem if files else member.name)

@@ -6,6 +6,11 @@ fills each record's ``compression`` field and writes the records to the run's ``
 only). Under ``accelerate launch`` every process must call `evaluate` at the same point: the stimuli are split
 across processes.
 
+`HeldOutLoss` is the quality beside the bias: the recipe's own loss on fixed crops of recordings it never trains on
+(`speat_metric.training.data.split_held_out`), measured at every checkpoint into the records' ``compression``
+(``held_out_loss`` and ``held_out``); every process calls `HeldOutLoss.measure` at the same point too (each takes its
+share of the batches, and the sums are reduced across processes).
+
 Example:
     >>> from speat_metric.evaluation import EvaluationSettings
     >>> tracker = BiasTracker(EvaluationSettings(num_permutations=1000), Path("runs/heads/results"))  # doctest: +SKIP
@@ -15,14 +20,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from speat_metric.adapters.base import SpeechEncoder
     from speat_metric.evaluation import EvaluationSettings
     from speat_metric.results import EvaluationRecord
+    from speat_metric.training.data import BatchPreparer, HeldOutSplit
     from speat_metric.training.models import TrainableEncoder
 
 RESULTS_DIRECTORY = "results"
@@ -99,3 +107,85 @@ class BiasTracker:
         from speat_metric.results import load_records
 
         return load_records(self.results_dir) if self.results_dir.is_dir() else []
+
+
+HELD_OUT_FILE = "held_out.json"
+"""The held-out recordings of a run (names relative to ``--data``) and how they were chosen."""
+
+
+class HeldOutLoss:
+    """A recipe's loss on the held-out recordings of `split`, at any checkpoint: one crop of each recording, drawn
+    from the split's seed (not the training seed) as epoch 0 of `speat_metric.training.data.RandomCrops`, batched
+    by identical length (up to `batch_size`; nothing is cut) and prepared by the recipe's `prepare` with generators
+    seeded from the crops (e.g. mask positions): every checkpoint of every run with the same split sees the same
+    batches, so the values compare across checkpoints and seeds.
+
+    The value is the mean of the per-batch losses weighted by their crops (for a loss that averages over equal-length
+    crops, the mean over crops), computed in eval mode without gradients.
+    """
+
+    def __init__(self, split: HeldOutSplit, *, crop_seconds: float, min_seconds: float, batch_size: int,
+                 prepare: BatchPreparer) -> None:
+        from speat_metric.training.data import CropCollator, RandomCrops
+
+        self.split = split
+        self.crops = RandomCrops(split.held_out, crop_seconds=crop_seconds, min_seconds=min_seconds, seed=split.seed)
+        self.collate = CropCollator(prepare, split.seed)
+        lengths = self.crops.crop_lengths() or [0] * len(self.crops)
+        self.groups: list[list[int]] = []
+        for index in sorted(range(len(self.crops)), key=lambda index: (-lengths[index], index)):
+            group = self.groups[-1] if self.groups else None
+            if group and len(group) < batch_size and lengths[group[0]] == lengths[index]:
+                group.append(index)
+            else:
+                self.groups.append([index])
+        self.crop_seconds = crop_seconds
+
+    def description(self) -> dict[str, Any]:
+        """``compression["held_out"]``: the split (`HeldOutSplit.description`) and its crops."""
+        return {**self.split.description(), "crop_seconds": self.crop_seconds, "batches": len(self.groups)}
+
+    def batches(self, process_index: int = 0, num_processes: int = 1) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(crops, prepared batch)`` of this process's share (every `num_processes`-th batch), on the CPU."""
+        for group in self.groups[process_index::num_processes]:
+            yield len(group), self.collate([self.crops[(0, index)] for index in group])
+
+    def measure(self, module: torch.nn.Module, loss: Callable[[dict[str, torch.Tensor]], torch.Tensor], *,
+                accelerator: Any, step: int | None = None, log_prefix: str = "") -> dict[str, Any]:
+        """``{"held_out_loss": value, "held_out": description}`` for the records' ``compression``: `loss` of each
+        batch (moved to the accelerator's device) with `module` (what `loss` runs, unwrapped from DDP) in eval mode,
+        under the run's autocast as the training steps; every process must call it at the same point. Logged to the
+        trackers as ``<log_prefix>held_out/loss``."""
+        import torch
+
+        totals = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad(), accelerator.autocast():  # the training steps' precision, frozen models too
+                for count, batch in self.batches(accelerator.process_index, accelerator.num_processes):
+                    batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+                    totals[0] += float(loss(batch)) * count
+                    totals[1] += count
+        finally:
+            module.train(was_training)
+        totals = accelerator.reduce(totals, reduction="sum")
+        value = float(totals[0] / totals[1])
+        if step is not None:
+            accelerator.log({f"{log_prefix}held_out/loss": value}, step=step)
+        return {"held_out_loss": value, "held_out": self.description()}
+
+    def write_list(self, run_dir: str | Path) -> Path:
+        """Write ``RUN_DIR/held_out.json``: the held-out recordings (and speakers), so that a reader can check that
+        they were not trained on (main process only)."""
+        import json
+
+        from speat_metric.files import atomic_write_text
+
+        held_out = self.split.held_out
+        path = Path(run_dir) / HELD_OUT_FILE
+        atomic_write_text(path, json.dumps({**self.description(), "held_out_speakers": self.split.speakers,
+                                            "held_out_recordings": [held_out.relative_name(index)
+                                                                    for index in range(len(held_out))]},
+                                           indent=2) + "\n")
+        return path

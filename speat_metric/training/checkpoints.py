@@ -2,7 +2,8 @@
 
 A state is ``RUN_DIR/state/step-<N>/``: what ``accelerator.save_state`` writes and ``trainer_state.json`` (a
 `TrainerState`, written last and atomically: a directory without it is never resumed from). docs/pruning.md
-("Resumable states") describes the order of resuming.
+("Resumable states") describes the order of resuming. A replicated run (``--seeds``, `run_replicates`) is one
+ordinary run per seed, in ``RUN_DIR/seed-<s>/``.
 
 Example:
     >>> import tempfile
@@ -21,9 +22,10 @@ import dataclasses
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from speat_metric.files import atomic_write_text, check_writable_directory
 
@@ -32,6 +34,9 @@ TRAINER_STATE = "trainer_state.json"
 RUN_CONFIG = "config.yaml"
 """The settings of a run, written when it starts (``--resume`` keeps them)."""
 _STEP_DIRECTORY = re.compile(r"^step-(\d+)$")
+_SEED_DIRECTORY = re.compile(r"^seed-(\d+)$")
+REPLICATE_DONE = "replicate.json"
+"""Written into a seed's directory when its run has finished (a resumed replicated run skips that seed)."""
 
 
 @dataclass
@@ -152,3 +157,60 @@ def resume_batches(dataloader, state: TrainerState):
     if hasattr(skipped, "set_epoch"):
         skipped.set_epoch(state.epoch)
     return skipped
+
+
+def seed_directory(run_dir: str | Path, seed: int) -> Path:
+    """Where the run of `seed` of a replicated run goes: ``RUN_DIR/seed-<seed>/``."""
+    return Path(run_dir) / f"seed-{seed}"
+
+
+def replicate_directories(run_dir: str | Path) -> dict[int, Path]:
+    """The seed directories of a replicated run, by seed in ascending order ({} for a run of one seed)."""
+    run_dir = Path(run_dir)
+    found = [(int(match[1]), path) for path in (run_dir.iterdir() if run_dir.is_dir() else [])
+             if (match := _SEED_DIRECTORY.match(path.name)) and path.is_dir()]
+    return dict(sorted(found))
+
+
+Result = TypeVar("Result")
+
+
+def run_replicates(config: Any, run: Callable[[Any, bool], Result], *,
+                   resume: bool | str | Path | None) -> dict[int, Result | None]:
+    """Run a recipe's `config` once per seed of ``config.training.seeds``, one after the other, each an ordinary run
+    in ``RUN_DIR/seed-<s>/`` (``training.seed`` s, no seeds); return each seed's result (None for a seed that had
+    finished before).
+
+    `run(seed_config, resume)` is the recipe's run of one seed. A new replicated run must start in a new or empty
+    ``RUN_DIR`` (`check_new_run`), whose ``config.yaml`` lists the seeds. With `resume`, a seed that finished
+    (``replicate.json``) is skipped, a seed with a saved state resumes from its latest, an untouched seed starts; a
+    seed started but killed before its first saved state is an error naming its directory. Every process of
+    ``accelerate launch`` runs the seeds in the same order; only the main process writes.
+    """
+    from speat_metric.distributed import is_main_process
+
+    run_dir = Path(config.out)
+    seeds = list(config.training.seeds)
+    if resume not in (None, False, True, "latest"):
+        raise ValueError(f"--resume {resume}: a replicated run (--seeds) resumes each seed from its latest state; "
+                         "give --resume alone")
+    if not resume:
+        check_new_run(run_dir)
+        if is_main_process():
+            atomic_write_text(run_dir / RUN_CONFIG, config.to_yaml())
+    results: dict[int, Result | None] = {}
+    for seed in seeds:
+        directory = seed_directory(run_dir, seed)
+        seed_config = config.replace(out=str(directory), training=dataclasses.replace(config.training, seed=seed,
+                                                                                      seeds=()))
+        if (directory / REPLICATE_DONE).is_file():
+            results[seed] = None
+            continue
+        started = directory.is_dir() and any(directory.iterdir())
+        if started and not state_directories(directory):
+            raise ValueError(f"--resume: {directory} was started but holds no saved state yet; delete it to run "
+                             f"seed {seed} from the start")
+        results[seed] = run(seed_config, started)
+        if is_main_process():
+            atomic_write_text(directory / REPLICATE_DONE, json.dumps({"seed": seed, "finished": True}) + "\n")
+    return results

@@ -45,6 +45,9 @@ def add_training_options(parser: argparse.ArgumentParser, *, lr_help: str, batch
                           help="auto (default): bf16 or fp16 on a CUDA GPU that has it, none otherwise")
     training.add_argument("--seed", type=int, default=None,
                           help="seed of the data order, crops and masks, and of the SpEAT permutations (default 0)")
+    training.add_argument("--seeds", default=None, metavar="SEEDS",
+                          help="replicates: comma-separated seeds (e.g. 0,1,2), one run each in OUT/seed-<s>/, one "
+                          "after the other; the curve in OUT shows the mean and min-max range over the seeds")
     training.add_argument("--audio-column", default=None, help="the audio column of a datasets dataset")
     training.add_argument("--data-config", default=None, help="the configuration of a Hub dataset (LibriSpeech: all)")
     training.add_argument("--data-split", default=None,
@@ -88,7 +91,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The training, data and tracking settings the command line gives explicitly, as dotted configuration keys."""
+    """The training, data and tracking settings the command line gives explicitly, as dotted configuration keys
+    (ValueError for bad ``--seeds``, or ``--seeds`` with ``--seed``)."""
+    seeds = seed_list(args.seeds)
+    if seeds is not None and args.seed is not None:
+        raise ValueError(f"--seed {args.seed} and --seeds {args.seeds}: give one (--seeds runs one run per seed)")
     return {key: value for key, value in {
         "training.max_steps": args.max_steps,
         "optimizer.lr": args.lr,
@@ -97,6 +104,7 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "training.crop_seconds": args.crop_seconds,
         "training.mixed_precision": args.mixed_precision,
         "training.seed": args.seed,
+        "training.seeds": seeds,
         "data.audio_column": args.audio_column,
         "data.config": args.data_config,
         "data.split": args.data_split,
@@ -116,6 +124,26 @@ def number_list(text: str | None, option: str, noun: str) -> list[int] | None:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise ValueError(f"{option} must be comma-separated {noun} numbers, got {text!r}") from None
+
+
+def seed_list(text: str | None) -> list[int] | None:
+    """``--seeds`` as a list (None when not given); ValueError, naming the value, unless it is two or more distinct
+    whole numbers >= 0.
+
+    Example:
+        >>> seed_list("0,1,2")
+        [0, 1, 2]
+        >>> seed_list("0,0")
+        Traceback (most recent call last):
+        ...
+        speat_metric.training.config.ConfigError: --seeds lists a seed twice ([0, 0]); give each replicate its own seed
+    """
+    from speat_metric.training.config import check_seeds
+
+    seeds = number_list(text, "--seeds", "seed")
+    if seeds is not None:
+        check_seeds(seeds or [text], "--seeds")
+    return seeds
 
 
 def lookup(data: Mapping[str, Any], key: str) -> Any:

@@ -60,6 +60,7 @@ class TrainingConfig:
     max_steps: int | None = None
     save_state_every: int | None = 5000
     keep_states: int = 2
+    seeds: tuple[int, ...] = ()  # --seeds: one run per seed in RUN_DIR/seed-<s>/ (checkpoints.run_replicates)
 
     def for_family(self, name: str, family: str) -> Any:
         """A setting that may differ by model family (``{melhubert: 4, default: 12}``), for `family`."""
@@ -68,14 +69,37 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class HeldOutConfig:
+    """The recordings kept out of training, whose objective loss is recorded beside d at every checkpoint
+    (`speat_metric.training.data.split_held_out`): `fraction` of the usable recordings, at least one and at most
+    `max_recordings` (whole speakers when the speakers are known), chosen with `seed` (not the training seed: every
+    seed of a replicated run keeps out the same recordings, with the same crops). `fraction` 0: none, train on all."""
+
+    fraction: float = 0.02
+    max_recordings: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) \
+                or not 0 <= self.fraction < 0.5:
+            raise ConfigError(f"data.held_out.fraction must be a number from 0 (no held-out split) to below 0.5, "
+                              f"got {self.fraction!r}")
+        check_positive(self.max_recordings, "data.held_out.max_recordings")
+        check_positive(self.seed, "data.held_out.seed", zero=True)
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    """Where the training audio comes from (``--data`` and how to read a datasets dataset)."""
+    """Where the training audio comes from (``--data`` and how to read a datasets dataset), which column names a
+    dataset's speakers (None: ``speaker_id`` or ``speaker`` when there is one), and the held-out split."""
 
     path: str | None = None
     audio_column: str | None = None
     config: str | None = None
     split: str = "train"
     revision: str | None = None
+    speaker_column: str | None = None
+    held_out: HeldOutConfig = dataclasses.field(default_factory=HeldOutConfig)
 
 
 @dataclass(frozen=True)
@@ -235,6 +259,20 @@ def check_training(training: TrainingConfig) -> None:
     check_positive(training.max_steps, "training.max_steps (--max-steps)", allow_none=True)
     check_positive(training.save_state_every, "training.save_state_every", allow_none=True)
     check_positive(training.keep_states, "training.keep_states")
+    check_seeds(training.seeds, "training.seeds")
+
+
+def check_seeds(seeds: Any, option: str = "--seeds") -> None:
+    """Replicate seeds: at least two distinct whole numbers >= 0 (`ConfigError` naming `option` otherwise)."""
+    seeds = list(seeds)
+    if not seeds:
+        return
+    if any(isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 for seed in seeds):
+        raise ConfigError(f"{option} must be whole numbers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{option} lists a seed twice ({seeds!r}); give each replicate its own seed")
+    if len(seeds) < 2:
+        raise ConfigError(f"{option} needs at least two seeds for replicates, got {seeds!r}; use --seed for one run")
 
 
 def check_tracking(tracking: TrackingConfig) -> None:

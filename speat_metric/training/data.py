@@ -20,9 +20,11 @@ Example:
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,9 @@ from speat_metric.training.config import AUTO_WORKERS
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
+SPEAKER_COLUMNS = ("speaker_id", "speaker")
+"""A dataset's speaker column, unless ``data.speaker_column`` names another (LibriSpeech and VCTK on the Hub: the
+first)."""
 SAMPLING_RATE = DEFAULT_SAMPLING_RATE
 
 
@@ -46,15 +51,47 @@ class TrainingDataError(ValueError):
 
 class TrainingAudio:
     """The recordings of a training set (made by `open_training_audio`), undecoded until `read`: audio files, or (with
-    `column`) a dataset's rows. `name` says what to call one in messages. `lengths` (samples at 16 kHz, from the
-    headers) is known once `check_files` has run, None before. Picklable, for dataloader workers."""
+    `column`) a dataset's rows, with its `speaker_column` if it has one. `name` says what to call one in messages.
+    `lengths` (samples at 16 kHz, from the headers) is known once `check_files` has run, None before. Picklable, for
+    dataloader workers."""
 
     def __init__(self, description: str, items: Sequence[Any], column: str | None = None,
-                 lengths: Sequence[int] | None = None) -> None:
+                 lengths: Sequence[int] | None = None, speaker_column: str | None = None) -> None:
         self.description = description
         self.items = items
         self.column = column
         self.lengths = lengths
+        self.speaker_column = speaker_column
+
+    def subset(self, indices: Sequence[int]) -> TrainingAudio:
+        """These recordings only (with their lengths), in the order given."""
+        items = [self.items[index] for index in indices] if self.column is None else self.items.select(indices)
+        lengths = None if self.lengths is None else [self.lengths[index] for index in indices]
+        return TrainingAudio(self.description, items, self.column, lengths, self.speaker_column)
+
+    def speakers(self) -> list[str] | None:
+        """Each recording's speaker: a dataset's `speaker_column`, or the SPEAKER of a folder laid out as LibriSpeech
+        (``SPEAKER/CHAPTER/FILE``, or deeper with LibriSpeech's file names ``SPEAKER-CHAPTER-*``); None when unknown
+        (a folder of another layout)."""
+        if self.column is not None:
+            return [str(value) for value in self.items[self.speaker_column]] if self.speaker_column else None
+        root = Path(self.description).expanduser()
+        speakers = []
+        for item in self.items:
+            parts = Path(item).relative_to(root).parts
+            if len(parts) >= 3 and parts[-1].startswith(f"{parts[-3]}-{parts[-2]}-"):
+                speakers.append(parts[-3])
+            elif len(parts) == 3:
+                speakers.append(parts[0])
+            else:
+                return None
+        return speakers
+
+    def relative_name(self, index: int) -> str:
+        """`name`, a file's relative to the ``--data`` folder (what a list of recordings in a run directory says)."""
+        if self.column is not None:
+            return self.name(index)
+        return Path(self.items[index]).relative_to(Path(self.description).expanduser()).as_posix()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -105,27 +142,32 @@ class TrainingAudio:
         if not kept:
             raise TrainingDataError(f"--data {self.description}: none of its {len(self)} audio {unit}s is usable "
                                     f"({problems[0] if problems else 'no files'})")
-        items = [self.items[index] for index in kept] if self.column is None else self.items.select(kept)
-        return TrainingAudio(self.description, items, self.column, lengths)
+        checked = self.subset(kept)
+        checked.lengths = lengths
+        return checked
 
 
 def open_training_audio(data: str | Path | Any, *, audio_column: str | None = None, config: str | None = None,
-                        split: str = "train", revision: str | None = None) -> TrainingAudio:
+                        split: str = "train", revision: str | None = None,
+                        speaker_column: str | None = None) -> TrainingAudio:
     """The recordings of ``--data``: a folder of audio files, a ``save_to_disk`` dataset folder, a Hub dataset id, or a
     ``datasets.Dataset``.
 
     `audio_column` defaults to the one column of ``Audio`` type; `config`, `split` and `revision` choose a Hub
     dataset's part (``+`` joins several splits: ``train.clean.100+train.other.500``), `split` also a ``DatasetDict``'s.
+    A dataset's `speaker_column` (default: ``speaker_id`` or ``speaker``, when it has one) is kept, for a
+    speaker-disjoint held-out split (`split_held_out`).
     """
     import datasets
 
     if isinstance(data, (datasets.Dataset, datasets.DatasetDict)):
-        return _from_dataset(data, "the dataset", audio_column, split)
+        return _from_dataset(data, "the dataset", audio_column, split, speaker_column)
     text = str(data)
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-            return _from_dataset(datasets.load_from_disk(str(path)), text, audio_column, split)
+            return _from_dataset(datasets.load_from_disk(str(path)), text, audio_column, split,
+                                 speaker_column)
         files = sorted(str(file) for file in path.rglob("*") if file.suffix.lower() in AUDIO_SUFFIXES
                        and file.is_file())
         if not files:
@@ -142,10 +184,11 @@ def open_training_audio(data: str | Path | Any, *, audio_column: str | None = No
     except Exception as error:  # the Hub unreachable, no such dataset, config or split: one line, then stop
         raise TrainingDataError(f"--data {text}: could not load the dataset (config {config!r}, split {split!r}): "
                                 f"{first_line(error)}") from None
-    return _from_dataset(dataset, text, audio_column, split)
+    return _from_dataset(dataset, text, audio_column, split, speaker_column)
 
 
-def _from_dataset(dataset: Any, description: str, audio_column: str | None, split: str) -> TrainingAudio:
+def _from_dataset(dataset: Any, description: str, audio_column: str | None, split: str,
+                  speaker_column: str | None = None) -> TrainingAudio:
     """The audio column of a dataset, or of the `split` (``+`` joins several) of a ``DatasetDict``."""
     import datasets
 
@@ -167,8 +210,98 @@ def _from_dataset(dataset: Any, description: str, audio_column: str | None, spli
                                 f"{', '.join(dataset.column_names)})")
     if len(dataset) == 0:
         raise TrainingDataError(f"--data {description} has no rows")
-    undecoded = dataset.select_columns([audio_column]).cast_column(audio_column, datasets.Audio(decode=False))
-    return TrainingAudio(description, undecoded, audio_column)
+    if speaker_column is None:
+        speaker_column = next((name for name in SPEAKER_COLUMNS if name in dataset.column_names), None)
+    elif speaker_column not in dataset.column_names:
+        raise TrainingDataError(f"data.speaker_column {speaker_column!r} is not a column of {description} (columns: "
+                                f"{', '.join(dataset.column_names)})")
+    kept = [audio_column, *([speaker_column] if speaker_column else [])]
+    undecoded = dataset.select_columns(kept).cast_column(audio_column, datasets.Audio(decode=False))
+    return TrainingAudio(description, undecoded, audio_column, speaker_column=speaker_column)
+
+
+@dataclass(frozen=True)
+class HeldOutSplit:
+    """The recordings of ``--data`` split into those trained on and those held out (`split_held_out`).
+
+    Attributes:
+        train, held_out: the two parts (`TrainingAudio`), no recording in both.
+        indices: the held-out recordings' indices in the audio that was split, ascending.
+        speakers: the held-out speakers (whole speakers are held out), or None when the speakers are unknown (then
+            recordings are held out one by one).
+        seed, fraction: what chose them (``data.held_out``).
+    """
+
+    train: TrainingAudio
+    held_out: TrainingAudio
+    indices: tuple[int, ...]
+    speakers: tuple[str, ...] | None
+    seed: int
+    fraction: float
+
+    def description(self) -> dict[str, Any]:
+        """What a record's ``compression["held_out"]`` says about the split (JSON-ready); its ``digest`` (of the
+        split's size and the held-out indices) tells two runs' splits apart."""
+        import hashlib
+
+        text = json.dumps([len(self.train) + len(self.held_out), list(self.indices)])
+        return {"recordings": len(self.held_out), "training_recordings": len(self.train),
+                "speaker_disjoint": self.speakers is not None,
+                "speakers": None if self.speakers is None else len(self.speakers), "seed": self.seed,
+                "fraction": self.fraction, "digest": hashlib.sha256(text.encode()).hexdigest()[:16]}
+
+
+def split_held_out(audio: TrainingAudio, *, fraction: float, max_recordings: int, seed: int) -> HeldOutSplit | None:
+    """Hold out `fraction` of the recordings (at least one, at most `max_recordings`), or None when `fraction` is 0.
+
+    When the speakers are known (`TrainingAudio.speakers`), whole speakers are held out, in an order drawn from `seed`,
+    until there are enough recordings (the split is speaker-disjoint: a speaker is trained on or held out, never
+    both); otherwise recordings are drawn one by one. The split depends on `seed` and the recordings alone, not on
+    the training seed. `TrainingDataError` when it would hold out half of the recordings or more (too few speakers).
+    """
+    if fraction == 0:
+        return None
+    target = min(max_recordings, max(1, round(fraction * len(audio))))
+    speakers = audio.speakers()
+    groups: dict[Any, list[int]] = {}
+    for index in range(len(audio)):
+        groups.setdefault(speakers[index] if speakers is not None else index, []).append(index)
+    order = list(groups)
+    held: list[int] = []
+    chosen = []
+    for position in np.random.default_rng(seed).permutation(len(order)):
+        if len(held) >= target:
+            break
+        chosen.append(order[position])
+        held.extend(groups[order[position]])
+    if 2 * len(held) >= len(audio):
+        what = f"{len(chosen)} of its {len(groups)} speakers" if speakers is not None else f"{len(held)} recordings"
+        raise TrainingDataError(f"--data {audio.description}: a held-out split of {fraction:g} takes {what}, "
+                                f"{len(held)} of {len(audio)} recordings: too few left to train on; add recordings "
+                                "(or speakers) or set data.held_out.fraction: 0 (no held-out loss)")
+    held_set = set(held)
+    return HeldOutSplit(train=audio.subset([index for index in range(len(audio)) if index not in held_set]),
+                        held_out=audio.subset(sorted(held)), indices=tuple(sorted(held)),
+                        speakers=None if speakers is None else tuple(sorted(chosen)), seed=seed, fraction=fraction)
+
+
+def run_held_out_split(audio: TrainingAudio, settings: Any, *,
+                       resumed_recipe: Mapping[str, Any] | None = None) -> HeldOutSplit | None:
+    """The held-out split of a run (`split_held_out` with `settings`, a ``data.held_out`` section). A resumed run
+    (`resumed_recipe`: its ``TrainerState.recipe``, where the recipe saves ``{"held_out": split.description()}``)
+    keeps the split it began with: none for a run saved before held-out splits existed; ValueError when the
+    recordings no longer give the same one (its held-out loss would not compare)."""
+    if resumed_recipe is not None and "held_out" not in resumed_recipe:
+        logger.info("the run began without a held-out split: it goes on training on every recording")
+        return None
+    split = split_held_out(audio, fraction=settings.fraction, max_recordings=settings.max_recordings,
+                           seed=settings.seed)
+    if resumed_recipe is not None:
+        began, now = resumed_recipe["held_out"] or {}, split.description() if split else {}
+        if began.get("digest") != now.get("digest"):
+            raise TrainingDataError(f"--resume: the held-out recordings of --data {audio.description} differ from "
+                                    "those the run began with (the data changed?); start a new run")
+    return split
 
 
 class RandomCrops(torch.utils.data.Dataset):
