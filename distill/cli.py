@@ -27,7 +27,8 @@ _RESUMABLE_CHANGES = frozenset({"training.num_workers"})
 _DESCRIPTION = (
     "Distil TEACHER into students of 2, 4 or 6 transformer layers as DistilHuBERT does (S3PRL's distiller): each "
     "student starts from the teacher's front end and first layers and learns to predict the teacher's hidden states "
-    "of the --targets layers (L1 + -log sigmoid(cosine)). SpEAT is measured for the teacher ('base') and at every "
+    "of the --targets layers (L1 + -log sigmoid(cosine)); several students train together, each batch through the "
+    "teacher once (--no-joint: one after the other). SpEAT is measured for the teacher ('base') and at every "
     "student checkpoint; the run ends with distill.png and a table like Lin et al. (2024), Figure 3. Every "
     "hyperparameter is a default in distill/configs/common.yaml; --config FILE (or --config study, the study's 4th "
     "and 12th-layer targets with 2, 4 and 6-layer students) replaces any of them, the options below the common ones. "
@@ -47,8 +48,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "or 'study' (Lin et al. 2024: targets 4,12, students of 2, 4 and 6 layers)")
     students = parser.add_argument_group("students")
     students.add_argument("--layers", default=None, metavar="L[,L...]",
-                          help="transformer layers of the student; several (2,4,6) train one student each, one "
-                          "after the other (default 2)")
+                          help="transformer layers of the student; several (2,4,6) train one student each "
+                          "(default 2)")
+    students.add_argument("--joint", action=argparse.BooleanOptionalAction, default=None,
+                          help="train the students at once, each batch through the teacher once (default); "
+                          "--no-joint: one after the other, when the students and their optimiser states do not fit "
+                          "in memory together. Each student trains the same either way")
     students.add_argument("--targets", default=None, metavar="T[,T...]",
                           help="teacher layers each student predicts, one head each (default 4,8,12 as "
                           "DistilHuBERT; the study: 4,12)")
@@ -79,6 +84,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings the command line gives explicitly, as dotted configuration keys."""
     return {key: value for key, value in {
         "layers": number_list(args.layers, "--layers", "layer"),
+        "joint": args.joint,
         "targets": number_list(args.targets, "--targets", "layer"),
         "noise.source": args.noise,
         "noise.mix_ratio": args.mix_ratio,
@@ -104,9 +110,12 @@ def run_config(args: argparse.Namespace):
     if not args.resume:
         return requested
     saved_path = saved_run_config(out, RUN_CONFIG)
+    saved = read_run_config(saved_path)
     given = {"teacher": args.teacher, **({"data.path": args.data} if args.data else {}), **_overrides(args)}
-    return resumed_config(read_run_config(saved_path), requested, given, saved_path=saved_path,
-                          config_given=args.config is not None, resumable=_RESUMABLE_CHANGES)
+    if "joint" not in given:  # a run resumes in its own mode: a run saved before joint existed trained sequentially
+        requested = requested.replace(joint=saved.joint)
+    return resumed_config(saved, requested, given, saved_path=saved_path, config_given=args.config is not None,
+                          resumable=_RESUMABLE_CHANGES)
 
 
 def _distill(args: argparse.Namespace) -> int:

@@ -87,7 +87,10 @@ class DistillationConfig(RunConfig):
         teacher: the teacher's model string (a transformers directory or Hub id, ``melhubert:FILE``,
             ``random:melhubert-*``).
         out: the run directory.
-        layers: the students' depths (one student per entry, trained one after the other).
+        layers: the students' depths (one student per entry).
+        joint: train every student at once, on one teacher forward per batch (`speat_metric.distill.train`); False:
+            one after the other. Each student's training is the same either way; runs saved before the setting
+            existed trained one after the other (`read_run_config`).
         targets: the teacher layers each student predicts (1 = the first transformer layer's output).
         checkpoint_every: steps between student checkpoints (each with its SpEAT); the last step always has one.
         revision, mean_std: as for ``speat evaluate``.
@@ -96,6 +99,7 @@ class DistillationConfig(RunConfig):
     teacher: str
     out: str
     layers: tuple[int, ...] = (2,)
+    joint: bool = True
     targets: tuple[int, ...] = (4, 8, 12)
     checkpoint_every: int = 50_000
     revision: str | None = None
@@ -174,8 +178,9 @@ def _noise_level_given(noise: Any, *, where: str) -> str | None:
 
 
 def read_run_config(path: str | Path) -> DistillationConfig:
-    """The configuration a run saved (``RUN_DIR/config.yaml``)."""
-    return build(read_yaml(Path(path)), where=str(path))
+    """The configuration a run saved (``RUN_DIR/config.yaml``). A run saved before ``joint`` existed trained its
+    students one after the other, each with its own states: it resumes that way."""
+    return build({"joint": False, **read_yaml(Path(path))}, where=str(path))
 
 
 def build(data: Mapping[str, Any], *, where: str) -> DistillationConfig:
@@ -193,6 +198,8 @@ def _check(config: DistillationConfig) -> None:
             check_positive(value, f"{name} (--{name}) entry")
         if len(set(values)) != len(values):
             raise ConfigError(f"{name} (--{name}) repeats a layer: {', '.join(map(str, values))}")
+    if not isinstance(config.joint, bool):
+        raise ConfigError(f"joint (--joint, --no-joint) must be true or false, got {config.joint!r}")
     check_positive(config.checkpoint_every, "checkpoint_every (--checkpoint-every)")
     if config.training.max_steps is None:
         raise ConfigError("training.max_steps (--max-steps) must be set: the learning-rate schedule follows it")

@@ -1,10 +1,17 @@
-"""The distillation run, top to bottom: teacher, data, tracker, then for each student depth: student, heads,
+"""The distillation run, top to bottom: teacher, data, tracker, then the students: student, heads,
 ``accelerator.prepare``, resume, the loop, checkpoints with their SpEAT; at the end the Figure-3 chart.
 
-The teacher's SpEAT ("base") is measured once, before the first student. Every ``checkpoint_every`` steps and at
-the last step the student (without its heads) is saved and its SpEAT recorded, then a resumable state follows; a
-killed run resumed with ``--resume`` continues the student it was training at the step of its latest state, and
-skips the students already finished.
+The teacher's SpEAT ("base") is measured once, before the first student. By default (``joint``) every student of
+``--layers`` trains at once: each batch goes through the teacher once (no gradient), then through each student's
+forward, loss and backward, and one optimiser step updates them all (`DistillationSteps`). With ``joint: false``
+(``--no-joint``) the students train one after the other, each a run of its own through the same steps. Either way a
+student's training is the one it would have alone: its heads are drawn after ``set_seed(seed)`` as in a run of that
+student alone, its dropout from its own stream (`student_random_stream`), and AdamW and the gradient clipping act
+on each student's parameters alone; the tests check that a joint run's students equal separate runs' ones.
+
+Every ``checkpoint_every`` steps and at the last step each student (without its heads) is saved and its SpEAT
+recorded, then a resumable state follows; a killed run resumed with ``--resume`` continues from its latest state:
+every student of a joint run, or the student a sequential run was training (the finished ones are skipped).
 
 Run directory (``--out``)::
 
@@ -12,17 +19,22 @@ Run directory (``--out``)::
     results/*.json                       the teacher's records, and one per student checkpoint and test
     student-<L>-layers/checkpoint-<step>/       a transformers student (speat evaluate RUN_DIR/student-2-layers), or
     student-<L>-layers/checkpoint-<step>.ckpt   a MelHuBERT student (speat evaluate melhubert:RUN_DIR/student-...)
-    student-<L>-layers/state/step-<N>/   resumable accelerate states (the latest ``keep_states``)
+    state/step-<N>/                      a joint run's resumable accelerate states, every student in each (the
+                                         latest ``keep_states``)
+    student-<L>-layers/state/step-<N>/   a sequential run's (``--no-joint``), one student each
     distill.png, distill.csv, distill.md d per test: the teacher ("base") and each student (Lin et al. 2024, Fig. 3)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate.utils import set_seed
 from accelerate.utils.constants import MODEL_NAME, SAFE_MODEL_NAME
@@ -30,7 +42,7 @@ from safetensors import safe_open
 from torch import nn
 
 from speat_metric.adapters.base import count_parameters
-from speat_metric.distill.config import DistillationConfig
+from speat_metric.distill.config import DistillationConfig, OptimizerConfig
 from speat_metric.distill.noise import NoiseSource, noise_mix_ratio, snr_db
 from speat_metric.distill.objective import DistillationBatches, distillation_loss
 from speat_metric.distill.report import write_report
@@ -44,13 +56,14 @@ from speat_metric.training.checkpoints import (
     TrainerState,
     check_new_run,
     load_training_state,
+    read_trainer_state,
     resolve_resume,
     resume_batches,
     save_training_state,
     state_directories,
 )
 from speat_metric.training.data import RandomCrops, make_dataloader
-from speat_metric.training.loop import StepProgress, TrainingSteps, flat_settings, open_run
+from speat_metric.training.loop import StepProgress, flat_settings, open_run
 from speat_metric.training.models import TrainableEncoder, load_trainable_encoder
 
 logger = logging.getLogger(__name__)
@@ -98,7 +111,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 
 def _saved_model_names(state: Path) -> list[str] | None:
-    """The state-dict keys of the model an accelerate state holds (None: no model file, accelerate will say)."""
+    """The state-dict keys of the (first) model an accelerate state holds (None: no model file, accelerate will
+    say). A joint state holds one model per student, all saved at once: the first stands for them."""
     safetensors_file = state / f"{SAFE_MODEL_NAME}.safetensors"
     if safetensors_file.is_file():
         with safe_open(safetensors_file, framework="pt") as weights:
@@ -107,14 +121,138 @@ def _saved_model_names(state: Path) -> list[str] | None:
     return list(torch.load(pickled, map_location="cpu", weights_only=True)) if pickled.is_file() else None
 
 
+@dataclass
+class Student:
+    """One student in training: its depth, the encoder its checkpoints save, the model with heads that is trained
+    (accelerate's prepared one once `DistillationSteps` runs) and the directory of its checkpoints."""
+
+    layers: int
+    encoder: TrainableEncoder
+    model: nn.Module
+    directory: Path
+
+
+def build_students(teacher: TrainableEncoder, config: DistillationConfig,
+                   layers: Sequence[int] | None = None) -> list[Student]:
+    """The students of `layers` (default: every depth of the config), each with its heads.
+
+    Each student is built right after ``set_seed(seed)``, so its heads (and a random student's weights) are those a
+    run of that student alone draws, whichever students train beside it.
+    """
+    students = []
+    for depth in config.layers if layers is None else layers:
+        set_seed(config.training.seed, device_specific=True)
+        encoder = build_student(teacher, depth, init_from_teacher=config.student.init_from_teacher)
+        model = DistillationModel(encoder, teacher_width=width(teacher.encoder), num_targets=len(config.targets))
+        students.append(Student(depth, encoder, model, student_directory(config.out, depth)))
+    return students
+
+
+def make_optimizer(students: Sequence[Student], settings: OptimizerConfig) -> torch.optim.AdamW:
+    """One AdamW over every student's parameter groups. AdamW updates each parameter from its own gradient and
+    moments (and counts its own steps), so a student's update is the one it would get from an optimiser of its
+    own; one optimiser keeps fp16's single gradient scaler to one unscale and one update per step."""
+    groups = [group for student in students for group in parameter_groups(student.model, settings.weight_decay)]
+    return torch.optim.AdamW(groups, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps)
+
+
+@contextlib.contextmanager
+def student_random_stream(seed: int, process: int, layers: int, position: tuple[int, int],
+                          device: torch.device) -> Iterator[None]:
+    """Run a student's forward (its dropout) on torch's generators seeded from ``(seed, process, layers, epoch,
+    micro-batch)``, restoring them afterwards. Each student then draws what it would draw alone, whether other
+    students train beside it or not, and a resumed run draws what the uninterrupted one did (the position is in
+    the saved `TrainerState`); the data loader and everything else see the global generators untouched."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(int(np.random.SeedSequence([seed, process, layers, *position]).generate_state(1)[0]))
+        yield
+
+
+class DistillationSteps:
+    """The micro-batches of a run's students (one or several): each micro-batch goes through the teacher once,
+    without gradients, then through each student's forward, loss and backward (one at a time, so only one
+    student's activations are held); at the last micro-batch of an optimiser step the learning rate is set, each
+    student's gradient norm is clipped on its own, and the optimiser steps. Each student's loss (averaged over the
+    step's micro-batches and processes), learning rate and per-target losses are logged under ``student-<L>/train/``
+    as `speat_metric.training.loop.TrainingSteps` logs one model's (which cannot share a teacher forward between
+    models: accelerate counts micro-batches per ``accumulate``).
+
+    Args:
+        accelerator: the run's accelerator; the students' models and `optimizer` are prepared.
+        students: the students trained together (their ``model`` prepared).
+        optimizer: `make_optimizer` of them, prepared.
+        teacher, teacher_module: the teacher and its frozen module (on the device).
+        config: the run's settings (targets, loss weights, schedule, clipping, seed).
+        bar: the progress bar over optimiser steps.
+    """
+
+    def __init__(self, accelerator: Any, students: Sequence[Student], optimizer: torch.optim.Optimizer, *,
+                 teacher: TrainableEncoder, teacher_module: nn.Module, config: DistillationConfig,
+                 bar: StepProgress) -> None:
+        self.accelerator, self.students, self.optimizer = accelerator, list(students), optimizer
+        self.teacher, self.teacher_module, self.config, self.bar = teacher, teacher_module, config, bar
+        self._losses: dict[int, list[torch.Tensor]] = {student.layers: [] for student in self.students}
+
+    def teacher_targets(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+        """The teacher's hidden states of the target layers for a batch (under the run's autocast)."""
+        with self.accelerator.autocast(), torch.no_grad():
+            hidden_states = self.teacher.hidden_states(self.teacher_module, batch["teacher"])
+        return [hidden_states[target] for target in self.config.targets]
+
+    def __call__(self, batch: dict[str, Any], state: TrainerState) -> dict[int, float] | None:
+        """Run one micro-batch (moving `state` on); when it completed an optimiser step, each student's loss of
+        that step by depth, else None."""
+        accelerator, config = self.accelerator, self.config
+        position = (state.epoch, state.batches_in_epoch)
+        metrics: dict[int, dict[str, Any]] = {}
+        with accelerator.accumulate(*(student.model for student in self.students)):
+            targets = self.teacher_targets(batch)
+            for student in self.students:
+                with student_random_stream(config.training.seed, accelerator.process_index, student.layers,
+                                           position, accelerator.device):
+                    with accelerator.autocast():
+                        loss, per_target = distillation_loss(student.model(batch["student"]), targets,
+                                                             l1_weight=config.loss.l1_weight,
+                                                             cosine_weight=config.loss.cosine_weight)
+                    accelerator.backward(loss)
+                self._losses[student.layers].append(loss.detach())
+                metrics[student.layers] = {f"loss_layer_{target}": layer
+                                           for target, layer in zip(config.targets, per_target)}
+            if accelerator.sync_gradients:
+                lr = learning_rate(state.step, peak=config.optimizer.lr, warmup_steps=config.warmup_steps,
+                                   total_steps=config.max_steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                if clipping := config.optimizer.gradient_clipping:
+                    accelerator.unscale_gradients()  # once: fp16's scaler refuses a second unscale before the step
+                    for student in self.students:  # each student's norm, as a run of it alone clips
+                        torch.nn.utils.clip_grad_norm_(student.model.parameters(), clipping)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        state.batches_in_epoch += 1
+        if not accelerator.sync_gradients:
+            return None
+        state.step += 1
+        losses = {layers: accelerator.reduce(torch.stack(values).mean(), reduction="mean").item()
+                  for layers, values in self._losses.items()}
+        for values in self._losses.values():
+            values.clear()
+        self.bar.update(postfix={f"loss {layers}L": f"{loss:.4f}" for layers, loss in losses.items()})
+        accelerator.log({f"student-{layers}/train/{name}": float(value)
+                         for layers, loss in losses.items()
+                         for name, value in {"loss": loss, "lr": lr, **metrics[layers]}.items()}, step=state.step)
+        return losses
+
+
 def distill(config: DistillationConfig, *, resume: bool | str | None = False, report_to: Any = None,
             progress: bool = True) -> DistillationSummary:
     """Distil the teacher into each student depth of the config, with bias tracking (what ``speat distill`` runs).
 
     Args:
         config: the resolved settings (`speat_metric.distill.config.load_config`).
-        resume: continue the run in ``config.out`` (True: each student from its latest state; a path: that state
-            of its student), or start (False).
+        resume: continue the run in ``config.out`` (True: from its latest state, each student's in a sequential
+            run; a path: that state), or start (False).
         report_to: accelerate trackers (`speat_metric.training.loop.parse_report_to`).
         progress: show progress bars.
 
@@ -131,8 +269,9 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
     noise = NoiseSource.from_setting(config.noise.source, progress=progress and accelerator.is_main_process)
 
     # A state of an older head layout: one line now, not a load_state_dict traceback after the teacher is loaded.
-    for layers, start in starts.items():
-        saved = None if start is None or _finished(tracker, layers, config.max_steps) else _saved_model_names(start)
+    for group, start in starts.items():
+        finished = all(_finished(tracker, layers, config.max_steps) for layers in group)
+        saved = None if start is None or finished else _saved_model_names(start)
         if saved is not None:
             check_saved_heads(saved, state=start)
 
@@ -156,13 +295,14 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
 
     teacher_name = _teacher_records(tracker, config.teacher)[0].model.name
     summary = DistillationSummary(run_dir)
-    for layers in config.layers:
-        if _finished(tracker, layers, config.max_steps):
-            logger.info("the %d-layer student is finished; skipping it", layers)
+    for group, state_root in _training_groups(config):
+        if all(_finished(tracker, layers, config.max_steps) for layers in group):
+            logger.info("the %s-layer student%s finished; skipping", ", ".join(map(str, group)),
+                        " is" if len(group) == 1 else "s are")
             continue
-        _train_student(config, layers, teacher=teacher, teacher_module=teacher_module, teacher_name=teacher_name,
-                       dataloader=dataloader, accelerator=accelerator, tracker=tracker,
-                       resume_from=starts.get(layers), progress=progress)
+        _train_students(config, group, state_root, teacher=teacher, teacher_module=teacher_module,
+                        teacher_name=teacher_name, dataloader=dataloader, accelerator=accelerator, tracker=tracker,
+                        resume_from=starts.get(group), progress=progress)
 
     accelerator.wait_for_everyone()
     summary.records = [record for record in tracker.records() if _belongs(record, config)]
@@ -181,29 +321,37 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
     return summary
 
 
-def _train_student(config: DistillationConfig, layers: int, *, teacher: TrainableEncoder, teacher_module,
-                   teacher_name: str, dataloader, accelerator, tracker: BiasTracker, resume_from: Path | None,
-                   progress: bool) -> None:
-    """Train one student from its start (or its saved state) to the last step, checkpointing and tracking."""
-    training, optimizer_settings = config.training, config.optimizer
-    student_dir = student_directory(config.out, layers)
+def _training_groups(config: DistillationConfig) -> list[tuple[tuple[int, ...], Path]]:
+    """The students trained together and where their resumable states go: every student at once in the run
+    directory (joint), or one student at a time in its own directory (sequential)."""
+    if config.joint:
+        return [(tuple(config.layers), Path(config.out))]
+    return [((layers,), student_directory(config.out, layers)) for layers in config.layers]
 
-    # The student (the teacher's front end and first layers) and its heads, seeded: the heads start at random.
-    set_seed(training.seed, device_specific=True)
-    student = build_student(teacher, layers, init_from_teacher=config.student.init_from_teacher)
-    model = DistillationModel(student, teacher_width=width(teacher.encoder), num_targets=len(config.targets))
-    optimizer = torch.optim.AdamW(parameter_groups(model, optimizer_settings.weight_decay), lr=optimizer_settings.lr,
-                                  betas=tuple(optimizer_settings.betas), eps=optimizer_settings.eps)
-    accelerator.free_memory()  # the previous student's model and optimiser leave accelerate's lists
-    model, optimizer, batches = accelerator.prepare(model, optimizer, dataloader)
-    state = TrainerState()
+
+def _train_students(config: DistillationConfig, group: tuple[int, ...], state_root: Path, *,
+                    teacher: TrainableEncoder, teacher_module: nn.Module, teacher_name: str, dataloader: Any,
+                    accelerator: Any, tracker: BiasTracker, resume_from: Path | None, progress: bool) -> None:
+    """Train the students of `group` together from their start (or their saved state) to the last step,
+    checkpointing and tracking each; their resumable states go under `state_root`."""
+    training = config.training
+    students = build_students(teacher, config, group)
+    optimizer = make_optimizer(students, config.optimizer)
+    accelerator.free_memory()  # the previous group's models and optimiser leave accelerate's lists
+    *models, optimizer, batches = accelerator.prepare(*(student.model for student in students), optimizer,
+                                                      dataloader)
+    for student, model in zip(students, models):
+        student.model = model
+    state = TrainerState(recipe={"students": list(group)})
     if resume_from is not None:
         state = load_training_state(accelerator, resume_from)
-        logger.info("resumed the %d-layer student from %s at step %d", layers, resume_from, state.step)
+        logger.info("resumed the %s-layer student%s from %s at step %d", ", ".join(map(str, group)),
+                    "" if len(group) == 1 else "s", resume_from, state.step)
+        state.recipe = {"students": list(group)}
 
-    def compression(step: int) -> dict[str, Any]:
-        parameters = count_parameters(student.encoder)
-        return {"method": METHOD, "teacher": teacher_name, "teacher_model": config.teacher, "layers": layers,
+    def compression(student: Student, step: int) -> dict[str, Any]:
+        parameters = count_parameters(student.encoder.encoder)
+        return {"method": METHOD, "teacher": teacher_name, "teacher_model": config.teacher, "layers": student.layers,
                 "targets": list(config.targets), "step": step, "noise": config.noise.source,
                 "mix_ratio": noise_mix_ratio(config.noise) if config.noise.source else None,
                 "snr_db": snr_db(noise_mix_ratio(config.noise)) if config.noise.source else None,
@@ -212,68 +360,66 @@ def _train_student(config: DistillationConfig, layers: int, *, teacher: Trainabl
                 "config": config.to_dict()}
 
     checkpoint_steps = set(config.checkpoint_steps())
-    bar = StepProgress(config.max_steps, initial=state.step, desc=f"distilling a {layers}-layer student",
-                       enabled=progress and accelerator.is_main_process)
-
-    def loss(batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.no_grad():
-            hidden_states = teacher.hidden_states(teacher_module, batch["teacher"])
-        value, per_target = distillation_loss(
-            model(batch["student"]), [hidden_states[target] for target in config.targets],
-            l1_weight=config.loss.l1_weight, cosine_weight=config.loss.cosine_weight)
-        return value, {f"loss_layer_{target}": layer for target, layer in zip(config.targets, per_target)}
-
-    def schedule_learning_rate() -> dict[str, float]:
-        lr = learning_rate(state.step, peak=optimizer_settings.lr, warmup_steps=config.warmup_steps,
-                           total_steps=config.max_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return {"lr": lr}
-
-    train_step = TrainingSteps(accelerator, bar, optimizer_settings.gradient_clipping, log_prefix=f"student-{layers}/")
-    model.train()
+    depths = ", ".join(map(str, group))
+    bar = StepProgress(config.max_steps, initial=state.step, enabled=progress and accelerator.is_main_process,
+                       desc=f"distilling a {depths}-layer student" if len(group) == 1 else
+                       f"distilling {depths}-layer students")
+    train_step = DistillationSteps(accelerator, students, optimizer, teacher=teacher, teacher_module=teacher_module,
+                                   config=config, bar=bar)
+    for model in models:
+        model.train()
     while state.step < config.max_steps:
         for batch in resume_batches(batches, state):
-            if train_step(model, optimizer, state, lambda: loss(batch), schedule_learning_rate) is None:
+            if train_step(batch, state) is None:
                 continue
-            if state.step in checkpoint_steps:  # the student without its heads, and its SpEAT
-                tracker.checkpoint(student, student_dir, state.step, accelerator=accelerator,
-                                   compression=compression(state.step), log_prefix=f"student-{layers}/")
+            if state.step in checkpoint_steps:  # each student without its heads, and its SpEAT
+                for student in students:
+                    tracker.checkpoint(student.encoder, student.directory, state.step, accelerator=accelerator,
+                                       compression=compression(student, state.step),
+                                       log_prefix=f"student-{student.layers}/")
             if state.step >= config.max_steps:
                 break
             if state.step in checkpoint_steps or (training.save_state_every
                                                   and state.step % training.save_state_every == 0):
-                save_training_state(accelerator, student_dir, state, keep=training.keep_states)
+                save_training_state(accelerator, state_root, state, keep=training.keep_states)
         else:
             state.epoch += 1
             state.batches_in_epoch = 0
     bar.close()
 
 
-def _resume_points(run_dir: Path, config: DistillationConfig, resume: bool | str | None) -> dict[int, Path | None]:
-    """The state each student resumes from (None: from its start).
+def _resume_points(run_dir: Path, config: DistillationConfig,
+                   resume: bool | str | None) -> dict[tuple[int, ...], Path | None]:
+    """The state each group of students (`_training_groups`) resumes from (None: from its start).
 
     Raises:
-        ValueError: a new run where a student already has states, ``--resume`` of a run with none, or a state path
-            that belongs to none of the students.
+        ValueError: a new run where states already are, ``--resume`` of a run with none, a state path that
+            belongs to none of the run's groups, or a joint state of other students.
     """
-    directories = {layers: student_directory(run_dir, layers) for layers in config.layers}
+    roots = dict(_training_groups(config))
     if not resume:
         check_new_run(run_dir)  # a run's directory holds its config.yaml from its start, its students' states later
-        return {layers: None for layers in config.layers}
+        return {group: None for group in roots}
     if resume is True or resume == "latest":
-        starts = {layers: (state_directories(directory) or [None])[-1] for layers, directory in directories.items()}
+        starts = {group: (state_directories(root) or [None])[-1] for group, root in roots.items()}
         if not any(starts.values()) and not (run_dir / RESULTS_DIRECTORY).is_dir():
             raise ValueError(f"--resume: {run_dir} has no saved training state to resume from; run without --resume "
                              "to start")
-        return starts
-    path = resolve_resume(run_dir, resume=resume)
-    for layers, directory in directories.items():
-        if path.resolve().parent == (directory / STATE_DIRECTORY).resolve():
-            return {other: (path if other == layers else (state_directories(directories[other]) or [None])[-1])
-                    for other in config.layers}
-    students = ", ".join(str(directory) for directory in directories.values())
-    raise ValueError(f"--resume {path}: not a state of this run's students ({students})")
+    else:
+        path = resolve_resume(run_dir, resume=resume)
+        chosen = [group for group, root in roots.items()
+                  if path.resolve().parent == (root / STATE_DIRECTORY).resolve()]
+        if not chosen:
+            places = ", ".join(str(root / STATE_DIRECTORY) for root in roots.values())
+            raise ValueError(f"--resume {path}: not a state of this run's students (their states are in {places})")
+        starts = {group: path if group == chosen[0] else (state_directories(root) or [None])[-1]
+                  for group, root in roots.items()}
+    for group, start in starts.items():
+        saved = read_trainer_state(start).recipe.get("students") if start is not None else None
+        if saved is not None and tuple(saved) != group:
+            raise ValueError(f"--resume {start}: the state holds students of {', '.join(map(str, saved))} layers, "
+                             f"this run trains {', '.join(map(str, group))} together")
+    return starts
 
 
 def _teacher_records(tracker: BiasTracker, teacher: str) -> list[EvaluationRecord]:

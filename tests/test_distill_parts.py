@@ -21,12 +21,20 @@ from speat_metric.adapters.melhubert import (
     load_melhubert_checkpoint,
     save_melhubert_checkpoint,
 )
-from speat_metric.distill.config import ConfigError, load_config
+from speat_metric.distill.config import ConfigError, load_config, read_run_config
 from speat_metric.distill.noise import NoiseSource, scaled_noise
 from speat_metric.distill.objective import DistillationBatches, distillation_loss
 from speat_metric.distill.report import report_markdown
 from speat_metric.distill.student import DistillationModel, build_student, check_layers, width
-from speat_metric.distill.train import learning_rate
+from speat_metric.distill.train import (
+    DistillationSteps,
+    build_students,
+    learning_rate,
+    make_optimizer,
+    student_random_stream,
+)
+from speat_metric.training.checkpoints import TrainerState
+from speat_metric.training.loop import StepProgress, make_accelerator
 from speat_metric.training.models import load_trainable_encoder
 
 THREE_LAYERS = {**PRUNABLE_SMALL, "num_hidden_layers": 3}
@@ -118,6 +126,52 @@ def test_the_loss_equals_an_independent_computation():
         distillation_loss(predictions[:2], targets)
 
 
+def test_students_trained_together_equal_students_trained_alone(tmp_path):
+    """Joint training (each micro-batch through the teacher once, then every student) against one student at a
+    time, over 2 optimiser steps of 2 micro-batches: the same heads, dropout, per-student gradient clipping (small
+    enough to act, where one norm over both students would clip differently) and AdamW moments."""
+    teacher = load_trainable_encoder(str(save_teacher("wav2vec2", tmp_path / "teacher")))
+    config = load_config(teacher="t", data="d", out=tmp_path / "run", overrides={
+        "layers": [1, 2], "targets": [1, 3], "training.max_steps": 2, "training.gradient_accumulation_steps": 2,
+        "optimizer.gradient_clipping": 0.05, "optimizer.warmup_proportion": 0.0})
+    accelerator = make_accelerator(project_dir=tmp_path, gradient_accumulation_steps=2, mixed_precision="no")
+    teacher_module = teacher.frozen_copy()
+    rng = np.random.default_rng(0)
+    batches = [DistillationBatches(teacher.inputs)([(0.1 * rng.standard_normal(3200)).astype(np.float32)
+                                                    for _ in range(2)], rng) for _ in range(4)]
+
+    def train(layers: list[int]) -> dict[int, dict[str, torch.Tensor]]:
+        accelerator.free_memory()
+        students = build_students(teacher, config, layers)
+        *models, optimizer = accelerator.prepare(*(student.model for student in students),
+                                                 make_optimizer(students, config.optimizer))
+        for student, model in zip(students, models):
+            student.model = model.train()
+        steps = DistillationSteps(accelerator, students, optimizer, teacher=teacher, teacher_module=teacher_module,
+                                  config=config, bar=StepProgress(2, desc="steps", enabled=False))
+        state = TrainerState()
+        assert [steps(batch, state) is not None for batch in batches] == [False, True] * 2
+        assert state.step == 2
+        return {student.layers: {name: value.detach().clone() for name, value in student.model.state_dict().items()}
+                for student in students}
+
+    together = train([1, 2])
+    alone = {**train([1]), **train([2])}
+    initial = {student.layers: student.model.state_dict() for student in build_students(teacher, config)}
+    for layers in (1, 2):
+        assert set(together[layers]) == set(alone[layers])
+        for name, value in alone[layers].items():
+            assert torch.allclose(together[layers][name], value, rtol=0, atol=1e-6), (layers, name)
+        assert not torch.equal(together[layers]["heads.expand.weight"], initial[layers]["heads.expand.weight"])
+    # dropout acts in the students, so each must draw from its own stream to match
+    student = build_students(teacher, config, [2])[0].model.train()
+    outputs = []
+    for seed in (0, 1):
+        with torch.no_grad(), student_random_stream(seed, 0, 2, (0, 0), torch.device("cpu")):
+            outputs.append(student(batches[0]["student"])[0])
+    assert not torch.equal(*outputs)
+
+
 def test_the_learning_rate_follows_transformers_linear_schedule_with_warmup():
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([parameter], lr=2e-4)
@@ -197,8 +251,8 @@ def test_the_study_config_and_bad_settings():
     assert (study.layers, study.targets, study.optimizer.lr, study.training.batch_size) == ((2, 4, 6), (4, 12), 2e-4,
                                                                                              24)
     default = load_config(teacher="t", data="d", out="o")
-    assert (default.targets, default.warmup_steps, default.checkpoint_steps()) == (
-        (4, 8, 12), 14_000, [50_000, 100_000, 150_000, 200_000])
+    assert (default.targets, default.warmup_steps, default.checkpoint_steps(), default.joint) == (
+        (4, 8, 12), 14_000, [50_000, 100_000, 150_000, 200_000], True)
     assert load_config(teacher="t", data="d", out="o", overrides={"layers": "2,4", "training.max_steps": 10,
                                                                    "checkpoint_every": 4}).checkpoint_steps() == [4, 8,
                                                                                                                   10]
@@ -206,9 +260,19 @@ def test_the_study_config_and_bad_settings():
                                ({"targets": []}, "targets .* is empty"),
                                ({"noise.mix_ratio": 1.5}, r"noise.mix_ratio \(--mix-ratio\) must be between 0 and 1"),
                                ({"optimizer.warmup_proportion": 1.0}, "warmup_proportion must be in"),
-                               ({"layers": "2,x"}, "layers must be a comma-separated list of ints")):
+                               ({"layers": "2,x"}, "layers must be a comma-separated list of ints"),
+                               ({"joint": "yes"}, r"joint \(--joint, --no-joint\) must be true or false, got 'yes'")):
         with pytest.raises(ConfigError, match=message):
             load_config(teacher="t", data="d", out="o", overrides=overrides)
+
+
+def test_a_run_saved_before_joint_training_resumes_one_student_after_the_other(tmp_path):
+    saved = load_config(teacher="t", data="d", out="o", overrides={"layers": [2, 4]}).to_yaml()
+    assert "joint: true" in saved
+    (tmp_path / "new.yaml").write_text(saved)
+    (tmp_path / "old.yaml").write_text(saved.replace("joint: true\n", ""))
+    assert read_run_config(tmp_path / "new.yaml").joint is True
+    assert read_run_config(tmp_path / "old.yaml").joint is False
 
 
 def test_the_report_table_writes_d_and_its_interval_as_every_table_does():

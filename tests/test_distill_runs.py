@@ -1,5 +1,6 @@
 """`speat distill` end to end on tiny teachers (transformers and MelHuBERT): students, records, the chart, the
-options' errors, a killed run resumed, and the same command on two processes under `accelerate launch`."""
+options' errors, students trained together against one after the other, a killed run resumed, and the same command
+on two processes under `accelerate launch`."""
 
 from __future__ import annotations
 
@@ -94,6 +95,9 @@ def test_a_transformers_teacher_gives_students_records_and_the_figure(workspace,
     for name in ("distill.png", "distill.csv", "distill.md", "config.yaml"):
         assert (out / name).stat().st_size > 0
     assert (out / "distill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = out / "state" / "step-000000002"  # the students trained together: one state holds both
+    assert {"model.safetensors", "model_1.safetensors", "trainer_state.json"} <= {path.name for path in state.iterdir()}
+    assert not (out / "student-1-layers" / "state").exists()
     table = (out / "distill.md").read_text()
     assert "SYNTHETIC" not in table  # a custom test on real files, not the demo set
     assert format_d(teacher.speat.effect_size) in table.splitlines()[-1]
@@ -106,6 +110,41 @@ def test_a_transformers_teacher_gives_students_records_and_the_figure(workspace,
     assert str(workspace) not in shown and "/tmp" not in shown
     assert set(table.frame.loc[table.frame["method"] == "distill", "compression"]) == {
         "distilled: 1-layer student of wav2vec2", "distilled: 2-layer student of wav2vec2"}
+
+
+def saved_weights(out: Path, layers: int, step: int) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(out / f"student-{layers}-layers" / f"checkpoint-{step}" / "model.safetensors")
+
+
+def effect_sizes(out: Path) -> dict:
+    return {(record.test, (record.compression or {}).get("layers"), (record.compression or {}).get("step")):
+            record.speat.effect_size for record in load_records(out / "results")}
+
+
+def assert_same_students(found: Path, expected: Path, steps: tuple[int, ...]) -> None:
+    """The students of two runs equal at every step of `steps`, to float tolerance, and so their SpEAT."""
+    for layers in (1, 2):
+        for step in steps:
+            weights, reference = saved_weights(found, layers, step), saved_weights(expected, layers, step)
+            assert set(weights) == set(reference)
+            for name, tensor in reference.items():
+                assert float((weights[name] - tensor).abs().max()) <= 1e-6, (layers, step, name)
+    assert effect_sizes(found) == pytest.approx(effect_sizes(expected), abs=1e-6)
+
+
+def test_students_trained_together_equal_students_trained_one_after_the_other(workspace):
+    """The first test's joint run (one teacher forward per batch for both students) against the same command with
+    --no-joint: each student trained alone, from the same seed."""
+    joint, sequential = workspace / "wav2vec2-run", workspace / "sequential-run"
+    assert main(["distill", str(workspace / "wav2vec2"), "--out", str(sequential), "--layers", "1,2", "--targets",
+                 "1,3", "--max-steps", "4", "--checkpoint-every", "2", "--noise", "synthetic", "--mix-ratio", "0.3",
+                 "--no-joint", *options(workspace)]) == 0
+    assert (sequential / "student-2-layers" / "state" / "step-000000002" / "trainer_state.json").is_file()
+    assert not (sequential / "state").exists()
+    assert len(effect_sizes(sequential)) == 5  # the teacher, and two checkpoints of each student
+    assert_same_students(joint, sequential, steps=(2, 4))
+    assert not torch.equal(saved_weights(joint, 2, 2)["encoder.layers.0.attention.q_proj.weight"],
+                           saved_weights(joint, 2, 4)["encoder.layers.0.attention.q_proj.weight"])
 
 
 def test_a_melhubert_teacher_gives_melhubert_students(workspace):
@@ -145,13 +184,25 @@ def test_a_new_run_never_overwrites_one_and_a_resume_keeps_its_settings(workspac
     assert main(["distill", str(workspace / "wav2vec2"), "--out", str(out), "--resume", "--layers", "1,2",
                  "--targets", "1,3", "--max-steps", "8", *options(workspace)]) == 2
     assert "training.max_steps: 4 in the run, 8 now" in capsys.readouterr().err
+    assert main(["distill", str(workspace / "wav2vec2"), "--out", str(out), "--resume", "--no-joint",
+                 *options(workspace)]) == 2
+    assert "joint: True in the run, False now" in capsys.readouterr().err
+    other = workspace / "sequential-run" / "student-1-layers" / "state" / "step-000000002"  # another run's state
+    assert main(["distill", str(workspace / "wav2vec2"), "--out", str(out), "--resume", str(other), "--layers",
+                 "1,2", "--targets", "1,3", "--max-steps", "4", "--checkpoint-every", "2", "--noise", "synthetic",
+                 "--mix-ratio", "0.3", *options(workspace)]) == 2
+    assert f"--resume {other}: not a state of this run's students (their states are in {out / 'state'})" in \
+        capsys.readouterr().err
 
 
 def test_a_state_saved_with_the_old_one_layer_heads_is_refused_with_one_line(workspace, capsys):
     """A run interrupted before the heads became S3PRL's two-layer MLPs: its 2-layer student's state (step 2) holds
-    ``heads.heads.<n>.1.*`` (GELU then one linear layer per target), as such states did."""
+    ``heads.heads.<n>.1.*`` (GELU then one linear layer per target), as such states did. Such runs trained their
+    students one after the other, and their config.yaml has no ``joint``: they resume that way."""
     out = workspace / "old-heads"
-    shutil.copytree(workspace / "wav2vec2-run", out)  # made by the first test: students of 1 and 2 layers, 4 steps
+    shutil.copytree(workspace / "sequential-run", out)  # students of 1 and 2 layers, one after the other, 4 steps
+    config = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text("\n".join(line for line in config.splitlines() if not line.startswith("joint:")))
     for finished in (out / "results").glob("student-2-layers-step-4__*.json"):
         finished.unlink()
     shutil.rmtree(out / "student-2-layers" / "checkpoint-4")
@@ -182,58 +233,54 @@ def _kill_resume_options(workspace: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumed_ends_with_the_same_students_as_an_uninterrupted_one(workspace):
-    uninterrupted, interrupted = workspace / "uninterrupted", workspace / "interrupted"
-    assert main(["distill", *_kill_resume_options(workspace), "--out", str(uninterrupted)]) == 0
+@pytest.mark.parametrize("mode", ["--joint", "--no-joint"])
+def test_a_killed_run_resumed_ends_with_the_same_students_as_an_uninterrupted_one(workspace, mode):
+    """Killed midway (the joint run after its state of step 3, the sequential one in its second student), resumed,
+    against an uninterrupted run with one student after the other."""
+    uninterrupted, interrupted = workspace / "uninterrupted", workspace / f"interrupted{mode}"
+    if not uninterrupted.exists():  # the reference of both modes
+        assert main(["distill", *_kill_resume_options(workspace), "--no-joint", "--out", str(uninterrupted)]) == 0
 
-    command = [sys.executable, "-m", "speat_metric.distill", *_kill_resume_options(workspace), "--out",
+    command = [sys.executable, "-m", "speat_metric.distill", *_kill_resume_options(workspace), mode, "--out",
                str(interrupted)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    second_student_midway = interrupted / "student-2-layers" / "state" / "step-000000003" / "trainer_state.json"
+    midway = (interrupted / "state" if mode == "--joint" else interrupted / "student-2-layers" / "state") / \
+        "step-000000003" / "trainer_state.json"
     deadline = time.monotonic() + 300
-    while not second_student_midway.exists():
+    while not midway.exists():
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (interrupted / "student-2-layers" / "checkpoint-6").exists(), "the run must be killed before it ends"
-    first_student = (interrupted / "student-1-layers" / "checkpoint-6" / "model.safetensors").stat().st_mtime_ns
+    first_student = interrupted / "student-1-layers" / "checkpoint-6" / "model.safetensors"
+    assert first_student.exists() == (mode == "--no-joint")
+    finished = first_student.stat().st_mtime_ns if first_student.exists() else None
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    assert (interrupted / "student-1-layers" / "checkpoint-6" / "model.safetensors").stat().st_mtime_ns == \
-        first_student, "the finished student is not trained again"
-    for layers in (1, 2):
-        expected = safetensors.torch.load_file(uninterrupted / f"student-{layers}-layers" / "checkpoint-6" /
-                                               "model.safetensors")
-        found = safetensors.torch.load_file(interrupted / f"student-{layers}-layers" / "checkpoint-6" /
-                                            "model.safetensors")
-        assert set(found) == set(expected)
-        for name, tensor in expected.items():
-            assert float((found[name] - tensor).abs().max()) <= 1e-6, (layers, name)
-    def effect_sizes(out: Path) -> dict:
-        return {(record.test, (record.compression or {}).get("layers"), (record.compression or {}).get("step")):
-                record.speat.effect_size for record in load_records(out / "results")}
-
+    if finished is not None:
+        assert first_student.stat().st_mtime_ns == finished, "the finished student is not trained again"
     assert len(effect_sizes(uninterrupted)) == 5  # the teacher, and two checkpoints of each student
-    assert effect_sizes(interrupted) == pytest.approx(effect_sizes(uninterrupted), abs=1e-6)
+    assert_same_students(interrupted, uninterrupted, steps=(3, 6))
 
 
 @pytest.mark.slow
 def test_accelerate_launch_on_two_cpu_processes_distils_end_to_end(workspace):
     out = workspace / "two-processes"
     completed = subprocess.run(
-        accelerate_launch("-m", "speat_metric.distill", str(workspace / "wav2vec2"), "--out", str(out), "--layers", "1",
-                          "--targets", "2", "--max-steps", "3", "--checkpoint-every", "2", "--batch-size", "1",
+        accelerate_launch("-m", "speat_metric.distill", str(workspace / "wav2vec2"), "--out", str(out), "--layers",
+                          "1,2", "--targets", "2", "--max-steps", "3", "--checkpoint-every", "2", "--batch-size", "1",
                           *options(workspace)),
         capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = by_student(out)
-    assert sorted(records[1]) == [2, 3] and len(records["teacher"][0]) == 1
-    state = sorted((out / "student-1-layers" / "state").iterdir())[-1]
-    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {path.name for path in state.iterdir()}
+    assert sorted(records[1]) == sorted(records[2]) == [2, 3] and len(records["teacher"][0]) == 1
+    state = sorted((out / "state").iterdir())[-1]  # both students, trained together, in one state
+    assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors", "model_1.safetensors"} <= {
+        path.name for path in state.iterdir()}
     assert completed.stdout.count("chart:") == 1, "only the main process reports"
 
 
