@@ -29,7 +29,9 @@ _DESCRIPTION = (
     "student starts from the teacher's front end and first layers and learns to predict the teacher's hidden states "
     "of the --targets layers (L1 + -log sigmoid(cosine)); several students train together, each batch through the "
     "teacher once (--no-joint: one after the other). SpEAT is measured for the teacher ('base') and at every "
-    "student checkpoint; the run ends with distill.png and a table like Lin et al. (2024), Figure 3. Every "
+    "student checkpoint, with each student's distillation loss on held-out recordings it never trains on; the run "
+    "ends with distill.png and a table like Lin et al. (2024), Figure 3 (--seeds 0,1,2: one run per seed, and "
+    "their mean and min-max range). Every "
     "hyperparameter is a default in distill/configs/common.yaml; --config FILE (or --config study, the study's 4th "
     "and 12th-layer targets with 2, 4 and 6-layer students) replaces any of them, the options below the common ones. "
     "Several processes or GPUs: accelerate launch -m speat_metric.distill TEACHER ...")
@@ -120,14 +122,13 @@ def run_config(args: argparse.Namespace):
 
 def _distill(args: argparse.Namespace) -> int:
     require_extra("train", "distill")
-    from speat_metric.distill.report import report_markdown, report_rows
     from speat_metric.distill.train import distill
     from speat_metric.distributed import is_main_process
 
     config, report_to = start_run(args, run_config)
     summary = distill(config, resume=args.resume, report_to=report_to, progress=not args.no_progress)
     if is_main_process():
-        print(report_markdown(report_rows(summary.records), title=f"Distilling {config.teacher}"))
+        print(summary.report["markdown"].read_text())  # the Figure-3 table (across the seeds with --seeds)
         for layers, checkpoints in sorted(summary.checkpoints.items()):
             print(f"{layers}-layer student: {len(checkpoints)} checkpoints, the last {checkpoints[-1]}")
         print(f"chart: {summary.report.get('png')}")

@@ -10,8 +10,11 @@ student alone, its dropout from its own stream (`student_random_stream`), and Ad
 on each student's parameters alone; the tests check that a joint run's students equal separate runs' ones.
 
 Every ``checkpoint_every`` steps and at the last step each student (without its heads) is saved and its SpEAT
-recorded, then a resumable state follows; a killed run resumed with ``--resume`` continues from its latest state:
-every student of a joint run, or the student a sequential run was training (the finished ones are skipped).
+recorded, with its distillation loss on held-out recordings that are never trained on (``compression
+["held_out_loss"]``, `HeldOutLoss`; the teacher's records have none), then a resumable state follows; a killed run
+resumed with ``--resume`` continues from its latest state: every student of a joint run, or the student a sequential
+run was training (the finished ones are skipped). With ``training.seeds`` (``--seeds``) the run is replicated: one
+run per seed in ``seed-<s>/``, then the across-seed chart at the top (`distill_replicates`).
 
 Run directory (``--out``)::
 
@@ -22,7 +25,15 @@ Run directory (``--out``)::
     state/step-<N>/                      a joint run's resumable accelerate states, every student in each (the
                                          latest ``keep_states``)
     student-<L>-layers/state/step-<N>/   a sequential run's (``--no-joint``), one student each
-    distill.png, distill.csv, distill.md d per test: the teacher ("base") and each student (Lin et al. 2024, Fig. 3)
+    distill.png, distill.csv, distill.md d per test: the teacher ("base") and each student (Lin et al. 2024, Fig. 3),
+                                         and each student's held-out loss
+    held_out.json                        the held-out recordings (never trained on) and how they were chosen
+
+A replicated run (``--seeds 0,1,2``)::
+
+    config.yaml                          the settings, with the seeds
+    seed-<s>/                            one run as above per seed (training.seed s), replicate.json once finished
+    distill.png, distill.csv, distill.md mean and min-max range over the seeds of d and of the held-out loss
 """
 
 from __future__ import annotations
@@ -45,11 +56,11 @@ from speat_metric.adapters.base import count_parameters
 from speat_metric.distill.config import DistillationConfig, OptimizerConfig
 from speat_metric.distill.noise import NoiseSource, noise_mix_ratio, snr_db
 from speat_metric.distill.objective import DistillationBatches, distillation_loss
-from speat_metric.distill.report import write_report
+from speat_metric.distill.report import report_title, write_replicate_report, write_report
 from speat_metric.distill.student import DistillationModel, build_student, check_layers, check_saved_heads, width
 from speat_metric.files import atomic_write_text
 from speat_metric.results import EvaluationRecord
-from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker
+from speat_metric.training.bias_tracking import RESULTS_DIRECTORY, BiasTracker, HeldOutLoss
 from speat_metric.training.checkpoints import (
     RUN_CONFIG,
     STATE_DIRECTORY,
@@ -59,12 +70,15 @@ from speat_metric.training.checkpoints import (
     read_trainer_state,
     resolve_resume,
     resume_batches,
+    run_replicates,
     save_training_state,
+    seed_directory,
     state_directories,
 )
-from speat_metric.training.data import RandomCrops, make_dataloader
+from speat_metric.training.data import RandomCrops, make_dataloader, run_held_out_split
 from speat_metric.training.loop import StepProgress, flat_settings, open_run
 from speat_metric.training.models import TrainableEncoder, load_trainable_encoder
+from speat_metric.training.plots import run_records
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +214,22 @@ class DistillationSteps:
             hidden_states = self.teacher.hidden_states(self.teacher_module, batch["teacher"])
         return [hidden_states[target] for target in self.config.targets]
 
+    def student_loss(self, model: nn.Module, batch: dict[str, Any],
+                     targets: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """A student's loss on a batch (its model with heads, on the student's inputs) against the teacher's
+        `targets`, and each target's share."""
+        return distillation_loss(model(batch["student"]), targets, l1_weight=self.config.loss.l1_weight,
+                                 cosine_weight=self.config.loss.cosine_weight)
+
+    def held_out_loss(self, student: Student, held_out: HeldOutLoss, step: int) -> dict[str, Any]:
+        """The student's loss on the held-out crops as it is now, for its record's ``compression`` (every process
+        at the same point; `HeldOutLoss.measure`): the training loss, on the inputs the training prepares (with
+        ``--noise``, the student hears each held-out crop mixed with noise drawn from the crop's seed, the same at
+        every checkpoint and seed)."""
+        module = self.accelerator.unwrap_model(student.model)
+        return held_out.measure(module, lambda batch: self.student_loss(module, batch, self.teacher_targets(batch))[0],
+                                accelerator=self.accelerator, step=step, log_prefix=f"student-{student.layers}/")
+
     def __call__(self, batch: dict[str, Any], state: TrainerState) -> dict[int, float] | None:
         """Run one micro-batch (moving `state` on); when it completed an optimiser step, each student's loss of
         that step by depth, else None."""
@@ -212,9 +242,7 @@ class DistillationSteps:
                 with student_random_stream(config.training.seed, accelerator.process_index, student.layers,
                                            position, accelerator.device):
                     with accelerator.autocast():
-                        loss, per_target = distillation_loss(student.model(batch["student"]), targets,
-                                                             l1_weight=config.loss.l1_weight,
-                                                             cosine_weight=config.loss.cosine_weight)
+                        loss, per_target = self.student_loss(student.model, batch, targets)
                     accelerator.backward(loss)
                 self._losses[student.layers].append(loss.detach())
                 metrics[student.layers] = {f"loss_layer_{target}": layer
@@ -250,7 +278,8 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
     """Distil the teacher into each student depth of the config, with bias tracking (what ``speat distill`` runs).
 
     Args:
-        config: the resolved settings (`speat_metric.distill.config.load_config`).
+        config: the resolved settings (`speat_metric.distill.config.load_config`); with ``training.seeds``, one run
+            per seed (`distill_replicates`).
         resume: continue the run in ``config.out`` (True: from its latest state, each student's in a sequential
             run; a path: that state), or start (False).
         report_to: accelerate trackers (`speat_metric.training.loop.parse_report_to`).
@@ -259,8 +288,11 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
     Raises:
         ValueError: bad data, noise, teacher, layers, stimuli or settings, all found before training starts.
     """
+    if config.training.seeds:
+        return distill_replicates(config, resume=resume, report_to=report_to, progress=progress)
     run_dir = Path(config.out)
     starts = _resume_points(run_dir, config, resume)
+    resumed = next((read_trainer_state(start).recipe for start in starts.values() if start is not None), None)
 
     # The cheap checks first: the data and noise can be read, the tests and their stimuli exist.
     training = config.training
@@ -281,15 +313,21 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
     check_layers(teacher, layers=config.layers, targets=config.targets)
     teacher_module = teacher.frozen_copy().to(accelerator.device)
 
-    # Training crops (a folder is checked file by file here), the teacher's and the student's inputs.
+    # Training crops (a folder is checked file by file here), the teacher's and the student's inputs. The held-out
+    # recordings are split off first: they are never trained on; their crops are prepared as the training's.
     audio = audio.check_files(min_seconds=training.min_seconds, progress=progress and accelerator.is_main_process)
-    crops = RandomCrops(audio, crop_seconds=training.crop_seconds, min_seconds=training.min_seconds,
-                        seed=training.seed)
+    split = run_held_out_split(audio, config.data.held_out, resumed_recipe=resumed)
+    prepare = DistillationBatches(teacher.inputs, noise, noise_mix_ratio(config.noise))
+    crops = RandomCrops(split.train if split else audio, crop_seconds=training.crop_seconds,
+                        min_seconds=training.min_seconds, seed=training.seed)
     dataloader = make_dataloader(crops, batch_size=training.batch_size, num_workers=training.num_workers,
-                                 prepare=DistillationBatches(teacher.inputs, noise, noise_mix_ratio(config.noise)),
-                                 num_processes=accelerator.num_processes)
+                                 prepare=prepare, num_processes=accelerator.num_processes)
+    held_out = HeldOutLoss(split, crop_seconds=training.crop_seconds, min_seconds=training.min_seconds,
+                           batch_size=training.batch_size, prepare=prepare) if split else None
     if accelerator.is_main_process and not any(starts.values()):
         atomic_write_text(run_dir / RUN_CONFIG, config.to_yaml())
+        if held_out:
+            held_out.write_list(run_dir)
     if report_to:
         accelerator.init_trackers("speat-distill", config=flat_settings(config.to_dict()))
 
@@ -302,7 +340,7 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
             continue
         _train_students(config, group, state_root, teacher=teacher, teacher_module=teacher_module,
                         teacher_name=teacher_name, dataloader=dataloader, accelerator=accelerator, tracker=tracker,
-                        resume_from=starts.get(group), progress=progress)
+                        held_out=held_out, resume_from=starts.get(group), progress=progress)
 
     accelerator.wait_for_everyone()
     summary.records = [record for record in tracker.records() if _belongs(record, config)]
@@ -315,8 +353,7 @@ def distill(config: DistillationConfig, *, resume: bool | str | None = False, re
                  for step in sorted(student_steps)]
         for layers, student_steps in steps.items()}
     if accelerator.is_main_process:
-        summary.report = write_report(summary.records, run_dir, teacher=teacher_name,
-                                      title=f"Distilling {Path(config.teacher).name or config.teacher}")
+        summary.report = write_report(summary.records, run_dir, title=report_title(config.teacher))
     accelerator.end_training()
     return summary
 
@@ -329,11 +366,42 @@ def _training_groups(config: DistillationConfig) -> list[tuple[tuple[int, ...], 
     return [((layers,), student_directory(config.out, layers)) for layers in config.layers]
 
 
+def distill_replicates(config: DistillationConfig, *, resume: bool | str | None = False, report_to: Any = None,
+                       progress: bool = True) -> DistillationSummary:
+    """`distill` once per seed of ``config.training.seeds`` (`run_replicates`: ``RUN_DIR/seed-<s>/``, each an
+    ordinary run), then the across-seed chart in ``RUN_DIR`` (`write_replicate_report`, from every seed's records);
+    the summary holds every seed's records and, per student depth, every seed's checkpoints, seed by seed."""
+    from speat_metric.adapters import checkpoint_series
+    from speat_metric.distributed import is_main_process
+
+    def state_roots(directory: Path) -> list[Path]:  # a --no-joint seed keeps its states in its students' folders
+        return [root for _, root in _training_groups(config.replace(out=str(directory)))]
+
+    run_dir = Path(config.out)
+    runs = run_replicates(config, lambda seed_config, started: distill(seed_config, resume=started,
+                                                                       report_to=report_to, progress=progress),
+                          resume=resume, state_roots=state_roots)
+    by_seed = run_records(run_dir)
+    summary = DistillationSummary(run_dir)
+    for records in by_seed.values():
+        summary.records += [record for record in records if _belongs(record, config)]
+    for seed, run in runs.items():  # a seed that had finished before: its checkpoints read from its directory
+        for layers in config.layers:
+            summary.checkpoints.setdefault(layers, []).extend(run.checkpoints.get(layers, []) if run else [
+                spec for spec, _ in checkpoint_series(str(student_directory(seed_directory(run_dir, seed), layers)))
+                or []])
+    if is_main_process():
+        summary.report = write_replicate_report(by_seed, run_dir, title=report_title(config.teacher, len(runs)))
+    return summary
+
+
 def _train_students(config: DistillationConfig, group: tuple[int, ...], state_root: Path, *,
                     teacher: TrainableEncoder, teacher_module: nn.Module, teacher_name: str, dataloader: Any,
-                    accelerator: Any, tracker: BiasTracker, resume_from: Path | None, progress: bool) -> None:
+                    accelerator: Any, tracker: BiasTracker, held_out: HeldOutLoss | None, resume_from: Path | None,
+                    progress: bool) -> None:
     """Train the students of `group` together from their start (or their saved state) to the last step,
-    checkpointing and tracking each; their resumable states go under `state_root`."""
+    checkpointing and tracking each (with its `held_out` loss, unless the run has no held-out split); their
+    resumable states go under `state_root`, with the split (a resumed run keeps it)."""
     training = config.training
     students = build_students(teacher, config, group)
     optimizer = make_optimizer(students, config.optimizer)
@@ -342,12 +410,13 @@ def _train_students(config: DistillationConfig, group: tuple[int, ...], state_ro
                                                       dataloader)
     for student, model in zip(students, models):
         student.model = model
-    state = TrainerState(recipe={"students": list(group)})
+    recipe = {"students": list(group), "held_out": held_out.split.description() if held_out else None}
+    state = TrainerState(recipe=recipe)
     if resume_from is not None:
         state = load_training_state(accelerator, resume_from)
         logger.info("resumed the %s-layer student%s from %s at step %d", ", ".join(map(str, group)),
                     "" if len(group) == 1 else "s", resume_from, state.step)
-        state.recipe = {"students": list(group)}
+        state.recipe = recipe
 
     def compression(student: Student, step: int) -> dict[str, Any]:
         parameters = count_parameters(student.encoder.encoder)
@@ -372,10 +441,11 @@ def _train_students(config: DistillationConfig, group: tuple[int, ...], state_ro
         for batch in resume_batches(batches, state):
             if train_step(batch, state) is None:
                 continue
-            if state.step in checkpoint_steps:  # each student without its heads, and its SpEAT
+            if state.step in checkpoint_steps:  # each student without its heads, its held-out loss and SpEAT
                 for student in students:
+                    quality = train_step.held_out_loss(student, held_out, state.step) if held_out else {}
                     tracker.checkpoint(student.encoder, student.directory, state.step, accelerator=accelerator,
-                                       compression=compression(student, state.step),
+                                       compression=compression(student, state.step) | quality,
                                        log_prefix=f"student-{student.layers}/")
             if state.step >= config.max_steps:
                 break

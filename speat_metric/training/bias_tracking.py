@@ -153,10 +153,11 @@ class HeldOutLoss:
     def measure(self, module: torch.nn.Module, loss: Callable[[dict[str, torch.Tensor]], torch.Tensor], *,
                 accelerator: Any, step: int | None = None, log_prefix: str = "") -> dict[str, Any]:
         """``{"held_out_loss": value, "held_out": description}`` for the records' ``compression``: `loss` of each
-        batch (moved to the accelerator's device) with `module` (what `loss` runs, unwrapped from DDP) in eval mode,
-        under the run's autocast as the training steps; every process must call it at the same point. Logged to the
-        trackers as ``<log_prefix>held_out/loss``."""
+        batch (its tensors, nested mappings' too, moved to the accelerator's device) with `module` (what `loss` runs,
+        unwrapped from DDP) in eval mode, under the run's autocast as the training steps; every process must call it
+        at the same point. Logged to the trackers as ``<log_prefix>held_out/loss``."""
         import torch
+        from accelerate.utils import send_to_device
 
         totals = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
         was_training = module.training
@@ -164,7 +165,7 @@ class HeldOutLoss:
         try:
             with torch.no_grad(), accelerator.autocast():  # the training steps' precision, frozen models too
                 for count, batch in self.batches(accelerator.process_index, accelerator.num_processes):
-                    batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+                    batch = send_to_device(batch, accelerator.device)  # nested too: a distillation's two inputs
                     totals[0] += float(loss(batch)) * count
                     totals[1] += count
         finally:

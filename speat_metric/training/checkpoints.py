@@ -22,7 +22,7 @@ import dataclasses
 import json
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -175,8 +175,8 @@ def replicate_directories(run_dir: str | Path) -> dict[int, Path]:
 Result = TypeVar("Result")
 
 
-def run_replicates(config: Any, run: Callable[[Any, bool], Result], *,
-                   resume: bool | str | Path | None) -> dict[int, Result | None]:
+def run_replicates(config: Any, run: Callable[[Any, bool], Result], *, resume: bool | str | Path | None,
+                   state_roots: Callable[[Path], Sequence[Path]] | None = None) -> dict[int, Result | None]:
     """Run a recipe's `config` once per seed of ``config.training.seeds``, one after the other, each an ordinary run
     in ``RUN_DIR/seed-<s>/`` (``training.seed`` s, no seeds); return each seed's result (None for a seed that had
     finished before).
@@ -184,8 +184,10 @@ def run_replicates(config: Any, run: Callable[[Any, bool], Result], *,
     `run(seed_config, resume)` is the recipe's run of one seed. A new replicated run must start in a new or empty
     ``RUN_DIR`` (`check_new_run`), whose ``config.yaml`` lists the seeds. With `resume`, a seed that finished
     (``replicate.json``) is skipped, a seed with a saved state resumes from its latest, an untouched seed starts; a
-    seed started but killed before its first saved state is an error naming its directory. Every process of
-    ``accelerate launch`` runs the seeds in the same order; only the main process writes.
+    seed started but killed before its first saved state is an error naming its directory. `state_roots` gives the
+    directories whose ``state/`` hold a seed's saved states (default: the seed's directory; a distillation of one
+    student after the other keeps them per student). Every process of ``accelerate launch`` runs the seeds in the
+    same order; only the main process writes.
     """
     from speat_metric.distributed import is_main_process
 
@@ -207,7 +209,8 @@ def run_replicates(config: Any, run: Callable[[Any, bool], Result], *,
             results[seed] = None
             continue
         started = directory.is_dir() and any(directory.iterdir())
-        if started and not state_directories(directory):
+        roots = state_roots(directory) if state_roots else [directory]
+        if started and not any(state_directories(root) for root in roots):
             raise ValueError(f"--resume: {directory} was started but holds no saved state yet; delete it to run "
                              f"seed {seed} from the start")
         results[seed] = run(seed_config, started)

@@ -289,15 +289,16 @@ def run_held_out_split(audio: TrainingAudio, settings: Any, *,
                        resumed_recipe: Mapping[str, Any] | None = None) -> HeldOutSplit | None:
     """The held-out split of a run (`split_held_out` with `settings`, a ``data.held_out`` section). A resumed run
     (`resumed_recipe`: its ``TrainerState.recipe``, where the recipe saves ``{"held_out": split.description()}``)
-    keeps the split it began with: none for a run saved before held-out splits existed; ValueError when the
-    recordings no longer give the same one (its held-out loss would not compare)."""
-    if resumed_recipe is not None and "held_out" not in resumed_recipe:
+    keeps the split it began with: none for a run saved before held-out splits existed or that began without one
+    (``"held_out": None``, which it saves again: a run resumed twice still agrees); ValueError when the recordings
+    no longer give the same one (its held-out loss would not compare)."""
+    if resumed_recipe is not None and not resumed_recipe.get("held_out"):
         logger.info("the run began without a held-out split: it goes on training on every recording")
         return None
     split = split_held_out(audio, fraction=settings.fraction, max_recordings=settings.max_recordings,
                            seed=settings.seed)
     if resumed_recipe is not None:
-        began, now = resumed_recipe["held_out"] or {}, split.description() if split else {}
+        began, now = resumed_recipe["held_out"], split.description() if split else {}
         if began.get("digest") != now.get("digest"):
             raise TrainingDataError(f"--resume: the held-out recordings of --data {audio.description} differ from "
                                     "those the run began with (the data changed?); start a new run")

@@ -97,9 +97,9 @@ def open_run(run_dir: Path, *, data: Any, training: Any, tracking: Any, mean_std
 
     if not data.path:
         raise ValueError("no training data: give --data (a folder of audio files or a datasets dataset)")
-    if training.seeds:  # a recipe with replicates runs each seed alone (`run_replicates`): never here
-        raise ValueError(f"--seeds {','.join(map(str, training.seeds))}: this recipe does not run replicates yet; "
-                         "run it once per --seed, each with its own --out")
+    if training.seeds:  # pruning and distillation run each seed alone (`run_replicates`): a guard for a new recipe
+        raise ValueError(f"--seeds {','.join(map(str, training.seeds))}: a run opens one seed; run the replicates "
+                         "through speat_metric.training.checkpoints.run_replicates, one run per seed")
     accelerator = make_accelerator(project_dir=run_dir, mixed_precision=training.mixed_precision, report_to=report_to,
                                    gradient_accumulation_steps=training.gradient_accumulation_steps)
     audio = open_training_audio(data.path, audio_column=data.audio_column, config=data.config, split=data.split,

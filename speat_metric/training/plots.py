@@ -232,8 +232,8 @@ def replicate_rows(rows_by_seed: Mapping[int, Sequence[dict[str, Any]]], *,
                    by: Sequence[str] = ("test", "prune_steps")) -> list[dict[str, Any]]:
     """The rows of several seeds' curves (`curve_rows`, or any rows with ``d``, ``ci_low``, ``ci_high`` and
     optionally ``x``, ``step`` and ``held_out_loss``) merged into one row per `by` group (pruning: a test after the
-    same number of pruning steps, which every seed reaches at the same x in head and row pruning; a distillation
-    would group by test, student and step).
+    same number of pruning steps, which every seed reaches at the same x in head and row pruning; a distillation's
+    Figure-3 rows, one per test and model at its last step: `speat_metric.distill.report.replicate_report_rows`).
 
     Each row has the group's keys, ``seeds`` (how many seeds reached it), the mean x, the steps' range, and for d
     and the held-out loss the mean, the standard deviation over seeds (n - 1; None for one seed), the min and the
