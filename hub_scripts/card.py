@@ -44,7 +44,16 @@ from speat_metric.formatting import (
 )
 from speat_metric.hub import SPEAT_COMMIT_MARKER
 from speat_metric.hub.source import PAPERS, SpeatSource
-from speat_metric.report import format_p_value, label_notes, reproduce_command, stimulus_source, test_sort_key
+from speat_metric.report import (
+    HOLM_COLUMN,
+    HOLM_NOTE,
+    format_p_value,
+    label_notes,
+    reproduce_command,
+    stimulus_source,
+    test_sort_key,
+    with_holm_column,
+)
 from speat_metric.results import EvaluationRecord
 from speat_metric.stimuli.fingerprints import short_fingerprint
 
@@ -347,6 +356,10 @@ def _stimuli_sentence(record: EvaluationRecord) -> str:
     return text
 
 
+_TABLE_COLUMNS = ("test", "X vs Y", "layers", "d", "size", "p", "95% CI", "n X/Y", "audio")
+"""The columns of the card's results table (with `HOLM_COLUMN` after p when the model has several tests)."""
+
+
 def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[str],
              provenance: Mapping[str, Any], source: SpeatSource, benchmark: Benchmark | None,
              repo_id: str | None) -> str:
@@ -354,15 +367,18 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
     result = first.speat
     revision = first.model.revision
     kind = "every partition (exact)" if result.exact else f"{result.num_permutations:,} random partitions"
-    rows = ["| test | X vs Y | layers | d | size | p | 95% CI | n X/Y | audio |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    cells = []
     for record in records:
         speat = record.speat
         audio = f"`{short_fingerprint(record.stimulus_fingerprint)}`" if record.stimulus_fingerprint else "n/a"
-        size = format_size(speat.effect_size_label, speat.ci_low, speat.ci_high)
-        rows.append(f"| {record.test} | {record.groups['X']} vs {record.groups['Y']} | {_layer_view(record)} | "
-                    f"{format_d(speat.effect_size)} | {size} | {format_p_value(speat)} | "
-                    f"{format_ci(speat.ci_low, speat.ci_high)} | {speat.n_x}/{speat.n_y} | {audio} |")
+        cells.append((record.test, f"{record.groups['X']} vs {record.groups['Y']}", _layer_view(record),
+                      format_d(speat.effect_size), format_size(speat.effect_size_label, speat.ci_low, speat.ci_high),
+                      format_p_value(speat), format_ci(speat.ci_low, speat.ci_high), f"{speat.n_x}/{speat.n_y}",
+                      audio))
+    columns, cells = with_holm_column(_TABLE_COLUMNS, cells, records)
+    several_tests = HOLM_COLUMN in columns
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(row) + " |" for row in cells)]
     label_line = ", ".join([*labels, f"profile {first.profile}"])
     explained = [f"- `{label}`: {meaning}" for label, meaning in (note.split(": ", 1) for note in label_notes(labels))]
     frame = first.pooling.get("frame_pooling", "mean")
@@ -384,6 +400,7 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
         f"- **p** is the one-sided permutation p-value ({kind}, seed {result.seed}): the share of re-partitions of "
         "X and Y that give a difference at least as large as the observed one. The CI is a bootstrap interval of d "
         "over the target speakers.",
+        *([f"- {HOLM_NOTE}"] if several_tests else []),
         *([f"- {CI_EXCLUDES_ZERO_NOTE}."] if any(excludes_zero(record.speat.ci_low, record.speat.ci_high)
                                                  for record in records) else []),
         f"- {_stimuli_sentence(first)}",

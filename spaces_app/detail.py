@@ -23,14 +23,22 @@ from speat_metric.formatting import (
     format_parameters,
     format_size,
 )
-from speat_metric.report import format_p_value, ordered_tests, plural, reproduce_command
+from speat_metric.report import (
+    HOLM_COLUMN,
+    HOLM_NOTE,
+    format_p_value,
+    ordered_tests,
+    plural,
+    reproduce_command,
+    with_holm_column,
+)
 from speat_metric.results import EvaluationRecord
 from speat_metric.space import about, series
 from speat_metric.space import columns as C
 from speat_metric.space.rows import Compression, ResultTable, card_url, family, is_synthetic, records_of, stimuli_label
 
 RESULT_COLUMNS = ("result", "test", "d", "size", "p", "95% CI")
-"""The columns of the detail's results table."""
+"""The columns of the detail's results table (with `HOLM_COLUMN` after p when the model has several tests)."""
 
 STIMULI_KINDS = ("real", "synthetic")
 
@@ -138,17 +146,21 @@ def _header(run: str, records: Sequence[EvaluationRecord]) -> list[str]:
 
 
 def _results_table(rows: pd.DataFrame, records: Sequence[EvaluationRecord]) -> list[str]:
-    """The results table (one row per record, `RESULT_COLUMNS`), and the note on ◆ when a size carries it."""
-    lines = ["### Results", "", "| " + " | ".join(RESULT_COLUMNS) + " |", "|" + "---|" * len(RESULT_COLUMNS)]
+    """The results table (one row per record, `RESULT_COLUMNS`, with Holm-adjusted p beside p when the model has
+    several tests), and the notes on ◆ and on the Holm column when they are shown."""
     marked = False
+    cells = []
     for label, record in zip(result_labels(rows), records):
         result = record.speat
         size = format_size(result.effect_size_label, result.ci_low, result.ci_high)
         marked |= CI_EXCLUDES_ZERO_MARK in size
-        cells = (label, record.test, format_d(result.effect_size), size, format_p_value(result),
-                 format_ci(result.ci_low, result.ci_high))
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return [*lines, "", CI_EXCLUDES_ZERO_NOTE] if marked else lines
+        cells.append((label, record.test, format_d(result.effect_size), size, format_p_value(result),
+                      format_ci(result.ci_low, result.ci_high)))
+    columns, cells = with_holm_column(RESULT_COLUMNS, cells, records)
+    lines = ["### Results", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in cells]
+    notes = [*([CI_EXCLUDES_ZERO_NOTE] if marked else []), *([HOLM_NOTE] if HOLM_COLUMN in columns else [])]
+    return [*lines, *(line for note in notes for line in ("", note))]
 
 
 def _how_made(records: Sequence[EvaluationRecord], *, several_stimuli: bool) -> list[str]:

@@ -76,14 +76,8 @@ def format_p(p_value: float, *, exact: bool, num_permutations: int | None) -> st
         >>> format_p(1 / 2001, exact=False, num_permutations=2000)
         '<0.0005'
     """
-    if not exact and num_permutations and p_value <= 1.5 / (num_permutations + 1):
-        # 1/N rounded up at its second significant digit, in integers: with D digits in N, 1/N lies in
-        # (10^-D, 10^-(D-1)], so ceil(10^(D+1) / N) (11 to 100) is its mantissa at 10^-(D+1); float arithmetic can
-        # round the bound below 1/N (N = 62,499,999,997 gave 1.6e-11 < 1/N).
-        count = int(num_permutations)
-        digits = len(str(count))
-        mantissa = -(-(10 ** (digits + 1)) // count)
-        return f"<{mantissa * 10.0 ** -(digits + 1):.2g}"
+    if is_p_bound(p_value, exact=exact, num_permutations=num_permutations):
+        return format_p_bound(1, int(num_permutations))
     if p_value >= 1.0:
         return "1"
     text = f"{p_value:#.2g}"  # "#" keeps the second digit: 0.70, not 0.7
@@ -91,6 +85,32 @@ def format_p(p_value: float, *, exact: bool, num_permutations: int | None) -> st
         decimals = math.ceil(-math.log10(1.0 - p_value)) + 1
         text = f"{p_value:.{decimals}f}".rstrip("0")
     return text
+
+
+def is_p_bound(p_value: float, *, exact: bool, num_permutations: int | None) -> bool:
+    """Whether `format_p` writes this p as a bound: a sampled p at its floor 1/(N+1), no random partition having
+    reached the observed statistic (the true p is below 1/N, not equal to the floor)."""
+    return bool(not exact and num_permutations and p_value <= 1.5 / (num_permutations + 1))
+
+
+def format_p_bound(numerator: int, denominator: int) -> str:
+    """The bound ``p < numerator/denominator``, written ``<`` and the fraction rounded UP at its second significant
+    digit, so it stays a true bound (``1`` for a bound above 1, which says no more than a p-value's cap).
+
+    Example:
+        >>> format_p_bound(1, 1_000_000), format_p_bound(1, 300), format_p_bound(3, 2000), format_p_bound(3, 2)
+        ('<1e-06', '<0.0034', '<0.0015', '1')
+    """
+    if numerator > denominator:
+        return "1"
+    # In integers: float arithmetic can round the bound below the fraction (1/62,499,999,997 gave 1.6e-11). With
+    # the decimal shift below, numerator/denominator * 10^shift lies in (10, 1000); one step back when it is over 100
+    # leaves a mantissa of 11 to 100, whose ceiling has two significant digits.
+    shift = len(str(denominator)) - len(str(numerator)) + 2
+    if numerator * 10 ** shift > 100 * denominator:
+        shift -= 1
+    mantissa = -(-(numerator * 10 ** shift) // denominator)
+    return f"<{mantissa * 10.0 ** -shift:.2g}"
 
 
 def format_p_statement(p_value: float, *, exact: bool, num_permutations: int | None) -> str:

@@ -12,13 +12,24 @@ from pathlib import PurePath
 
 from speat_metric import profiles
 from speat_metric.defaults import STUDY_TESTS
-from speat_metric.formatting import CI_EXCLUDES_ZERO_NOTE, format_ci, format_d, format_p, format_size
+from speat_metric.formatting import (
+    CI_EXCLUDES_ZERO_NOTE,
+    format_ci,
+    format_d,
+    format_p,
+    format_p_bound,
+    format_size,
+    is_p_bound,
+)
 from speat_metric.model_spec import ModelSpec
 from speat_metric.results import DEFAULT_PROFILE, MIN_TARGETS, EvaluationRecord, SpeatResult
+from speat_metric.statistics import holm_step_down
 
 FORMATS = ("table", "markdown", "json")
 
 _COLUMNS = ("model", "test", "X vs Y", "layer", "profile", "d", "size", "p", "95% CI", "n X/Y", "notes")
+HOLM_COLUMN = "p (Holm)"
+"""The column of Holm-adjusted p-values, beside p, in every table that shows one model on several tests."""
 
 LABEL_NOTES = {
     "synthetic-stimuli": "the embedded demo set, synthetic speech made to check the pipeline; these numbers are NOT a "
@@ -56,18 +67,19 @@ def format_records(records: Sequence[EvaluationRecord], fmt: str = "table") -> s
     if fmt == "json":
         return json.dumps([record.to_dict() for record in records], indent=2, allow_nan=False)
     rows = [_row(record) for record in records]
+    columns, rows = with_holm_column(_COLUMNS, rows, records)
+    notes = _footnotes(records) + ([HOLM_NOTE] if HOLM_COLUMN in columns else [])
     synthetic = any("synthetic-stimuli" in record.labels for record in records)
-    notes = _footnotes(records)
     if fmt == "markdown":  # a document that renders: the warning in bold, each note an item of a list
         warning = [f"**{SYNTHETIC_WARNING}**", ""] if synthetic else []
-        lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join("---" for _ in _COLUMNS) + "|"]
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         notes = [f"- {note}" for note in notes]
     else:
         warning = [SYNTHETIC_WARNING, ""] if synthetic else []
-        widths = [max(len(cell) for cell in column) for column in zip(_COLUMNS, *rows)]
+        widths = [max(len(cell) for cell in column) for column in zip(columns, *rows)]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-                 for line in [_COLUMNS, tuple("-" * width for width in widths), *rows]]
+                 for line in [columns, tuple("-" * width for width in widths), *rows]]
     return "\n".join(warning + lines + ([""] + notes if notes else []))
 
 
@@ -88,6 +100,78 @@ def format_p_value(result: SpeatResult) -> str:
         '<1e-06'
     """
     return format_p(result.p_value, exact=result.exact, num_permutations=result.num_permutations)
+
+
+HOLM_NOTE = (f"{HOLM_COLUMN}: p adjusted by Holm-Bonferroni over the tests of one model (same revision, layers, "
+             "pooling, profile and stimuli), for reading several tests at once; p stays the primary number. A p "
+             "written with < is a bound, and so is the adjusted p it sets.")
+"""The footnote of `HOLM_COLUMN` (tables, cards and the Space say the same)."""
+
+
+def family_of_tests_key(record: EvaluationRecord) -> tuple[object, ...]:
+    """What one model's family of tests shares: the record's `EvaluationRecord.key` without the test, plus the full
+    model name and adapter settings and the stimuli's source. The records a table shows together for one model
+    (its gender, age and native tests on one layer view and one set of stimuli) share this key."""
+    model_key = record.key
+    test_position = 2  # key = (label, revision or weights, test, layer view, frame pooling, profile, synthetic)
+    return (*model_key[:test_position], *model_key[test_position + 1:], record.model.name,
+            json.dumps(record.model.settings, sort_keys=True, default=str),
+            json.dumps(stimulus_source(record.stimuli), sort_keys=True, default=str))
+
+
+def families_of_tests(records: Sequence[EvaluationRecord]) -> list[list[int]]:
+    """Indices of `records` grouped into families of tests (`family_of_tests_key`), in order of first appearance: the
+    one grouping behind every Holm adjustment speat shows (CLI tables, cards, the Space). A re-run of a test (same
+    `EvaluationRecord.key`) counts as one more test of its family."""
+    families: dict[tuple[object, ...], list[int]] = {}
+    for index, record in enumerate(records):
+        families.setdefault(family_of_tests_key(record), []).append(index)
+    return list(families.values())
+
+
+def has_families_of_tests(records: Sequence[EvaluationRecord]) -> bool:
+    """Whether some model among `records` was tested on several tests, so that a Holm column says something."""
+    return any(len(family) > 1 for family in families_of_tests(records))
+
+
+def holm_p_texts(records: Sequence[EvaluationRecord]) -> list[str]:
+    """Each record's Holm-adjusted p-value within its family of tests (`families_of_tests`), written as `format_p`
+    writes p. A sampled p at its floor is a bound (p < 1/N); when such a p sets an adjusted value (``k * p`` in
+    `speat_metric.statistics.holm_step_down`), the adjusted value is the bound ``< k/N``.
+
+    Example:
+        >>> from speat_metric import speat_test
+        >>> import numpy as np
+        >>> from speat_metric.results import ModelDescription
+        >>> rng = np.random.default_rng(0)
+        >>> result = speat_test(*(rng.normal(size=(5, 3)) for _ in range(4)), n_bootstrap=0, seed=0)
+        >>> model = ModelDescription("mfcc", "feature", None, None, 0, 1)
+        >>> records = [EvaluationRecord(test, {}, model, result.replace(p_value=p, exact=True), {}, {}, {}, "")
+        ...            for test, p in [("gender", 0.04), ("age", 0.01), ("native", 0.03)]]
+        >>> holm_p_texts(records)
+        ['0.060', '0.030', '0.060']
+    """
+    texts = [""] * len(records)
+    for family in families_of_tests(records):
+        results = [records[index].speat for index in family]
+        for index, step in zip(family, holm_step_down([result.p_value for result in results])):
+            source = results[step.source]
+            if is_p_bound(source.p_value, exact=source.exact, num_permutations=source.num_permutations):
+                texts[index] = format_p_bound(step.multiplier, int(source.num_permutations))
+            else:
+                texts[index] = format_p(step.p_value, exact=True, num_permutations=None)
+    return texts
+
+
+def with_holm_column(columns: Sequence[str], rows: Sequence[Sequence[str]],
+                     records: Sequence[EvaluationRecord]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """A table's columns and rows (one per record) with `HOLM_COLUMN` right after ``p`` when some model among
+    `records` has several tests (`has_families_of_tests`); unchanged otherwise, where it would only repeat p."""
+    if not has_families_of_tests(records):
+        return tuple(columns), [tuple(row) for row in rows]
+    after_p = list(columns).index("p") + 1
+    return ((*columns[:after_p], HOLM_COLUMN, *columns[after_p:]),
+            [(*row[:after_p], holm, *row[after_p:]) for row, holm in zip(rows, holm_p_texts(records))])
 
 
 def plural(count: int, noun: str) -> str:

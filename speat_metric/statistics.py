@@ -20,6 +20,7 @@ import os
 import secrets
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -221,6 +222,69 @@ def permutation_p_value(
     else:
         p_value = min(1.0, 2 * min(p_greater, p_less))
     return float(p_value), used, exact
+
+
+class HolmStep(NamedTuple):
+    """One test's Holm-adjusted p-value, and which raw p-value set it (to tell whether it inherits a bound).
+
+    Attributes:
+        p_value: the adjusted p-value.
+        source: index (in the input) of the raw p-value whose multiple ``multiplier * p`` is the adjusted value; the
+            test itself unless a smaller p earlier in the step-down set it (monotonicity).
+        multiplier: ``m - j + 1`` of that raw p-value (``j``: its 1-based rank from the smallest).
+    """
+
+    p_value: float
+    source: int
+    multiplier: int
+
+
+def holm_step_down(p_values: Sequence[float]) -> list[HolmStep]:
+    """Holm-Bonferroni adjusted p-values, in input order, each with the raw p-value that set it.
+
+    With the m raw p-values sorted ascending, p_(1) <= ... <= p_(m), the adjusted p-value of the test of rank i is
+
+        p~_(i) = min(1, max_{j <= i} (m - j + 1) * p_(j))
+
+    (Holm 1979, as in statsmodels' ``multipletests(method="holm")``): monotone in the raw p-values, at least the raw
+    p, capped at 1. Rejecting where ``p~ <= alpha`` controls the family-wise error rate at alpha under any
+    dependence. Tied raw p-values get the same adjusted value whatever order the sort leaves them in. An adjusted p
+    is a bound when the raw p that set it (`HolmStep.source`) is one: ``multiplier`` times the bound.
+
+    Raises:
+        ValueError: a p-value that is not a number in [0, 1].
+
+    Example:
+        >>> [round(step.p_value, 6) for step in holm_step_down([0.04, 0.01, 0.03])]
+        [0.06, 0.03, 0.06]
+        >>> holm_step_down([0.04, 0.01, 0.03])[0]
+        HolmStep(p_value=0.06, source=2, multiplier=2)
+    """
+    values = [float(p) for p in p_values]
+    for index, p in enumerate(values):
+        if not 0.0 <= p <= 1.0:  # also catches NaN
+            raise ValueError(f"p_values[{index}] must be a p-value in [0, 1], got {p!r}")
+    count = len(values)
+    steps: list[HolmStep] = [HolmStep(math.nan, -1, 0)] * count
+    running = HolmStep(0.0, -1, 0)
+    for rank, index in enumerate(sorted(range(count), key=values.__getitem__)):
+        multiplier = count - rank
+        scaled = multiplier * values[index]
+        if scaled > running.p_value or running.source < 0:  # strictly larger: a tie keeps the earlier source
+            running = HolmStep(scaled, index, multiplier)
+        steps[index] = running._replace(p_value=min(1.0, running.p_value))
+    return steps
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in input order: ``min(1, max_{j <= i} (m - j + 1) * p_(j))`` for the test
+    of rank i among the m raw p-values sorted ascending (`holm_step_down` has the details).
+
+    Example:
+        >>> [round(p, 6) for p in holm_adjust([0.04, 0.01, 0.03])], holm_adjust([0.2]), holm_adjust([0.6, 0.7])
+        ([0.06, 0.03, 0.06], [0.2], [1.0, 1.0])
+    """
+    return [step.p_value for step in holm_step_down(p_values)]
 
 
 def bootstrap_interval(

@@ -25,7 +25,7 @@ from speat_metric.formatting import (
 from speat_metric.hub.benchmark import Benchmark
 from speat_metric.hub.card import BEGIN_MARKER, END_MARKER, CardError, check_card_records, render_card
 from speat_metric.hub.card_merge import card_provenance, merge_card, set_yaml_keys
-from speat_metric.report import format_p_value, reproduce_command
+from speat_metric.report import HOLM_NOTE, format_p_value, holm_p_texts, reproduce_command
 
 REPO = "owner/tiny"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -83,10 +83,11 @@ def test_reannotating_replaces_only_our_entries_and_keeps_every_other_byte(recor
 def test_card_shows_the_table_labels_revision_and_reproduction(records):
     content = render_card(records, repo_id=REPO, allow_synthetic=True)
     section = content.section
-    for record in records:
+    assert "| p | p (Holm) | 95% CI |" in section and HOLM_NOTE.split(":")[0] in section  # one model, two tests
+    for record, holm in zip(records, holm_p_texts(records)):
         row = next(line for line in section.splitlines() if line.startswith(f"| {record.test} |"))
         size = format_size(record.speat.effect_size_label, record.speat.ci_low, record.speat.ci_high)
-        assert f"| {format_d(record.speat.effect_size)} | {size} | {format_p_value(record.speat)} |" in row
+        assert f"| {format_d(record.speat.effect_size)} | {size} | {format_p_value(record.speat)} | {holm} |" in row
         assert f"| {format_ci(record.speat.ci_low, record.speat.ci_high)} | 12/12 |" in row
     marked = any(excludes_zero(record.speat.ci_low, record.speat.ci_high) for record in records)
     assert (CI_EXCLUDES_ZERO_MARK in section) == marked and (CI_EXCLUDES_ZERO_NOTE in section) == marked

@@ -99,3 +99,43 @@ def test_the_reproduce_command_keeps_every_setting_and_no_machine_path(result):
 def test_tests_are_ordered_as_the_study_shows_them_then_custom_ones_by_name():
     assert ordered_tests(["native", "zeta", "gender", "accent", "native"]) == ("gender", "native", "accent", "zeta")
     assert ordered_tests(["age", "gender", "native"]) == ("gender", "age", "native")
+
+
+def _family(result, p_values, **changes):
+    """One model's records, one per test, with the given p-values (exact ones unless `changes` say otherwise)."""
+    return [_record(result, test=test, speat=result.replace(p_value=p, **changes))
+            for test, p in zip(["gender", "age", "native"], p_values)]
+
+
+def test_holm_is_taken_within_each_model_not_across_models(result):
+    first = _family(result, [0.04, 0.01, 0.03], exact=True)
+    other_model = [record.replace(model=record.model.__class__(**{**record.model.to_dict(), "name": "/m/other"}))
+                   for record in _family(result, [0.02], exact=True)]
+    other_layer = [record.replace(pooling={**record.pooling, "layer": 3})
+                   for record in _family(result, [0.01, 0.02], exact=True)]
+    records = [first[0], other_model[0], first[1], other_layer[0], first[2], other_layer[1]]
+    # by hand: family {0.04, 0.01, 0.03} -> 0.06, 0.03, 0.06; {0.02} alone; layer 3 {0.01, 0.02} -> 0.02, 0.02
+    assert report.families_of_tests(records) == [[0, 2, 4], [1], [3, 5]]
+    assert report.holm_p_texts(records) == ["0.060", "0.020", "0.030", "0.020", "0.060", "0.020"]
+
+
+def test_a_bound_p_makes_a_bound_holm_p_that_stays_true(result):
+    floor = 1 / 1001  # no random partition of 1000 reached the statistic: p < 1/1000
+    records = _family(result, [floor, 0.5, 0.0012], exact=False, num_permutations=1000)
+    records[2] = records[2].replace(speat=records[2].speat.replace(exact=True))  # a number, not a bound
+    texts = report.holm_p_texts(records)
+    # 3 * p < 3/1000 is a bound; 0.0012 * 2 < 3 * floor, so the floor sets (and bounds) its adjusted p too
+    assert texts == ["<0.003", "0.50", "<0.003"]
+    assert float(texts[0][1:]) >= 3 / 1000
+
+
+def test_the_table_shows_holm_beside_p_only_when_a_model_has_several_tests(result):
+    single = format_records(_family(result, [0.04], exact=True))
+    assert "p (Holm)" not in single
+    table = format_records(_family(result, [0.04, 0.01], exact=True)).splitlines()
+    header = table[2].split()  # after the synthetic warning and a blank line
+    assert header[header.index("p") + 1:header.index("p") + 3] == ["p", "(Holm)"]
+    assert any(line.startswith("p (Holm): p adjusted by Holm-Bonferroni") for line in table)
+    markdown = format_records(_family(result, [0.04, 0.01], exact=True), fmt="markdown")
+    assert "| p | p (Holm) | 95% CI |" in markdown
+    assert "| 0.040 | 0.040 |" in markdown and "| 0.010 | 0.020 |" in markdown

@@ -30,7 +30,8 @@ def table():
 def results_table(text: str) -> list[list[str]]:
     """The cells of the detail's results table, header first."""
     lines = text.splitlines()
-    start = lines.index("| " + " | ".join(RESULT_COLUMNS) + " |")
+    # RESULT_COLUMNS, with "p (Holm)" after p when the model has several tests
+    start = next(index for index, line in enumerate(lines) if line.startswith("| " + " | ".join(RESULT_COLUMNS[:5])))
     rows = []
     for line in lines[start:]:
         if not line.startswith("|"):
@@ -87,16 +88,18 @@ def test_the_results_table_is_compact_and_every_number_is_written_by_the_formatt
     for run in ("models/pretraining-run", "random:melhubert-small", "runs/prune-heads", "mfcc"):
         text = model_detail(table, run)
         header, *rows = results_table(text)
-        assert header == ["result", "test", "d", "size", "p", "95% CI"]
+        # each of these runs has a model with several tests, so Holm-adjusted p sits beside p
+        assert header == ["result", "test", "d", "size", "p", "p (Holm)", "95% CI"]
         assert len(rows) == len(records_of(table, run)), run
-        for result, test, d, size, p, ci in rows:
+        for result, test, d, size, p, holm, ci in rows:
             assert run not in result and result, (run, result)  # what tells the rows apart, not the model again
             assert test in table.tests
             assert re.fullmatch(r"[+-]\d\.\d\d", d), d
             assert re.fullmatch(rf"(negligible|small|medium|large)( {CI_EXCLUDES_ZERO_MARK})?", size), size
             assert re.fullmatch(r"<?\d(\.\d+)?(e-\d+)?", p), p
+            assert re.fullmatch(r"<?\d(\.\d+)?(e-\d+)?", holm), holm
             assert re.fullmatch(r"\[[+-]\d\.\d\d, [+-]\d\.\d\d\]", ci), ci
-        marked = any(CI_EXCLUDES_ZERO_MARK in size for _, _, _, size, _, _ in rows)
+        marked = any(CI_EXCLUDES_ZERO_MARK in size for _, _, _, size, _, _, _ in rows)
         assert (CI_EXCLUDES_ZERO_NOTE in text) == marked, run
     steps = [row[0] for row in results_table(model_detail(table, "models/pretraining-run"))[1:]]
     assert steps[:3] == ["step 0"] * 3 and "step 4000" in steps

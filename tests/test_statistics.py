@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from speat_metric.results import SpeatResult
-from speat_metric.statistics import effect_size, speat_test
+from speat_metric.statistics import effect_size, holm_adjust, speat_test
 
 
 def naive_s(w, a, b):
@@ -251,3 +251,40 @@ def test_the_result_carries_the_association_scores_it_was_computed_from():
     np.testing.assert_allclose(result.scores, expected, rtol=1e-12)
     assert result.effect_size == pytest.approx(effect_size(result.scores[:6], result.scores[6:]))
     assert "scores" not in result.to_dict() and SpeatResult.from_dict(result.to_dict()) == result
+
+
+def naive_holm(p_values):
+    """Holm by the book: step through the sorted p-values, scale each by the tests left, never step down."""
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    adjusted = [0.0] * len(p_values)
+    largest_so_far = 0.0
+    for rank, index in enumerate(order, start=1):
+        largest_so_far = max(largest_so_far, (len(p_values) - rank + 1) * p_values[index])
+        adjusted[index] = min(1.0, largest_so_far)
+    return adjusted
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_holm_matches_a_loop_over_the_sorted_p_values(p_values):
+    adjusted = holm_adjust(p_values)
+    assert adjusted == pytest.approx(naive_holm(p_values), rel=1e-12, abs=0)
+    assert all(raw <= holm <= 1.0 for raw, holm in zip(p_values, adjusted))
+
+
+@pytest.mark.parametrize("p_values,expected", [
+    ([0.03], [0.03]),  # one test: nothing to adjust
+    ([0.01, 0.01, 0.04], [0.03, 0.03, 0.04]),  # ties get one value
+    ([1.0, 0.2], [1.0, 0.4]),  # p = 1 stays 1
+    ([0.4, 0.3, 0.001], [0.6, 0.6, 0.003]),  # monotone: 0.4 * 1 is raised to 0.3 * 2
+    ([0.5, 0.6], [1.0, 1.0]),  # capped at 1
+    ([], []),
+])
+def test_holm_by_hand(p_values, expected):
+    assert holm_adjust(p_values) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5])
+def test_holm_refuses_what_is_not_a_p_value(bad):
+    with pytest.raises(ValueError, match=r"p_values\[1\] must be a p-value in \[0, 1\], got"):
+        holm_adjust([0.2, bad])
