@@ -70,6 +70,22 @@ def load_encoder(model: str | ModelCheck, *, revision: str | None = None, device
     return encoder
 
 
+_SEED_DIRECTORY = re.compile(r"^seed-(\d+)$")
+
+
+def seed_directory(run_dir: str | Path, seed: int) -> Path:
+    """Where the run of `seed` of a replicated run (``--seeds``) goes: ``RUN_DIR/seed-<seed>/``."""
+    return Path(run_dir) / f"seed-{seed}"
+
+
+def replicate_directories(run_dir: str | Path) -> dict[int, Path]:
+    """The seed directories of a replicated run, by seed in ascending order ({} for a run of one seed)."""
+    run_dir = Path(run_dir)
+    found = [(int(match[1]), path) for path in (run_dir.iterdir() if run_dir.is_dir() else [])
+             if (match := _SEED_DIRECTORY.match(path.name)) and path.is_dir()]
+    return dict(sorted(found))
+
+
 def checkpoint_series(model: str | ModelSpec) -> list[tuple[str, dict]] | None:
     """The checkpoints a model string names when it is a directory of checkpoints, in training order; else None.
 
@@ -91,9 +107,8 @@ def checkpoint_series(model: str | ModelSpec) -> list[tuple[str, dict]] | None:
     members = [member for member in directory.iterdir()
                if (member.suffix in (".ckpt", ".pt", ".pth") if files else (member / "config.json").is_file())]
     if not members:
-        seeds = sorted((member for member in directory.iterdir() if re.fullmatch(r"seed-\d+", member.name)),
-                       key=lambda member: int(member.name.removeprefix("seed-")))
-        series = [(name, {**info, "name": f"{seed.name}/{info['name']}"}) for seed in seeds
+        series = [(name, {**info, "name": f"{seed.name}/{info['name']}"})
+                  for seed in replicate_directories(directory).values()
                   for name, info in checkpoint_series(spec.member(seed)) or []]
         return series or None
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from speat_metric.adapters import replicate_directories, seed_directory  # noqa: F401 (the recipes import them here)
 from speat_metric.files import atomic_write_text, check_writable_directory
 
 STATE_DIRECTORY = "state"
@@ -34,7 +35,6 @@ TRAINER_STATE = "trainer_state.json"
 RUN_CONFIG = "config.yaml"
 """The settings of a run, written when it starts (``--resume`` keeps them)."""
 _STEP_DIRECTORY = re.compile(r"^step-(\d+)$")
-_SEED_DIRECTORY = re.compile(r"^seed-(\d+)$")
 REPLICATE_DONE = "replicate.json"
 """Written into a seed's directory when its run has finished (a resumed replicated run skips that seed)."""
 
@@ -157,19 +157,6 @@ def resume_batches(dataloader, state: TrainerState):
     if hasattr(skipped, "set_epoch"):
         skipped.set_epoch(state.epoch)
     return skipped
-
-
-def seed_directory(run_dir: str | Path, seed: int) -> Path:
-    """Where the run of `seed` of a replicated run goes: ``RUN_DIR/seed-<seed>/``."""
-    return Path(run_dir) / f"seed-{seed}"
-
-
-def replicate_directories(run_dir: str | Path) -> dict[int, Path]:
-    """The seed directories of a replicated run, by seed in ascending order ({} for a run of one seed)."""
-    run_dir = Path(run_dir)
-    found = [(int(match[1]), path) for path in (run_dir.iterdir() if run_dir.is_dir() else [])
-             if (match := _SEED_DIRECTORY.match(path.name)) and path.is_dir()]
-    return dict(sorted(found))
 
 
 Result = TypeVar("Result")
