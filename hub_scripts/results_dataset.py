@@ -107,7 +107,7 @@ def dataset_path(record: EvaluationRecord) -> str:
 
 
 def record_features() -> datasets.Features:
-    """The ``datasets`` types of an `EvaluationRecord` row (schema version 3); free-form parts are ``Json``."""
+    """The ``datasets`` types of an `EvaluationRecord` row (schema version 4); free-form parts are ``Json``."""
     from datasets import Features, Json, List, Value
 
     text, integer, number, flag = Value("string"), Value("int64"), Value("float64"), Value("bool")
@@ -125,6 +125,7 @@ def record_features() -> datasets.Features:
         "stimuli": Json(), "environment": Json(), "created": text, "labels": List(text), "checkpoint": Json(),
         "profile": text, "compression": Json(), "association_scores": {"X": scores, "Y": scores},
         "fingerprint": {"test": text, "clips": {role: List(text) for role in "XYAB"}, "reference": Json()},
+        "cosines": {**{role: List(text) for role in "XYAB"}, "pairs": List(List(text)), "dtype": text, "values": text},
     })
 
 

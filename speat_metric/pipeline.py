@@ -18,6 +18,7 @@ import numpy as np
 
 from speat_metric import __version__
 from speat_metric.adapters.base import SpeechEncoder
+from speat_metric.cosines import cosines_of_test
 from speat_metric.defaults import BATCH_SECONDS, NUM_PERMUTATIONS
 from speat_metric.distributed import is_main_process
 from speat_metric.embedding import clips_of, embed_stimuli
@@ -82,9 +83,11 @@ def evaluate_tests(
             test_labels = record_labels(labels, provenance=provenance, fingerprint=fingerprint,
                                         targets=(len(by_role["X"]), len(by_role["Y"])),
                                         model=encoder.description, profile=encoder.profile)
+            pairs = matched_pairs(by_role["X"], by_role["Y"])
+            ids = [[stimulus.stimulus_id for stimulus in by_role[role]] for role in ROLES]
+            pair_ids = None if pairs is None else [(ids[0][i], ids[1][j]) for i, j in pairs]
             for (layer, x), (_, y), (_, a), (_, b) in zip(*views):
-                result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed,
-                                    pairs=matched_pairs(by_role["X"], by_role["Y"]))
+                result = speat_test(x, y, a, b, num_permutations=num_permutations, seed=seed, pairs=pairs)
                 records.append(EvaluationRecord(
                     test=name,
                     groups={role: by_role[role][0].group for role in ROLES},
@@ -99,6 +102,7 @@ def evaluate_tests(
                     profile=encoder.profile,
                     association_scores=_scores_by_stimulus(result.scores, by_role["X"], by_role["Y"]),
                     fingerprint=fingerprint,
+                    cosines=cosines_of_test((x, y, a, b), ids, pair_ids).to_dict(),
                 ))
                 bar.advance()
     return records

@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 """Version of the JSON layout of `SpeatResult`; bumped whenever a field changes meaning or is removed."""
 
-RECORD_SCHEMA_VERSION = 3
+RECORD_SCHEMA_VERSION = 4
 """Version of the JSON layout of `EvaluationRecord`. Version 2 added ``profile``, ``compression`` and
-``association_scores``; version 3 added ``fingerprint`` (which audio made the result). Older records still load (as
-profile ``hf``, no compression, no per-stimulus scores, no fingerprint)."""
+``association_scores``; version 3 added ``fingerprint`` (which audio made the result); version 4 added ``cosines``
+(the test's cosine matrix, for comparisons). Older records still load (as profile ``hf``, no compression, no
+per-stimulus scores, no fingerprint, no cosines)."""
 
-READABLE_RECORD_VERSIONS = (1, 2, 3)
+READABLE_RECORD_VERSIONS = (1, 2, 3, 4)
 
 DEFAULT_PROFILE = PROFILE
 
@@ -203,6 +204,8 @@ class EvaluationRecord:
             ``{"X": [{"id": stimulus id, "s": score}, ...], "Y": [...]}`` (None in version-1 records).
         fingerprint: which audio made the result (`speat_metric.stimuli.fingerprints`: ``test``, ``clips`` and,
             with a benchmark, ``reference``); None in records older than version 3.
+        cosines: the test's cosine matrix, targets by attributes, with their stimulus ids
+            (`speat_metric.cosines.Cosines.to_dict`), from which comparisons resample; None before version 4.
         schema_version: version of this record's JSON layout (`RECORD_SCHEMA_VERSION`).
     """
 
@@ -220,6 +223,7 @@ class EvaluationRecord:
     compression: dict[str, Any] | None = None
     association_scores: dict[str, list[dict[str, Any]]] | None = None
     fingerprint: dict[str, Any] | None = None
+    cosines: dict[str, Any] | None = dataclasses.field(default=None, repr=False)
     schema_version: int = RECORD_SCHEMA_VERSION
 
     @property
@@ -295,7 +299,8 @@ class EvaluationRecord:
                 speat=SpeatResult.from_dict(data["speat"]), pooling=dict(data["pooling"]), stimuli=data["stimuli"],
                 environment=dict(data["environment"]), created=data["created"], labels=tuple(data.get("labels", ())),
                 profile=data.get("profile") or DEFAULT_PROFILE,
-                **{name: data.get(name) for name in ("checkpoint", "compression", "association_scores", "fingerprint")},
+                **{name: data.get(name) for name in ("checkpoint", "compression", "association_scores", "fingerprint",
+                                                  "cosines")},
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a speat evaluation record: {error!r}") from None

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from test_embedding import audio_dir, make_tests, wav2vec2  # noqa: F401
 
+from speat_metric.cosines import record_cosines
 from speat_metric.embedding import clips_of, embed_stimuli
 from speat_metric.pipeline import evaluate_tests, matched_pairs
 from speat_metric.pooling import LayerPooling
@@ -38,6 +39,13 @@ def test_association_scores_in_records_give_the_effect_size(audio_dir, wav2vec2)
     s_x, s_y = (np.array([entry["s"] for entry in scores[role]]) for role in "XY")
     d = (s_x.mean() - s_y.mean()) / np.concatenate([s_x, s_y]).std(ddof=1)
     assert record.speat.effect_size == pytest.approx(d, rel=1e-12)  # d from the recorded scores themselves
+    # The cosine matrix kept for comparisons: every entry against the loop, and s(w) from it.
+    cosines = record_cosines(record)
+    assert cosines.ids == {role: tuple(by_role[role]) for role in "XYAB"}
+    for row, target in enumerate(by_role["X"] + by_role["Y"]):
+        for column, attribute in enumerate(by_role["A"] + by_role["B"]):
+            assert cosines.values[row, column] == pytest.approx(cosine(pooled[target], pooled[attribute]), abs=1e-6)
+        assert cosines.scores()[row] == pytest.approx(s(target), abs=1e-6)
 
 
 def test_records_describe_how_they_were_made(audio_dir, wav2vec2):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from speat_metric import SpeatResult, effect_size_label, speat_test
+from speat_metric.cosines import Cosines, record_cosines
 
 
 @pytest.fixture(scope="module")
@@ -62,22 +63,39 @@ def _record(result, **changes):
     return record.replace(**changes)
 
 
-def test_record_round_trip_keeps_the_version_2_and_3_fields(result):
+def test_record_round_trip_keeps_the_version_2_3_and_4_fields(result):
     from speat_metric.results import RECORD_SCHEMA_VERSION, EvaluationRecord
     from speat_metric.stimuli.fingerprints import stimulus_fingerprint
 
     fingerprint = {**stimulus_fingerprint({role: [str(index) * 64] for index, role in enumerate("XYAB")}),
                    "reference": {"benchmark": "o/b", "revision": "c" * 40, "test": "d" * 64, "differing": ["saa/a"]}}
+    cosines = Cosines({"X": ("x1", "x2"), "Y": ("y1", "y2"), "A": ("a1",), "B": ("b1", "b2")},
+                      np.arange(12, dtype=np.float64).reshape(4, 3) / 16, (("x1", "y2"), ("x2", "y1")))
     record = _record(result, profile="speat2023", compression={"method": "rows", "step": 2, "ffn_sizes": [512, 640]},
-                     fingerprint=fingerprint)
+                     fingerprint=fingerprint, cosines=cosines.to_dict())
     data = json.loads(record.to_json())
-    assert data["schema_version"] == RECORD_SCHEMA_VERSION == 3
+    assert data["schema_version"] == RECORD_SCHEMA_VERSION == 4
     again = EvaluationRecord.from_json(record.to_json())
     assert again == record
     assert again.profile == "speat2023" and again.compression["ffn_sizes"] == [512, 640]
     assert again.association_scores["X"][0] == {"id": "x1", "s": 0.5}
     assert again.stimulus_fingerprint == fingerprint["test"]
     assert again.fingerprint["reference"]["differing"] == ["saa/a"]
+    kept = record_cosines(again)
+    assert np.array_equal(kept.values, cosines.values) and kept.ids == cosines.ids and kept.pairs == cosines.pairs
+    assert kept.pair_rows().tolist() == [[0, 1], [1, 0]]
+
+
+def test_version_3_record_loads_without_cosines_and_says_so_when_asked_for_them(result):
+    from speat_metric.results import EvaluationRecord
+
+    data = json.loads(_record(result).to_json())
+    del data["cosines"]
+    data["schema_version"] = 3
+    old = EvaluationRecord.from_dict(data)
+    assert old.cosines is None
+    with pytest.raises(ValueError, match="keeps no cosine matrix .*made by speat 0.*re-run speat evaluate"):
+        record_cosines(old)
 
 
 def test_version_2_record_loads_without_a_fingerprint(result):
@@ -94,7 +112,7 @@ def test_version_1_record_still_loads_as_hf_without_scores(result):
     from speat_metric.results import EvaluationRecord
 
     data = json.loads(_record(result).to_json())
-    for key in ("profile", "compression", "association_scores", "fingerprint"):
+    for key in ("profile", "compression", "association_scores", "fingerprint", "cosines"):
         del data[key]
     data["schema_version"] = 1
     old = EvaluationRecord.from_dict(data)
@@ -105,8 +123,8 @@ def test_version_1_record_still_loads_as_hf_without_scores(result):
 def test_unknown_record_version_is_refused(result):
     from speat_metric.results import EvaluationRecord
 
-    data = {**json.loads(_record(result).to_json()), "schema_version": 4}
-    with pytest.raises(ValueError, match="schema_version 4 is not supported by this speat"):
+    data = {**json.loads(_record(result).to_json()), "schema_version": 5}
+    with pytest.raises(ValueError, match="schema_version 5 is not supported by this speat"):
         EvaluationRecord.from_dict(data)
 
 
