@@ -5,6 +5,8 @@
     speat register     # let evaluate.load("speat") work offline from any directory
     speat example      # SpEAT through the evaluate module on the bundled (synthetic) example embeddings
     speat stimuli list|download   # the SpEAT tests and their sizes; fetch the real stimuli into the cache
+    speat compare RESULTS ...     # models on the same stimuli: Δd with a paired CI; rank intervals and tiers
+    speat explain RESULTS ...     # what drives each d: single-concept associations, leave-one-speaker-out
     speat hub|prune|distill|space ...   # the Hub, pruning and distillation with bias tracking, the Gradio Space
 
 The commands above `speat hub` are the core's own; the others are found through the ``speat.commands`` entry points
@@ -24,7 +26,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speat_metric import __version__
+from speat_metric import __version__, compare_cli
 from speat_metric.defaults import BATCH_SECONDS, DTYPES, NUM_PERMUTATIONS, PROFILE, STUDY_TESTS
 from speat_metric.extras import MissingExtraError
 from speat_metric.formatting import (
@@ -48,7 +50,7 @@ EXAMPLE_EMBEDDINGS = Path(__file__).parent / "data" / "example_embeddings.npz"
 COMMAND_GROUP = "speat.commands"
 """Entry-point group of the commands that live outside the core (``hub``, ``prune``, ``distill``, ``space``, and any
 third party's); ``python -m speat_metric.hub`` and the like run the same commands."""
-CORE_COMMANDS = ("register", "example", "evaluate", "stimuli")
+CORE_COMMANDS = ("register", "example", "evaluate", "stimuli", "compare", "explain")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,6 +191,7 @@ def build_parser(command: str | None = None, *, plug_ins: bool = True) -> argpar
     example.set_defaults(handler=_example)
     _add_evaluate_parser(commands)
     _add_stimuli_parser(commands)
+    compare_cli.add_parsers(commands)
     if plug_ins and command not in CORE_COMMANDS:
         installed = command_entry_points()
         for name, entry_point in installed.items():

@@ -5,7 +5,7 @@
 
       g_X = mean_{x in X} s(x) / std_{X u Y}(s),    g_Y = mean_{y in Y} s(y) / std_{X u Y}(s),    d = g_X - g_Y,
 
-  with percentile bootstrap intervals over the same resamples of targets and attributes as a comparison
+  with bias-corrected percentile bootstrap intervals over the same resamples of targets and attributes as a comparison
   (`speat_metric.comparison`). g_X > 0: X sits nearer A than B; a d carried by one group shows one g far from 0.
 * Leave-one-speaker-out (`leave_one_out`): d recomputed without each target in turn (each target of the study's
   tests is one speaker), from the record's s(w); the largest change, and the speakers whose removal flips d's sign.
@@ -21,8 +21,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speat_metric.comparison import N_RESAMPLES, draw_resamples, percentile_interval, resampled_scores, standardised
+from speat_metric.comparison import (
+    N_RESAMPLES,
+    bias_corrected_interval,
+    draw_resamples,
+    resampled_scores,
+    standardised,
+)
 from speat_metric.cosines import Cosines, record_cosines
+from speat_metric.formatting import format_ci, format_d
 
 if TYPE_CHECKING:
     from speat_metric.results import EvaluationRecord
@@ -37,7 +44,7 @@ class ConceptAssociations:
     Attributes:
         mean_cosines: ``{"XA": mean cos(X, A), "XB": ..., "YA": ..., "YB": ...}``.
         group_effects: ``{"X": g_X, "Y": g_Y}``; their difference is d.
-        intervals: ``{"X": (low, high), "Y": (low, high)}``, percentile bootstrap intervals of g_X and g_Y.
+        intervals: ``{"X": (low, high), "Y": (low, high)}``, bias-corrected bootstrap intervals of g_X and g_Y.
         confidence: coverage of the intervals.
     """
 
@@ -53,8 +60,8 @@ class ConceptAssociations:
             low, high = self.intervals[role]
             towards = (f"nearer {groups['A']}" if low > 0 else f"nearer {groups['B']}" if high < 0
                        else f"no nearer {groups['A']} than {groups['B']}")
-            parts.append(f"{groups[role]} speech is {towards} (g = {self.group_effects[role]:+.2f}, "
-                         f"{self.confidence:.0%} CI [{low:+.2f}, {high:+.2f}])")
+            parts.append(f"{groups[role]} speech is {towards} (g = {format_d(self.group_effects[role])}, "
+                         f"{self.confidence:.0%} CI {format_ci(low, high)})")
         return "; ".join(parts) + "."
 
 
@@ -75,7 +82,7 @@ def concept_associations(cosines: Cosines, *, ddof: int = 1, confidence: float =
     intervals = {}
     for role, chunks in resampled.items():
         drawn = np.concatenate(chunks)
-        intervals[role] = percentile_interval(drawn[~np.isnan(drawn)], confidence)
+        intervals[role] = bias_corrected_interval(drawn[~np.isnan(drawn)], effects[role], confidence)
     return ConceptAssociations({name: float(block.mean()) for name, block in blocks.items()}, effects, intervals,
                                confidence)
 
@@ -106,7 +113,7 @@ class LeaveOneOut:
     def sentence(self) -> str:
         flips = (f"removing {len(self.sign_flips)} single speaker(s) flips its sign ({', '.join(self.sign_flips[:3])})"
                  if self.sign_flips else "no single speaker flips its sign")
-        return (f"Leaving one speaker out moves d by at most {self.largest_change:+.2f} (without "
+        return (f"Leaving one speaker out moves d by at most {format_d(self.largest_change)} (without "
                 f"{self.most_influential}); {flips}.")
 
 
@@ -169,6 +176,6 @@ def layer_sentence(test: str, points: Sequence[LayerPoint]) -> str:
         raise ValueError(f"{test}: no per-layer results (evaluate with --pooling per-layer)")
     smallest = min(points, key=lambda point: abs(point.effect_size))
     largest = max(points, key=lambda point: abs(point.effect_size))
-    return (f"On {test}, |d| is smallest at layer {smallest.layer} (d = {smallest.effect_size:+.2f}) and largest "
-            f"at layer {largest.layer} (d = {largest.effect_size:+.2f}), of layers {points[0].layer}-"
+    return (f"On {test}, |d| is smallest at layer {smallest.layer} (d = {format_d(smallest.effect_size)}) and "
+            f"largest at layer {largest.layer} (d = {format_d(largest.effect_size)}), of layers {points[0].layer}-"
             f"{points[-1].layer}.")

@@ -70,17 +70,26 @@ def format_records(records: Sequence[EvaluationRecord], fmt: str = "table") -> s
     columns, rows = with_holm_column(_COLUMNS, rows, records)
     notes = _footnotes(records) + ([HOLM_NOTE] if HOLM_COLUMN in columns else [])
     synthetic = any("synthetic-stimuli" in record.labels for record in records)
-    if fmt == "markdown":  # a document that renders: the warning in bold, each note an item of a list
-        warning = [f"**{SYNTHETIC_WARNING}**", ""] if synthetic else []
+    return render_table(columns, rows, notes, fmt, warning=SYNTHETIC_WARNING if synthetic else None)
+
+
+def render_table(columns: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str], fmt: str = "table", *,
+                 warning: str | None = None) -> str:
+    """A table with its notes under it: ``table`` (aligned text) or ``markdown`` (a document that renders: the
+    warning in bold, each note an item of a list). Every table speat prints is written by this function."""
+    if fmt not in ("table", "markdown"):
+        raise ValueError(f"a table is written as table or markdown, got {fmt!r}")
+    if fmt == "markdown":
+        head = [f"**{warning}**", ""] if warning else []
         lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         notes = [f"- {note}" for note in notes]
     else:
-        warning = [SYNTHETIC_WARNING, ""] if synthetic else []
+        head = [warning, ""] if warning else []
         widths = [max(len(cell) for cell in column) for column in zip(columns, *rows)]
         lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                  for line in [columns, tuple("-" * width for width in widths), *rows]]
-    return "\n".join(warning + lines + ([""] + notes if notes else []))
+    return "\n".join(head + lines + ([""] + list(notes) if notes else []))
 
 
 SYNTHETIC_WARNING = "SpEAT on the embedded SYNTHETIC demo stimuli: a pipeline check, NOT a bias measurement"
