@@ -82,7 +82,8 @@ def resampled_scores(cosines: Cosines, draw: Draw) -> tuple[np.ndarray, np.ndarr
     # The mean over drawn attributes is the matrix's product with each resample's column counts.
     a_weights = _counts(draw.a_columns, n_a) / draw.a_columns.shape[1]
     b_weights = _counts(draw.b_columns, cosines.values.shape[1] - n_a) / draw.b_columns.shape[1]
-    scores = a_weights @ cosines.values[:, :n_a].T - b_weights @ cosines.values[:, n_a:].T  # (size, targets)
+    a_block, b_block = cosines.attribute_blocks()
+    scores = a_weights @ a_block - b_weights @ b_block  # (size, targets)
     return (np.take_along_axis(scores[:, :n_x], draw.x_rows, axis=1),
             np.take_along_axis(scores[:, n_x:], draw.y_rows, axis=1))
 
@@ -133,13 +134,14 @@ class PairedComparison:
         models: the two models' names (first, second).
         effect_sizes: their d (first, second).
         difference: Δd = d_first - d_second.
-        ci_low, ci_high: the percentile bootstrap interval of Δd.
+        ci_low, ci_high: the bias-corrected percentile bootstrap interval of Δd (`bias_corrected_interval`).
         p_first_less_biased: share of resamples in which |d*_first| < |d*_second|.
         confidence: coverage of the interval.
         n_resamples: resamples used (drawn minus those with an undefined d).
         seed: the seed that reproduces the resamples.
-        paired: True when both were resampled on the same draws (same stimuli); False when `--allow-different`
-            compared different stimuli, each resampled on its own draws (then the interval is wider and labelled).
+        paired: True when both were resampled on the same draws (the same stimulus ids, matched by id even when
+            their audio's fingerprint differs, which is labelled); False when `--allow-different` compared different
+            stimulus sets, each resampled on its own draws (then the interval is wider).
         labels: what a reader must know, e.g. ``different-stimuli``, ``different-profile``, ``different-pooling``.
     """
 
@@ -237,7 +239,7 @@ def comparability_labels(first: EvaluationRecord, second: EvaluationRecord) -> l
     if first.test != second.test:
         labels.append("different-test")
     cosines = [record.cosines or {} for record in (first, second)]
-    same_ids = all(cosines[0].get(role) == cosines[1].get(role) for role in "XYAB")
+    same_ids = all(sorted(cosines[0].get(role) or []) == sorted(cosines[1].get(role) or []) for role in "XYAB")
     if first.stimulus_fingerprint != second.stimulus_fingerprint or not same_ids:
         labels.append("different-stimuli")
     if first.profile != second.profile:
@@ -263,8 +265,7 @@ def compare_records(first: EvaluationRecord, second: EvaluationRecord, *, allow_
         raise ValueError(f"{first.model_label} and {second.model_label} on {first.test}: {', '.join(labels)} "
                          f"({_difference_detail(first, second, labels[0])}); compare results of the same stimuli, "
                          "profile and pooling, or pass --allow-different to compare them anyway (labelled)")
-    same_ids = all(first_cosines.ids[role] == second_cosines.ids[role] or
-                   sorted(first_cosines.ids[role]) == sorted(second_cosines.ids[role]) for role in "XYAB")
+    same_ids = all(sorted(first_cosines.ids[role]) == sorted(second_cosines.ids[role]) for role in "XYAB")
     return compare_cosines(
         first_cosines, second_cosines, effect_sizes=(first.speat.effect_size, second.speat.effect_size),
         test=first.test, models=(first.model_label, second.model_label), confidence=confidence,
@@ -322,13 +323,14 @@ def rank_records(records: Sequence[EvaluationRecord], *, names: Sequence[str] | 
     ValueError naming the first that differs."""
     if not records:
         return []
+    matrices = [record_cosines(record) for record in records]  # first: a record without one says so
     for record in records[1:]:
         labels = comparability_labels(records[0], record)
         if labels:
             raise ValueError(f"{record.model_label} and {records[0].model_label} on {records[0].test}: "
                              f"{', '.join(labels)}; only results of the same stimuli, profile and pooling are ranked "
                              "together")
-    return rank_models([record_cosines(record) for record in records],
+    return rank_models(matrices,
                        [record.speat.effect_size for record in records],
                        list(names or [record.model_label for record in records]), ddof=records[0].speat.ddof,
                        **options)
