@@ -22,14 +22,26 @@ The steps, each looking before it writes (``huggingface/community-evals``' rule:
 2. look at the repository: speat's open pull request (to update instead of opening another), one the owner closed
    (then stop, unless `force`), and the card as it stands there (invalid YAML or broken markers stop here, before
    any evaluation); a card that already shows these settings at this revision needs no evaluation at all;
-3. evaluate the model at that commit (`speat_metric.evaluation.evaluate_models`);
+3. evaluate the model at that commit (`speat_metric.evaluation.evaluate_models`); with ``--pooling per-layer``
+   twice, per layer (the card's figure of d per layer) and with the mean of all layers (its table and
+   ``model-index``), the second from the embedding cache; for a fine-tune, its base model too (`find_base`);
 4. render and merge (`speat_metric.hub.card`, `speat_metric.hub.card_merge`): our entries replaced, everything else
    byte-identical;
-5. push only what changed, as one commit: onto our open PR, as a new PR, or to main (`create_pr=False`); nothing
+5. push only what changed (README.md, ``.eval_results/speat.yaml``, the layer figure `FIGURE_PATH` compared by its
+   Hub digest), as one commit: onto our open PR, as a new PR, or to main (`create_pr=False`); nothing
    changed means no commit and no PR (a new PR waits when the policy's daily cap is reached). `dry_run` stops
    before pushing and returns the unified diff.
 
-`publish_records` does steps 2, 4 and 5 for records that already exist (``speat hub annotate --results DIR``).
+`publish_records` does steps 2, 4 and 5 for records that already exist (``speat hub annotate --results DIR``); it
+evaluates no base model.
+
+**A fine-tune against its base.** When the card at the evaluated commit names ``base_model`` (a string, or a list:
+its first entry; the repository itself is ignored), the base is evaluated at its current commit with the same
+settings, and the section states per test both d and Δd with its paired interval (`speat_metric.hub.card.BaseResults`,
+`speat_metric.comparison.compare_records`). A base that cannot be resolved or evaluated (missing, gated, no weights,
+not a speech encoder) never fails the annotation: the section says so in one line and the log warns. The card's
+provenance records ``base@commit``, so a new commit of the base makes the card out of date (one request per
+annotation: the base's head).
 
 Example:
     >>> from speat_metric.evaluation import EvaluationSettings
@@ -55,16 +67,21 @@ from speat_metric.hub.benchmark import load_benchmark
 from speat_metric.hub.campaign_policy import CampaignPolicy
 from speat_metric.hub.card import (
     EVAL_RESULTS_PATH,
+    FIGURE_PATH,
     README_PATH,
+    BaseResults,
     CardContent,
     CardError,
     is_card_path,
     render_card,
+    require_matplotlib,
 )
 from speat_metric.hub.card_merge import card_provenance, check_card, merge_card
-from speat_metric.hub.hub import HubClient, PullRequest
+from speat_metric.hub.hub import HubClient, HubError, PullRequest
 from speat_metric.hub.publishing import unified_diff
 from speat_metric.hub.source import SpeatSource
+from speat_metric.pooling import LayerPooling
+from speat_metric.repo_ids import check_repo_id
 from speat_metric.results import EvaluationRecord
 
 logger = logging.getLogger(__name__)
@@ -143,12 +160,20 @@ def settings_fingerprint(settings: EvaluationSettings) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def card_up_to_date(client: HubClient, repo_id: str, readme: str | None, commit: str, fingerprint: str) -> str | None:
+def card_up_to_date(client: HubClient, repo_id: str, readme: str | None, commit: str, fingerprint: str, *,
+                    base: str | None = None) -> str | None:
     """The revision at which a card (`readme`) shows results of this speat with these settings (`fingerprint`), when
     that revision is `commit` or differs from it only in the card; None when the card needs our evaluation. The one
-    rule of "already annotated", for `annotate_model` and the webhook service's reconciliation."""
+    rule of "already annotated", for `annotate_model` and the webhook service's reconciliation.
+
+    `base` is the fine-tune's base as the card must show it (`BaseResults.key`, ``repo@commit``); a card that
+    compares with another base or commit, or with none, is out of date. A caller that does not know the base (None)
+    finds a fine-tune's card out of date and leaves the decision to `annotate_model`, which looks the base up."""
     shown = card_provenance(readme) or {}
-    if {**shown, "revision": commit} != {"revision": commit, "speat": __version__, "settings": fingerprint}:
+    expected = {"revision": commit, "speat": __version__, "settings": fingerprint}
+    if base is not None:
+        expected["base"] = base
+    if {**shown, "revision": commit} != expected:
         return None
     if shown["revision"] == commit:
         return commit
@@ -164,8 +189,82 @@ def check_settings(settings: EvaluationSettings, *, allow_synthetic: bool = Fals
                         "bias measurement, and are refused for model cards; use --stimuli speat (the study's "
                         "stimuli), or pass --allow-synthetic to publish them labelled as synthetic")
     if settings.layer_pooling.mode == "per-layer":
-        raise CardError("--pooling per-layer gives one result per layer; a card shows one result per test: use "
-                        "--pooling mean (the studies' choice), last or layer --layer N")
+        require_matplotlib()  # the card's figure of d per layer, checked before any evaluation
+
+
+def headline_settings(settings: EvaluationSettings) -> EvaluationSettings:
+    """The settings of the one result per test that a card's table and ``model-index`` show: with ``--pooling
+    per-layer`` the mean of all layers (the studies' choice; the per-layer results draw the figure), else `settings`."""
+    if settings.layer_pooling.mode != "per-layer":
+        return settings
+    return dataclasses.replace(settings, layer_pooling=LayerPooling("mean"))
+
+
+def base_model_id(readme: str | None, repo_id: str) -> str | None:
+    r"""The base model a card's metadata names (``base_model``: a string, or a list whose first entry counts), or
+    None when it names none, only the repository itself, or its metadata cannot be read.
+
+    Example:
+        >>> base_model_id("---\nbase_model:\n- facebook/hubert-base-ls960\n- other/model\n---\n", "me/ft")
+        'facebook/hubert-base-ls960'
+        >>> base_model_id("---\nbase_model: me/ft\n---\n", "me/ft") is None
+        True
+    """
+    if not readme:
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        named = ModelCard(readme, ignore_metadata_errors=True).data.to_dict().get("base_model")
+    except Exception as error:  # an unreadable header names no base; the card check reports it where it matters
+        logger.warning("%s: the card's metadata cannot be read (%s); no base model is compared", repo_id, error)
+        return None
+    if isinstance(named, list):
+        named = named[0] if named else None
+    if not isinstance(named, str) or not named.strip() or named.strip().lower() == repo_id.lower():
+        return None
+    return named.strip()
+
+
+def find_base(client: HubClient, repo_id: str, readme: str | None) -> BaseResults | None:
+    """The fine-tune's base (`base_model_id` of its card at the evaluated commit) pinned to its current commit, or
+    with the reason it cannot be evaluated (not a repository id, missing, no access); None without a base."""
+    base_id = base_model_id(readme, repo_id)
+    if base_id is None:
+        return None
+    try:
+        check_repo_id(base_id, "base_model", "facebook/hubert-base-ls960")
+        return BaseResults(base_id, revision=client.head(base_id))
+    except (ValueError, HubError) as error:
+        return _base_failed(repo_id, BaseResults(base_id), error)
+
+
+def evaluate_base(repo_id: str, base: BaseResults, settings: EvaluationSettings) -> BaseResults:
+    """`base` evaluated at its commit with the fine-tune's (headline) settings; any failure is the base's problem,
+    never the fine-tune's: the card then says the base could not be evaluated, and why."""
+    if base.problem is not None:
+        return base
+    from speat_metric.evaluation import evaluate_models
+
+    try:
+        records = evaluate_models([base.repo_id], dataclasses.replace(settings, revision=base.revision))
+    except Exception as error:  # missing weights, gated files, not a speech encoder, ...: see the docstring
+        return _base_failed(repo_id, base, error)
+    return dataclasses.replace(base, records=tuple(records))
+
+
+def one_line_reason(error: BaseException) -> str:
+    """An exception as the one line a state file, a summary record or a card says."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return first if isinstance(error, (ValueError, FileNotFoundError)) else f"{type(error).__name__}: {first}"
+
+
+def _base_failed(repo_id: str, base: BaseResults, error: BaseException) -> BaseResults:
+    reason = one_line_reason(error)
+    logger.warning("%s: its base model %s could not be evaluated, so the card compares with no base: %s", repo_id,
+                   base.repo_id, reason)
+    return dataclasses.replace(base, problem=reason.rstrip(".") + ".")
 
 
 def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings, create_pr: bool = True,
@@ -196,10 +295,11 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
         evaluation), ``dry-run``, ``opted-out`` (no request to the repository) or ``deferred`` (no evaluation).
 
     Raises:
-        ValueError: bad settings, synthetic stimuli without `allow_synthetic`, per-layer pooling, a card with
-            invalid YAML or broken markers (`CardError`), a model that is not a speech encoder, or a Hub failure
-            (`speat_metric.hub.hub.HubError`, one line, never the token); all but Hub failures after evaluation are
-            raised before the model is loaded.
+        ValueError: bad settings, synthetic stimuli without `allow_synthetic`, per-layer pooling without
+            matplotlib, a card with invalid YAML or broken markers (`CardError`), a model that is not a speech
+            encoder, or a Hub failure (`speat_metric.hub.hub.HubError`, one line, never the token); all but Hub
+            failures after evaluation are raised before the model is loaded. A base model that cannot be evaluated
+            raises nothing (the card says so).
     """
     _check_endpoint(endpoint)
     check_settings(settings, allow_synthetic=allow_synthetic)
@@ -214,7 +314,12 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
     if target.declined is not None and target.pull_request is None:
         return _declined(policy, repo_id, commit, target.declined)
     fingerprint = settings_fingerprint(settings)
-    if (shown := card_up_to_date(client, repo_id, target.readme, commit, fingerprint)) is not None:
+    # The base is named by the card at the evaluated commit (usually main's card, which `target` already read).
+    evaluated_card = (target.readme if target.pull_request is None and commit == target.base_commit
+                      else client.read_text(repo_id, README_PATH, revision=commit))
+    base = find_base(client, repo_id, evaluated_card)
+    if (shown := card_up_to_date(client, repo_id, target.readme, commit, fingerprint,
+                                 base=base.key if base else None)) is not None:
         logger.info("%s: the card shows these settings at revision %s%s; nothing to evaluate", repo_id, shown,
                     "" if shown == commit else f" and only the card changed up to {commit}")
         return _outcome(repo_id, "dry-run" if dry_run else "unchanged", shown, target)
@@ -223,11 +328,15 @@ def annotate_model(repo_id: str, *, revision: str, settings: EvaluationSettings,
     from speat_metric.evaluation import evaluate_models
 
     records = evaluate_models([repo_id], settings)
+    if settings.layer_pooling.mode == "per-layer":  # the table's one result per test, from the cached embeddings
+        records += evaluate_models([repo_id], headline_settings(settings))
     revisions = {record.model.revision for record in records}
     if revisions != {commit}:
         raise RuntimeError(f"{repo_id}: evaluated revision {commit}, but the records say {sorted(map(str, revisions))}")
+    if base is not None:
+        base = evaluate_base(repo_id, base, headline_settings(settings))
     content = render_card(records, repo_id=repo_id, allow_synthetic=allow_synthetic, settings_fingerprint=fingerprint,
-                          source=source, benchmark=benchmark)
+                          source=source, benchmark=benchmark, base=base)
     return _push(client, repo_id, content, target, records, create_pr=create_pr, dry_run=dry_run, policy=policy)
 
 
@@ -332,14 +441,22 @@ def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target
     """Merge, diff, and push what changed as one commit (or nothing); the policy counts a pull request opened."""
     revision = content.revision
     readme = merge_card(target.readme, content)
-    files = {path: new for path, old, new in ((README_PATH, target.readme, readme),
-                                              (EVAL_RESULTS_PATH, target.eval_file, content.eval_file))
-             if new is not None and (old or "") != new}
+    files: dict[str, str | bytes] = {
+        path: new for path, old, new in ((README_PATH, target.readme, readme),
+                                         (EVAL_RESULTS_PATH, target.eval_file, content.eval_file))
+        if new is not None and (old or "") != new}
     # Without a benchmark there is no .eval_results file: one we wrote before goes (it named no benchmark).
     delete = [EVAL_RESULTS_PATH] if content.eval_file is None and target.eval_file is not None else []
     diff = "".join(unified_diff(path, old, files[path])
                    for path, old in ((README_PATH, target.readme), (EVAL_RESULTS_PATH, target.eval_file))
-                   if path in files) + "".join(f"deleted {path}\n" for path in delete)
+                   if path in files)
+    figure_change = _figure_change(client, repo_id, content, target)
+    if figure_change == "deleted":  # our section no longer shows a figure: the one we committed goes with it
+        delete.append(FIGURE_PATH)
+    elif figure_change is not None:
+        files[FIGURE_PATH] = content.figure
+        diff += f"{figure_change} {FIGURE_PATH} (binary, {len(content.figure):,} bytes)\n"
+    diff += "".join(f"deleted {path}\n" for path in delete)
     records = tuple(records)
     if dry_run:
         return _outcome(repo_id, "dry-run", revision, target, diff=diff, records=records)
@@ -378,6 +495,21 @@ def _push(client: HubClient, repo_id: str, content: CardContent, target: _Target
     return AnnotationOutcome(repo_id, "committed", revision, commit=info.oid, records=records)
 
 
+def _figure_change(client: HubClient, repo_id: str, content: CardContent, target: _Target) -> str | None:
+    """``added``, ``changed`` or ``deleted`` for the layer figure at `FIGURE_PATH`, or None when it is as it should
+    be. Compared by the Hub's digest of the file (no download): the figure's bytes are deterministic, so an unchanged
+    figure is not committed again. Looked up only when there is a figure to commit, or the card showed one."""
+    if content.figure is None and FIGURE_PATH not in (target.readme or ""):
+        return None
+    where = target.pull_request.revision if target.pull_request else target.base_commit
+    existing = client.file_digests(repo_id, [FIGURE_PATH], revision=where).get(FIGURE_PATH)
+    if content.figure is None:
+        return "deleted" if existing is not None else None
+    if existing is None:
+        return "added"
+    return None if existing.matches(content.figure) else "changed"
+
+
 def _description(content: CardContent, *, opt_out_dataset: str | None = None) -> str:
     """The pull request's (and commit's) body: what changes, and that it is automated and how to opt out."""
     warnings = [f"**Note: {label}.** These results are labelled as such in the card." for label in content.labels
@@ -388,6 +520,9 @@ def _description(content: CardContent, *, opt_out_dataset: str | None = None) ->
         f"`{content.revision}`, added to its card:",
         "",
         "- a \"Social bias (SpEAT)\" section in README.md, between speat's markers;",
+        *([f"- a figure of d per layer, `{FIGURE_PATH}`, that the section shows;"] if content.figure else []),
+        *(["- this model's d against its base model's (Δd with a paired interval), in the section only;"]
+          if content.comparisons else []),
         "- `model-index` results in README.md's metadata" + (";" if content.eval_file else "."),
         *([f"- `{EVAL_RESULTS_PATH}` (the Hub's evaluation-results format), attached to the SpEAT benchmark."]
           if content.eval_file else []),

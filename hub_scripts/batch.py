@@ -40,7 +40,13 @@ from typing import Any
 
 from speat_metric.evaluation import EvaluationSettings
 from speat_metric.files import atomic_write_text, check_writable_directory
-from speat_metric.hub.annotate import AnnotationOutcome, annotate_model, check_settings, settings_fingerprint
+from speat_metric.hub.annotate import (
+    AnnotationOutcome,
+    annotate_model,
+    check_settings,
+    one_line_reason,
+    settings_fingerprint,
+)
 from speat_metric.hub.campaign_policy import CampaignPolicy, OptOutList, PolicyLedger, utc_now
 from speat_metric.hub.hub import HubAuthError, HubClient
 from speat_metric.hub.source import SpeatSource
@@ -354,10 +360,3 @@ def save_state(path: Path, state: dict[str, Any], policy: CampaignPolicy) -> Non
 def now_text() -> str:
     """The current UTC time as the state file writes it."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def one_line_reason(error: BaseException) -> str:
-    """An exception as the one line a state file and a summary record."""
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else ""
-    return first if isinstance(error, (ValueError, FileNotFoundError)) else f"{type(error).__name__}: {first}"

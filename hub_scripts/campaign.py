@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from speat_metric.evaluation import EvaluationSettings
-from speat_metric.hub.annotate import annotate_model, check_settings, settings_fingerprint
+from speat_metric.hub.annotate import annotate_model, check_settings, one_line_reason, settings_fingerprint
 from speat_metric.hub.batch import (
     DONE_STATUSES,
     BatchSummary,
@@ -47,7 +47,6 @@ from speat_metric.hub.batch import (
     load_state,
     model_entry,
     now_text,
-    one_line_reason,
     save_state,
     skipped_by_policy,
 )

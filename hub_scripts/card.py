@@ -10,7 +10,13 @@ From the `EvaluationRecord`s of one model at one revision (one record per test),
 - ``.eval_results/speat.yaml`` (``huggingface_hub.EvalResultEntry``), only against a benchmark: one entry per test
   the benchmark's ``eval.yaml`` defines (``dataset.id`` the benchmark at its commit, ``task_id`` the test); p, CI, n,
   pooling, profile, the audio fingerprint and the model revision in ``notes``; without a benchmark there is none;
-- a readable "Social bias (SpEAT)" section of the card body between `BEGIN_MARKER` and `END_MARKER`.
+- a readable "Social bias (SpEAT)" section of the card body between `BEGIN_MARKER` and `END_MARKER`; for a
+  fine-tune whose base model was evaluated too (`BaseResults`), one sentence per test giving both d and the paired
+  difference Δd with its interval (`speat_metric.comparison.compare_records`); the base's numbers appear only there,
+  never in ``model-index`` or ``.eval_results``;
+- with per-layer records (``--pooling per-layer``) beside the one record per test, a PNG figure of d per layer
+  (`FIGURE_PATH`, `layer_figure`, byte-identical for identical records) that the section shows, with
+  `speat_metric.diagnostics.layer_sentence` per test.
 
 `speat_metric.hub.card_merge` writes them into an existing README without touching anything else. Text in, text out:
 no network (see ``speat_metric.hub.hub``).
@@ -23,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +41,8 @@ from huggingface_hub.repocard_data import eval_results_to_model_index
 from huggingface_hub.utils import yaml_dump
 
 from speat_metric import __version__
+from speat_metric.comparison import PairedComparison, compare_records
+from speat_metric.diagnostics import LayerPoint, layer_profile, layer_sentence
 from speat_metric.formatting import (
     CI_EXCLUDES_ZERO_NOTE,
     excludes_zero,
@@ -63,6 +72,8 @@ if TYPE_CHECKING:
 README_PATH = "README.md"
 EVAL_RESULTS_PATH = ".eval_results/speat.yaml"
 CARD_FOLDER = ".eval_results/"
+FIGURE_PATH = "speat/layers.png"
+"""The figure of d per layer, committed beside README.md (which shows it) when the records include per-layer ones."""
 
 
 def is_card_path(path: str) -> bool:
@@ -72,8 +83,10 @@ def is_card_path(path: str) -> bool:
     Example:
         >>> is_card_path("README.md"), is_card_path(".eval_results/other.yaml"), is_card_path("model.safetensors")
         (True, True, False)
+        >>> is_card_path(FIGURE_PATH)
+        True
     """
-    return path == README_PATH or path.startswith(CARD_FOLDER)
+    return path in (README_PATH, FIGURE_PATH) or path.startswith(CARD_FOLDER)
 
 BEGIN_MARKER = f"<!-- {SPEAT_COMMIT_MARKER}:begin (this section is written by `speat hub annotate`) -->"
 END_MARKER = f"<!-- {SPEAT_COMMIT_MARKER}:end -->"
@@ -107,6 +120,8 @@ class CardContent:
         provenance: what the section says it was made from (revision, speat version, settings fingerprint), read
             back by `card_provenance` to skip work that was already done.
         labels: the labels of the records (``synthetic-stimuli``, ``random-init``, ...).
+        figure: the PNG of d per layer to commit at `FIGURE_PATH` (None without per-layer records).
+        comparisons: the fine-tune against its base, one per test both have (empty without a base).
     """
 
     model: str
@@ -116,6 +131,8 @@ class CardContent:
     section: str
     provenance: dict[str, Any] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    figure: bytes | None = None
+    comparisons: tuple[PairedComparison, ...] = ()
 
     @property
     def model_index_results(self) -> list[dict[str, Any]]:
@@ -125,13 +142,56 @@ class CardContent:
         return eval_results_to_model_index(self.model, list(self.eval_results))[0]["results"]
 
 
+@dataclass(frozen=True)
+class BaseResults:
+    """The base model a fine-tune's card names (``base_model`` in its metadata), as evaluated beside it.
+
+    Attributes:
+        repo_id: the base model's Hub id.
+        revision: the base's commit sha that was evaluated (None when it could not be resolved).
+        records: its records, one per test, with the fine-tune's settings (empty when it could not be evaluated).
+        problem: why it could not be evaluated, one line (None when it was).
+    """
+
+    repo_id: str
+    revision: str | None = None
+    records: tuple[EvaluationRecord, ...] = ()
+    problem: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What the card's provenance records of the base: ``repo@commit`` (a new base commit re-evaluates)."""
+        return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # records -> card content
 
 
+def is_per_layer(record: EvaluationRecord) -> bool:
+    """Whether a record is one layer of a ``--pooling per-layer`` run (`speat_metric.diagnostics.layer_profile`)."""
+    return record.pooling.get("layer_pooling") == "per-layer"
+
+
+def split_layer_records(records: Sequence[EvaluationRecord]
+                        ) -> tuple[list[EvaluationRecord], dict[str, list[EvaluationRecord]]]:
+    """``(one record per test, {test: its per-layer records})``: the records a card's table shows and those its layer
+    figure draws. A test with per-layer records only has no table record, unless it has exactly one (``speat hub
+    render --layer N`` picks one layer: the table then shows that layer); the rest is checked by
+    `check_card_records`."""
+    shown, layers = [], {}
+    for record in records:
+        (layers.setdefault(record.test, []) if is_per_layer(record) else shown).append(record)
+    for test, group in list(layers.items()):
+        if len(group) == 1 and not any(record.test == test for record in shown):
+            shown.append(layers.pop(test)[0])
+    return shown, layers
+
+
 def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: bool = False) -> None:
-    """Raise `CardError` unless `records` can go on one card: one model, one revision, one record per test, and no
-    synthetic-stimuli or random-init result unless `allow_synthetic`.
+    """Raise `CardError` unless `records` can go on one card: one model, one revision, one record per test (beside
+    which per-layer records, one per layer, draw the layer figure), and no synthetic-stimuli or random-init result
+    unless `allow_synthetic`.
 
     Example:
         >>> check_card_records([])
@@ -146,9 +206,22 @@ def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: 
         listed = ", ".join(f"{model} @ {revision[:12]}" for model, revision in models)
         raise CardError(f"the records are of {len(models)} models or revisions ({listed}); a card shows one model at "
                         "one revision: pick one with --model, or keep one revision's records in the directory")
+    shown, layers = split_layer_records(records)
     tests: dict[str, list[EvaluationRecord]] = {}
-    for record in records:
+    for record in shown:
         tests.setdefault(record.test, []).append(record)
+    for test, group in layers.items():
+        if test not in tests:
+            raise CardError(f"test {test!r} has {len(group)} per-layer records and no result of one layer view; a "
+                            "card's table shows one result per test: evaluate --pooling mean as well (speat hub "
+                            "annotate --pooling per-layer does both), or choose one (speat hub render --layer mean|N)")
+        views = [(record.profile, record.pooling.get("frame_pooling", "mean"), record.pooling.get("layer"))
+                 for record in group]
+        first = tests[test][0]
+        if len(set(views)) < len(views) or {view[:2] for view in views} != {(first.profile, first.pooling.get(
+                "frame_pooling", "mean"))}:
+            raise CardError(f"test {test!r} has per-layer records of several profiles or frame poolings, or one layer "
+                            "twice; a card's layer figure draws one run: choose one (speat hub render --profile P)")
     repeated = {test: group for test, group in tests.items() if len(group) > 1}
     if repeated:
         test, group = next(iter(repeated.items()))
@@ -166,7 +239,7 @@ def check_card_records(records: Sequence[EvaluationRecord], *, allow_synthetic: 
 
 def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = None, allow_synthetic: bool = False,
                 settings_fingerprint: str | None = None, source: SpeatSource = SpeatSource(),
-                benchmark: Benchmark | None = None) -> CardContent:
+                benchmark: Benchmark | None = None, base: BaseResults | None = None) -> CardContent:
     """Render the card content of the records of one model at one revision.
 
     Args:
@@ -179,6 +252,8 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
         source: where readers get speat (linked and shown as the install line); the default links nothing.
         benchmark: the SpEAT benchmark the results attach to (``.eval_results`` entries for its tasks); None writes
             no ``.eval_results`` file.
+        base: the fine-tune's base model, evaluated with the same settings (or why it could not be): the section
+            compares each test's d with the base's (`base_sentences`); its provenance records the base's commit.
 
     Returns:
         The `CardContent`.
@@ -188,8 +263,10 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
     """
     check_card_records(records, allow_synthetic=allow_synthetic)
     model = repo_id or records[0].model_label  # a local model by its folder's name, as the CLI's table calls it
-    records = sorted((record.without_machine_paths() for record in records),
-                     key=lambda record: test_sort_key(record.test))
+    shown, layers = split_layer_records([record.without_machine_paths() for record in records])
+    records = sorted(shown, key=lambda record: test_sort_key(record.test))
+    layer_records = [record for test in sorted(layers, key=test_sort_key) for record in layers[test]]
+    profiles = {test: layer_profile(layers[test]) for test in sorted(layers, key=test_sort_key)}
     first = records[0]
     labels = tuple(dict.fromkeys(label for record in records for label in record.labels))
     eval_results = tuple(result for record in records for result in _eval_results(record, source, benchmark))
@@ -199,9 +276,121 @@ def render_card(records: Sequence[EvaluationRecord], *, repo_id: str | None = No
     provenance = {"revision": first.model.revision, "speat": __version__}
     if settings_fingerprint is not None:
         provenance["settings"] = settings_fingerprint
-    section = _section(records, model, labels, provenance, source, benchmark, repo_id)
+    if base is not None:
+        provenance["base"] = base.key
+    comparisons, base_lines = base_sentences(records, base) if base is not None else ((), [])
+    extra = [*_base_section(base, base_lines, records),
+             *_layer_section(profiles, records[0] if profiles else None)]
+    section = _section(records, model, labels, provenance, source, benchmark, repo_id, extra=extra,
+                       also_reproduce=reproduce_command(layer_records, repo_id) if layer_records else None)
+    figure = (layer_figure(profiles, title=f"SpEAT d per layer: {model}",
+                           synthetic="synthetic-stimuli" in labels) if profiles else None)
     return CardContent(model=model, revision=first.model.revision, eval_results=eval_results, eval_file=eval_file,
-                       section=section, provenance=provenance, labels=labels)
+                       section=section, provenance=provenance, labels=labels, figure=figure,
+                       comparisons=tuple(comparisons))
+
+
+def base_sentences(records: Sequence[EvaluationRecord], base: BaseResults
+                   ) -> tuple[list[PairedComparison], list[str]]:
+    """The fine-tune's records against its base's, test by test: ``(comparisons, one sentence per test)``.
+
+    Each comparison is `compare_records(fine_tune_record, base_record)` with the fine-tune's seed (Δd = d_this -
+    d_base, a paired bootstrap interval over the shared stimuli); its sentence is `PairedComparison.sentence` with
+    the models named for the card's reader ("this model", "its base ORG/NAME (commit abc1234)"). A test the base
+    has no result of, or whose records cannot be compared (`compare_records`' error), gets a sentence saying so.
+
+    Example:
+        >>> base_sentences([], BaseResults("org/base", problem="gated"))
+        ([], [])
+    """
+    if base.problem is not None:
+        return [], []
+    of_base = {record.test: record for record in base.records}
+    named = f"its base {base.repo_id}" + (f" (commit {base.revision[:7]})" if base.revision else "")
+    comparisons, lines = [], []
+    for record in records:
+        base_record = of_base.get(record.test)
+        if base_record is None:
+            lines.append(f"On {record.test}, {named} has no result (its stimuli or settings left it out).")
+            continue
+        try:
+            comparison = compare_records(record, base_record, seed=record.speat.seed)
+        except ValueError as error:
+            lines.append(f"On {record.test}, this model and {named} could not be compared: {error}.")
+            continue
+        comparisons.append(comparison)
+        lines.append(dataclasses.replace(comparison, models=("this model", named)).sentence())
+    return comparisons, lines
+
+
+def _base_section(base: BaseResults | None, lines: Sequence[str], records: Sequence[EvaluationRecord]) -> list[str]:
+    if base is None:
+        return []
+    heading = ["### Against its base model", ""]
+    if base.problem is not None:
+        return [*heading, f"This card names `{base.repo_id}` as its base model (`base_model`), which could not be "
+                f"evaluated: {base.problem}", ""]
+    seed = records[0].speat.seed
+    return [*heading, f"This card names `{base.repo_id}` as its base model (`base_model`); speat evaluated it at "
+            f"commit `{base.revision}` with the same settings and stimuli. Δd is this model's d minus the base's; its "
+            f"95% CI is a paired bootstrap over the shared stimuli (seed {seed}), so an interval that excludes 0 tells "
+            "the two apart. The base's numbers appear only here, not in this card's evaluation results.", "",
+            *(f"- {line}" for line in lines), ""]
+
+
+def _layer_section(profiles: Mapping[str, Sequence[LayerPoint]], shown: EvaluationRecord | None) -> list[str]:
+    if not profiles or shown is None:
+        return []
+    return ["### Where the bias lives", "",
+            f"![SpEAT d per layer, one line per test, with 95% CIs]({FIGURE_PATH})", "",
+            "d of each layer's embeddings on its own (layer 0: the input embedding layer), with its 95% bootstrap CI "
+            f"(`{FIGURE_PATH}` in this repository); the table above shows the {_layer_view(shown)}.", "",
+            *(f"- {layer_sentence(test, points)}" for test, points in profiles.items()), ""]
+
+
+def layer_figure(profiles: Mapping[str, Sequence[LayerPoint]], *, title: str, synthetic: bool = False) -> bytes:
+    """A small PNG of d per layer, one line per test with its CI error bars; the same profiles give the same bytes
+    (no timestamp or software version in the file), so an unchanged figure is not committed again.
+
+    Raises:
+        CardError: matplotlib is not installed (it comes with the ``hub`` extra).
+    """
+    require_matplotlib()
+    import io
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from speat_metric.training.plots import interval_errors, set_heading
+
+    figure = Figure(figsize=(6, 3.6), layout="constrained")
+    axes = figure.subplots()
+    colours = matplotlib.colormaps["tab10"]
+    rows = []
+    for number, (test, points) in enumerate(profiles.items()):
+        drawn = [{"d": point.effect_size, "ci_low": point.ci_low, "ci_high": point.ci_high, "synthetic": synthetic}
+                 for point in points]
+        rows += drawn
+        axes.errorbar([point.layer for point in points], [row["d"] for row in drawn], yerr=interval_errors(drawn),
+                      color=colours(number % 10), marker="o", markersize=4, capsize=3, label=test)
+    axes.axhline(0.0, color="grey", linewidth=0.5)
+    axes.set_xlabel("layer (0: input embeddings)")
+    axes.set_ylabel("SpEAT effect size d")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.legend(title="test", fontsize=8, title_fontsize=8)
+    set_heading(axes, title, rows)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def require_matplotlib() -> None:
+    """Raise `CardError` (one line, the install to run) when matplotlib, which draws the layer figure, is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CardError("a card with per-layer results draws a figure of d per layer, which needs matplotlib: pip "
+                        "install 'speat[hub]' (or pip install matplotlib)") from None
 
 
 def _dataset(record: EvaluationRecord, benchmark: Benchmark | None) -> tuple[str, str | None]:
@@ -362,7 +551,7 @@ _TABLE_COLUMNS = ("test", "X vs Y", "layers", "d", "size", "p", "95% CI", "n X/Y
 
 def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[str],
              provenance: Mapping[str, Any], source: SpeatSource, benchmark: Benchmark | None,
-             repo_id: str | None) -> str:
+             repo_id: str | None, *, extra: Sequence[str] = (), also_reproduce: str | None = None) -> str:
     first = records[0]
     result = first.speat
     revision = first.model.revision
@@ -414,11 +603,13 @@ def _section(records: Sequence[EvaluationRecord], model: str, labels: Sequence[s
         "measure of harm in any downstream use, a small |d| is not evidence that a model is fair, and results on "
         "other stimuli or layers can differ.",
         "",
+        *extra,
         f"Reproduce with speat {result.speat_version}{_where_to_get(source)}:",
         "",
         "```bash",
         *([source.install_line] if source.install_line else []),
         reproduce_command(records, repo_id),
+        *([also_reproduce] if also_reproduce else []),
         "```",
         "",
         f"Method: SpEAT (Slaughter et al., 2023, {PAPERS['Slaughter et al. (2023)']}), as applied to speech SSL models "

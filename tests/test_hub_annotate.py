@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from http_servers import HubServer
 from hub_testing import (
     FOREIGN_CARD,
@@ -23,6 +24,7 @@ from huggingface_hub import HfApi
 from tiny_models import save_tiny_model
 
 from speat_metric.evaluation import EvaluationSettings, evaluate_models
+from speat_metric.formatting import format_d
 from speat_metric.hub import SPEAT_COMMIT_MARKER, is_speat_change
 from speat_metric.hub.annotate import STATUSES, AnnotationOutcome, annotate_model, publish_records
 from speat_metric.hub.campaign_policy import CampaignPolicy, OptOutList, parse_opt_out
@@ -261,14 +263,94 @@ def test_cli_refuses_a_broken_card_before_evaluating(tmp_path, server):
     assert server.discussions(REPO) == []
 
 
-def test_synthetic_stimuli_and_per_layer_pooling_are_refused_before_any_work():
+def test_synthetic_stimuli_are_refused_before_any_work():
     with pytest.raises(CardError, match="--stimuli demo is the embedded SYNTHETIC demo set"):
         annotate_model(REPO, revision="main", settings=EvaluationSettings())
+
+
+BASE = "owner/base"
+TESTS = ("--stimuli", "demo", "--allow-synthetic", "--tests", "gender", "--permutations", "200", "--no-progress")
+
+
+def fine_tune_card(base: str) -> str:
+    """The owner's card of a fine-tune, naming its base model in its metadata."""
+    return FOREIGN_CARD.replace("license: apache-2.0\n", f"license: apache-2.0\nbase_model: {base}\n", 1)
+
+
+def local_record(tmp_path, name, seed, **settings):
+    """The gender record of the tiny model of `seed`, evaluated here from a local copy of the Hub repository's files
+    (the same weights and stimuli: its cosines are the Hub evaluation's)."""
+    model = save_tiny_model("wav2vec2", tmp_path / name, seed=seed)
+    [record] = evaluate_models([str(model)], EvaluationSettings(tests=("gender",), num_permutations=200,
+                                                                progress=False, cache_dir=tmp_path / "cache",
+                                                                **settings))
+    return record
+
+
+@pytest.mark.slow  # three CLI runs that each evaluate two tiny Hub models (about 10 s each)
+def test_a_fine_tune_card_states_its_delta_d_against_its_base_with_a_paired_interval(tmp_path, server):
+    from speat_metric.comparison import compare_records
+
+    base_commit = publish_tiny_model(server, BASE, readme=None, seed=1)
+    publish_tiny_model(server, REPO, readme=fine_tune_card(BASE))
+    env = hub_env(server, tmp_path, HF_TOKEN=BOT)
+    command = ("hub", "annotate", REPO, *TESTS, "--out", str(tmp_path / "records"))
+    first = run_speat(*command, env=env, cwd=tmp_path)
+    assert first.returncode == 0 and f"{REPO}: opened-pr" in first.stdout, first.stderr
+    readme = server.files(REPO, revision="refs/pr/1")["README.md"].decode()
+    [tuned] = load_records(tmp_path / "records")  # only the fine-tune's records are the annotation's
+    expected = compare_records(tuned, local_record(tmp_path, "base", 1), seed=tuned.speat.seed)
+    [line] = [line for line in readme.splitlines() if line.startswith("- On gender, this model has")]
+    assert line.startswith(f"- On gender, this model has d = {tuned.speat.effect_size:+.2f} and its base {BASE} "
+                           f"(commit {base_commit[:7]}) d = {expected.effect_sizes[1]:+.2f}: Δd = "
+                           f"{expected.difference:+.2f} (95% CI [{expected.ci_low:+.2f}, {expected.ci_high:+.2f}])")
+    assert f"commit `{base_commit}`" in readme
+    metadata = yaml.safe_load(readme.split("---\n")[1])
+    ours = [metric["value"] for result in metadata["model-index"][0]["results"] for metric in result["metrics"]
+            if metric["type"] == "speat_d"]
+    assert ours == [round(tuned.speat.effect_size, 4)]  # the base's d is in no evaluation result
+
+    again = run_speat(*command, env=env, cwd=tmp_path)
+    assert f"{REPO}: unchanged" in again.stdout, again.stderr
+    server.commit(BASE, {"model.safetensors": tiny_model_files(seed=2)["model.safetensors"]}, message="new base")
+    rebased = run_speat(*command, env=env, cwd=tmp_path)  # a new base commit: compared again, same pull request
+    assert f"{REPO}: updated-pr" in rebased.stdout, rebased.stderr
+    new_base = server.repos[("model", BASE)].branches["main"]
+    assert f"commit `{new_base}`" in server.files(REPO, revision="refs/pr/1")["README.md"].decode()
+
+
+@pytest.mark.slow  # two CLI runs evaluating a tiny Hub model per layer (about 10 s each)
+def test_a_per_layer_run_commits_its_figure_with_the_card_and_a_missing_base_is_one_line(tmp_path, server):
+    from speat_metric.diagnostics import layer_profile, layer_sentence
+    from speat_metric.hub.card import FIGURE_PATH
     from speat_metric.pooling import LayerPooling
 
-    with pytest.raises(CardError, match="--pooling per-layer"):
-        annotate_model(REPO, revision="main", settings=EvaluationSettings(layer_pooling=LayerPooling("per-layer")),
-                       allow_synthetic=True)
+    publish_tiny_model(server, REPO, readme=fine_tune_card("owner/deleted-base"))
+    env = hub_env(server, tmp_path, HF_TOKEN=BOT)
+    command = ("hub", "annotate", REPO, *TESTS, "--pooling", "per-layer", "--out", str(tmp_path / "records"))
+    first = run_speat(*command, env=env, cwd=tmp_path)
+    assert first.returncode == 0 and f"{REPO}: opened-pr" in first.stdout, first.stderr
+    assert "its base model owner/deleted-base could not be evaluated" in first.stderr  # the log warns
+    api = HfApi(endpoint=server.url, token=BOT)
+    [ours, *_] = api.list_repo_commits(REPO, revision="refs/pr/1")
+    client = HubClient(token=BOT, endpoint=server.url)
+    changed = client.changed_paths(REPO, server.repos[("model", REPO)].branches["main"], ours.commit_id)
+    assert changed == {"README.md", FIGURE_PATH}  # the figure and the card that shows it: one commit
+    proposed = server.files(REPO, revision="refs/pr/1")
+    assert proposed[FIGURE_PATH].startswith(b"\x89PNG")
+    readme = proposed["README.md"].decode()
+    assert f"]({FIGURE_PATH})" in readme
+    per_layer = [record for record in load_records(tmp_path / "records") if record.pooling["layer"] is not None]
+    assert f"- {layer_sentence('gender', layer_profile(per_layer))}" in readme
+    assert ("This card names `owner/deleted-base` as its base model (`base_model`), which could not be evaluated: "
+            in readme)
+    mean = local_record(tmp_path, "tuned", 0, layer_pooling=LayerPooling("mean"))
+    assert f"| gender | female vs male | mean of all layers | {format_d(mean.speat.effect_size)} |" in readme
+
+    commits = len(server.commit_messages(REPO))
+    again = run_speat(*command, env=env, cwd=tmp_path)
+    assert f"{REPO}: unchanged" in again.stdout, again.stderr
+    assert len(server.commit_messages(REPO)) == commits
 
 
 def test_records_of_another_model_or_without_a_revision_are_refused(server, local_records):

@@ -32,13 +32,19 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """Real records of a tiny model (gender and age, demo stimuli), as if evaluated from the Hub at REVISION."""
+def card_folder(tmp_path_factory):
+    """A tiny model and the embedding cache its records share (per-layer records then need no forward pass)."""
     folder = tmp_path_factory.mktemp("card")
-    model = save_tiny_model("wav2vec2", folder / "tiny")
+    save_tiny_model("wav2vec2", folder / "tiny")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def records(card_folder):
+    """Real records of a tiny model (gender and age, demo stimuli), as if evaluated from the Hub at REVISION."""
     settings = EvaluationSettings(tests=("gender", "age"), num_permutations=300, progress=False,
-                                  cache_dir=folder / "cache")
-    made = evaluate_models([str(model)], settings)
+                                  cache_dir=card_folder / "cache")
+    made = evaluate_models([str(card_folder / "tiny")], settings)
     return [record.replace(model=dataclasses.replace(record.model, name=REPO, revision=REVISION)) for record in made]
 
 
@@ -222,3 +228,103 @@ def test_results_left_empty_are_filled_in_place_and_an_unclosed_header_is_refuse
     assert "  results:\n  - task:" in merged and "results: \n" not in merged and "\n\n---" not in merged
     with pytest.raises(CardError, match="opens a YAML header .* that is never closed"):
         merge_card("---\nlicense: mit\n# Model\n", render_card(records, repo_id=REPO, allow_synthetic=True))
+
+
+BASE_REPO, BASE_REVISION = "org/base-model", "fedcba9876543210fedcba9876543210fedcba98"
+
+
+@pytest.fixture(scope="module")
+def fine_tune_and_base(card_folder, records):
+    """Records of two tiny models on the same stimuli (gender and age): a 'fine-tune' (`records`, REPO) and its
+    'base' (another random model, BASE_REPO)."""
+    settings = EvaluationSettings(tests=("gender", "age"), num_permutations=300, progress=False,
+                                  cache_dir=card_folder / "cache")
+    base = evaluate_models([str(save_tiny_model("wav2vec2", card_folder / "base", seed=1))], settings)
+    return records, [record.replace(model=dataclasses.replace(record.model, name=BASE_REPO, revision=BASE_REVISION))
+                     for record in base]
+
+
+def test_a_fine_tune_card_states_each_tests_delta_d_against_its_base_and_keeps_its_metadata_its_own(
+        fine_tune_and_base):
+    from speat_metric.comparison import compare_records
+    from speat_metric.hub.card import BaseResults
+
+    tuned, base = fine_tune_and_base
+    content = render_card(tuned, repo_id=REPO, allow_synthetic=True,
+                          base=BaseResults(BASE_REPO, BASE_REVISION, tuple(base)))
+    section = content.section
+    assert "### Against its base model" in section and f"commit `{BASE_REVISION}`" in section
+    assert content.provenance["base"] == f"{BASE_REPO}@{BASE_REVISION}"
+    for record in tuned:
+        [base_record] = [other for other in base if other.test == record.test]
+        expected = compare_records(record, base_record, seed=record.speat.seed)  # computed apart from the card
+        [line] = [line for line in section.splitlines() if line.startswith(f"- On {record.test},")]
+        named = f"its base {BASE_REPO} (commit {BASE_REVISION[:7]})"
+        more = "this model" if abs(record.speat.effect_size) > abs(base_record.speat.effect_size) else named
+        assert line == (f"- On {record.test}, this model has d = {record.speat.effect_size:+.2f} and {named} d = "
+                        f"{base_record.speat.effect_size:+.2f}: Δd = "
+                        f"{record.speat.effect_size - base_record.speat.effect_size:+.2f} (95% CI "
+                        f"[{expected.ci_low:+.2f}, {expected.ci_high:+.2f}]); " + (
+                            f"{more} is distinguishably more biased on this test." if expected.distinguishable
+                            else "the stimuli cannot tell the two apart."))
+    assert [comparison.test for comparison in content.comparisons] == ["gender", "age"]
+    # the base's d is in the section's sentences only, never in the card's evaluation results
+    d_values = [result.metric_value for result in content.eval_results if result.metric_type == "speat_d"]
+    assert d_values == [round(record.speat.effect_size, 4) for record in tuned]
+    plain = render_card(tuned, repo_id=REPO, allow_synthetic=True)
+    assert plain.eval_results == content.eval_results and "base" not in plain.provenance
+
+
+def test_a_base_that_could_not_be_evaluated_is_one_line_and_a_base_missing_a_test_is_said(fine_tune_and_base):
+    from speat_metric.hub.card import BaseResults
+
+    tuned, base = fine_tune_and_base
+    failed = render_card(tuned, repo_id=REPO, allow_synthetic=True,
+                         base=BaseResults(BASE_REPO, problem="the Hub has no model 'org/base-model'."))
+    [line] = [line for line in failed.section.splitlines() if line.startswith("This card names")]
+    assert line == (f"This card names `{BASE_REPO}` as its base model (`base_model`), which could not be evaluated: "
+                    "the Hub has no model 'org/base-model'.")
+    assert failed.comparisons == () and failed.provenance["base"] == BASE_REPO
+    partial = render_card(tuned, repo_id=REPO, allow_synthetic=True,
+                          base=BaseResults(BASE_REPO, BASE_REVISION, tuple(r for r in base if r.test == "age")))
+    assert "- On gender, its base org/base-model (commit fedcba9) has no result" in partial.section
+    assert [comparison.test for comparison in partial.comparisons] == ["age"]
+
+
+@pytest.fixture(scope="module")
+def per_layer_records(card_folder, records):
+    """Per-layer records of the `records` model (same cache: no second forward pass), at REVISION."""
+    from speat_metric.pooling import LayerPooling
+
+    settings = EvaluationSettings(tests=("gender", "age"), num_permutations=300, progress=False,
+                                  cache_dir=card_folder / "cache", layer_pooling=LayerPooling("per-layer"))
+    made = evaluate_models([str(card_folder / "tiny")], settings)
+    return [record.replace(model=dataclasses.replace(record.model, name=REPO, revision=REVISION)) for record in made]
+
+
+def test_per_layer_records_draw_a_deterministic_figure_that_the_section_shows(records, per_layer_records):
+    from speat_metric.diagnostics import layer_profile, layer_sentence
+    from speat_metric.hub.card import FIGURE_PATH
+
+    content = render_card([*records, *per_layer_records], repo_id=REPO, allow_synthetic=True)
+    assert content.figure.startswith(b"\x89PNG\r\n\x1a\n") and len(content.figure) < 100_000
+    assert f"![SpEAT d per layer, one line per test, with 95% CIs]({FIGURE_PATH})" in content.section
+    for test in ("gender", "age"):
+        points = layer_profile([record for record in per_layer_records if record.test == test])
+        assert len(points) >= 3 and f"- {layer_sentence(test, points)}" in content.section
+    # the table and model-index keep one result per test (the mean of all layers), not one per layer
+    assert render_card(records, repo_id=REPO, allow_synthetic=True).eval_results == content.eval_results
+    assert "--pooling per-layer" in content.section.split("```bash\n")[1]
+    again = render_card([*per_layer_records, *records], repo_id=REPO, allow_synthetic=True)
+    assert again.figure == content.figure  # same records, same bytes: nothing to commit again
+    moved = render_card([*records, *renumbered(per_layer_records, 0.3)], repo_id=REPO, allow_synthetic=True)
+    assert moved.figure != content.figure
+    assert render_card(records, repo_id=REPO, allow_synthetic=True).figure is None
+
+
+def test_per_layer_records_alone_are_refused_unless_one_layer_was_chosen(per_layer_records):
+    with pytest.raises(CardError, match=r"test 'gender' has \d+ per-layer records and no result of one layer view"):
+        render_card(per_layer_records, repo_id=REPO, allow_synthetic=True)
+    one_layer = [record for record in per_layer_records if record.pooling["layer"] == 2]
+    chosen = render_card(one_layer, repo_id=REPO, allow_synthetic=True)
+    assert chosen.figure is None and "| gender | female vs male | layer 2 |" in chosen.section

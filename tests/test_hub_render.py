@@ -65,11 +65,18 @@ def test_render_chooses_a_layer_view_and_a_profile(tmp_path):
     for options in (("--pooling", "per-layer"), ()):
         assert run_speat("evaluate", "tiny-model", "--tests", "men_women.json", "--permutations", "500",
                          "--no-progress", "--out", "results", *options, env=env, cwd=tmp_path).returncode == 0
+    both = run_speat("hub", "render", "results", env=env, cwd=tmp_path)  # the table's mean, and the layer figure
+    assert both.returncode == 0, both.stderr
+    assert "| men-women | women vs men | mean of all layers |" in both.stdout
+    assert "![SpEAT d per layer" in both.stdout and "- On men-women, |d| is smallest at layer" in both.stdout
+    assert "--pooling per-layer" in both.stdout.split("```bash\n")[1]
+    assert run_speat("evaluate", "tiny-model", "--tests", "men_women.json", "--permutations", "500", "--no-progress",
+                     "--out", "results", "--profile", "s3prl", env=env, cwd=tmp_path).returncode == 0
     several = run_speat("hub", "render", "results", env=env, cwd=tmp_path)
     assert several.returncode == 2 and "speat hub render --layer mean|N --profile P" in several.stderr
     for view, shown in (("mean", "mean of all layers"), ("2", "layer 2")):
         chosen = run_speat("hub", "render", "results", "--layer", view, "--profile", "hf", env=env, cwd=tmp_path)
         assert chosen.returncode == 0, chosen.stderr
         assert f"| men-women | women vs men | {shown} |" in chosen.stdout
-    none = run_speat("hub", "render", "results", "--profile", "s3prl", env=env, cwd=tmp_path)
-    assert none.returncode == 2 and "no records of profile s3prl" in none.stderr
+    none = run_speat("hub", "render", "results", "--profile", "speat2023", env=env, cwd=tmp_path)
+    assert none.returncode == 2 and "no records of profile speat2023" in none.stderr
