@@ -7,6 +7,7 @@
     speat stimuli list|download   # the SpEAT tests and their sizes; fetch the real stimuli into the cache
     speat compare RESULTS ...     # models on the same stimuli: Δd with a paired CI; rank intervals and tiers
     speat explain RESULTS ...     # what drives each d: single-concept associations, leave-one-speaker-out
+    speat tests build|interaction ...   # a SpEAT test from any corpus with speaker metadata; intersectional designs
     speat hub|prune|distill|space ...   # the Hub, pruning and distillation with bias tracking, the Gradio Space
 
 The commands above `speat hub` are the core's own; the others are found through the ``speat.commands`` entry points
@@ -26,7 +27,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speat_metric import __version__, compare_cli
+from speat_metric import __version__, compare_cli, tests_cli
 from speat_metric.defaults import BATCH_SECONDS, DTYPES, NUM_PERMUTATIONS, PROFILE, STUDY_TESTS
 from speat_metric.extras import MissingExtraError
 from speat_metric.formatting import (
@@ -50,7 +51,7 @@ EXAMPLE_EMBEDDINGS = Path(__file__).parent / "data" / "example_embeddings.npz"
 COMMAND_GROUP = "speat.commands"
 """Entry-point group of the commands that live outside the core (``hub``, ``prune``, ``distill``, ``space``, and any
 third party's); ``python -m speat_metric.hub`` and the like run the same commands."""
-CORE_COMMANDS = ("register", "example", "evaluate", "stimuli", "compare", "explain")
+CORE_COMMANDS = ("register", "example", "evaluate", "stimuli", "compare", "explain", "tests")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,6 +193,7 @@ def build_parser(command: str | None = None, *, plug_ins: bool = True) -> argpar
     _add_evaluate_parser(commands)
     _add_stimuli_parser(commands)
     compare_cli.add_parsers(commands)
+    tests_cli.add_parsers(commands)
     if plug_ins and command not in CORE_COMMANDS:
         installed = command_entry_points()
         for name, entry_point in installed.items():
@@ -386,9 +388,14 @@ def _add_stimuli_parser(commands: argparse._SubParsersAction) -> None:
     stimuli_commands = stimuli.add_subparsers(dest="stimuli_command", title="stimuli commands")
 
     listing = stimuli_commands.add_parser(
-        "list", help="show the tests with their group names and sizes",
-        description="Show the three SpEAT tests with their X/Y target and A/B attribute groups, and the embedded "
-        "synthetic demo set (a pipeline check, not a bias measurement).")
+        "list", help="show the tests with their group names, sizes and where their audio is",
+        description="Show the 12 published SpEAT tests (Slaughter et al. 2023, T1-T12; gender, native and age are "
+        "T6, T8 and T10) with their X/Y target and A/B attribute groups, pairs and whether their audio is available "
+        "here, and the embedded synthetic demo set (a pipeline check, not a bias measurement).")
+    listing.add_argument("--stimuli", type=Path, default=None, metavar="DIR",
+                         help="a folder holding copies of corpora as <DIR>/<corpus>/ (e.g. DIR/uaspeech/); "
+                         "$SPEAT_CORPUS_<NAME> names one corpus's folder")
+    listing.add_argument("--cache-dir", type=Path, default=None, help="stimulus cache directory")
     listing.set_defaults(handler=_stimuli_list)
 
     download = stimuli_commands.add_parser(
@@ -421,10 +428,15 @@ def _group_line(spec: SpeatTestSpec) -> str:
 
 def _stimuli_list(args: argparse.Namespace) -> int:
     from speat_metric.stimuli import demo_available, demo_speat_test, speat_tests
+    from speat_metric.stimuli.battery import BATTERY, audio_status
+    from speat_metric.stimuli.selections import published_tests
 
-    print("SpEAT tests (targets: Speech Accent Archive; attributes: Morgan Emotional Speech Set)")
-    for name, spec in speat_tests().items():
-        print(f"  {name:<7} {_group_line(spec)}")
+    print("Published SpEAT tests (Slaughter et al. 2023, T1-T12); run one with speat evaluate --tests ID")
+    specs = published_tests()
+    for test in BATTERY:
+        original = "  (speat's original test)" if test.test_id in speat_tests() else ""
+        print(f"  {test.label:<4} {test.test_id:<22} {_group_line(specs[test.test_id])}{original}")
+        print(f"       audio: {audio_status(test.test_id, stimuli_dir=args.stimuli, cache_dir=args.cache_dir)}")
     sources = next(iter(speat_tests().values())).citations
     print("  selections and corpora: " + "; ".join(citation.text.split(". ")[0] for citation in sources))
     if demo_available():
@@ -453,7 +465,9 @@ def _stimuli_download(args: argparse.Namespace) -> int:
     zenodo_base_url(args.base_url_zenodo)
     benchmark = benchmark_from_environment(args.benchmark)
     reference = load_reference(benchmark) if benchmark else None  # before any download: a bad name stops here
-    refs = list({ref.stimulus_id: ref for spec in specs for ref in stimulus_refs(spec)}.values())
+    refs = [ref for ref in {ref.stimulus_id: ref for spec in specs for ref in stimulus_refs(spec)}.values()
+            if ref.corpus in ("saa", "mess")]  # the other corpora: the lines printed below
+    unavailable = _other_corpora_lines(specs)
     source = DownloadSource(cache_dir=args.cache_dir, saa_base_url=args.base_url_saa,
                             zenodo_base_url=args.base_url_zenodo, retry=RetryPolicy(attempts=args.retries),
                             keep_going=True)
@@ -471,9 +485,11 @@ def _stimuli_download(args: argparse.Namespace) -> int:
                   f"{shown_ids(differing)}; results made from them are labelled stimuli-differ")
         else:
             print(f"every clip in the cache has the bytes the benchmark {benchmark} lists")
+    for line in unavailable:
+        print(line)
     if not resolution.missing:
-        print(f"all {len(refs)} stimuli are in the cache")
-        return 0
+        print(f"all {len(refs)} Speech Accent Archive and MESS stimuli are in the cache")
+        return 1 if unavailable else 0
     print(f"missing {len(resolution.missing)} of {len(refs)} stimuli:")
     for reason in dict.fromkeys(resolution.missing.values()):
         ids = [stimulus_id for stimulus_id, why in resolution.missing.items() if why == reason]
@@ -481,6 +497,21 @@ def _stimuli_download(args: argparse.Namespace) -> int:
     print("to go on without them, add --allow-missing to speat evaluate (they are recorded in every result); or "
           "provide them from a local copy (--stimuli DIR) or a Hub dataset (--stimuli OWNER/NAME)")
     return 1
+
+
+def _other_corpora_lines(specs: Sequence[SpeatTestSpec]) -> list[str]:
+    """One line per corpus other than SAA and MESS that the tests need and `speat stimuli download` cannot fetch
+    yet: where to get it and the folder layout (``$SPEAT_CORPUS_<NAME>`` or ``--stimuli DIR`` with ``DIR/<name>/``)."""
+    from speat_metric.stimuli.battery import BATTERY_BY_ID, PUBLIC, CorpusUnavailableError, corpora_of, corpus_directory
+
+    lines = {}
+    for spec in specs:
+        if spec.name not in BATTERY_BY_ID:
+            continue
+        for corpus in corpora_of(spec.name):
+            if corpus.access != PUBLIC and corpus_directory(corpus.name) is None:
+                lines.setdefault(corpus.name, str(CorpusUnavailableError(spec.name, corpus)))
+    return list(lines.values())
 
 
 if __name__ == "__main__":

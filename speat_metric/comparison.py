@@ -200,7 +200,7 @@ def compare_cosines(first: Cosines, second: Cosines, *, effect_sizes: tuple[floa
         d_first, d_second = d_first[:kept], d_second[:kept]
     if len(d_first) == 0:
         raise ValueError(f"{test}: no resample gave a defined d (are the groups tiny or constant?)")
-    observed = effect_sizes or (_observed_d(first, ddof), _observed_d(second, ddof))
+    observed = effect_sizes or (observed_effect_size(first, ddof), observed_effect_size(second, ddof))
     low, high = bias_corrected_interval(d_first - d_second, observed[0] - observed[1], confidence)
     if off_centre(d_first - d_second, observed[0] - observed[1]):
         labels = [*labels, OFF_CENTRE]
@@ -336,7 +336,8 @@ def rank_records(records: Sequence[EvaluationRecord], *, names: Sequence[str] | 
                        **options)
 
 
-def _observed_d(cosines: Cosines, ddof: int) -> float:
+def observed_effect_size(cosines: Cosines, ddof: int = 1) -> float:
+    """d of a cosine matrix: its targets' s(w) (X then Y), standardised as in `speat_test`."""
     s = cosines.scores()
     s_x, s_y = s[:cosines.n_x], s[cosines.n_x:]
     return float((s_x.mean() - s_y.mean()) / s.std(ddof=ddof))
