@@ -1565,3 +1565,17 @@ def _signal_group(pid: int, signum: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def add_github_folder(server: StaticFileServer, repo: str, commit: str, folder: str, files: Mapping[str, bytes],
+                      *, listed: Mapping[str, bytes] | None = None) -> None:
+    """Make `server` answer like GitHub for one folder of `repo` at `commit`: the contents API's listing at
+    ``/repos/<repo>/contents/<folder>`` (name, path, git blob ``sha``, size, type) and the raw files at
+    ``/raw/<commit>/<folder>/<name>`` (raw base URL: ``f"{server.url}/raw"``). `listed` (default `files`) is what the
+    listing describes, so a test can serve bytes that differ from it."""
+    entries = [{"name": name, "path": f"{folder}/{name}", "sha": git_blob_sha1(content), "size": len(content),
+                "type": "file", "download_url": f"{server.url}/raw/{commit}/{folder}/{name}"}
+               for name, content in (files if listed is None else listed).items()]
+    server.add_json(f"/repos/{repo}/contents/{folder}", entries)
+    for name, content in files.items():
+        server.add_file(f"/raw/{commit}/{folder}/{name}", content, "audio/wav")
