@@ -270,13 +270,18 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("models", nargs="*", metavar="MODEL", help="models to evaluate (see above)")
     evaluate.add_argument("--tests", default=",".join(STUDY_TESTS),
-                          help="comma-separated tests: gender, age, native, or the path of a JSON file defining a "
-                          "custom test {name, x, y, a, b: [audio paths], group_names?, pairs?} "
+                          help="comma-separated tests: gender, age, native, another published test (speat "
+                          "stimuli list), or the path of a JSON file defining a custom test {name, x, y, a, b: [audio "
+                          "paths], group_names?, pairs?} (speat tests build makes one) "
                           f"(default {','.join(STUDY_TESTS)})")
     evaluate.add_argument("--stimuli", default="demo",
                           help="where the audio comes from: demo (embedded, synthetic), speat (download the study's "
                           "stimuli into the cache), a local directory, or a Hub dataset owner/name[@revision] "
                           "(default demo)")
+    evaluate.add_argument("--corpus", action="append", default=[], metavar="NAME=DIR",
+                          help="the folder of your copy of a corpus a published test needs and speat cannot "
+                          "download, e.g. --corpus uaspeech=~/UASpeech (repeatable; else $SPEAT_CORPUS_<NAME>, else "
+                          "<--stimuli DIR>/<name>/; names and layouts: speat stimuli list, docs/stimuli.md)")
     evaluate.add_argument("--allow-missing", action="store_true",
                           help="go on without missing or unreadable (empty, truncated) stimuli: they are dropped "
                           "and recorded in every result")
@@ -361,7 +366,25 @@ def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
         dtype=args.dtype, batch_seconds=args.batch_seconds, trim_silence=args.trim_silence, mean_std=args.mean_std,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.no_progress,
         profile=args.profile, cmvn=args.cmvn, benchmark=benchmark_from_environment(args.benchmark),
+        corpora=tuple(corpus_option(value) for value in args.corpus),
     )
+
+
+def corpus_option(value: str) -> tuple[str, str]:
+    """``--corpus NAME=DIR`` as (name, folder); a malformed value or an unknown corpus is a one-line error.
+
+    Example:
+        >>> corpus_option("uaspeech=copies/UASpeech")
+        ('uaspeech', 'copies/UASpeech')
+    """
+    from speat_metric.stimuli.battery import CORPORA
+
+    name, separator, folder = value.partition("=")
+    if not separator or not name or not folder:
+        raise ValueError(f"--corpus {value!r}: write NAME=DIR, e.g. --corpus uaspeech=~/UASpeech")
+    if name not in CORPORA:
+        raise ValueError(f"--corpus {value!r}: unknown corpus {name!r}; the corpora are {', '.join(sorted(CORPORA))}")
+    return name, folder
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -428,8 +451,7 @@ def _group_line(spec: SpeatTestSpec) -> str:
 
 def _stimuli_list(args: argparse.Namespace) -> int:
     from speat_metric.stimuli import demo_available, demo_speat_test, speat_tests
-    from speat_metric.stimuli.battery import BATTERY, audio_status
-    from speat_metric.stimuli.selections import published_tests
+    from speat_metric.stimuli.battery import BATTERY, audio_status, published_tests
 
     print("Published SpEAT tests (Slaughter et al. 2023, T1-T12); run one with speat evaluate --tests ID")
     specs = published_tests()
@@ -472,9 +494,11 @@ def _stimuli_download(args: argparse.Namespace) -> int:
                             zenodo_base_url=args.base_url_zenodo, retry=RetryPolicy(attempts=args.retries),
                             keep_going=True)
     resolution = source.resolve(refs, progress=not args.no_progress)
+    fetched = _fetch_other_corpora(specs, source, progress=not args.no_progress)
     print(f"stimulus cache: {source.cache_dir}")
     for spec in specs:
-        counts = "   ".join(f"{group.role} {group.name} {sum(s in resolution.files for s in group.stimulus_ids)}"
+        counts = "   ".join(f"{group.role} {group.name} "
+                           f"{sum(s in resolution.files or s in fetched for s in group.stimulus_ids)}"
                            f"/{len(group)}" for group in spec.groups)
         print(f"  {spec.name:<7} {counts}")
     if reference is not None:
@@ -488,7 +512,7 @@ def _stimuli_download(args: argparse.Namespace) -> int:
     for line in unavailable:
         print(line)
     if not resolution.missing:
-        print(f"all {len(refs)} Speech Accent Archive and MESS stimuli are in the cache")
+        print(f"all {len(refs)} stimuli are in the cache")
         return 1 if unavailable else 0
     print(f"missing {len(resolution.missing)} of {len(refs)} stimuli:")
     for reason in dict.fromkeys(resolution.missing.values()):
@@ -500,18 +524,44 @@ def _stimuli_download(args: argparse.Namespace) -> int:
 
 
 def _other_corpora_lines(specs: Sequence[SpeatTestSpec]) -> list[str]:
-    """One line per corpus other than SAA and MESS that the tests need and `speat stimuli download` cannot fetch
-    yet: where to get it and the folder layout (``$SPEAT_CORPUS_<NAME>`` or ``--stimuli DIR`` with ``DIR/<name>/``)."""
-    from speat_metric.stimuli.battery import BATTERY_BY_ID, PUBLIC, CorpusUnavailableError, corpora_of, corpus_directory
+    """One line per licensed corpus that the tests need and `speat stimuli download` cannot fetch: where to get it
+    and the folder layout (``$SPEAT_CORPUS_<NAME>`` or ``--stimuli DIR`` with ``DIR/<name>/``)."""
+    from speat_metric.stimuli.battery import (
+        BATTERY_BY_ID,
+        LICENSED,
+        CorpusUnavailableError,
+        corpora_of,
+        corpus_directory,
+    )
 
     lines = {}
     for spec in specs:
         if spec.name not in BATTERY_BY_ID:
             continue
         for corpus in corpora_of(spec.name):
-            if corpus.access != PUBLIC and corpus_directory(corpus.name) is None:
+            if corpus.access == LICENSED and corpus_directory(corpus.name) is None:
                 lines.setdefault(corpus.name, str(CorpusUnavailableError(spec.name, corpus)))
     return list(lines.values())
+
+
+def _fetch_other_corpora(specs: Sequence[SpeatTestSpec], source: object, *, progress: bool) -> dict[str, str]:
+    """Fetch the clips of the downloadable corpora (the synthesized voices, CORAAL, TORGO) the tests need and that
+    have no user copy: their files by stimulus id (`speat_metric.stimuli.loaders.fetch_corpus_clips`)."""
+    from speat_metric.stimuli.battery import CORPORA, DOWNLOADABLE, battery_clips, corpus_directory
+    from speat_metric.stimuli.loaders import fetch_corpus_clips
+
+    downloadable = {name for name, corpus in CORPORA.items() if corpus.access == DOWNLOADABLE}
+    by_corpus: dict[str, dict[str, object]] = {}
+    for spec in specs:
+        for stimulus_id in spec.stimulus_ids:
+            clip = battery_clips().get(stimulus_id)
+            if clip is not None and clip.corpus in downloadable and corpus_directory(clip.corpus) is None:
+                by_corpus.setdefault(clip.corpus, {})[stimulus_id] = clip
+    files = {}
+    for corpus, clips in by_corpus.items():
+        files.update(fetch_corpus_clips(corpus, list(clips.values()), source, progress=progress))
+    return files
+
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ class EvaluationSettings:
     profile: str = PROFILE
     cmvn: bool = False
     benchmark: str | None = None
+    corpora: tuple[tuple[str, str], ...] = ()
+    """``--corpus NAME=DIR``: the folders of the user's copies of corpora speat cannot download."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tests, str):
@@ -168,7 +170,8 @@ def load_tests(settings: EvaluationSettings) -> dict[str, StimulusSet]:
     for entry in settings.tests:
         spec = load_custom_test(Path(entry)) if entry.endswith(".json") else entry
         test = load_speat_test(spec, source=settings.stimuli, allow_missing=settings.allow_missing,
-                               cache_dir=settings.stimulus_cache_dir, progress=settings.progress)
+                               cache_dir=settings.stimulus_cache_dir, progress=settings.progress,
+                               profile=settings.profile, corpora=dict(settings.corpora))
         if test.name in tests:
             raise ValueError(f"test {test.name!r} is given twice in --tests")
         tests[test.name] = test

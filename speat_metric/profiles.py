@@ -135,6 +135,10 @@ class ExtractionProfile:
             such pieces whose frames are concatenated (the SpEAT reference's ``max_chunk``).
         whisper_mel_padding: Whisper's 30-second input is the clip's log-mel zero-padded (openai-whisper), instead
             of the mel of the zero-padded waveform (transformers' ``WhisperFeatureExtractor``).
+        eu_emotion_positions: the EU-Emotion attributes of the tests ``age-uk`` and ``accent-romero-rivas`` are the
+            clips at the all.tsv rows whose numbers are the high/low-valence clips' positions within the
+            semantically neutral subset, as the SpEAT code indexes them, instead of the labelled clips themselves
+            (`speat_metric.stimuli.battery.eu_emotion_groups`; docs/stimuli.md, "The published battery").
     """
 
     name: str
@@ -145,6 +149,7 @@ class ExtractionProfile:
     normalisation: Callable[[str, str], str] | None = None
     chunk_samples: Mapping[str, int] = field(default_factory=dict)
     whisper_mel_padding: bool = False
+    eu_emotion_positions: bool = False
 
     def waveform_normalisation(self, model_type: str, feat_extract_norm: str) -> str:
         """``feature-extractor``, ``layer-norm`` or ``none`` for a model of this type and CNN normalisation."""
@@ -174,12 +179,13 @@ SPEAT2023 = ExtractionProfile(
     name="speat2023", summary="the SpEAT reference code (Slaughter et al. 2023)", resampler="ratecv",
     model_types=("wav2vec2", "hubert", "wavlm", "whisper"), layers=speat2023_layers,
     normalisation=_speat2023_normalisation, chunk_samples={"wav2vec2": 1_600_000, "hubert": 1_600_000},
-    whisper_mel_padding=True)
+    whisper_mel_padding=True, eu_emotion_positions=True)
 """``speat2023``: the extraction of the SpEAT reference code, isaacOnline/SpEAT @ e08f05ec (the published
 ``speat_published_mean_mean.csv``): pydub's ``ratecv`` resampling (`speat_metric.audio.reference_resample`),
 ``F.layer_norm`` of the waveform as fairseq's ``task.cfg.normalize`` says except for WavLM (its script omits it),
 `speat2023_layers`, 100 s chunks (``max_chunk``), Whisper's log-mel zero-padded (the frames the reference kept by
-decoded timestamps are not reproduced: `WHISPER_NOT_COMPARABLE`). Only the reference's model families are defined."""
+decoded timestamps are not reproduced: `WHISPER_NOT_COMPARABLE`), and the EU-Emotion attribute rows as the
+reference indexes them (``eu_emotion_positions``). Only the reference's model families are defined."""
 
 S3PRL = ExtractionProfile(
     name="s3prl", summary="S3PRL upstream hooks (our reading of Lin et al. 2024)", resampler="ratecv",

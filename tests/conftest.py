@@ -18,8 +18,8 @@ from http_servers import HubServer, StaticFileServer
 def _isolated_stimulus_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep every test away from the user's caches and from the public stimulus servers."""
     monkeypatch.setenv("SPEAT_CACHE", str(tmp_path_factory.mktemp("speat-cache")))
-    for variable in ("SPEAT_SAA_BASE_URL", "SPEAT_ZENODO_BASE_URL", "SPEAT_SYNTHESIZED_BASE_URL", "SPEAT_GITHUB_API_URL",
-                     "SPEAT_CORAAL_BASE_URL", "SPEAT_TORGO_BASE_URL"):
+    for variable in ("SPEAT_SAA_BASE_URL", "SPEAT_ZENODO_BASE_URL", "SPEAT_SYNTHESIZED_BASE_URL",
+                     "SPEAT_GITHUB_API_URL", "SPEAT_CORAAL_BASE_URL", "SPEAT_TORGO_BASE_URL"):
         monkeypatch.delenv(variable, raising=False)
 
 

@@ -10,16 +10,17 @@ import pytest
 from http_servers import StaticFileServer, add_zenodo_record
 
 from speat_metric.cli import main
-from speat_metric.stimuli.selections import demo_available, demo_speat_test, get_speat_test
+from speat_metric.stimuli.battery import get_speat_test
+from speat_metric.stimuli.selections import demo_available, demo_speat_test
 
 
 def test_list_shows_every_test_with_group_names_and_sizes(capsys: pytest.CaptureFixture) -> None:
     assert main(["stimuli", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("gender", "age", "native"):
+    for name, label in (("gender", "T6"), ("age", "T10"), ("native", "T8")):
         spec = get_speat_test(name)
         groups = "   ".join(f"{g.role} {g.name} ({len(g)})" for g in spec.groups)
-        assert f"  {name:<7} {groups}   pairs: {len(spec.pairs) or 'none'}" in out
+        assert f"  {label:<4} {name:<22} {groups}   pairs: {len(spec.pairs) or 'none'}  (speat's original test)" in out
     assert "Slaughter, Greenberg, Schwartz and Caliskan (2023)" in out
     if demo_available():
         assert "demo set: SYNTHETIC PIPELINE CHECK, NOT A BIAS MEASUREMENT" in out

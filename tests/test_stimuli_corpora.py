@@ -270,3 +270,27 @@ def test_the_studys_selections_map_onto_the_distributions(shared_dir: Path) -> N
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(corpora, raise_on_error=False).failed == 0
+
+
+def test_a_published_tests_torgo_clips_download_into_the_stimulus_cache_by_stimulus_id(static_server, tmp_path,
+                                                                                      monkeypatch) -> None:
+    """The catalogue's wiring (`loaders.fetch_corpus_clips`): every TORGO clip of disability-torgo, served from the
+    group archives in the distribution's layout, comes back under its stimulus id, and the listing then says cached."""
+    from speat_metric.stimuli import DownloadSource
+    from speat_metric.stimuli.battery import audio_status, battery_clips, get_speat_test
+    from speat_metric.stimuli.loaders import fetch_corpus_clips
+
+    clips = [battery_clips()[stimulus_id] for stimulus_id in get_speat_test("disability-torgo").stimulus_ids
+             if stimulus_id.startswith("torgo/")]
+    groups: dict[str, dict[str, bytes]] = {}
+    for number, clip in enumerate(clips):
+        groups.setdefault(clip.path.split("/")[0], {})[clip.path] = wav(100 + number, seconds=0.05)
+    for group, members in groups.items():
+        static_server.add_file(f"/torgo/{group}.tar.bz2", tar_bytes(members, "w:bz2"))
+    monkeypatch.setenv(corpora.TORGO_BASE_URL_ENV, f"{static_server.url}/torgo")
+    assert "TORGO: downloadable" in audio_status("disability-torgo", cache_dir=tmp_path)
+    files = fetch_corpus_clips("torgo", clips, DownloadSource(cache_dir=tmp_path, retry=FAST), progress=False)
+    assert sorted(files) == sorted(clip.stimulus_id for clip in clips) and len(files) == 120
+    for number, clip in enumerate(clips):
+        assert Path(files[clip.stimulus_id]).read_bytes() == groups[clip.path.split("/")[0]][clip.path]
+    assert "TORGO: cached" in audio_status("disability-torgo", cache_dir=tmp_path)

@@ -18,6 +18,7 @@ import pytest
 from http_servers import HubServer, StaticFileServer, add_zenodo_record
 
 from speat_metric.stimuli import loaders
+from speat_metric.stimuli.battery import get_speat_test
 from speat_metric.stimuli.download import RetryPolicy
 from speat_metric.stimuli.errors import MissingStimuliError, StimulusError
 from speat_metric.stimuli.loaders import (
@@ -32,7 +33,6 @@ from speat_metric.stimuli.selections import (
     SpeatTestSpec,
     attribute_groups,
     demo_available,
-    get_speat_test,
     selection_versions,
 )
 from speat_metric.stimuli.sources import DemoSource, DownloadSource, HubSource

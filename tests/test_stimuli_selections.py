@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from speat_metric.stimuli import selections
+from speat_metric.stimuli.battery import get_speat_test
 from speat_metric.stimuli.errors import StimulusError
 from speat_metric.stimuli.selections import (
     MESS_FILE_PATTERN,
@@ -23,7 +24,6 @@ from speat_metric.stimuli.selections import (
     StimulusGroup,
     attribute_groups,
     demo_speat_test,
-    get_speat_test,
     mess_clips,
     read_csv_rows,
     saa_speakers,
@@ -116,8 +116,7 @@ def test_speaker_metadata_comes_from_the_selection_rows() -> None:
     assert (speaker.speaker_id, speaker.age, speaker.sex, speaker.birthplace, speaker.native_language) == (
         int(row["id"]), float(row["age"]), row["sex"], row["birth_place"], row["native_language"])
     assert speaker.stimulus_id == f"saa/{row['name']}" and speaker.file_name == f"{row['name']}.mp3"
-    assert len(saa_speakers()) == len({r["name"] for f in (selections.GENDER_FILE, selections.AGE_FILE,
-                                                           selections.NATIVE_FILE) for r in rows(f)})
+    assert len(saa_speakers()) == len({r["name"] for f in selections.SAA_FILES for r in rows(f)})
 
 
 def test_all_1800_ratings_are_packaged_with_well_formed_codes() -> None:
@@ -159,7 +158,8 @@ def test_packaged_selections_are_the_shared_study_files(shared_dir: Path) -> Non
 
 
 def test_unknown_test_name_is_refused_with_the_valid_names() -> None:
-    with pytest.raises(StimulusError, match=r"unknown SpEAT test 'race': choose one of gender, age, native"):
+    with pytest.raises(StimulusError, match=r"unknown SpEAT test 'race': choose one of race-coraal-buckeye, "
+                                            r"disability-torgo, .*gender.*native.*age.*accent-romero-rivas"):
         get_speat_test("race")
 
 

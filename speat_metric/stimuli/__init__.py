@@ -1,7 +1,9 @@
-"""SpEAT stimuli: the study's selections (``selections``), typed loaders (``loaders``: a `StimulusSet` of `Stimulus`
-records), where the audio comes from (``sources``, ``public``, ``download``) and custom tests (``custom``).
+"""SpEAT stimuli: the study's selections (``selections``; every published test: ``battery``), typed loaders
+(``loaders``: a `StimulusSet` of `Stimulus` records), where the audio comes from (``sources``, ``public``,
+``download``, ``corpora``) and custom tests (``custom``, ``builder``).
 """
 
+from speat_metric.stimuli.battery import get_speat_test, published_tests
 from speat_metric.stimuli.custom import load_custom_test
 from speat_metric.stimuli.download import RetryPolicy
 from speat_metric.stimuli.errors import DownloadError, MissingStimuliError, StimulusError
@@ -23,7 +25,6 @@ from speat_metric.stimuli.selections import (
     StimulusGroup,
     demo_available,
     demo_speat_test,
-    get_speat_test,
     speat_tests,
 )
 from speat_metric.stimuli.sources import (
@@ -40,5 +41,5 @@ __all__ = [
     "LocalDirectorySource", "MissingStimuliError", "RetryPolicy", "SpeatTestSpec", "Stimulus", "StimulusError",
     "StimulusGroup", "StimulusProvenance", "StimulusSet", "StimulusSource", "default_cache_dir", "demo_available",
     "demo_speat_test", "get_speat_test", "load_accent_archive", "load_custom_test", "load_morgan", "load_speat_test",
-    "resolve_source", "speat_tests", "stimulus_provenance", "stimulus_refs",
+    "published_tests", "resolve_source", "speat_tests", "stimulus_provenance", "stimulus_refs",
 ]

@@ -9,8 +9,10 @@ The exported dataset's columns and info: docs/stimuli.md, "Stimulus sets and dat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import wave
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +24,26 @@ import pyarrow as pa
 
 from speat_metric import __version__
 from speat_metric.audio import AudioDecodeError, check_audio
+from speat_metric.stimuli.battery import (
+    BATTERY_BY_ID,
+    CORPORA,
+    DOWNLOADABLE,
+    BatteryClip,
+    CorpusUnavailableError,
+    battery_clips,
+    corpus_directory,
+    get_speat_test,
+    selection_files,
+)
 from speat_metric.stimuli.download import file_sha256
 from speat_metric.stimuli.errors import (
     DOWNLOADED_FILE_HINT,
+    DownloadError,
     MissingStimuliError,
     StimulusError,
     UnreadableStimulusError,
 )
+from speat_metric.stimuli.public import default_cache_dir
 from speat_metric.stimuli.selections import (
     MESS_CITATION,
     SAA_CITATION,
@@ -41,7 +56,6 @@ from speat_metric.stimuli.selections import (
     demo_available,
     demo_metadata,
     demo_speat_test,
-    get_speat_test,
     mess_clips,
     saa_speakers,
     selection_versions,
@@ -192,11 +206,15 @@ def stimulus_refs(spec: SpeatTestSpec) -> list[StimulusRef]:
     refs = []
     for stimulus_id in spec.stimulus_ids:
         corpus, _, name = stimulus_id.partition("/")
-        if stimulus_id in files:
+        if stimulus_id in files and stimulus_id in battery_clips():  # a published test's clip, found in a user copy
+            refs.append(StimulusRef(stimulus_id, corpus, name, path=files[stimulus_id]))
+        elif stimulus_id in files:
             refs.append(StimulusRef(stimulus_id, "demo" if spec.synthetic else "custom", stimulus_id,
                                     path=files[stimulus_id]))
         elif corpus in ("saa", "mess") and name:
             refs.append(_public_ref(corpus, name))
+        elif stimulus_id in battery_clips():  # its file is found by locate_corpus_files; unlocated, it is missing
+            refs.append(StimulusRef(stimulus_id, corpus, name))
         else:
             raise StimulusError(f"test {spec.name!r}: stimulus {stimulus_id!r} has no audio file and is not a public "
                                 "stimulus (saa/<name> or mess/<code>); give its file with SpeatTestSpec.from_files")
@@ -219,6 +237,9 @@ def _metadata(ref: StimulusRef) -> dict[str, Any]:
         clip = mess_clips()[ref.name]
         row.update(speaker_id=clip.talker, sex="female" if clip.talker.startswith("F") else "male",
                    emotion=clip.emotion_name, cue=clip.cue_name, valence=clip.valence)
+    elif ref.stimulus_id in battery_clips():
+        row.update(speaker_id=battery_clips()[ref.stimulus_id].speaker or None,
+                   text=SAA_PARAGRAPH if ref.corpus == "synthesized" else None)
     return row
 
 
@@ -239,6 +260,8 @@ def _license(citations: Sequence[Citation], synthetic: bool) -> str:
         parts.append("Speech Accent Archive recordings: CC BY-NC-SA 2.0")
     if MESS_CITATION in citations:
         parts.append("Morgan Emotional Speech Set clips: see the Zenodo record's licence")
+    if SPEAT_CITATION in citations and not parts:
+        parts.append("the terms of each corpus (docs/stimuli.md, \"The published battery\")")
     return "; ".join(parts) or "the licences of your own files"
 
 
@@ -292,6 +315,8 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
             entry.metadata if entry.metadata is not None else _metadata(entry.ref)))
     dropped = {stimulus_id: resolution.missing[stimulus_id] for stimulus_id in sorted(resolution.missing)}
     study = any(entry.ref.corpus in ("saa", "mess") for entry in entries)  # the study's selections are used
+    further = (spec is not None and spec.definition_file is None and not spec.synthetic
+               and spec.name in BATTERY_BY_ID and spec.name not in ("gender", "age", "native"))
     definition = None
     if spec is not None and spec.definition_file is not None:  # a custom test: its file, and each clip's file in it
         base = Path(spec.definition_file).resolve().parent
@@ -299,7 +324,8 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
                       "files": {stimulus_id: os.path.relpath(path, base) for stimulus_id, path in spec.files}}
     provenance = StimulusProvenance(
         test=spec.name if spec is not None else None, config=config_name, synthetic=synthetic,
-        source=source.describe(), selection_versions=selection_versions() if study else {},
+        source=source.describe(), selection_versions=(selection_versions(selection_files(spec.name)) if further
+                                                      else selection_versions() if study else {}),
         requested=len(entries), loaded=len(kept),
         group_sizes={role: sum(e.role == role for e in kept) for role in "XYAB"} if spec is not None else {},
         dropped_ids=list(dropped), dropped_reasons=dropped, unpaired_ids=unpaired, definition=definition)
@@ -311,6 +337,113 @@ def _build(entries: list[_Entry], source: StimulusSource, *, spec: SpeatTestSpec
                        _license(citations, synthetic))
 
 
+def cut_segment(source: Path, start: float, end: float, target: Path) -> Path:
+    """Write seconds [`start`, `end`) of the PCM WAV file `source` to `target` (same rate, width and channels), unless
+    `target` is already there and newer than `source`; the segments of CORAAL and Buckeye files that T1 uses.
+
+    Raises:
+        StimulusError: `source` is not a PCM WAV file, or the segment lies outside it.
+    """
+    if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target
+    try:
+        with wave.open(str(source), "rb") as reader:
+            rate, frames = reader.getframerate(), reader.getnframes()
+            first, last = round(start * rate), min(round(end * rate), frames)
+            if not 0 <= first < last:
+                raise StimulusError(f"{source}: the segment {start}-{end} s lies outside its {frames / rate:.2f} s; "
+                                    "is this the file the SpEAT selection names?")
+            reader.setpos(first)
+            samples, params = reader.readframes(last - first), reader.getparams()
+    except (wave.Error, EOFError) as error:
+        raise StimulusError(f"{source} is not a PCM WAV file ({error}); give the corpus's original WAV files") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with wave.open(str(partial), "wb") as writer:
+        writer.setparams(params)
+        writer.writeframes(samples)
+    partial.replace(target)
+    return target
+
+
+def locate_corpus_files(spec: SpeatTestSpec, source: StimulusSource, *,
+                        corpora: Mapping[str, str | os.PathLike] | None = None,
+                        cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, str]:
+    """The files of a published test's clips that come from corpora other than SAA and MESS (`CORPORA`), by
+    stimulus id: ``<corpus folder>/<path>``, a segment of it cut into ``<stimulus cache>/segments/<corpus>/``.
+
+    The corpus folder is `corpora` [name], ``$SPEAT_CORPUS_<NAME>``, or ``<source directory>/<name>/``. Without one,
+    a corpus speat can download (the synthesized voices, CORAAL, TORGO) is fetched into the stimulus cache when the
+    source downloads (``--stimuli speat``; `speat_metric.stimuli.corpora`). A file absent from the folder, or that
+    could not be fetched, is left out (it is then reported missing with the others, or dropped with
+    ``allow_missing``).
+
+    Raises:
+        CorpusUnavailableError: no folder for a corpus the test needs and no download for it (one line: the corpus,
+            where to get it, the layout), before any download or model work.
+    """
+    needed: dict[str, list[BatteryClip]] = {}
+    for stimulus_id in spec.stimulus_ids:
+        clip = battery_clips().get(stimulus_id)
+        if clip is not None and stimulus_id not in dict(spec.files):
+            needed.setdefault(clip.corpus, []).append(clip)
+    stimuli_dir = getattr(source, "path", None) if source.kind == "local" else None
+    folders, fetched = {}, []
+    for corpus in needed:
+        folder = corpus_directory(corpus, corpora=corpora, stimuli_dir=stimuli_dir)
+        if folder is not None:
+            folders[corpus] = folder
+        elif CORPORA[corpus].access == DOWNLOADABLE and isinstance(source, DownloadSource):
+            fetched.append(corpus)
+        else:
+            raise CorpusUnavailableError(spec.name, CORPORA[corpus])
+    files = {}
+    for corpus in fetched:  # after every check above: nothing is fetched for a test that cannot load
+        files.update(fetch_corpus_clips(corpus, needed[corpus], source, progress=progress))
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else getattr(source, "cache_dir", None)
+    for corpus, clips in ((corpus, clips) for corpus, clips in needed.items() if corpus in folders):
+        for clip in clips:
+            path = folders[corpus] / clip.path
+            if not path.is_file():
+                continue
+            if clip.start is not None and clip.end is not None:
+                segments = Path(cache or default_cache_dir()) / "segments" / corpus
+                path = cut_segment(path, clip.start, clip.end, segments / f"{clip.stimulus_id.partition('/')[2]}.wav")
+            files[clip.stimulus_id] = str(path)
+    return files
+
+
+def fetch_corpus_clips(corpus: str, clips: Sequence[BatteryClip], source: DownloadSource, *,
+                       progress: bool = True) -> dict[str, str]:
+    """Download a downloadable corpus's clips into the source's cache (`speat_metric.stimuli.corpora`): their files
+    by stimulus id. Clips that could not be fetched are logged with why and left out (then reported missing); with
+    the source's ``keep_going``, so is a server that cannot be reached."""
+    from speat_metric.stimuli import corpora as fetchers
+
+    names = {clip.stimulus_id.partition("/")[2]: clip for clip in clips}
+    options = {"cache_dir": source.cache_dir, "retry": source.retry, "progress": progress}
+    try:
+        if corpus == "synthesized":
+            report = fetchers.fetch_synthesized_voices(list(names), **options)
+        elif corpus == "coraal":
+            report = fetchers.fetch_coraal_segments(
+                [fetchers.CoraalSegment(name, clip.path, clip.start, clip.end) for name, clip in names.items()],
+                **options)
+        elif corpus == "torgo":
+            report = fetchers.fetch_torgo_clips([fetchers.TorgoClip(name, clip.path) for name, clip in names.items()],
+                                                **options)
+        else:
+            raise StimulusError(f"speat has no download for the corpus {corpus!r}")
+    except DownloadError as error:
+        if not source.keep_going:
+            raise
+        logger.warning("%s: %s", CORPORA[corpus].title, error)
+        return {}
+    for name, reason in report.missing.items():
+        logger.warning("%s %s could not be fetched: %s", CORPORA[corpus].title, name, reason)
+    return {names[name].stimulus_id: str(path) for name, path in report.files.items() if name in names}
+
+
 def load_speat_test(
     test: str | SpeatTestSpec,
     source: str | os.PathLike | StimulusSource = "speat",
@@ -318,17 +451,24 @@ def load_speat_test(
     allow_missing: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    profile: str | None = None,
+    corpora: Mapping[str, str | os.PathLike] | None = None,
 ) -> StimulusSet:
     """All four roles of a SpEAT test in one set (each stimulus's ``role``: X, Y, A, B).
 
     Args:
-        test: ``"gender"``, ``"age"``, ``"native"``, or a `SpeatTestSpec` (e.g. from `SpeatTestSpec.from_files`:
-            only its stimuli without a file, such as the study's attributes, are looked up in the source).
+        test: a published test's id (``"gender"``, ``"age"``, ``"native"``, ``"disability-torgo"`` ...: `speat
+            stimuli list`), or a `SpeatTestSpec` (e.g. from `SpeatTestSpec.from_files`: only its stimuli without a
+            file, such as the study's attributes, are looked up in the source).
         source: ``"speat"`` (download the public stimuli into `cache_dir`), ``"demo"`` (the embedded SYNTHETIC set,
             a pipeline check), a directory, a Hub dataset id ``owner/name[@revision]``, or a source object.
         allow_missing: drop missing stimuli instead of raising; they are recorded in the provenance.
+        profile: the extraction profile (``speat2023`` selects the EU-Emotion rows as the SpEAT code does).
+        corpora: the folders of your copies of corpora speat cannot download, e.g. ``{"uaspeech": "~/UASpeech"}``
+            (else ``$SPEAT_CORPUS_<NAME>``, else ``<source directory>/<name>/``; layouts: docs/stimuli.md).
 
     Raises:
+        CorpusUnavailableError: a corpus the test needs has no copy (before anything is fetched).
         MissingStimuliError: stimuli are missing and `allow_missing` is False.
         StimulusError: an unknown test or source, an empty audio file, or a group left with fewer than 2 stimuli.
         DownloadError: a download failed for another reason than the file being absent.
@@ -346,7 +486,11 @@ def load_speat_test(
     elif not isinstance(test, str):
         raise StimulusError(f"test must be a test name or a SpeatTestSpec, got {type(test).__name__}")
     else:
-        spec = demo_speat_test(test, demo_dir=source.path) if isinstance(source, DemoSource) else get_speat_test(test)
+        spec = (demo_speat_test(test, demo_dir=source.path) if isinstance(source, DemoSource)
+                else get_speat_test(test, profile=profile))
+    located = locate_corpus_files(spec, source, corpora=corpora, cache_dir=cache_dir, progress=progress)
+    if located:
+        spec = dataclasses.replace(spec, files=spec.files + tuple(located.items()))
     refs, pair_ids = {ref.stimulus_id: ref for ref in stimulus_refs(spec)}, spec.pair_ids
     if isinstance(source, DemoSource) and not spec.synthetic and any(ref.path is None for ref in refs.values()):
         raise StimulusError(
@@ -390,7 +534,8 @@ def load_accent_archive(
     """
     source = resolve_source(source, cache_dir=cache_dir)
     _reject_demo(source, "Speech Accent Archive")
-    chosen = sorted(saa_speakers()) if names is None else list(names)
+    three = {s for name in ("gender", "age", "native") for s in get_speat_test(name).stimulus_ids}
+    chosen = sorted(n for n in saa_speakers() if f"saa/{n}" in three) if names is None else list(names)
     bad = [name for name in chosen if not isinstance(name, str) or not name or "/" in name or name.endswith(".mp3")]
     if bad:
         raise StimulusError(f"recording names must be file stems like 'english102', got {bad!r}")

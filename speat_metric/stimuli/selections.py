@@ -1,7 +1,8 @@
 """Which recordings make up each SpEAT group: the study's selections, shipped as package data, and typed tests.
 
 `get_speat_test` turns the CSV files of ``speat_metric/data/selections/`` (the original SpEAT study's selections)
-into the tests ``gender``, ``age`` and ``native`` (`SpeatTestSpec`); `SpeatTestSpec.from_files` builds a test from
+into the tests ``gender``, ``age`` and ``native`` (`SpeatTestSpec`), and the nine further published tests through
+`speat_metric.stimuli.battery` (`published_tests`: all 12); `SpeatTestSpec.from_files` builds a test from
 the user's own audio files; `demo_speat_test` builds the three tests from the embedded synthetic demo set.
 
 Details (each CSV file and its groups): docs/stimuli.md, "Selections".
@@ -38,6 +39,10 @@ ATTRIBUTE_GROUPS = ("pleasant", "unpleasant")
 GENDER_FILE = "saa_male_female_clip_info.csv"
 AGE_FILE = "saa_usa_young_old_clip_info.csv"
 NATIVE_FILE = "saa_us_korean_clip_info.csv"
+HUMAN_SYNTHESIZED_FILE = "saa_human_synthesized_clip_info.csv"
+BRITISH_FILE = "saa_british_young_old_clip_info.csv"
+SAA_FILES = (GENDER_FILE, AGE_FILE, NATIVE_FILE, HUMAN_SYNTHESIZED_FILE, BRITISH_FILE)
+"""Every packaged SAA selection: the three tests', then synthetic-saa's humans and age-uk's speakers."""
 ATTRIBUTES_FILE = "mess_speat_attribute_selection.csv"
 RATINGS_FILE = "mess_valence_by_code.csv"
 SELECTION_FILES = (GENDER_FILE, AGE_FILE, NATIVE_FILE, ATTRIBUTES_FILE, RATINGS_FILE)
@@ -382,16 +387,17 @@ _RowTest = Callable[[dict[str, str]], bool]
 
 @functools.cache
 def _saa_selection(file_name: str) -> tuple[dict[str, str], ...]:
-    required = _SAA_COLUMNS + {GENDER_FILE: ("pair_id",), NATIVE_FILE: ("pair_id",), AGE_FILE: ("age_rank",)}[file_name]
+    required = _SAA_COLUMNS + {GENDER_FILE: ("pair_id",), NATIVE_FILE: ("pair_id",), AGE_FILE: ("age_rank",),
+                               HUMAN_SYNTHESIZED_FILE: (), BRITISH_FILE: ("age_rank",)}[file_name]
     return tuple(read_csv_rows(SELECTIONS_DIR / file_name, required, layout=f"the SpEAT selection {file_name}"))
 
 
 @functools.cache
 def saa_speakers() -> Mapping[str, SaaSpeaker]:
-    """Every Speech Accent Archive recording used by the three tests, by name (about 300); a StimulusError if two
+    """Every Speech Accent Archive recording used by the published tests, by name (348); a StimulusError if two
     selection files disagree about a speaker (the package data is damaged)."""
     speakers: dict[str, SaaSpeaker] = {}
-    for file_name in (GENDER_FILE, AGE_FILE, NATIVE_FILE):
+    for file_name in SAA_FILES:
         for row in _saa_selection(file_name):
             age = float(row["age"]) if row["age"] not in ("", "nan", "NaN") else None
             speaker = SaaSpeaker(row["name"], int(row["id"]), age, row["sex"], row["birth_place"],
@@ -455,11 +461,12 @@ def _target_test(name: str, file_name: str, is_x: _RowTest, description: str, ru
 
 
 @functools.cache
-def get_speat_test(name: str) -> SpeatTestSpec:
-    """One of the study's three tests, ``"gender"``, ``"age"`` or ``"native"``, with its groups, pairs and citations.
+def original_test(name: str) -> SpeatTestSpec:
+    """One of speat's three original tests, ``"gender"``, ``"age"`` or ``"native"`` (the published T6, T10 and T8),
+    with its groups, pairs and citations; every published test: `speat_metric.stimuli.battery.get_speat_test`.
 
     Example:
-        >>> spec = get_speat_test("age")
+        >>> spec = original_test("age")
         >>> spec.x.name, spec.y.name, spec.sizes
         ('young', 'old', {'X': 58, 'Y': 58, 'A': 60, 'B': 60})
     """
@@ -483,24 +490,24 @@ def get_speat_test(name: str) -> SpeatTestSpec:
             "Accent Archive reading English, matched as groups on age and sex; attributes pleasant (A) vs "
             "unpleasant (B) speech of the Morgan Emotional Speech Set.",
             ("US-born native English speakers", "Korea-born native Korean speakers matched as a group on age and sex"))
-    raise StimulusError(f"unknown SpEAT test {name!r}: choose one of {', '.join(TEST_NAMES)}, or build your own "
-                        "with SpeatTestSpec.from_files(...)")
+    raise StimulusError(f"{name!r} is not one of speat's original tests ({', '.join(TEST_NAMES)})")
 
 
 def speat_tests() -> dict[str, SpeatTestSpec]:
-    """The three named tests, by name."""
-    return {name: get_speat_test(name) for name in TEST_NAMES}
+    """The three original tests, by name."""
+    return {name: original_test(name) for name in TEST_NAMES}
 
 
-def selection_versions() -> dict[str, str]:
-    """Package selection version plus ``sha256:<hex>`` of each selection file: what pins the stimuli of a result."""
-    return dict(_selection_versions())
+def selection_versions(file_names: Sequence[str] = SELECTION_FILES) -> dict[str, str]:
+    """Package selection version plus ``sha256:<hex>`` of each selection file (default those of the three tests):
+    what pins the stimuli of a result."""
+    return dict(_selection_versions(tuple(file_names)))
 
 
 @functools.cache
-def _selection_versions() -> tuple[tuple[str, str], ...]:
+def _selection_versions(file_names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     versions = [("selections", SELECTIONS_VERSION)]
-    for file_name in SELECTION_FILES:
+    for file_name in file_names:
         versions.append((file_name, "sha256:" + hashlib.sha256((SELECTIONS_DIR / file_name).read_bytes()).hexdigest()))
     return tuple(versions)
 
