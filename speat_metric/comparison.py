@@ -76,21 +76,29 @@ def draw_resamples(rng: np.random.Generator, size: int, shape: Cosines, *, paire
     return Draw(x_rows, y_rows, a_columns, b_columns)
 
 
-def resampled_scores(cosines: Cosines, draw: Draw) -> tuple[np.ndarray, np.ndarray]:
-    """s* of the drawn X and Y targets of one model, each (resamples, n_x or n_y), against the drawn attributes."""
+def attribute_weights(draw: Draw, n_a: int, n_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample, the weight of each attribute of A and of B in its mean: how often it was drawn / the draws.
+    The mean over drawn attributes is then the cosine matrix's product with these weights."""
+    return (_counts(draw.a_columns, n_a) / draw.a_columns.shape[1],
+            _counts(draw.b_columns, n_b) / draw.b_columns.shape[1])
+
+
+def resampled_scores(cosines: Cosines, draw: Draw, weights: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """s* of the drawn X and Y targets of one model, each (resamples, n_x or n_y), against the drawn attributes
+    (`weights`: `attribute_weights` of the draw, computed once for all the models of a joint bootstrap)."""
     n_x, n_a = cosines.n_x, cosines.n_a
-    # The mean over drawn attributes is the matrix's product with each resample's column counts.
-    a_weights = _counts(draw.a_columns, n_a) / draw.a_columns.shape[1]
-    b_weights = _counts(draw.b_columns, cosines.values.shape[1] - n_a) / draw.b_columns.shape[1]
+    a_weights, b_weights = weights or attribute_weights(draw, n_a, cosines.values.shape[1] - n_a)
     a_block, b_block = cosines.attribute_blocks()
     scores = a_weights @ a_block - b_weights @ b_block  # (size, targets)
     return (np.take_along_axis(scores[:, :n_x], draw.x_rows, axis=1),
             np.take_along_axis(scores[:, n_x:], draw.y_rows, axis=1))
 
 
-def resampled_effect_sizes(cosines: Cosines, draw: Draw, *, ddof: int = 1) -> np.ndarray:
+def resampled_effect_sizes(cosines: Cosines, draw: Draw, *, ddof: int = 1,
+                           weights: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """d* of one model for every resample of `draw` (NaN where s* has no variance)."""
-    s_x, s_y = resampled_scores(cosines, draw)
+    s_x, s_y = resampled_scores(cosines, draw, weights)
     return standardised(s_x.mean(axis=1) - s_y.mean(axis=1), s_x, s_y, ddof)
 
 
@@ -120,7 +128,9 @@ def joint_bootstrap(models: Sequence[Cosines], *, n_resamples: int = N_RESAMPLES
     chunks = []
     for start in range(0, n_resamples, _CHUNK):
         draw = draw_resamples(rng, min(_CHUNK, n_resamples - start), first, paired_draws=paired_draws)
-        chunks.append(np.stack([resampled_effect_sizes(model, draw, ddof=ddof) for model in aligned], axis=1))
+        weights = attribute_weights(draw, first.n_a, first.values.shape[1] - first.n_a)
+        chunks.append(np.stack([resampled_effect_sizes(model, draw, ddof=ddof, weights=weights)
+                                for model in aligned], axis=1))
     effect_sizes = np.concatenate(chunks)
     return effect_sizes[~np.isnan(effect_sizes).any(axis=1)]
 
@@ -300,7 +310,9 @@ def rank_models(models: Sequence[Cosines], effect_sizes: Sequence[float], names:
     if not len(models) == len(effect_sizes) == len(names):
         raise ValueError("give one effect size and one name per model")
     resampled = np.abs(joint_bootstrap(models, n_resamples=n_resamples, seed=seed, ddof=ddof))
-    ranks = 1 + (resampled[:, None, :] < resampled[:, :, None]).sum(axis=2)  # (resamples, model k, ...)
+    # rank = 1 + how many models have a smaller |d*| in the resample: a sorted row searched, resamples x models memory
+    ordered = np.sort(resampled, axis=1)
+    ranks = 1 + np.stack([np.searchsorted(row, values, side="left") for row, values in zip(ordered, resampled)])
     order = sorted(range(len(models)), key=lambda k: abs(effect_sizes[k]))
     tiers, tier, leader = {}, 1, order[0]
     for k in order:

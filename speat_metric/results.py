@@ -318,7 +318,15 @@ class EvaluationRecord:
         a checkpoint) is cut to its last two parts, as a relative path (``/home/me/runs/run/checkpoint-200`` ->
         ``./run/checkpoint-200``), so that names and labels stay readable (`display_name`, `model_label`), nothing
         reads as a Hub id, and no home directory leaves the machine."""
-        return EvaluationRecord.from_dict(_strip_machine_paths(self.to_dict()))
+        data = self.to_dict()
+        matrix = None
+        if data.get("cosines"):  # its base64 text may start with "/"; a copy, so the record itself keeps it
+            data["cosines"] = dict(data["cosines"])
+            matrix = data["cosines"].pop("values")
+        stripped = _strip_machine_paths(data)
+        if matrix is not None:
+            stripped["cosines"]["values"] = matrix
+        return EvaluationRecord.from_dict(stripped)
 
     def save(self, directory: str | Path) -> Path:
         """Write the record as ``directory/<file_name>`` atomically; returns the path."""

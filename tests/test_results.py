@@ -86,6 +86,18 @@ def test_record_round_trip_keeps_the_version_2_3_and_4_fields(result):
     assert kept.pair_rows().tolist() == [[0, 1], [1, 0]]
 
 
+def test_without_machine_paths_keeps_a_cosine_matrix_whose_text_starts_with_a_slash(result):
+    # 0xFC... encodes to base64 text starting with "/": a path to the path stripper, numbers to us.
+    values = np.frombuffer(bytes([0xFC, 0x16, 0x7D, 0x3F] * 4), dtype="<f4").astype(np.float64).reshape(2, 2)
+    cosines = Cosines({"X": ("x",), "Y": ("y",), "A": ("a",), "B": ("b",)}, values)
+    record = _record(result, cosines=cosines.to_dict(),
+                     model=_record(result).model.__class__("/home/me/models/m", "transformers", None, "0" * 64, 1, 1))
+    assert record.cosines["values"].startswith("/")
+    published = record.without_machine_paths()
+    assert published.model.name == "./models/m"
+    assert np.array_equal(record_cosines(published).values, values)
+
+
 def test_version_3_record_loads_without_cosines_and_says_so_when_asked_for_them(result):
     from speat_metric.results import EvaluationRecord
 
