@@ -96,10 +96,14 @@ def speat(*arguments: str, cwd: Path, optional: bool = False) -> str | None:
     return None
 
 
+ENCODED = ("cosines",)
+"""Record fields holding encoded numbers (base64 text may start with ``/``): neither rewritten nor path-checked."""
+
+
 def portable(data: Any, roots: list[str]) -> Any:
     """`data` with the machine's folders removed from every string (``/tmp/x/models/m`` -> ``models/m``)."""
     if isinstance(data, dict):
-        return {key: portable(value, roots) for key, value in data.items()}
+        return {key: value if key in ENCODED else portable(value, roots) for key, value in data.items()}
     if isinstance(data, list):
         return [portable(value, roots) for value in data]
     if isinstance(data, str):
@@ -110,7 +114,7 @@ def portable(data: Any, roots: list[str]) -> Any:
 
 def absolute_paths(data: Any) -> list[str]:
     if isinstance(data, dict):
-        return [path for value in data.values() for path in absolute_paths(value)]
+        return [path for key, value in data.items() if key not in ENCODED for path in absolute_paths(value)]
     if isinstance(data, list):
         return [path for value in data for path in absolute_paths(value)]
     return [data] if isinstance(data, str) and data.startswith(("/", "~")) and len(data) > 1 else []

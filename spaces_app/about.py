@@ -19,8 +19,11 @@ SYNTHETIC_NOTE = ("**Synthetic stimuli.** Results on speat's embedded demo set (
 LEADERBOARD_HELP = """
 One row per model, revision and variant (layer, checkpoint, compression); rows of the same weights, stimuli and
 settings are one row that names the others. **Click a column header to rank by it** (again to reverse), or a row to
-open the model. More columns are under *Columns*. Search takes several terms separated by `;`. Results on real and
-on synthetic stimuli are ranked separately.
+open the model. More columns are under *Columns*: among them each test's Holm-adjusted p, its **rank (95%
+interval)** among the results of the same stimuli, profile and pooling (e.g. `2 (1-4)`: second smallest |d|, and the
+shared stimuli place it anywhere from 1st to 4th) and its **tier** (the models the stimuli cannot order against the
+tier's first; — : no cosines kept, or nothing to rank with). Search takes several terms separated by `;`. Results on
+real and on synthetic stimuli are ranked separately.
 """
 
 
@@ -37,8 +40,12 @@ REFERENCE_INTRO = """
 ## Published reference values
 
 **These are not our measurements.** They are the numbers published by the studies, measured on real models and the
-real stimuli, shown here for comparison. Positive d: the first group (female, US, young) sits closer to pleasant
-speech.
+real stimuli, shown here for comparison. Positive d: the first group, X (female, U.S., young, ...), sits closer to
+pleasant speech.
+
+Slaughter et al.'s table holds all 12 tests they published, one row per test and model: the paper's label (T1-T12),
+speat's test id (`speat evaluate MODEL --tests ID`), the groups as published, d and p. Their p are sampled from
+1,000,000 permutations (`<1e-06`: no permutation reached the observed d), except T9's, exact over all 12,870 partitions.
 
 **Native group sizes differ:** the SpEAT repository's (and speat's) US and Korean groups have **59** speakers each;
 Lin et al. (2024) report **55**. Their *Native* numbers may come from a slightly different selection, so compare

@@ -160,7 +160,8 @@ def _legend(selected: pd.DataFrame) -> str:
 
 def export_frame(selected: pd.DataFrame, tests: Sequence[str], stimuli: str) -> pd.DataFrame:
     """The rows shown, one per leaderboard row, at full precision: d, p and the CI bounds as numbers in their own
-    columns, with the stimuli they were measured on."""
+    columns, with the stimuli they were measured on; the Holm-adjusted p as the table writes it, and the rank, its
+    interval's bounds and the tier as whole numbers (empty where there is none)."""
     frame = pd.DataFrame({
         "model": selected["_label"], "variant": selected["_detail"], "same as": selected["_aliases"],
         "stimuli": stimuli, "stimuli source": selected["stimuli"], "layers": selected["layers"],
@@ -173,6 +174,10 @@ def export_frame(selected: pd.DataFrame, tests: Sequence[str], stimuli: str) -> 
         for part in ("d", "p", "ci_low", "ci_high"):
             frame[f"{test} {part.replace('_', ' ')}"] = selected[f"_raw:{test}:{part}"]
         frame[f"{test} size"] = selected[f"{test} size"]
+        frame[C.holm_column(test)] = selected[C.holm_column(test)]
+        for part in ("rank", "rank_low", "rank_high", "tier"):  # only in rows of `rows.query_leaderboard`
+            if f"_raw:{test}:{part}" in selected:
+                frame[f"{test} {part.replace('_', ' ')}"] = selected[f"_raw:{test}:{part}"].astype("Int64")
     return frame.reset_index(drop=True)
 
 

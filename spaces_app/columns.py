@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from speat_metric.defaults import STUDY_TESTS
+from speat_metric.report import HOLM_COLUMN, HOLM_NOTE
 
 STANDARD_TESTS = STUDY_TESTS
 """The SpEAT tests of the study, always first and in this order; custom tests follow alphabetically."""
@@ -64,14 +65,42 @@ def d_column(test: str) -> str:
     return f"{test} d"
 
 
+def holm_column(test: str) -> str:
+    return f"{test} {HOLM_COLUMN}"
+
+
+RANK = "rank (95% interval)"
+TIER = "tier"
+
+
+def rank_column(test: str) -> str:
+    return f"{test} {RANK}"
+
+
+def tier_column(test: str) -> str:
+    return f"{test} {TIER}"
+
+
+RANK_HELP = ("rank by |d| (1: least biased) among the results of this test on the same stimuli, profile and pooling "
+             "(all of them, not only the rows shown), with its 95% interval over joint bootstrap resamples of the "
+             "shared stimuli; — : no cosines kept (an older record) or nothing to rank it with")
+TIER_HELP = ("models sorted by |d|: each tier starts with the first model whose |d| the shared stimuli tell apart "
+             "from the previous tier's leader (the 95% interval of the difference of |d| lies above 0); models in "
+             "one tier cannot be ordered by this test; — as for the rank")
+
+
 def test_columns(test: str) -> tuple[Column, ...]:
-    """d, its size label (with the mark when the CI excludes 0), p and the confidence interval of one test."""
+    """d, its size label (with the mark when the CI excludes 0), p, Holm-adjusted p, the confidence interval, and the
+    rank interval and tier among comparable results of one test (`speat_metric.space.ranks`)."""
     return (Column(d_column(test), never_hidden=True, width=58, numeric=True, test=test,
                    help=f"SpEAT effect size d of the {test} test (positive: X closer to pleasant speech)"),
             Column(f"{test} size", width=84, test=test,
                    help="Cohen's label of |d|; ◆: the 95% CI of d excludes 0"),
             Column(f"{test} p", width=64, numeric=True, test=test, help="one-sided permutation p-value"),
-            Column(f"{test} CI", shown_by_default=False, width=118, test=test, help="95% bootstrap interval of d"))
+            Column(holm_column(test), shown_by_default=False, width=80, numeric=True, test=test, help=HOLM_NOTE),
+            Column(f"{test} CI", shown_by_default=False, width=118, test=test, help="95% bootstrap interval of d"),
+            Column(rank_column(test), shown_by_default=False, width=136, numeric=True, test=test, help=RANK_HELP),
+            Column(tier_column(test), shown_by_default=False, width=48, numeric=True, test=test, help=TIER_HELP))
 
 
 def leaderboard_columns(tests: tuple[str, ...]) -> tuple[Column, ...]:

@@ -1,9 +1,10 @@
 """The model detail view: a plot of the model's d, a compact table of every result, and how each was made.
 
-`detail_curves` is the plot (d over checkpoint steps, else per layer, else per test); `model_detail` is the Markdown
-below it: the header, the results table (numbers written by `speat_metric.formatting`), the provenance every result
-shares written once, then one collapsed ``<details>`` block per recipe with only what differs and the command that
-reproduces it.
+`detail_curves` is the plot (d over checkpoint steps, else per layer, else per test), with `layer_sentences` under
+a per-layer plot; `model_detail` is the Markdown below it: the header, the results table (numbers written by
+`speat_metric.formatting`), what drives each test's d (`speat_metric.diagnostics`: the four single-concept
+associations, each group's share g of d, and leave-one-speaker-out), the provenance every result shares written once,
+then one collapsed ``<details>`` block per recipe with only what differs and the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from speat_metric.diagnostics import layer_profile, layer_sentence, record_concept_associations, record_leave_one_out
 from speat_metric.formatting import (
     CI_EXCLUDES_ZERO_MARK,
     CI_EXCLUDES_ZERO_NOTE,
@@ -33,7 +35,7 @@ from speat_metric.report import (
     with_holm_column,
 )
 from speat_metric.results import EvaluationRecord
-from speat_metric.space import about, series
+from speat_metric.space import about, ranks, series
 from speat_metric.space import columns as C
 from speat_metric.space.rows import Compression, ResultTable, card_url, family, is_synthetic, records_of, stimuli_label
 
@@ -120,9 +122,10 @@ def result_labels(rows: pd.DataFrame) -> pd.Series:
 
 # The Markdown ------------------------------------------------------------------------------------------------------
 
-def model_detail(table: ResultTable, run: str | None) -> str:
-    """Markdown: the model's header, its results table, then how each was made (shared provenance once, one collapsed
-    block per recipe with what differs and the reproduce command)."""
+def model_detail(table: ResultTable, run: str | None, stimuli: str | None = None) -> str:
+    """Markdown: the model's header, its results table, what drives d in each test (on the stimuli the plot shows,
+    `plotted_stimuli`), then how each was made (shared provenance once, one collapsed block per recipe with what
+    differs and the reproduce command)."""
     if not run:
         return about.DETAIL_EMPTY
     rows = records_of(table, run)
@@ -130,7 +133,85 @@ def model_detail(table: ResultTable, run: str | None) -> str:
         return f"No results of `{run}` in {table.origin}."
     records = [table.record(index) for index in rows["record"]]
     return "\n".join([*_header(run, records), "", *_results_table(rows, records), "",
+                      *what_drives_d(table, rows, stimuli), "",
                       *_how_made(records, several_stimuli=rows["stimuli"].nunique() > 1)])
+
+
+DRIVERS_COLUMNS = ("test", "result", "cos X·A", "cos X·B", "cos Y·A", "cos Y·B", "g_X (95% CI)", "g_Y (95% CI)")
+"""The columns of the "What drives d" table: the four mean cosines and each group's share of d (d = g_X - g_Y)."""
+
+NO_COSINES = ("not available: this record keeps no cosine matrix (it was written before speat kept them); re-run "
+              "`speat evaluate` to see which group carries d")
+
+
+def driving_rows(rows: pd.DataFrame, stimuli: str | None = None) -> pd.DataFrame:
+    """One result per test of a model (`records_of` rows), on the stimuli its plot shows: its uncompressed
+    mean-over-layers result when it has one, else its results' last in reading order (the latest checkpoint or
+    compression step, the last layer), as the plot's rightmost point."""
+    rows = rows[rows["stimuli"] == plotted_stimuli(rows, stimuli)]
+    chosen = []
+    for _, of_test in rows.groupby("test", sort=False):
+        for preferred in (of_test["view"] == C.MEAN_VIEW, of_test["method"] == C.UNCOMPRESSED):
+            of_test = of_test[preferred] if preferred.any() else of_test  # a pruning sweep's step 0 is not the model
+        chosen.append(of_test.tail(1))
+    return pd.concat(chosen)
+
+
+def what_drives_d(table: ResultTable, rows: pd.DataFrame, stimuli: str | None = None) -> list[str]:
+    """Markdown lines: for each test (one result each, `driving_rows`), the mean cosines of X and Y with A and B, g_X
+    and g_Y with their intervals (`record_concept_associations`, `ranks.N_RESAMPLES` resamples, seed `ranks.SEED`),
+    then per test the sentence of which group carries d and the leave-one-speaker-out sentence (⚠ when removing one
+    speaker flips the sign of d)."""
+    chosen = driving_rows(rows, stimuli)
+    labels = result_labels(rows).loc[chosen.index]
+    lines = ["### What drives d", "",
+             "Mean cosine of each target group with each attribute group; g = a group's mean association score s "
+             "over the pooled standard deviation of s (d = g_X − g_Y), with 95% bootstrap intervals.", "",
+             "| " + " | ".join(DRIVERS_COLUMNS) + " |", "|" + "---|" * len(DRIVERS_COLUMNS)]
+    sentences = []
+    for (_, row), label in zip(chosen.iterrows(), labels):
+        record = table.record(int(row["record"]))
+        head = f"**{record.test}** ({label})"
+        if record.cosines is None:
+            lines.append(f"| {record.test} | {label} | " + " | ".join(["—"] * (len(DRIVERS_COLUMNS) - 2)) + " |")
+            sentences.append(f"- {head}: {NO_COSINES}.")
+            continue
+        associations = record_concept_associations(record, n_resamples=ranks.N_RESAMPLES, seed=ranks.SEED)
+        cosines = [f"{associations.mean_cosines[pair]:.3f}" for pair in ("XA", "XB", "YA", "YB")]
+        effects = [f"{format_d(associations.group_effects[role])} {format_ci(*associations.intervals[role])}"
+                   for role in "XY"]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in (record.test, label, *cosines, *effects))
+                     + " |")
+        sentences.append(f"- {head}: {associations.sentence(record.groups)} {_leave_one_out(record)}")
+    return [*lines, "", *sentences]
+
+
+def _leave_one_out(record: EvaluationRecord) -> str:
+    try:
+        found = record_leave_one_out(record)
+    except ValueError as error:  # no per-stimulus scores, or groups too small to leave one out
+        return f"Leave-one-speaker-out: not available ({error})."
+    warning = "⚠ One speaker decides the direction of d: " if found.sign_flips else ""
+    return warning + found.sentence()
+
+
+def layer_sentences(table: ResultTable, run: str, stimuli: str | None = None) -> list[str]:
+    """Under a per-layer plot: for each test, `layer_sentence` of the plotted model's per-layer results
+    (`layer_profile`), on the stimuli the plot shows; empty when the model has no per-layer results there."""
+    rows = records_of(table, run)
+    if rows.empty:
+        return []
+    rows = rows[(rows["stimuli"] == plotted_stimuli(rows, stimuli)) & rows["layer"].notna()]
+    if rows.empty:
+        return []
+    model = rows.groupby("model", sort=False)["layer"].nunique().idxmax()  # the model `detail_curves` plots
+    rows = rows[rows["model"] == model]
+    sentences = []
+    for test, of_test in rows.groupby("test", sort=False):
+        points = layer_profile([table.record(int(index)) for index in of_test["record"]])
+        if points:
+            sentences.append(layer_sentence(str(test), points))
+    return sentences
 
 
 def _header(run: str, records: Sequence[EvaluationRecord]) -> list[str]:

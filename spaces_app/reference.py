@@ -1,12 +1,16 @@
 """Published SpEAT values (package data in ``speat_metric/data/reference/``) and their comparison with our results.
 
-The published numbers are for display beside our measurements; nothing in the project computes towards them.
+Two tables: Lin et al. (2024) Table 3 (gender, age, native) and Slaughter et al.'s (2023) result file of all 12
+published tests (T1-T12, each row given speat's test id through `speat_metric.stimuli.battery.BATTERY`). The
+published numbers are for display beside our measurements; nothing in the project computes towards them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,6 +20,7 @@ import pandas as pd
 from speat_metric.formatting import format_d, format_p
 from speat_metric.space import columns as C
 from speat_metric.space.rows import ResultTable
+from speat_metric.stimuli.battery import BATTERY
 
 
 def reference_dir() -> Path:
@@ -24,52 +29,89 @@ def reference_dir() -> Path:
     return Path(speat_metric.__file__).resolve().parent / "data" / "reference"
 
 
-# The SpEAT result file's test names -> speat's test names.
-_SPEAT_TESTS = {"Female vs. Male (SAA)": "gender", "Young vs. Old (SAA, native US English)": "age",
-                "U.S. vs. Korean (SAA matched pairs)": "native",
-                "Human vs. Synthesized (SAA humans vs TTS)": "human vs TTS"}
+LIN_FILE = "lin2024_table3.csv"
+BATTERY_FILE = "speat_published_all_tests_mean_mean.csv"
+"""Slaughter et al.'s (2023) result file in full: 16 models x the 12 published tests T1-T12."""
 
 
 @dataclass(frozen=True)
 class PublishedTable:
-    """One published table: its title, citation, and values as a frame (model, family, ``<test> d`` columns...):
-    `frame` holds the numbers, `shown` the same as speat writes every number (`speat_metric.formatting`)."""
+    """One published table: its title, citation, and values: `frame` holds the numbers, `shown` the same as speat
+    writes every number (`speat_metric.formatting`), `d_by_model` the published d of each model (as the table names
+    it) by speat test name, what `comparison` reads whatever the table's layout."""
 
     file: str
     title: str
     citation: str
     frame: pd.DataFrame
     shown: pd.DataFrame
+    d_by_model: Mapping[str, Mapping[str, float]]
 
 
 @cache
 def published_tables() -> tuple[PublishedTable, ...]:
-    """Lin et al. (2024) Table 3 and Slaughter et al.'s (2023) published results, with their citations."""
-    directory = reference_dir()
-    sources = json.loads((directory / "sources.json").read_text())
-    lin = pd.read_csv(directory / "lin2024_table3.csv").rename(
+    """Lin et al. (2024) Table 3 and Slaughter et al.'s (2023) published results of all 12 tests, with their
+    citations (`sources.json`)."""
+    return lin_table(), battery_table()
+
+
+def lin_table() -> PublishedTable:
+    """Lin et al. (2024) Table 3: one row per model (model, family, architecture, ``<test> d`` of gender, age and
+    native; "" where the paper gives none)."""
+    frame = pd.read_csv(reference_dir() / LIN_FILE).rename(
         columns={"age_d": "age d", "native_d": "native d", "gender_d": "gender d"})
-    lin = lin[["model", "family", "architecture", "gender d", "age d", "native d"]].fillna("")
-    speat = pd.read_csv(directory / "speat_published_mean_mean.csv")
-    speat["test"] = speat["test"].map(_SPEAT_TESTS).fillna(speat["test"])
-    wide = speat.pivot_table(index="speech_model", columns="test", values=["speat_d", "speat_p"], aggfunc="first",
-                             sort=False)
-    tests = [test for test in (*C.STANDARD_TESTS, "human vs TTS") if ("speat_d", test) in wide.columns]
-    permutations = speat.pivot_table(index="speech_model", columns="test", values="n_permutations",
-                                     aggfunc="first", sort=False)
-    published, shown = pd.DataFrame({"model": wide.index}), pd.DataFrame({"model": wide.index})
-    for test in tests:
-        published[f"{test} d"] = wide[("speat_d", test)].round(2).to_numpy()
-        published[f"{test} p"] = wide[("speat_p", test)].to_numpy()
-        shown[f"{test} d"] = [format_d(d) for d in wide[("speat_d", test)]]
-        shown[f"{test} p"] = [format_p(p, exact=False, num_permutations=int(n)) if pd.notna(p) else ""
-                              for p, n in zip(wide[("speat_p", test)], permutations[test])]
-    return (PublishedTable("lin2024_table3.csv", *_source(sources, "lin2024_table3.csv"), lin, formatted(lin)),
-            PublishedTable("speat_published_mean_mean.csv", *_source(sources, "speat_published_mean_mean.csv"),
-                           published, shown))
+    frame = frame[["model", "family", "architecture", "gender d", "age d", "native d"]]
+    d_by_model = {str(row["model"]): {test: float(row[f"{test} d"]) for test in C.STANDARD_TESTS
+                                      if pd.notna(row[f"{test} d"])} for _, row in frame.iterrows()}
+    frame = frame.fillna("")
+    return PublishedTable(LIN_FILE, *_source(LIN_FILE), frame, formatted(frame), d_by_model)
 
 
-def _source(sources: dict, file: str) -> tuple[str, str]:
+def battery_table() -> PublishedTable:
+    """Slaughter et al.'s (2023) published d and p of every test and model: one row per row of the result file
+    (columns paper, test, X, Y, model, d, p: the paper's label ``T1``, speat's test id, the published group names),
+    in the paper's test order, each test's models in the file's order; `frame` adds each p's permutations and
+    whether it is exact.
+
+    A row belongs to the test of `speat_metric.stimuli.battery.BATTERY` whose `published` (Test, Authors, Target
+    Dataset) it names. Its p is exact when its permutations are every partition of the two target groups of n
+    (C(2n, n): T9, 12,870 of 8 + 8), else sampled and written as a bound at its floor 1/(N+1).
+
+    Raises:
+        ValueError: a row names no test of the battery (the package data is damaged).
+    """
+    published = pd.read_csv(reference_dir() / BATTERY_FILE)
+    by_key = {test.published: test for test in BATTERY}
+    keys = list(zip(published["Test"], published["Authors"], published["Target Dataset"]))
+    unknown = next((key for key in keys if key not in by_key), None)
+    if unknown is not None:
+        raise ValueError(f"{BATTERY_FILE}: the row of {unknown} names no test of speat_metric.stimuli.battery."
+                         "BATTERY; reinstall speat")
+    tests = [by_key[key] for key in keys]
+    order = {test.test_id: position for position, test in enumerate(BATTERY)}
+    permutations = published["Number of Permutations"].astype(int)
+    per_group = published["Number of Target Embeddings per Group"].astype(int)
+    frame = pd.DataFrame({
+        "paper": [test.label for test in tests], "test": [test.test_id for test in tests],
+        "X": published["X"], "Y": published["Y"], "model": published["Speech Model"],
+        "d": published["SpEAT d"].astype(float), "p": published["SpEAT p"].astype(float),
+        "permutations": permutations,
+        "exact": [count >= math.comb(2 * n, n) for count, n in zip(permutations, per_group)],
+        "position": [order[test.test_id] for test in tests],
+    }).sort_values("position", kind="stable").drop(columns="position").reset_index(drop=True)
+    shown = frame[["paper", "test", "X", "Y", "model"]].assign(
+        d=[format_d(d) for d in frame["d"]],
+        p=[format_p(p, exact=exact, num_permutations=count)
+           for p, exact, count in zip(frame["p"], frame["exact"], frame["permutations"])])
+    d_by_model: dict[str, dict[str, float]] = {}
+    for model, test, d in zip(frame["model"], frame["test"], frame["d"]):
+        d_by_model.setdefault(str(model), {})[test] = float(d)
+    return PublishedTable(BATTERY_FILE, *_source(BATTERY_FILE), frame, shown, d_by_model)
+
+
+def _source(file: str) -> tuple[str, str]:
+    """(title, citation) of a reference file, from ``sources.json``."""
+    sources = json.loads((reference_dir() / "sources.json").read_text())
     return sources[file]["title"], sources[file]["citation"]
 
 
@@ -97,16 +139,16 @@ def comparison(table: ResultTable) -> pd.DataFrame:
                        & (table.frame["method"] == C.UNCOMPRESSED) & table.frame["step"].isna()]
     rows = []
     for published in published_tables():
-        by_name = {normalised_name(str(model)): row for model, row in published.frame.set_index("model").iterrows()}
+        by_name = {normalised_name(model): (model, d) for model, d in published.d_by_model.items()}
         for run, results in ours.groupby("run"):
             match = by_name.get(normalised_name(str(run)))
             if match is None:
                 continue
-            row = {"our model": run, "published as": match.name, "source": published.title}
+            row = {"our model": run, "published as": match[0], "source": published.title}
             for test in C.STANDARD_TESTS:
                 measured = results.loc[results["test"] == test, "d"]
                 row[f"{test} d (ours)"] = round(float(measured.iloc[-1]), 2) if len(measured) else None
-                row[f"{test} d (published)"] = match.get(f"{test} d")
+                row[f"{test} d (published)"] = round(match[1][test], 2) if test in match[1] else None
             rows.append(row)
     columns = ["our model", "published as", "source"] + [f"{test} d ({which})" for test in C.STANDARD_TESTS
                                                           for which in ("ours", "published")]

@@ -12,12 +12,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
 from speat_metric.formatting import format_ci, format_d, format_p, format_parameters, format_size
-from speat_metric.report import ordered_tests
+from speat_metric.report import holm_p_texts, ordered_tests
 from speat_metric.results import EvaluationRecord, display_name, effect_size_label
 from speat_metric.space import columns as C
 
@@ -209,6 +210,8 @@ class ResultTable:
         origin: where the records came from.
         superseded: how many older re-runs were left out.
         references: the reference audio of each test and kind of stimuli (`AudioReference`).
+
+    `ranked_leaderboard` adds each test's rank interval and tier (`speat_metric.space.ranks`) on first use.
     """
 
     records: tuple[EvaluationRecord, ...]
@@ -227,13 +230,20 @@ class ResultTable:
         """Records on real (``"real"``) or synthetic (``"synthetic"``) stimuli."""
         return int((self.frame["stimuli"] == stimuli).sum()) if len(self.frame) else 0
 
+    @cached_property
+    def ranked_leaderboard(self) -> pd.DataFrame:
+        """The leaderboard with each test's rank interval and tier columns: the joint resampling of
+        `speat_metric.space.ranks` runs on first use and is kept with the table (once per load; `cached_property`
+        writes the instance's ``__dict__``, which a frozen dataclass allows)."""
+        return with_rank_columns(self)
+
 
 _FRAME_COLUMNS = (
     "record", "name", "run", "model", "url", "family", "params", "size_bucket", "method", "compression",
     "compression_step", "origin", "removed", "student_layers", "step", "test", "groups", "d", "size", "p", "ci_low",
     "ci_high", "ci", "stimuli", "stimuli_source", "view", "layer", "frame_pooling", "profile", "labels", "how",
     "created", "revision", "has_scores", "fingerprint", "benchmark_fingerprint", "stimuli_differ", "identity",
-    "num_layers", "label_tuple", "p_text", "variant")
+    "num_layers", "label_tuple", "p_text", "variant", "p_holm")
 """The keys of `record_fields`, in order (the columns of an empty table too)."""
 
 
@@ -252,6 +262,8 @@ def build_table(records: Sequence[EvaluationRecord], *, warnings: Sequence[str] 
     frame = (frame.sort_values(["created", "record"]).drop_duplicates(["variant", "test"], keep="last")
              .sort_values("record").reset_index(drop=True))
     tests = ordered_tests(frame["test"])
+    # Holm over the kept results (a re-run replaces its older record): the families of the CLI table and the card.
+    frame["p_holm"] = holm_p_texts([records[index] for index in frame["record"]]) if len(frame) else []
     references = audio_references(frame)
     frame["audio"] = [audio_status(row, references) for row in frame.itertuples()]
     return ResultTable(records=tuple(records), frame=frame, leaderboard=_leaderboard(frame, tests), tests=tests,
@@ -353,10 +365,12 @@ def _variant_row(results: list[dict[str, Any]], tests: tuple[str, ...], *, compu
             C.d_column(test): "" if d is None else format_d(d),
             f"{test} size": "" if result is None else result["size"],
             f"{test} p": "" if result is None else result["p_text"],
+            C.holm_column(test): "" if result is None else "n/a" if computed else result["p_holm"],
             f"{test} CI": "" if result is None else result["ci"],
             f"_sort:{C.d_column(test)}": None if d is None else abs(d),
             f"_sort:{test} size": None if d is None else abs(d),
             f"_sort:{test} p": p, f"_sort:{test} CI": low,
+            f"_sort:{C.holm_column(test)}": None if p is None else _holm_sort_value(result["p_holm"]),
             f"_raw:{test}:d": d, f"_raw:{test}:p": p, f"_raw:{test}:ci_low": low, f"_raw:{test}:ci_high": high,
             f"_raw:{test}:groups": "" if result is None else result["groups"],
             f"_raw:{test}:audio": "" if result is None else result["audio"],
@@ -375,6 +389,41 @@ def _variant_row(results: list[dict[str, Any]], tests: tuple[str, ...], *, compu
         "created": first["created"],
     })
     return row
+
+
+def _holm_sort_value(text: str) -> float | None:
+    """The number a Holm-adjusted p text sorts by (a bound ``<0.003`` by its bound)."""
+    try:
+        return float(text.lstrip("<"))
+    except ValueError:
+        return None
+
+
+def with_rank_columns(table: ResultTable) -> pd.DataFrame:
+    """The table's leaderboard plus, per test, the rank interval (``2 (1-4)``) and tier of each row's result among
+    comparable results (`speat_metric.space.ranks`); ``—`` where there is none, "" where the row has no result."""
+    from speat_metric.space import ranks  # ranks reads this module's table: imported when first used
+
+    board = table.leaderboard.copy()
+    if board.empty:
+        return board
+    cells = ranks.table_rank_cells(table)
+    unranked = ranks.RankCell(ranks.NO_RANK, ranks.NO_RANK)
+    for test in table.tests:
+        of_test = table.frame[table.frame["test"] == test]
+        record_of = dict(zip(of_test["variant"], of_test["record"]))
+        # a row without this test shows nothing; a computed mean over layers has a d but no record to rank: "—"
+        found = [cells.get(int(record_of[variant]), unranked) if variant in record_of else
+                 unranked if d is not None and not _missing(d) else ranks.RankCell("", "")
+                 for variant, d in zip(board["_variant"], board[f"_raw:{test}:d"])]
+        intervals = [cell.interval for cell in found]
+        board[C.rank_column(test)] = [cell.rank for cell in found]
+        board[C.tier_column(test)] = [cell.tier for cell in found]
+        board[f"_sort:{C.rank_column(test)}"] = [None if one is None else one.rank for one in intervals]
+        board[f"_sort:{C.tier_column(test)}"] = [None if one is None else one.tier for one in intervals]
+        for part in ("rank", "rank_low", "rank_high", "tier"):
+            board[f"_raw:{test}:{part}"] = [None if one is None else getattr(one, part) for one in intervals]
+    return board
 
 
 def _missing(value: Any) -> bool:
@@ -474,7 +523,7 @@ class LeaderboardQuery:
 def query_leaderboard(table: ResultTable, query: LeaderboardQuery) -> pd.DataFrame:
     """The leaderboard rows the query selects, ranked (ties keep their order; rows without the key last), with all
     their columns (`visible_columns` says which to show)."""
-    board = table.leaderboard
+    board = table.ranked_leaderboard
     if board.empty:
         return board
     mask = board["_stimuli"] == query.stimuli

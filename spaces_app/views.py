@@ -7,6 +7,7 @@ and `model_runs`; `app.py` only wires components to these methods. Nothing here 
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import shutil
 import tempfile
@@ -167,16 +168,22 @@ class SpaceViews:
 
     def detail(self, run: str | None, stimuli: str | None = None) -> tuple[str, str]:
         """(the model's plot: d over checkpoints, per layer or per test, its results and how each was made)."""
-        text = detail.model_detail(self.table, run)
+        text = detail.model_detail(self.table, run, stimuli)
         curves = detail.detail_curves(self.table, run, stimuli) if run else None
         if curves is None or curves.empty:
             return "", text
         synthetic = detail.plotted_stimuli(rows.records_of(self.table, run), stimuli) == "synthetic"
+        per_layer = "layer" in curves.x_label
         title = f"{run}: d " + ("over checkpoint steps" if "step" in curves.x_label else
-                                "per layer" if "layer" in curves.x_label else "per test")
+                                "per layer" if per_layer else "per test")
         figure = plots.curve_figure(curves, title=title, synthetic=synthetic, band=not curves.categorical_x)
-        return plots.figure_html(figure, plots.alt_text(curves, title, synthetic=synthetic,
-                                                        band=not curves.categorical_x)), text
+        figure_html = plots.figure_html(figure, plots.alt_text(curves, title, synthetic=synthetic,
+                                                               band=not curves.categorical_x))
+        sentences = detail.layer_sentences(self.table, run, stimuli) if per_layer else []
+        if sentences:  # where bias lives, in words, under the per-layer plot
+            figure_html += '<ul class="layer-sentences">' + "".join(
+                f"<li>{html.escape(sentence)}</li>" for sentence in sentences) + "</ul>"
+        return figure_html, text
 
     def explain_choices(self, run: str | None, stimuli: str) -> Any:
         """The records of a model that can be explained: its results on the chosen stimuli, first."""

@@ -4,6 +4,7 @@ explain themselves) and its CSV and JSON exports."""
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 
 import pandas as pd
@@ -105,3 +106,26 @@ def test_the_exports_hold_every_digit_a_header_and_the_stimuli(table, tmp_path):
     rows = json.loads(json_path.read_text())
     assert [row["model"] for row in rows] == list(selected["_label"])
     assert rows[0]["gender d"] == selected["_raw:gender:d"].iloc[0]
+
+
+def test_the_holm_rank_and_tier_columns_render_with_their_help_and_export(table, tmp_path):
+    chosen = [C.holm_column("gender"), C.rank_column("gender"), C.tier_column("gender")]
+    names = visible_columns(table, chosen)
+    assert set(chosen) <= set(names)
+    columns = [column for column in C.leaderboard_columns(table.tests) if column.name in names]
+    selected = query_leaderboard(table, LeaderboardQuery(stimuli="synthetic"))
+    page = parse(board.board_html(selected, columns, C.SortOrder(), table.tests, empty="none"))
+    headers = {attributes["data-sort"]: attributes for tag, attributes in page.tags
+               if tag == "th" and "data-sort" in attributes}
+    assert "tier" in headers[C.tier_column("gender")]["title"] and "Holm" in headers[C.holm_column("gender")]["title"]
+    assert "95% interval" in headers[C.rank_column("gender")]["title"]
+    width = len(columns)
+    ranks_shown = page.cells[names.index(C.rank_column("gender"))::width]
+    assert ranks_shown == list(selected[C.rank_column("gender")])
+    assert any(re.fullmatch(r"\d+ \(\d+-\d+\)", cell) for cell in ranks_shown)
+    frame = board.export_frame(selected, table.tests, "synthetic")
+    ranked = frame["gender rank"].notna()
+    assert ranked.any()
+    assert ((frame["gender rank low"] <= frame["gender rank"]) & (frame["gender rank"] <= frame["gender rank high"])
+            )[ranked].all()
+    assert list(frame[C.holm_column("gender")]) == list(selected[C.holm_column("gender")])

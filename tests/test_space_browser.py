@@ -337,6 +337,32 @@ def test_a_row_click_opens_the_model_detail_and_its_explanation(page, artifacts)
     shoot(page, artifacts, "07-explain")
 
 
+def test_the_rank_and_tier_columns_show_intervals_among_comparable_results(page, artifacts):
+    open_tab(page, "Leaderboard")
+    page.locator("#search textarea, #search input").first.fill("")
+    chosen = ("gender rank (95% interval)", "gender tier")
+    accordion = page.locator(".label-wrap", has_text="Columns").first  # the help text also says Columns
+    accordion.click()
+    for name in chosen:
+        page.locator("#columns").get_by_label(name, exact=True).check()
+    try:
+        for name in chosen:
+            page.locator(f"#leaderboard th[data-sort='{name}']").wait_for(state="visible")
+        assert "tier" in page.locator("#leaderboard th[data-sort='gender tier']").get_attribute("title")
+        ranks, tiers = cells(page, chosen[0]), cells(page, chosen[1])
+        assert ranks and all(re.fullmatch(r"\d+ \(\d+-\d+\)|—|", cell) for cell in ranks), ranks
+        assert all(re.fullmatch(r"\d+|—|", cell) for cell in tiers), tiers
+        assert any(re.fullmatch(r"\d+ \((\d+)-(?!\1\))\d+\)", cell) for cell in ranks), "a real interval"
+        version_1 = page.locator(BOARD_ROWS, has_text="old/version-1-model")
+        assert version_1.locator("td[data-label='gender rank (95% interval)']").inner_text().strip() == "—"
+        shoot(page, artifacts, "13-rank-columns")
+    finally:
+        for name in chosen:
+            page.locator("#columns").get_by_label(name, exact=True).uncheck()
+        accordion.click()
+        page.locator("#leaderboard th[data-sort='gender tier']").wait_for(state="detached")
+
+
 def test_a_version_1_record_says_its_scores_are_not_available(page, artifacts):
     open_tab(page, "Leaderboard")
     page.locator("#search textarea, #search input").first.fill("version-1")
@@ -351,7 +377,8 @@ def test_published_values_are_a_separate_clearly_marked_view(page, artifacts):
     open_tab(page, "Published values")
     banner = page.locator("#reference-banner").inner_text()
     assert "These are not our measurements" in banner and "59" in banner and "55" in banner
-    assert "hubert_base_ls960" in page.locator("#reference-speat_published_mean_mean").inner_text()
+    published = page.locator("#reference-speat_published_all_tests_mean_mean").inner_text()
+    assert "hubert_base_ls960" in published and "race-coraal-buckeye" in published
     assert "MelHuBERT small" in page.locator("#reference-lin2024_table3").inner_text()
     shoot(page, artifacts, "09-published")
 

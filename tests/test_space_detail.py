@@ -9,10 +9,13 @@ import pytest
 from test_space_fixtures import bundled, of, on_real_stimuli
 
 from speat_metric.cli import main
+from speat_metric.cosines import record_cosines
+from speat_metric.diagnostics import record_concept_associations, record_leave_one_out
 from speat_metric.formatting import CI_EXCLUDES_ZERO_MARK, CI_EXCLUDES_ZERO_NOTE
 from speat_metric.report import reproduce_command
 from speat_metric.results import load_records
-from speat_metric.space.detail import RESULT_COLUMNS, detail_curves, model_detail
+from speat_metric.space import ranks
+from speat_metric.space.detail import RESULT_COLUMNS, detail_curves, layer_sentences, model_detail
 from speat_metric.space.rows import build_table, records_of
 
 
@@ -180,3 +183,54 @@ def test_the_detail_plot_uses_the_stimuli_asked_for_else_those_most_results_are_
     assert len(only_synthetic.points) == 3 and "no results on real stimuli" in only_synthetic.note
     labels = [row[0] for row in results_table(model_detail(table, "mfcc"))[1:]]
     assert "demo (synthetic)" in labels and "download" in labels  # the stimuli now tell the results apart
+
+
+def test_what_drives_d_gives_each_tests_concept_associations_and_leave_one_out(table):
+    text = model_detail(table, "models/small-wav2vec2")
+    section = text[text.index("### What drives d"):text.index("### How each was made")]
+    rows = records_of(table, "models/small-wav2vec2")
+    pooled = rows[rows["layer"].isna() & (rows["method"] == "none")]
+    assert len(pooled) == 3
+    for index in pooled["record"]:
+        record = table.record(int(index))
+        associations = record_concept_associations(record, n_resamples=ranks.N_RESAMPLES, seed=ranks.SEED)
+        assert associations.sentence(record.groups) in section
+        assert record_leave_one_out(record).sentence() in section
+        # the table's mean cosines, checked against the cosine matrix's blocks averaged by a plain loop
+        cosines = record_cosines(record)
+        n_x, n_a = cosines.n_x, cosines.n_a
+        blocks = {"XA": [], "XB": [], "YA": [], "YB": []}
+        for row, values in enumerate(cosines.values):
+            for column, value in enumerate(values):
+                blocks[("X" if row < n_x else "Y") + ("A" if column < n_a else "B")].append(value)
+        line = next(line for line in section.splitlines() if line.startswith(f"| {record.test} |"))
+        assert line.split(" | ")[2:6] == [f"{sum(values) / len(values):.3f}" for values in blocks.values()]
+    assert "| test | result | cos X·A | cos X·B | cos Y·A | cos Y·B | g_X (95% CI) | g_Y (95% CI) |" in section
+
+
+def test_a_one_speaker_sign_flip_is_flagged_and_a_record_without_cosines_says_why(records):
+    record = of(records, "mfcc", "gender")
+    scores = record.association_scores
+    # one X speaker far on the other side flips d's sign when left out: d > 0 only because of them
+    flipped = {**scores, "X": [{**entry, "s": -abs(entry["s"]) - 1} for entry in scores["X"]],
+               "Y": [{**entry, "s": abs(entry["s"])} for entry in scores["Y"]]}
+    flipped["X"][0] = {**flipped["X"][0], "s": 1e3}
+    found = record_leave_one_out(record.replace(association_scores=flipped))
+    assert found.sign_flips == (flipped["X"][0]["id"],)
+    table = build_table([record.replace(association_scores=flipped), record.replace(cosines=None, test="age")])
+    text = model_detail(table, "mfcc")
+    assert "⚠ One speaker decides the direction of d" in text
+    assert "**age** (" in text and "keeps no cosine matrix" in text
+
+
+def test_under_a_per_layer_plot_one_sentence_per_test_names_its_extreme_layers(table):
+    sentences = layer_sentences(table, "random:melhubert-small")
+    rows = records_of(table, "random:melhubert-small")
+    layered = rows[rows["layer"].notna()]
+    assert len(sentences) == layered["test"].nunique() == 3
+    for sentence, (test, of_test) in zip(sentences, layered.groupby("test", sort=False)):
+        smallest = of_test.loc[of_test["d"].abs().idxmin()]
+        largest = of_test.loc[of_test["d"].abs().idxmax()]
+        assert sentence.startswith(f"On {test}, |d| is smallest at layer {int(smallest['layer'])} ")
+        assert f"largest at layer {int(largest['layer'])} " in sentence
+    assert layer_sentences(table, "mfcc") == []

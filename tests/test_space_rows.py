@@ -17,6 +17,7 @@ from test_space_fixtures import (
     with_model,
 )
 
+from speat_metric.report import holm_p_texts
 from speat_metric.results import effect_size_label
 from speat_metric.space import columns as C
 from speat_metric.space.rows import (
@@ -257,3 +258,27 @@ def test_results_on_other_audio_are_marked_and_counted_and_mixed_methods_said(re
     same = build_table(made)
     assert "3 of 3" in audio_summary(same, same.leaderboard, "real")
     assert "marked ⚠" not in audio_summary(same, same.leaderboard, "real")
+
+
+def test_the_holm_column_is_report_holm_p_texts_over_the_kept_results(table):
+    kept = [table.record(int(index)) for index in table.frame["record"]]
+    expected = dict(zip(zip(table.frame["variant"], table.frame["test"]), holm_p_texts(kept)))
+    board = table.leaderboard[~table.leaderboard["_computed"]]
+    checked = 0
+    for _, row in board.iterrows():
+        for test in table.tests:
+            if (row["_variant"], test) in expected:
+                assert row[C.holm_column(test)] == expected[(row["_variant"], test)]
+                checked += 1
+    assert checked >= len(board)
+    # Holm by hand for one model's three tests: sorted p times (m - i), running maximum, capped at 1
+    mfcc = [record for record in kept if record.model.name == "mfcc"]
+    p_values = sorted((record.speat.p_value, record.test) for record in mfcc)
+    adjusted, running = {}, 0.0
+    for position, (p, test) in enumerate(p_values):
+        running = max(running, min(1.0, (len(p_values) - position) * p))
+        adjusted[test] = running
+    row = board[board["_label"] == "mfcc"].iloc[0]
+    for test, value in adjusted.items():
+        text = row[C.holm_column(test)]
+        assert float(text.lstrip("<")) == pytest.approx(value, rel=0.05), (test, text, value)
