@@ -164,7 +164,8 @@ def publish_benchmark(repo_id: str, *, stimuli: str = "speat", tests: Sequence[s
         repo_id: the dataset repository, ``owner/name``.
         stimuli: where the study's audio is read from to fingerprint it (``speat``: the download cache, fetching
             what is missing; a directory; a Hub dataset); every clip must be there.
-        tests: the tests (default: every packaged test).
+        tests: the published tests (default: speat's original three, gender, age and native; any of the 12,
+            `speat stimuli list`).
         stimulus_cache_dir: the stimulus cache for ``stimuli="speat"``.
         private: create the repository as private.
         dry_run: push nothing; the outcome carries the diff.
@@ -176,10 +177,12 @@ def publish_benchmark(repo_id: str, *, stimuli: str = "speat", tests: Sequence[s
             failure.
     """
     from speat_metric.repo_ids import check_repo_id
-    from speat_metric.stimuli import TEST_NAMES, load_speat_test
+    from speat_metric.stimuli import TEST_NAMES, get_speat_test, load_speat_test
     from speat_metric.stimuli.errors import MissingStimuliError, UnreadableStimulusError, shown_ids
 
     check_repo_id(repo_id, "--repo")
+    for name in tests or ():
+        get_speat_test(name)  # an unknown test stops here, naming the published ones
     if stimuli == "demo":
         raise BenchmarkError("--stimuli demo is synthetic speech: the benchmark fingerprints the study's audio; use "
                              "--stimuli speat (downloads) or your copy of it")

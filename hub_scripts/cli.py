@@ -184,6 +184,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="where the study's audio is read from to fingerprint it: speat (the download cache, "
                        "fetching what is missing; default), a directory, or a Hub dataset")
     bench.add_argument("--cache-dir", type=Path, default=None, help="stimulus cache for --stimuli speat")
+    bench.add_argument("--tests", default=None,
+                       help="comma-separated published tests to include (default gender,age,native; speat stimuli "
+                       "list shows all 12 and where their audio comes from; each becomes a task of eval.yaml)")
     bench.add_argument("--private", action="store_true", help="create the repository as private")
     bench.add_argument("--dry-run", action="store_true", help="print what would change; push nothing")
     bench.add_argument("--no-progress", action="store_true", help="do not show download progress")
@@ -486,7 +489,8 @@ def _publish_webhook(args: argparse.Namespace) -> int:
 def _publish_benchmark(args: argparse.Namespace) -> int:
     from speat_metric.hub.benchmark import publish_benchmark
 
-    outcome = publish_benchmark(args.repo, stimuli=args.stimuli, stimulus_cache_dir=args.cache_dir,
+    tests = [test.strip() for test in args.tests.split(",") if test.strip()] if args.tests else None
+    outcome = publish_benchmark(args.repo, stimuli=args.stimuli, tests=tests, stimulus_cache_dir=args.cache_dir,
                                 private=args.private, dry_run=args.dry_run, progress=not args.no_progress)
     return _published(outcome, f"attach results with --benchmark {args.repo} (or SPEAT_BENCHMARK={args.repo}); "
                       "ask the Hub to allow-list it (docs/hub.md)")

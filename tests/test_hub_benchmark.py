@@ -195,3 +195,28 @@ def test_stimuli_download_names_the_clips_that_differ_from_the_benchmark(hub, en
     (tmp_path / "cache" / "saa" / "english102.mp3").unlink()
     again = run_speat(*command, env={**env, "SPEAT_BENCHMARK": BENCHMARK}, cwd=tmp_path)
     assert f"every clip in the cache has the bytes the benchmark {BENCHMARK} lists" in again.stdout
+
+
+def test_a_benchmark_of_further_published_tests_has_their_tasks(hub, env, stimuli, tmp_path):
+    """--tests takes any of the 12 published tests: a licensed one read from the user's copy (<--stimuli>/<corpus>/)."""
+    from speat_metric.stimuli.battery import battery_clips, get_speat_test
+
+    copy = tmp_path / "copy"
+    shutil.copytree(stimuli, copy)
+    spec = get_speat_test("accent-pantos-perkins")
+    for number, stimulus_id in enumerate(spec.x.stimulus_ids + spec.y.stimulus_ids):
+        path = copy / "pantos_perkins" / battery_clips()[stimulus_id].path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((copy / "mess" / f"{spec.a.stimulus_ids[number][5:]}_SCR.wav").read_bytes())
+    repo = "lab/speat-battery"
+    done = run_speat("hub", "publish-benchmark", "--repo", repo, "--stimuli", str(copy), "--tests",
+                     "gender,accent-pantos-perkins", "--no-progress", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = hub.files(repo, repo_type="dataset")
+    assert read_tasks(files["eval.yaml"].decode(), repo_id=repo) == ("gender", "accent-pantos-perkins")
+    rows = [json.loads(line) for line in files["data/accent-pantos-perkins.jsonl"].decode().splitlines()]
+    assert [row["stimulus_id"] for row in rows] == list(spec.stimulus_ids)
+    unknown = run_speat("hub", "publish-benchmark", "--repo", repo, "--stimuli", str(copy), "--tests", "accent",
+                        env=env, cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown SpEAT test 'accent'" in unknown.stderr
+    assert unknown.stderr.count("\n") == 1
