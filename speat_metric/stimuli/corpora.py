@@ -48,7 +48,7 @@ from speat_metric.stimuli.download import (
     file_sha256,
 )
 from speat_metric.stimuli.errors import DownloadError, RemoteFileMissingError, StimulusError
-from speat_metric.stimuli.public import FetchReport, _base_url, default_cache_dir
+from speat_metric.stimuli.public import FetchReport, chosen_base_url, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -93,22 +93,22 @@ _READ_DTYPE = {"PCM_16": "int16", "PCM_24": "int32", "PCM_32": "int32", "FLOAT":
 
 def synthesized_base_url(url: str | None = None) -> str:
     """Raw-file base of the SpEAT repository: `url`, else ``$SPEAT_SYNTHESIZED_BASE_URL``, else GitHub's raw host."""
-    return _base_url(url, "--base-url-synthesized", SYNTHESIZED_BASE_URL_ENV, DEFAULT_SYNTHESIZED_BASE_URL)
+    return chosen_base_url(url, "--base-url-synthesized", SYNTHESIZED_BASE_URL_ENV, DEFAULT_SYNTHESIZED_BASE_URL)
 
 
 def github_api_url(url: str | None = None) -> str:
     """GitHub REST API base: `url`, else ``$SPEAT_GITHUB_API_URL``, else https://api.github.com."""
-    return _base_url(url, "--github-api-url", GITHUB_API_URL_ENV, DEFAULT_GITHUB_API_URL)
+    return chosen_base_url(url, "--github-api-url", GITHUB_API_URL_ENV, DEFAULT_GITHUB_API_URL)
 
 
 def coraal_base_url(url: str | None = None) -> str:
     """CORAAL download base: `url`, else ``$SPEAT_CORAAL_BASE_URL``, else http://lingtools.uoregon.edu/coraal."""
-    return _base_url(url, "--base-url-coraal", CORAAL_BASE_URL_ENV, DEFAULT_CORAAL_BASE_URL)
+    return chosen_base_url(url, "--base-url-coraal", CORAAL_BASE_URL_ENV, DEFAULT_CORAAL_BASE_URL)
 
 
 def torgo_base_url(url: str | None = None) -> str:
     """TORGO download base: `url`, else ``$SPEAT_TORGO_BASE_URL``, else the University of Toronto's TORGO folder."""
-    return _base_url(url, "--base-url-torgo", TORGO_BASE_URL_ENV, DEFAULT_TORGO_BASE_URL)
+    return chosen_base_url(url, "--base-url-torgo", TORGO_BASE_URL_ENV, DEFAULT_TORGO_BASE_URL)
 
 
 @dataclass(frozen=True)

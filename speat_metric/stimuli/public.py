@@ -55,15 +55,15 @@ def default_cache_dir() -> Path:
 
 def saa_base_url(url: str | None = None) -> str:
     """The Speech Accent Archive base URL: `url`, else ``$SPEAT_SAA_BASE_URL``, else accent.gmu.edu/soundtracks."""
-    return _base_url(url, "--base-url-saa", SAA_BASE_URL_ENV, DEFAULT_SAA_BASE_URL)
+    return chosen_base_url(url, "--base-url-saa", SAA_BASE_URL_ENV, DEFAULT_SAA_BASE_URL)
 
 
 def zenodo_base_url(url: str | None = None) -> str:
     """The Zenodo base URL: `url`, else ``$SPEAT_ZENODO_BASE_URL``, else https://zenodo.org."""
-    return _base_url(url, "--base-url-zenodo", ZENODO_BASE_URL_ENV, DEFAULT_ZENODO_BASE_URL)
+    return chosen_base_url(url, "--base-url-zenodo", ZENODO_BASE_URL_ENV, DEFAULT_ZENODO_BASE_URL)
 
 
-def _base_url(url: str | None, option: str, variable: str, default: str) -> str:
+def chosen_base_url(url: str | None, option: str, variable: str, default: str) -> str:
     """The chosen base URL without its trailing slash; one that is not http(s) is an error naming where it came from
     (before anything is requested)."""
     chosen = url or os.environ.get(variable) or default
