@@ -50,7 +50,7 @@ def test_tests_default_to_the_study_tests(capsys, command):
 
 def test_the_evaluate_help_names_the_study_tests_in_order(capsys):
     text = _option_help(_help(capsys, "evaluate"), "--tests")
-    assert f"comma-separated tests: {', '.join(STUDY_TESTS)}, or the path" in text
+    assert f"comma-separated tests: {', '.join(STUDY_TESTS)}, another published test" in text
 
 
 def test_the_stimulus_tests_are_the_study_tests():

@@ -69,7 +69,6 @@ def test_the_secret_file_is_read_and_checked(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("arguments,message", [
     (("--stimuli", "demo"), "--stimuli demo is the embedded SYNTHETIC demo set"),  # annotate.check_settings
-    (("--pooling", "per-layer"), "--pooling per-layer gives one result per layer"),
     (("--revision", "main"), "--revision does not apply: the service evaluates the commit each event names"),
     (("--tests", "colour"), "colour"),
     (("--permutations", "0"), "--permutations must be a whole number of at least 1, got 0"),
