@@ -39,12 +39,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "SpEAT after every pruning step. Every hyperparameter of the study is a default in pruning/configs/*.yaml; "
         "--config FILE replaces any of them, the options below replace the common ones. Several processes or GPUs: "
         "accelerate launch -m speat_metric.pruning METHOD MODEL ...")
-    methods = prune.add_subparsers(dest="method", title="methods", metavar="{heads,rows,weights}", required=True)
+    methods = prune.add_subparsers(dest="method", title="methods", metavar="{heads,rows,weights,debias}",
+                                   required=True)
     for method, help_text in _METHODS.items():
         parser = methods.add_parser(method, help=help_text, description=(help_text[0].upper() + help_text[1:] + ".")
                                     .replace("%%", "%"))
         _add_options(parser, method)
         parser.set_defaults(handler=_prune)
+    _add_debias_parser(methods)
 
 
 def _add_options(parser: argparse.ArgumentParser, method: str) -> None:
@@ -138,6 +140,94 @@ def _lookup(data: dict, key: str) -> object:
     if key == "schedule.until":
         return [phase["until"] for phase in data["schedule"]["phases"]]
     return lookup(data, key)
+
+
+_DEBIAS_HELP = ("remove the heads and FFN rows that carry a bias (gradient attribution on a selection fold of "
+                "speakers), under a quality budget, with a short fine-tune after each step; every d is measured on "
+                "held-out speakers, against controls (shuffled labels, random, magnitude rows, property neurons, "
+                "LEACE); docs/debiasing.md")
+
+
+def _add_debias_parser(methods: argparse._SubParsersAction) -> None:
+    """``speat prune debias``: its own options (counts, not lists, for --seeds and --max-steps)."""
+    parser = methods.add_parser("debias", help=_DEBIAS_HELP, description=_DEBIAS_HELP[0].upper() + _DEBIAS_HELP[1:])
+    add_model_and_data_options(parser, dest="model", metavar="MODEL",
+                               out_help="run directory: records, final/ model, pareto.png, report.md (default "
+                               "runs/debias-<model name>)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML file replacing settings of pruning/configs/common.yaml (training, data.held_out, "
+                        "objective, tracking) or of the debias run (budget, step, folds, ...)")
+    parser.add_argument("--tests", default=None, help="comma-separated tests whose |d| to reduce: gender, age, native "
+                        "or custom test JSON files (default gender,age)")
+    parser.add_argument("--track", default=None, help="comma-separated tests only measured (default native when "
+                        "--tests is not given, else none)")
+    parser.add_argument("--folds", type=int, default=None, help="speaker folds, each held out once (default 3)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per fold: 0 .. N-1 (default 3)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="quality tolerance on held-out audio: the teacher objective's loss (0 unpruned) or the "
+                        "native objective's relative increase must stay at or below it (default 0.05)")
+    parser.add_argument("--step", type=int, default=None, help="components removed per step (default 4)")
+    parser.add_argument("--max-steps", type=int, default=None, help="debias steps at most (default 10)")
+    parser.add_argument("--verify", type=int, default=None,
+                        help="components of largest first-order score whose exact effect on |d| is measured before "
+                        "ranking, one forward pass of the selection fold each (default 16; 0: gradients only)")
+    parser.add_argument("--fine-tune-steps", type=int, default=None,
+                        help="optimiser steps of fine-tuning after each removal (default 100)")
+    parser.add_argument("--kinds", default=None, help="heads, rows or heads,rows (default)")
+    parser.add_argument("--objective", choices=("native", "teacher"), default=None,
+                        help="quality and fine-tuning loss: teacher (default: match the unpruned model's hidden "
+                        "states) or native (wav2vec2's and MelHuBERT's own)")
+    parser.add_argument("--no-controls", action="store_true", help="skip the controls (the report then compares "
+                        "nothing)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default 1e-5)")
+    training.add_argument("--batch-size", type=int, default=None, help="recordings per fine-tuning step")
+    training.add_argument("--crop-seconds", type=float, default=None, help="random crop of each recording")
+    training.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the model")
+    training.add_argument("--mean-std", default=None, help="MelHuBERT: the authors' mean/std .npy")
+    tracking = parser.add_argument_group("bias measurement (as speat evaluate)")
+    tracking.add_argument("--stimuli", default=None, help="demo (embedded, synthetic: the default), speat, a local "
+                          "directory, or a Hub dataset owner/name[@revision]")
+    tracking.add_argument("--permutations", type=int, default=None, help="permutation budget of each SpEAT")
+    tracking.add_argument("--profile", default=None, help="extraction profile (default hf)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    parser.set_defaults(handler=_debias)
+
+
+def debias_config(args: argparse.Namespace):
+    """The configuration of a debias run from the defaults, --config and the options (one-line errors)."""
+    from speat_metric.pruning.debias import load_debias_config
+
+    if args.data is None:
+        raise ValueError("--data is required: a folder of audio files or a datasets dataset to fine-tune on")
+    out = args.out or Path("runs") / f"debias-{slug(Path(args.model).name or args.model)}"
+    track = args.track if args.track is not None else (None if args.tests is not None else "native")
+    overrides = {key: value for key, value in {
+        "tests": args.tests, "track": track, "folds": args.folds, "seeds": args.seeds, "budget": args.budget,
+        "step": args.step, "max_steps": args.max_steps, "verify": args.verify, "fine_tune_steps": args.fine_tune_steps,
+        "kinds": args.kinds.split(",") if args.kinds else None, "controls": False if args.no_controls else None,
+        "objective.name": args.objective, "optimizer.lr": args.lr, "training.batch_size": args.batch_size,
+        "training.crop_seconds": args.crop_seconds, "tracking.stimuli": args.stimuli,
+        "tracking.permutations": args.permutations, "tracking.profile": args.profile,
+    }.items() if value is not None}
+    return load_debias_config(model=args.model, out=out, data=args.data, path=args.config, overrides=overrides,
+                              revision=args.revision, mean_std=args.mean_std)
+
+
+def _debias(args: argparse.Namespace) -> int:
+    require_extra("train", "prune debias")
+    from speat_metric.distributed import is_main_process
+    from speat_metric.progress import silence_library_progress_bars
+    from speat_metric.pruning.debias import debias
+
+    config = debias_config(args)
+    silence_library_progress_bars(downloads=not args.no_progress)
+    summary = debias(config, progress=not args.no_progress)
+    if is_main_process():
+        print(summary.report.read_text() if summary.report else "")
+        print(f"report: {summary.report}; figure: {summary.figure}; final model: "
+              f"{summary.final or 'none (no step within the budget)'}")
+    return 0
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -138,7 +138,7 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
         accelerator.register_for_checkpointing(method.masks)
     objective.prepare_run(dataloader, run_dir, accelerator, fit=resume_from is None)
 
-    model, optimizer, dataloader = accelerator.prepare(objective.trainable, _optimizer(objective.trainable, config),
+    model, optimizer, dataloader = accelerator.prepare(objective.trainable, optimizer_for(objective.trainable, config),
                                                        dataloader)
     objective.to(accelerator.device)
     if resume_from is not None:
@@ -198,7 +198,7 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
                 if method.structural:  # new tensors: a new DDP wrapper and optimiser (the authors re-create it too)
                     accelerator.free_memory()
                     model, optimizer = accelerator.prepare(objective.trainable,
-                                                           _optimizer(objective.trainable, config))
+                                                           optimizer_for(objective.trainable, config))
                     model.train()
                 _save_state(accelerator, run_dir, state, method, target, split, training.keep_states)
                 bar.set_total(min(method.planned_steps, max_steps or method.planned_steps))
@@ -226,7 +226,7 @@ def prune(config: PruningConfig, *, resume: bool | str | None = False, report_to
     return summary
 
 
-def _optimizer(module: torch.nn.Module, config: PruningConfig) -> torch.optim.Optimizer:
+def optimizer_for(module: torch.nn.Module, config: PruningConfig) -> torch.optim.Optimizer:
     settings = config.optimizer
     return torch.optim.Adam([parameter for parameter in module.parameters() if parameter.requires_grad],
                             lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
