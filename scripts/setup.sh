@@ -74,6 +74,6 @@ cat >&2 <<'EOF'
 
 setup: done. speat is installed in .venv, which is not on your PATH yet: run
   source .venv/bin/activate      # then `speat evaluate ...`, `speat --help`, `python -m pytest`
-or call it as .venv/bin/speat. The tests: .venv/bin/python -m pytest (about 12 minutes on 2 cores;
--m "not slow" leaves out the slowest and takes about 6.5).
+or call it as .venv/bin/speat. The tests: .venv/bin/python -m pytest (about 21 minutes on 2 cores;
+-m "not slow" leaves out the slowest and takes about 10).
 EOF
