@@ -428,8 +428,9 @@ class CorpusUnavailableError(StimulusError):
                    f"--tests {test_id}`), but this source has no copy of it")
         else:
             why = f"which speat cannot download: {corpus.where}"
-        super().__init__(f"test {test_id!r} needs the {corpus.title}, {why}; then give its folder with "
-                         f"{corpus.env}=DIR or put it at <--stimuli DIR>/{corpus.name}/, laid out as {corpus.layout}")
+        super().__init__(f"test {test_id!r} needs the {corpus.title}, {why}; then give its folder with --corpus "
+                         f"{corpus.name}=DIR, {corpus.env}=DIR or put it at <--stimuli DIR>/{corpus.name}/, laid out "
+                         f"as {corpus.layout}")
 
 
 CACHED_PATHS = {"synthesized": "human_synthesized/{}.wav", "coraal": "coraal/{}.wav", "torgo": "torgo/{}.wav"}
