@@ -71,6 +71,9 @@ logger = logging.getLogger(__name__)
 
 METHOD = "debias"
 CONTROL_PREFIX = "debias-control:"
+ABLATION_DRAWS = 10
+"""Random sets the ablation check compares the first step's components with (one forward pass of the held-out
+stimuli each; `attribution.ablation_check`)."""
 SHUFFLINGS = 8
 """Shufflings of X/Y averaged by the shuffled-label control's attribution (`attribution.attribute`)."""
 KINDS = {"heads": "head", "rows": "row"}
@@ -297,6 +300,8 @@ class DebiasSummary:
     final: str | None = None
     report: Path | None = None
     figure: Path | None = None
+    ablation: dict[int, str] = field(default_factory=dict)
+    """The ablation check of each fold's first step, as a sentence (``RUN/fold-<f>/attribution.md``)."""
 
 
 class _FoldTracker:
@@ -375,6 +380,7 @@ def debias(config: DebiasConfig, *, progress: bool = True) -> DebiasSummary:
                                                        schedule=schedule)[0])
         if config.controls:
             summary.results += context.leace(fold_number, fold, base)
+    summary.ablation = dict(context.ablation_sentences)
     if accelerator.is_main_process:
         summary.figure = write_pareto(summary.results, run_dir)
         summary.report = write_report(summary, config, run_dir, chosen=chosen)
@@ -405,6 +411,7 @@ class _Context:
     chosen: list[str]
     progress: bool = True
     base_loss: float = 0.0
+    ablation_sentences: dict[int, str] = field(default_factory=dict)
 
     def quality(self, target: Any, objective: Any) -> dict[str, Any]:
         module = objective.trainable
@@ -412,6 +419,24 @@ class _Context:
 
     def exceeds(self, loss: float) -> bool:
         return quality_loss(loss, self.base_loss, self.config.objective.name) > self.config.budget
+
+    def write_attribution(self, fold_number: int, fold: Mapping[str, Any], adapter: Any, gates: Any,
+                          attribution: Any, candidates: Sequence[Any]) -> None:
+        """``RUN/fold-<f>/attribution.md`` and ``.png``: the unpruned model's attribution on the selection speakers
+        (table, per-layer maps) and the ablation check of the first step's components on the held-out speakers
+        (they against random sets of the same kinds and per-layer counts)."""
+        from speat_metric.files import atomic_write_text
+        from speat_metric.pruning.attribution import ablation_check, attribution_figure
+
+        directory = Path(self.config.out) / f"fold-{fold_number}"
+        directory.mkdir(parents=True, exist_ok=True)
+        held_out = {name: part for name, part in self.held_out_tests(fold).items() if name in self.chosen}
+        check = ablation_check(adapter, gates, held_out, candidates, random_draws=ABLATION_DRAWS, seed=fold_number)
+        atomic_write_text(directory / "attribution.md", "\n".join([
+            f"# Attribution of fold {fold_number} (unpruned model, selection speakers)", "",
+            attribution.table(), "", "## The ablation check (held-out speakers)", "", check.sentence(), ""]))
+        attribution_figure(attribution).savefig(directory / "attribution.png", dpi=100, metadata={"Software": None})
+        self.ablation_sentences[fold_number] = check.sentence()
 
     def chosen_tests(self, fold: Mapping[str, Any]) -> dict[str, Any]:
         return {name: fold[name].selection for name in self.chosen}
@@ -455,11 +480,13 @@ class _Context:
             if schedule is None:
                 gates = attach_gates(target)
                 try:
-                    ranked = attribute(adapter, gates, self.chosen_tests(fold), verify=self.config.verify).ranked()
-                    candidates = removable(target, ranked, config.step, kinds)
+                    attribution = attribute(adapter, gates, self.chosen_tests(fold), verify=self.config.verify)
+                    candidates = removable(target, attribution.ranked(), config.step, kinds)
                     if not candidates:
                         result.stopped = f"step {step}: no component left to remove"
                         break
+                    if step == 1 and seed == config.seed_list[0]:
+                        self.write_attribution(fold_number, fold, adapter, gates, attribution, candidates)
                     gates.close(candidates)
                     closed = self.quality(target, objective)["held_out_loss"]
                     if self.exceeds(closed):
@@ -776,6 +803,11 @@ def write_report(summary: DebiasSummary, config: DebiasConfig, run_dir: Path, *,
         for test, paired in result.points[-1]["tests"].items():
             role = "reduced" if test in tests else "tracked"
             lines.append(f"- fold {result.fold} seed {result.seed}, {role}: {paired['sentence']}")
+    if summary.ablation:
+        lines += ["", "Attribution of the unpruned model (selection speakers; maps and tables in "
+                  "`fold-<f>/attribution.md` and `.png`), and whether its first step beats random removal of the same "
+                  "size on held-out speakers:"]
+        lines += [f"- fold {fold}: {sentence}" for fold, sentence in sorted(summary.ablation.items())]
     if summary.final:
         lines += ["", f"Final model (fold 0, seed {config.seed_list[0]}): `speat evaluate {summary.final}`."]
     path = run_dir / "report.md"

@@ -114,7 +114,13 @@ def test_debias_removes_the_planted_row_and_beats_shuffled_labels_on_held_out_sp
         assert base.ci_low <= shuffled_last.speat.effect_size <= base.ci_high
         assert not base.ci_low <= last.speat.effect_size <= base.ci_high
         assert abs(shuffled_last.speat.effect_size) > abs(last.speat.effect_size)
+    for fold in (0, 1):  # the attribution maps and the ablation check of each fold's first step
+        attribution = (out / f"fold-{fold}" / "attribution.md").read_text()
+        assert f"| 1 | {kind} | {layer} | {index} |" in attribution  # the planted row is ranked first
+        assert "more than random removal does" in attribution
+        assert (out / f"fold-{fold}" / "attribution.png").stat().st_size > 0
     report = (out / "report.md").read_text()
+    assert "fold 0: Removing the top 1 components" in report
     assert "shuffled-labels" in report and "held-out speakers" in report
     assert ("Debias beats shuffled-labels" in report) or ("it did not" in report)
     assert (out / "pareto.png").stat().st_size > 0
