@@ -304,17 +304,6 @@ class DebiasSummary:
     """The ablation check of each fold's first step, as a sentence (``RUN/fold-<f>/attribution.md``)."""
 
 
-class _FoldTracker:
-    """`speat_metric.training.bias_tracking.BiasTracker` on one fold's held-out stimuli (its tests given, not
-    loaded) and its own results directory."""
-
-    def __new__(cls, base: Any, tests: Mapping[str, Any], results_dir: Path) -> Any:
-        tracker = object.__new__(type(base))
-        tracker.__dict__.update(base.__dict__)
-        tracker.tests, tracker.results_dir = dict(tests), Path(results_dir)
-        return tracker
-
-
 def debias(config: DebiasConfig, *, progress: bool = True) -> DebiasSummary:
     """Run ``speat prune debias`` (module docstring): every fold and seed, the controls, the report and figure.
 
@@ -447,7 +436,7 @@ class _Context:
     def evaluate_unpruned(self, fold_number: int, fold: Mapping[str, Any]) -> dict[str, Any]:
         """The unpruned model on the fold's held-out stimuli: one record per test (step 0)."""
         directory = Path(self.config.out) / f"fold-{fold_number}" / "unpruned"
-        tracker = _FoldTracker(self.tracker, self.held_out_tests(fold), directory / "results")
+        tracker = self.tracker.on_stimuli(self.held_out_tests(fold), directory / "results")
         records = tracker.evaluate(self.config.model, compression={
             "method": METHOD, "step": 0, "fold": fold_number, "seed": None, "removed": [], "parameters_removed": 0,
             "base_parameters": self.base_parameters, "parameters": self.base_parameters,
@@ -606,7 +595,7 @@ class _Context:
         path = target.checkpoint_path(directory, step)
         if self.accelerator.is_main_process:
             target.save(directory, step)
-        tracker = _FoldTracker(self.tracker, self.held_out_tests(fold), directory / "results")
+        tracker = self.tracker.on_stimuli(self.held_out_tests(fold), directory / "results")
         records = tracker.evaluate(target.checkpoint_spec(path), compression=compression,
                                    checkpoint={"name": path.name, "step": step})
         point = {"step": step, "parameters_removed": compression["parameters_removed"],
@@ -635,7 +624,7 @@ class _Context:
                                profile=config.tracking.profile)
         erased = ErasedEncoder.fitted(encoder, self.chosen_tests(fold))
         directory = Path(config.out) / f"fold-{fold_number}" / "leace"
-        tracker = _FoldTracker(self.tracker, self.held_out_tests(fold), directory / "results")
+        tracker = self.tracker.on_stimuli(self.held_out_tests(fold), directory / "results")
         method = CONTROL_PREFIX + "leace"
         records = tracker.evaluate(erased, compression={
             "method": method, "step": 1, "fold": fold_number, "seed": None, "removed": [], "parameters_removed": 0,

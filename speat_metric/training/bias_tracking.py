@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,13 @@ class BiasTracker:
         self.results_dir = Path(results_dir)
         self.device = resolve_device(settings.device)
         self.tests = load_tests(settings)
+
+    def on_stimuli(self, tests: Mapping[str, Any], results_dir: str | Path) -> BiasTracker:
+        """The same settings and device on other stimuli (e.g. one speaker fold's held-out targets), recording into
+        `results_dir`; the tests are not loaded again."""
+        tracker = copy.copy(self)
+        tracker.tests, tracker.results_dir = dict(tests), Path(results_dir)
+        return tracker
 
     @property
     def synthetic(self) -> bool:
